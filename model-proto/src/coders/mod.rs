@@ -1,0 +1,1 @@
+//! Standard coders (placeholder while being written).
