@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-/// Oxbeam: a portable, Beam-compatible data-processing system.
+/// Oxbeam: a portable data-processing system, wire-compatible with Apache Beam.
 #[derive(Debug, Parser)]
 #[command(name = "oxbeam", version, about, long_about = None)]
 struct Cli {
@@ -12,15 +12,27 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// List the Beam URNs this build of Oxbeam knows, one per line.
-    Urns,
+    /// List the Beam URNs and constants this build knows (from the protos'
+    /// beam_urn / beam_constant options), as `path<TAB>value`.
+    Urns {
+        /// Only entries whose path or value contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Urns => {
-            println!("{}", oxbeam_model::urns::standard_p_transforms::primitives::PAR_DO);
+        Command::Urns { filter } => {
+            for (path, value) in oxbeam_model::urns::ALL {
+                if filter
+                    .as_deref()
+                    .is_none_or(|f| path.contains(f) || value.contains(f))
+                {
+                    println!("{path}\t{value}");
+                }
+            }
         }
     }
     Ok(())

@@ -1,0 +1,1 @@
+//! Oxbeam benchmark workloads (see `bench/README.md` and `bench/run`).

@@ -1,0 +1,32 @@
+# Shared setup for Oxbeam's scripts: sourced, not run.
+# Installs what a fresh machine lacks, idempotently and quickly when present.
+
+OXBEAM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Build outputs live outside the clone so fresh clones reuse a warm cache.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/oxbeam-target}"
+export OXBEAM_PYTHON="$OXBEAM_ROOT/.venv/bin/python"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# The project venv with the pinned apache-beam; rebuilt when requirements change.
+ensure_venv() {
+  local stamp="$OXBEAM_ROOT/.venv/.oxbeam-requirements"
+  if [ -x "$OXBEAM_PYTHON" ] && cmp -s "$OXBEAM_ROOT/requirements-dev.txt" "$stamp"; then
+    return 0
+  fi
+  say "creating Python venv .venv (apache-beam, pytest)"
+  python3 -m venv "$OXBEAM_ROOT/.venv"
+  "$OXBEAM_PYTHON" -m pip install --quiet --upgrade pip
+  "$OXBEAM_PYTHON" -m pip install --quiet -r "$OXBEAM_ROOT/requirements-dev.txt"
+  cp "$OXBEAM_ROOT/requirements-dev.txt" "$stamp"
+}
+
+ensure_rust_tools() {
+  command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup)" >&2; exit 1; }
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    say "installing cargo-nextest"
+    cargo install --locked cargo-nextest
+  fi
+}
