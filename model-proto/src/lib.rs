@@ -29,6 +29,16 @@ pub mod coders;
 /// Generated protobuf messages and gRPC services, nested by proto package.
 #[allow(missing_docs, clippy::all, clippy::pedantic, rustdoc::all)]
 pub mod proto {
+    /// Oxbeam's own model additions (package `oxbeam.model.v1`).
+    pub mod oxbeam {
+        /// `oxbeam.model`.
+        pub mod model {
+            /// Version 1.
+            pub mod v1 {
+                include!(concat!(env!("OUT_DIR"), "/oxbeam.model.v1.rs"));
+            }
+        }
+    }
     /// `org.*` proto packages.
     pub mod org {
         /// `org.apache.*`.
@@ -41,28 +51,40 @@ pub mod proto {
                     pub mod pipeline {
                         /// Version 1.
                         pub mod v1 {
-                            include!(concat!(env!("OUT_DIR"), "/org.apache.beam.model.pipeline.v1.rs"));
+                            include!(concat!(
+                                env!("OUT_DIR"),
+                                "/org.apache.beam.model.pipeline.v1.rs"
+                            ));
                         }
                     }
                     /// Fn API: control, data, state, logging, provision, worker pool.
                     pub mod fn_execution {
                         /// Version 1.
                         pub mod v1 {
-                            include!(concat!(env!("OUT_DIR"), "/org.apache.beam.model.fn_execution.v1.rs"));
+                            include!(concat!(
+                                env!("OUT_DIR"),
+                                "/org.apache.beam.model.fn_execution.v1.rs"
+                            ));
                         }
                     }
                     /// Job API and artifact staging/retrieval.
                     pub mod job_management {
                         /// Version 1.
                         pub mod v1 {
-                            include!(concat!(env!("OUT_DIR"), "/org.apache.beam.model.job_management.v1.rs"));
+                            include!(concat!(
+                                env!("OUT_DIR"),
+                                "/org.apache.beam.model.job_management.v1.rs"
+                            ));
                         }
                     }
                     /// Expansion service for cross-language transforms.
                     pub mod expansion {
                         /// Version 1.
                         pub mod v1 {
-                            include!(concat!(env!("OUT_DIR"), "/org.apache.beam.model.expansion.v1.rs"));
+                            include!(concat!(
+                                env!("OUT_DIR"),
+                                "/org.apache.beam.model.expansion.v1.rs"
+                            ));
                         }
                     }
                 }
@@ -75,6 +97,7 @@ pub use proto::org::apache::beam::model::expansion::v1 as expansion;
 pub use proto::org::apache::beam::model::fn_execution::v1 as fn_execution;
 pub use proto::org::apache::beam::model::job_management::v1 as job_management;
 pub use proto::org::apache::beam::model::pipeline::v1 as pipeline;
+pub use proto::oxbeam::model::v1 as oxbeam;
 
 /// URNs and constants from the protos' `beam_urn` / `beam_constant` options.
 ///

@@ -1,0 +1,1 @@
+//! Oxbeam's planner: pipeline proto to validated graph to optimized, fused ExecutionPlan.

@@ -1,0 +1,1 @@
+//! Oxbeam's Rust SDK: typed pipelines, DoFns, combiners, windowing and IO.
