@@ -19,11 +19,46 @@ enum Command {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// Print the optimized execution plan of a serialized Pipeline proto
+    /// (the same text as `--dump-plan`).
+    Inspect {
+        /// File holding a binary-encoded `Pipeline` message.
+        pipeline: std::path::PathBuf,
+        /// Plan without fusion: one stage per executable transform.
+        #[arg(long)]
+        no_fusion: bool,
+        /// Plan without combiner lifting.
+        #[arg(long)]
+        no_combiner_lifting: bool,
+    },
+}
+
+fn inspect(path: &std::path::Path, fusion: bool, combiner_lifting: bool) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let pipeline = oxbeam_runner_core::decode_pipeline(&bytes)
+        .with_context(|| format!("{} is not a serialized Pipeline proto", path.display()))?;
+    let options = oxbeam_runner_core::PlanOptions {
+        fusion,
+        combiner_lifting,
+        ..Default::default()
+    };
+    let plan = oxbeam_runner_core::plan(&pipeline, &options)
+        .with_context(|| format!("cannot plan the pipeline in {}", path.display()))?;
+    print!("{plan}");
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Inspect {
+            pipeline,
+            no_fusion,
+            no_combiner_lifting,
+        } => {
+            inspect(&pipeline, !no_fusion, !no_combiner_lifting)?;
+        }
         Command::Urns { filter } => {
             for (path, value) in oxbeam_model::urns::ALL {
                 if filter
@@ -36,4 +71,30 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    #[test]
+    fn inspect_plans_a_pipeline_file_and_rejects_garbage() {
+        let dir = std::env::temp_dir().join(format!("oxbeam-inspect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("empty.pb");
+        std::fs::write(
+            &good,
+            oxbeam_model::pipeline::Pipeline::default().encode_to_vec(),
+        )
+        .unwrap();
+        super::inspect(&good, true, true).unwrap();
+        let bad = dir.join("bad.pb");
+        std::fs::write(&bad, b"\xff\xff\xff").unwrap();
+        let err = super::inspect(&bad, true, true).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("is not a serialized Pipeline proto"),
+            "{err:#}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

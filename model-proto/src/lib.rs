@@ -25,6 +25,7 @@
 //! ```
 
 pub mod coders;
+pub mod window;
 
 /// Generated protobuf messages and gRPC services, nested by proto package.
 #[allow(missing_docs, clippy::all, clippy::pedantic, rustdoc::all)]

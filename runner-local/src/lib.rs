@@ -1,9 +1,49 @@
 //! # oxbeam-runner-local: runs a pipeline in this process, on all cores
 //!
-//! (Being written.) Entry point: [`LocalRunner::run`].
+//! [`LocalRunner::run`] plans the pipeline with `oxbeam-runner-core`, then
+//! executes the [`ExecutionPlan`]:
+//!
+//! - **Scheduler.** Watermark-driven: each step's input watermark is the
+//!   minimum of its producers' output watermarks, and a step is ready when
+//!   its input watermark reaches +∞ (batch: when everything upstream is
+//!   done). Streaming will advance watermarks gradually on the same model.
+//! - **Stages** run as bundles on a pool of `parallelism` threads. Each
+//!   thread builds one `BundleProcessor` per stage, through the executor of
+//!   the stage's environment, and reuses it for every bundle; `teardown`
+//!   runs when the job ends. A bundle is ~1 MiB of encoded input.
+//! - **Data** moves as chunks of whole encoded elements. A PCollection read
+//!   by stages, Flattens or side inputs keeps its chunks; one read by a
+//!   GroupByKey feeds the shuffle directly as bundles emit.
+//! - **GroupByKey** is a hash-partitioned in-memory shuffle keyed by
+//!   (encoded key, window), merging session windows per key; over
+//!   `memory_budget_bytes` it spills sorted runs to temp files. **Flatten** is
+//!   a union of chunk lists (no copy). **Side inputs** are materialized whole.
+//! - **Errors**: a failing bundle fails the job with the executor's error
+//!   (transform, message, element); its outputs are discarded.
+//!
+//! ```no_run
+//! use oxbeam_fn_api::Executors;
+//! use oxbeam_model::pipeline::Pipeline;
+//! use oxbeam_runner_local::{LocalOptions, LocalRunner};
+//! # fn pipeline() -> Pipeline { Pipeline::default() }
+//! let runner = LocalRunner::new(LocalOptions { parallelism: 2, ..LocalOptions::default() });
+//! let result = runner.run(&pipeline(), &Executors::new())?;
+//! println!("{:?}", result.metrics.element_counts);
+//! # Ok::<(), oxbeam_runner_local::Error>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod data;
+mod job;
+mod progress;
+mod shuffle;
+
+use std::time::Duration;
 
 use oxbeam_fn_api::{Executors, Metrics};
 use oxbeam_model::pipeline::Pipeline;
+use oxbeam_runner_core::{ExecutionPlan, PlanOptions};
 
 /// Options of the local runner.
 #[derive(Debug, Clone)]
@@ -12,12 +52,16 @@ pub struct LocalOptions {
     pub parallelism: usize,
     /// Fuse transforms into stages (disable to check fusion does not change results).
     pub fusion: bool,
+    /// Pre-combine before shuffles (disable to check lifting does not change results).
+    pub combiner_lifting: bool,
     /// Bytes of grouped data kept in memory before spilling sorted runs to disk.
     pub memory_budget_bytes: u64,
-    /// Print the fused plan before running.
+    /// Print the fused plan (to stderr) before running.
     pub dump_plan: bool,
     /// Show a progress bar on jobs running over a second in a terminal.
     pub progress: bool,
+    /// Target size of a bundle's input, in bytes of encoded elements.
+    pub bundle_bytes: usize,
 }
 
 impl Default for LocalOptions {
@@ -25,11 +69,35 @@ impl Default for LocalOptions {
         LocalOptions {
             parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
             fusion: true,
+            combiner_lifting: true,
             memory_budget_bytes: 1 << 30,
             dump_plan: false,
             progress: true,
+            bundle_bytes: 1 << 20,
         }
     }
+}
+
+impl LocalOptions {
+    /// The planner options these runner options imply.
+    pub fn plan_options(&self) -> PlanOptions {
+        PlanOptions {
+            fusion: self.fusion,
+            combiner_lifting: self.combiner_lifting,
+            ..PlanOptions::default()
+        }
+    }
+}
+
+/// Wall time and work of one plan step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepReport {
+    /// The step, as the plan names it (e.g. `stage stage-3`).
+    pub step: String,
+    /// From the step becoming ready to its completion.
+    pub elapsed: Duration,
+    /// Bundles (stages) or partitions (GroupByKey) processed.
+    pub tasks: usize,
 }
 
 /// What a finished pipeline reports.
@@ -37,6 +105,10 @@ impl Default for LocalOptions {
 pub struct PipelineResult {
     /// User metrics and element counts, merged over all bundles.
     pub metrics: Metrics,
+    /// Per-step timings, in completion order.
+    pub steps: Vec<StepReport>,
+    /// Sorted runs spilled to disk by shuffles over the memory budget.
+    pub spilled_runs: u64,
 }
 
 /// Errors of the local runner.
@@ -45,9 +117,33 @@ pub enum Error {
     /// The pipeline could not be planned (invalid or unsupported).
     #[error("{0}")]
     Plan(String),
-    /// Execution failed (user code, IO).
+    /// Execution failed (user code, bad elements).
     #[error(transparent)]
     Execution(#[from] oxbeam_fn_api::Error),
+    /// A stage's environment has no executor.
+    #[error(
+        "no executor for environment {environment_urn} (needed by {stage}); executors are registered for: {available}"
+    )]
+    MissingExecutor {
+        /// The stage that needs it.
+        stage: String,
+        /// Its environment URN.
+        environment_urn: String,
+        /// The registered environment URNs.
+        available: String,
+    },
+    /// Spilling shuffle data to disk failed.
+    #[error("spilling shuffle data to disk: {0}")]
+    Spill(std::io::Error),
+    /// A bug in the runner.
+    #[error("internal runner error: {0}")]
+    Internal(String),
+}
+
+impl From<oxbeam_runner_core::Error> for Error {
+    fn from(e: oxbeam_runner_core::Error) -> Self {
+        Error::Plan(e.to_string())
+    }
 }
 
 /// Runs pipelines in this process.
@@ -62,14 +158,41 @@ impl LocalRunner {
         LocalRunner { options }
     }
 
+    /// Plans `pipeline` with this runner's options (what `--dump-plan` prints).
+    ///
+    /// # Errors
+    /// [`Error::Plan`] for invalid or unsupported pipelines.
+    pub fn plan(&self, pipeline: &Pipeline) -> Result<ExecutionPlan, Error> {
+        Ok(oxbeam_runner_core::plan(
+            pipeline,
+            &self.options.plan_options(),
+        )?)
+    }
+
     /// Plans and runs `pipeline` to completion, running each stage on the
     /// executor of its environment.
     ///
     /// # Errors
-    /// [`Error::Plan`] for invalid pipelines, [`Error::Execution`] when a
-    /// bundle fails.
+    /// [`Error::Plan`] for invalid pipelines, [`Error::MissingExecutor`] when
+    /// an environment has no executor, [`Error::Execution`] when a bundle
+    /// fails (with the executor's error), [`Error::Spill`] on disk errors.
     pub fn run(&self, pipeline: &Pipeline, executors: &Executors) -> Result<PipelineResult, Error> {
-        let _ = (pipeline, executors, &self.options);
-        Err(Error::Plan("runner-local is not written yet".into()))
+        let plan = self.plan(pipeline)?;
+        if self.options.dump_plan {
+            eprintln!("{plan}");
+        }
+        self.run_plan(&plan, executors)
+    }
+
+    /// Runs an already planned pipeline.
+    ///
+    /// # Errors
+    /// As [`LocalRunner::run`].
+    pub fn run_plan(
+        &self,
+        plan: &ExecutionPlan,
+        executors: &Executors,
+    ) -> Result<PipelineResult, Error> {
+        job::run(plan, executors, &self.options)
     }
 }

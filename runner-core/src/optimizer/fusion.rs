@@ -1,0 +1,199 @@
+//! Fusion: groups executable transforms into stages that run as one
+//! `ProcessBundleDescriptor`, passing values instead of bytes between them.
+//!
+//! Producer–consumer fusion joins a transform with the producer of its main
+//! input; sibling fusion joins transforms reading the same PCollection, so it
+//! is read once. Both need the same environment, and never make a stage
+//! depend on itself: fusion breaks at runner primitives (GroupByKey, Flatten,
+//! Impulse), at side inputs (a side input must be fully materialized before
+//! its reader runs) and where a merge would create a cycle between stages.
+//! With fusion disabled every executable transform is its own stage.
+
+use std::collections::BTreeMap;
+
+use crate::graph::Graph;
+
+/// Union-find over transform indices.
+#[derive(Clone)]
+struct Sets {
+    parent: Vec<usize>,
+}
+
+impl Sets {
+    fn find(&self, mut i: usize) -> usize {
+        while self.parent[i] != i {
+            i = self.parent[i];
+        }
+        i
+    }
+}
+
+/// Partitions the executable transforms of `g` into stages, each listed in
+/// `topo` order; stages are ordered by their first transform.
+pub(crate) fn fuse(g: &Graph, topo: &[String], enabled: bool) -> Vec<Vec<String>> {
+    let index: BTreeMap<&str, usize> = topo
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let mut sets = Sets {
+        parent: (0..topo.len()).collect(),
+    };
+    if enabled {
+        let producers = g.producers();
+        let consumers = g.consumers();
+        let edges = edges(g, topo, &index, &producers);
+        for (i, id) in topo.iter().enumerate() {
+            let t = &g.transforms[id];
+            if !t.is_executable() {
+                continue;
+            }
+            for p in t.main_inputs() {
+                // Producer–consumer.
+                if let Some(&prod) = producers.get(p) {
+                    let pt = &g.transforms[prod];
+                    if pt.is_executable() && pt.environment_id == t.environment_id {
+                        try_merge(&mut sets, &edges, index[prod], i);
+                    }
+                }
+                // Siblings reading the same PCollection as a main input.
+                for &other in consumers.get(p).into_iter().flatten() {
+                    let ot = &g.transforms[other];
+                    let j = index[other];
+                    if j < i
+                        && ot.is_executable()
+                        && ot.environment_id == t.environment_id
+                        && ot.main_inputs().any(|q| q == p)
+                    {
+                        try_merge(&mut sets, &edges, j, i);
+                    }
+                }
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for (i, id) in topo.iter().enumerate() {
+        if g.transforms[id].is_executable() {
+            groups.entry(sets.find(i)).or_default().push(id.clone());
+        }
+    }
+    let mut out: Vec<Vec<String>> = groups.into_values().collect();
+    out.sort_by_key(|s| index[s[0].as_str()]);
+    out
+}
+
+/// A data dependency between transforms `from` → `to`, and whether it is a
+/// side input.
+type Edge = (usize, usize, bool);
+
+fn edges(
+    g: &Graph,
+    topo: &[String],
+    index: &BTreeMap<&str, usize>,
+    producers: &BTreeMap<&str, &str>,
+) -> Vec<Edge> {
+    let mut e = Vec::new();
+    for (i, id) in topo.iter().enumerate() {
+        let t = &g.transforms[id];
+        for p in t.main_inputs() {
+            if let Some(prod) = producers.get(p) {
+                e.push((index[prod], i, false));
+            }
+        }
+        for (_, p) in t.side_inputs() {
+            if let Some(prod) = producers.get(p) {
+                e.push((index[prod], i, true));
+            }
+        }
+    }
+    e
+}
+
+fn try_merge(sets: &mut Sets, edges: &[Edge], a: usize, b: usize) {
+    let (ra, rb) = (sets.find(a), sets.find(b));
+    if ra == rb {
+        return;
+    }
+    let before = sets.clone();
+    let (lo, hi) = (ra.min(rb), ra.max(rb));
+    sets.parent[hi] = lo;
+    if !acyclic(sets, edges) {
+        *sets = before;
+    }
+}
+
+/// Whether the graph of stages (sets) is acyclic, and no stage reads a side
+/// input it produces itself.
+fn acyclic(sets: &Sets, edges: &[Edge]) -> bool {
+    let n = sets.parent.len();
+    let mut adj: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut indegree = vec![0usize; n];
+    for &(from, to, side) in edges {
+        let (f, t) = (sets.find(from), sets.find(to));
+        if f == t {
+            if side {
+                return false;
+            }
+            continue;
+        }
+        adj[f].push(t);
+        indegree[t] += 1;
+    }
+    let mut ready: Vec<usize> = (0..n)
+        .filter(|&i| sets.find(i) == i && indegree[i] == 0)
+        .collect();
+    let nodes = (0..n).filter(|&i| sets.find(i) == i).count();
+    let mut seen = 0;
+    while let Some(i) = ready.pop() {
+        seen += 1;
+        for &j in &adj[i] {
+            indegree[j] -= 1;
+            if indegree[j] == 0 {
+                ready.push(j);
+            }
+        }
+    }
+    seen == nodes
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::PlanOptions;
+    use crate::optimizer::testing::*;
+
+    #[test]
+    fn fuses_producer_consumer_chains_and_breaks_at_shuffles() {
+        let p = word_count(Windowing::Fixed);
+        insta::assert_snapshot!(plan_text(&p, PlanOptions::default()));
+    }
+
+    #[test]
+    fn unfused_plan_has_one_stage_per_transform() {
+        let p = word_count(Windowing::Fixed);
+        let opts = PlanOptions {
+            fusion: false,
+            ..PlanOptions::default()
+        };
+        insta::assert_snapshot!(plan_text(&p, opts));
+    }
+
+    #[test]
+    fn fuses_siblings_after_a_shuffle() {
+        let mut b = Builder::new();
+        let imp = b.impulse("Impulse");
+        let kv = b.pardo("MakeKV", &imp, "kv_str");
+        let g = b.gbk("Group", &kv);
+        let _a = b.pardo("Left", &g, "str");
+        let _c = b.pardo("Right", &g, "str");
+        insta::assert_snapshot!(plan_text(&b.build(), PlanOptions::default()));
+    }
+
+    #[test]
+    fn does_not_fuse_across_environments() {
+        let mut b = Builder::new();
+        let imp = b.impulse("Impulse");
+        let a = b.pardo("Native", &imp, "str");
+        let _c = b.pardo_in("Other", &a, "str", "other-env", &[]);
+        insta::assert_snapshot!(plan_text(&b.build(), PlanOptions::default()));
+    }
+}

@@ -1,0 +1,508 @@
+//! The only module that touches protobuf types: Pipeline proto → [`Graph`],
+//! and a planned stage → Beam `ProcessBundleDescriptor`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use oxbeam_model::fn_execution::{ProcessBundleDescriptor, RemoteGrpcPort};
+use oxbeam_model::pipeline as pb;
+use oxbeam_model::urns::{self, standard_coders};
+use prost::Message;
+
+use crate::coder::CoderSpec;
+use crate::error::{Error, Result};
+use crate::graph::{Environment, Graph, Kind, PCollection, Transform};
+use crate::windowing::{
+    AccumulationMode, OutputTime, WindowCoderKind, WindowFn, WindowingStrategy,
+};
+
+use urns::standard_p_transforms::{combine_components as cc, composites, primitives as prim};
+
+/// Decodes a serialized `Pipeline` proto.
+///
+/// # Errors
+/// [`Error::Plan`] if the bytes are not a Pipeline.
+pub fn decode_pipeline(bytes: &[u8]) -> Result<pb::Pipeline> {
+    pb::Pipeline::decode(bytes)
+        .map_err(|e| Error::plan("pipeline proto", format!("does not decode: {e}")))
+}
+
+/// Builds the graph of leaf transforms reachable from the pipeline's roots.
+pub(crate) fn to_graph(p: &pb::Pipeline) -> Result<Graph> {
+    let empty = pb::Components::default();
+    let comps = p.components.as_ref().unwrap_or(&empty);
+    let mut g = Graph {
+        requirements: p.requirements.clone(),
+        ..Graph::default()
+    };
+
+    for (id, c) in &comps.coders {
+        let spec = c.spec.clone().unwrap_or_default();
+        g.coders.insert(
+            id.clone(),
+            CoderSpec {
+                urn: spec.urn,
+                payload: spec.payload.to_vec(),
+                components: c.component_coder_ids.clone(),
+            },
+        );
+    }
+    for (id, pc) in &comps.pcollections {
+        g.pcollections.insert(
+            id.clone(),
+            PCollection {
+                unique_name: pc.unique_name.clone(),
+                coder_id: pc.coder_id.clone(),
+                windowing_strategy_id: pc.windowing_strategy_id.clone(),
+                is_bounded: pc.is_bounded,
+            },
+        );
+    }
+    for (id, ws) in &comps.windowing_strategies {
+        g.windowing_strategies
+            .insert(id.clone(), windowing_strategy(id, ws, &g.coders)?);
+        g.raw_windowing_strategies
+            .insert(id.clone(), ws.encode_to_vec());
+    }
+    for (id, env) in &comps.environments {
+        g.environments.insert(
+            id.clone(),
+            Environment {
+                urn: env.urn.clone(),
+                raw: env.encode_to_vec(),
+            },
+        );
+    }
+
+    let mut visiting = BTreeSet::new();
+    for root in &p.root_transform_ids {
+        for t in expand(root, comps, &mut visiting)? {
+            if g.transforms.contains_key(&t.id) {
+                return Err(Error::plan(
+                    t.describe(),
+                    "is reachable twice from the pipeline roots",
+                ));
+            }
+            g.order.push(t.id.clone());
+            g.transforms.insert(t.id.clone(), t);
+        }
+    }
+    Ok(g)
+}
+
+/// The leaves of transform `id`, in application order (a combine-per-key
+/// composite is one node holding its leaves).
+fn expand(
+    id: &str,
+    comps: &pb::Components,
+    visiting: &mut BTreeSet<String>,
+) -> Result<Vec<Transform>> {
+    let t = comps.transforms.get(id).ok_or_else(|| {
+        Error::plan(
+            format!("transform id {id:?}"),
+            "is referenced but not in the pipeline components",
+        )
+    })?;
+    if !visiting.insert(id.to_string()) {
+        return Err(Error::plan(
+            describe(id, t),
+            "contains itself through its subtransforms",
+        ));
+    }
+    let spec = t.spec.clone().unwrap_or_default();
+    let out = if t.subtransforms.is_empty() {
+        vec![leaf(id, t, &spec)?]
+    } else {
+        let mut leaves = Vec::new();
+        for sub in &t.subtransforms {
+            leaves.extend(expand(sub, comps, visiting)?);
+        }
+        if spec.urn == composites::COMBINE_PER_KEY {
+            let payload = pb::CombinePayload::decode(spec.payload.as_ref()).map_err(|e| {
+                Error::plan(describe(id, t), format!("malformed CombinePayload: {e}"))
+            })?;
+            let mut node = base(id, t, &spec);
+            node.kind = Kind::CombinePerKey {
+                accumulator_coder_id: payload.accumulator_coder_id,
+                expansion: leaves,
+            };
+            vec![node]
+        } else {
+            leaves
+        }
+    };
+    visiting.remove(id);
+    Ok(out)
+}
+
+fn describe(id: &str, t: &pb::PTransform) -> String {
+    if t.unique_name.is_empty() || t.unique_name == id {
+        format!("transform '{id}'")
+    } else {
+        format!("transform '{}' (id {id})", t.unique_name)
+    }
+}
+
+fn base(id: &str, t: &pb::PTransform, spec: &pb::FunctionSpec) -> Transform {
+    Transform {
+        id: id.to_string(),
+        unique_name: t.unique_name.clone(),
+        kind: Kind::Extension,
+        urn: spec.urn.clone(),
+        payload: spec.payload.to_vec(),
+        inputs: t.inputs.clone().into_iter().collect(),
+        outputs: t.outputs.clone().into_iter().collect(),
+        environment_id: t.environment_id.clone(),
+    }
+}
+
+fn leaf(id: &str, t: &pb::PTransform, spec: &pb::FunctionSpec) -> Result<Transform> {
+    let mut node = base(id, t, spec);
+    node.kind = match spec.urn.as_str() {
+        prim::IMPULSE => Kind::Impulse,
+        prim::GROUP_BY_KEY => Kind::GroupByKey,
+        prim::FLATTEN => Kind::Flatten,
+        prim::ASSIGN_WINDOWS => Kind::WindowInto,
+        prim::PAR_DO => {
+            let p = pb::ParDoPayload::decode(spec.payload.as_ref()).map_err(|e| {
+                Error::plan(describe(id, t), format!("malformed ParDoPayload: {e}"))
+            })?;
+            Kind::ParDo {
+                side_inputs: p.side_inputs.keys().cloned().collect(),
+                stateful: !p.state_specs.is_empty() || !p.timer_family_specs.is_empty(),
+                splittable: !p.restriction_coder_id.is_empty(),
+            }
+        }
+        cc::COMBINE_PER_KEY_PRECOMBINE
+        | cc::COMBINE_PER_KEY_MERGE_ACCUMULATORS
+        | cc::COMBINE_PER_KEY_EXTRACT_OUTPUTS
+        | cc::COMBINE_GROUPED_VALUES
+        | cc::COMBINE_PER_KEY_CONVERT_TO_ACCUMULATORS => Kind::CombineComponent,
+        _ => Kind::Extension,
+    };
+    Ok(node)
+}
+
+fn duration_ms(d: Option<prost_types::Duration>) -> i64 {
+    d.map_or(0, |d| {
+        d.seconds
+            .saturating_mul(1000)
+            .saturating_add(i64::from(d.nanos) / 1_000_000)
+    })
+}
+
+fn timestamp_ms(t: Option<prost_types::Timestamp>) -> i64 {
+    t.map_or(0, |t| {
+        t.seconds
+            .saturating_mul(1000)
+            .saturating_add(i64::from(t.nanos) / 1_000_000)
+    })
+}
+
+fn windowing_strategy(
+    id: &str,
+    ws: &pb::WindowingStrategy,
+    coders: &BTreeMap<String, CoderSpec>,
+) -> Result<WindowingStrategy> {
+    let what = || format!("windowing strategy {id:?}");
+    let spec = ws.window_fn.clone().unwrap_or_default();
+    let bad =
+        |e: prost::DecodeError| Error::plan(what(), format!("malformed {} payload: {e}", spec.urn));
+    let window_fn = match spec.urn.as_str() {
+        urns::global_windows_payload::PROPERTIES | "" => WindowFn::Global,
+        urns::fixed_windows_payload::PROPERTIES => {
+            let p = pb::FixedWindowsPayload::decode(spec.payload.as_ref()).map_err(bad)?;
+            WindowFn::Fixed {
+                size_ms: duration_ms(p.size),
+                offset_ms: timestamp_ms(p.offset),
+            }
+        }
+        urns::sliding_windows_payload::PROPERTIES => {
+            let p = pb::SlidingWindowsPayload::decode(spec.payload.as_ref()).map_err(bad)?;
+            WindowFn::Sliding {
+                size_ms: duration_ms(p.size),
+                period_ms: duration_ms(p.period),
+                offset_ms: timestamp_ms(p.offset),
+            }
+        }
+        urns::session_windows_payload::PROPERTIES => {
+            let p = pb::SessionWindowsPayload::decode(spec.payload.as_ref()).map_err(bad)?;
+            WindowFn::Sessions {
+                gap_ms: duration_ms(p.gap_size),
+            }
+        }
+        other => WindowFn::Custom {
+            urn: other.to_string(),
+        },
+    };
+    use pb::merge_status::Enum as M;
+    let merging = match M::try_from(ws.merge_status) {
+        Ok(M::NeedsMerge) => true,
+        Ok(M::NonMerging) | Ok(M::AlreadyMerged) => false,
+        _ => matches!(window_fn, WindowFn::Sessions { .. }),
+    };
+    use pb::output_time::Enum as O;
+    let output_time = match O::try_from(ws.output_time) {
+        Ok(O::EarliestInPane) => OutputTime::EarliestInPane,
+        Ok(O::LatestInPane) => OutputTime::LatestInPane,
+        _ => OutputTime::EndOfWindow,
+    };
+    use pb::accumulation_mode::Enum as A;
+    let accumulation = match A::try_from(ws.accumulation_mode) {
+        Ok(A::Accumulating) => AccumulationMode::Accumulating,
+        Ok(A::Retracting) => AccumulationMode::Retracting,
+        _ => AccumulationMode::Discarding,
+    };
+    let window_coder = match coders.get(&ws.window_coder_id).map(|c| c.urn.as_str()) {
+        Some(standard_coders::GLOBAL_WINDOW) => WindowCoderKind::Global,
+        Some(standard_coders::INTERVAL_WINDOW) => WindowCoderKind::Interval,
+        _ => WindowCoderKind::Other,
+    };
+    let trigger = match &ws.trigger {
+        None
+        | Some(pb::Trigger {
+            trigger: None | Some(pb::trigger::Trigger::Default(_)),
+        }) => None,
+        Some(t) => Some(t.encode_to_vec()),
+    };
+    Ok(WindowingStrategy {
+        window_fn,
+        merging,
+        window_coder_id: ws.window_coder_id.clone(),
+        window_coder,
+        output_time,
+        accumulation,
+        allowed_lateness_ms: ws.allowed_lateness,
+        trigger,
+    })
+}
+
+/// What the descriptor of one stage holds, in graph terms.
+pub(crate) struct StageLayout<'a> {
+    pub id: &'a str,
+    pub transforms: &'a [String],
+    /// `(data source transform id, PCollection id)`.
+    pub inputs: &'a [(String, String)],
+    /// `(data sink transform id, PCollection id)`.
+    pub outputs: &'a [(String, String)],
+    pub environment_id: &'a str,
+}
+
+fn fresh(taken: &BTreeMap<String, impl Sized>, base: &str) -> String {
+    if !taken.contains_key(base) {
+        return base.to_string();
+    }
+    (2..)
+        .map(|i| format!("{base}#{i}"))
+        .find(|s| !taken.contains_key(s))
+        .unwrap_or_default()
+}
+
+/// Builds the Beam `ProcessBundleDescriptor` of a stage: its transforms, a
+/// data source per input and a data sink per output (with windowed-value
+/// coders), and exactly the components they use.
+pub(crate) fn build_descriptor(g: &Graph, s: &StageLayout<'_>) -> Result<ProcessBundleDescriptor> {
+    let mut d = ProcessBundleDescriptor {
+        id: s.id.to_string(),
+        ..Default::default()
+    };
+    let mut pcolls = BTreeSet::new();
+    for id in s.transforms {
+        let t = g.transforms.get(id).ok_or_else(|| {
+            Error::Internal(format!("stage {} names unknown transform {id}", s.id))
+        })?;
+        pcolls.extend(t.inputs.values().cloned());
+        pcolls.extend(t.outputs.values().cloned());
+        d.transforms.insert(
+            id.clone(),
+            pb::PTransform {
+                unique_name: t.unique_name.clone(),
+                spec: Some(pb::FunctionSpec {
+                    urn: t.urn.clone(),
+                    payload: t.payload.clone().into(),
+                }),
+                inputs: t.inputs.clone().into_iter().collect(),
+                outputs: t.outputs.clone().into_iter().collect(),
+                environment_id: t.environment_id.clone(),
+                ..Default::default()
+            },
+        );
+    }
+    let mut coder_ids = BTreeSet::new();
+    let mut ws_ids = BTreeSet::new();
+    for pid in &pcolls {
+        let pc = g
+            .pcollections
+            .get(pid)
+            .ok_or_else(|| Error::Internal(format!("unknown PCollection {pid}")))?;
+        coder_ids.insert(pc.coder_id.clone());
+        ws_ids.insert(pc.windowing_strategy_id.clone());
+        d.pcollections.insert(
+            pid.clone(),
+            pb::PCollection {
+                unique_name: pc.unique_name.clone(),
+                coder_id: pc.coder_id.clone(),
+                is_bounded: pc.is_bounded,
+                windowing_strategy_id: pc.windowing_strategy_id.clone(),
+                ..Default::default()
+            },
+        );
+    }
+    for wid in &ws_ids {
+        let raw = g.raw_windowing_strategies.get(wid);
+        let ws = raw
+            .map(|r| pb::WindowingStrategy::decode(r.as_slice()))
+            .transpose()
+            .map_err(|e| Error::Internal(format!("re-decoding windowing strategy {wid}: {e}")))?
+            .ok_or_else(|| Error::Internal(format!("unknown windowing strategy {wid}")))?;
+        coder_ids.insert(ws.window_coder_id.clone());
+        d.windowing_strategies.insert(wid.clone(), ws);
+    }
+    // Coders and their components, transitively.
+    let mut stack: Vec<String> = coder_ids.into_iter().collect();
+    while let Some(cid) = stack.pop() {
+        if d.coders.contains_key(&cid) {
+            continue;
+        }
+        let c = g
+            .coders
+            .get(&cid)
+            .ok_or_else(|| Error::Internal(format!("unknown coder {cid}")))?;
+        stack.extend(c.components.iter().cloned());
+        d.coders.insert(cid, coder_proto(c));
+    }
+    // Data sources and sinks with windowed-value coders.
+    let mut wv_ids: BTreeMap<String, String> = BTreeMap::new();
+    let mut wv_coder = |d: &mut ProcessBundleDescriptor, pid: &str| -> Result<String> {
+        let pc = &g.pcollections[pid];
+        let window_coder = &g
+            .windowing_strategies
+            .get(&pc.windowing_strategy_id)
+            .ok_or_else(|| Error::Internal(format!("unknown windowing strategy of {pid}")))?
+            .window_coder_id;
+        let key = format!("{}\u{0}{}", pc.coder_id, window_coder);
+        if let Some(id) = wv_ids.get(&key) {
+            return Ok(id.clone());
+        }
+        let id = fresh(&d.coders, &format!("{}/windowed", pc.coder_id));
+        d.coders.insert(
+            id.clone(),
+            coder_proto(&CoderSpec {
+                urn: standard_coders::WINDOWED_VALUE.to_string(),
+                payload: vec![],
+                components: vec![pc.coder_id.clone(), window_coder.clone()],
+            }),
+        );
+        wv_ids.insert(key, id.clone());
+        Ok(id)
+    };
+    for (sid, pid) in s.inputs {
+        let coder_id = wv_coder(&mut d, pid)?;
+        d.transforms.insert(
+            sid.clone(),
+            port(
+                sid,
+                urns::fn_api_transforms::runner::DATA_SOURCE,
+                coder_id,
+                None,
+                Some(pid),
+            ),
+        );
+    }
+    for (sid, pid) in s.outputs {
+        let coder_id = wv_coder(&mut d, pid)?;
+        d.transforms.insert(
+            sid.clone(),
+            port(
+                sid,
+                urns::fn_api_transforms::runner::DATA_SINK,
+                coder_id,
+                Some(pid),
+                None,
+            ),
+        );
+    }
+    if let Some(env) = g.environments.get(s.environment_id) {
+        let e = pb::Environment::decode(env.raw.as_slice())
+            .map_err(|e| Error::Internal(format!("re-decoding environment: {e}")))?;
+        d.environments.insert(s.environment_id.to_string(), e);
+    }
+    Ok(d)
+}
+
+fn coder_proto(c: &CoderSpec) -> pb::Coder {
+    pb::Coder {
+        spec: Some(pb::FunctionSpec {
+            urn: c.urn.clone(),
+            payload: c.payload.clone().into(),
+        }),
+        component_coder_ids: c.components.clone(),
+    }
+}
+
+fn port(
+    id: &str,
+    urn: &str,
+    coder_id: String,
+    input: Option<&str>,
+    output: Option<&str>,
+) -> pb::PTransform {
+    let payload = RemoteGrpcPort {
+        api_service_descriptor: None,
+        coder_id,
+    }
+    .encode_to_vec();
+    pb::PTransform {
+        unique_name: id.to_string(),
+        spec: Some(pb::FunctionSpec {
+            urn: urn.to_string(),
+            payload: payload.into(),
+        }),
+        inputs: input
+            .map(|p| ("in".to_string(), p.to_string()))
+            .into_iter()
+            .collect(),
+        outputs: output
+            .map(|p| ("out".to_string(), p.to_string()))
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::PlanOptions;
+    use crate::optimizer::testing::*;
+
+    #[test]
+    fn composites_expand_to_their_leaves() {
+        let mut b = Builder::new();
+        let imp = b.impulse("Read/Impulse");
+        let lines = b.pardo("Read/Parse", &imp, "str");
+        b.pardo("Write", &lines, "str");
+        // Nest Impulse and Parse under an unknown composite, as SDKs do.
+        let p = &mut b.p;
+        let comps = p.components.as_mut().unwrap();
+        comps.transforms.insert(
+            "Read".into(),
+            oxbeam_model::pipeline::PTransform {
+                unique_name: "Read".into(),
+                spec: Some(oxbeam_model::pipeline::FunctionSpec {
+                    urn: "example:composite:read:v1".into(),
+                    payload: Default::default(),
+                }),
+                subtransforms: vec!["Read/Impulse".into(), "Read/Parse".into()],
+                outputs: [("out".to_string(), lines.clone())].into(),
+                ..Default::default()
+            },
+        );
+        p.root_transform_ids = vec!["Read".into(), "Write".into()];
+        insta::assert_snapshot!(plan_text(&b.build(), PlanOptions::default()));
+    }
+
+    #[test]
+    fn garbage_bytes_are_a_plan_error() {
+        let err = crate::decode_pipeline(b"\xff\xff\xff").unwrap_err();
+        assert!(matches!(err, crate::Error::Plan { .. }), "{err}");
+    }
+}

@@ -1,0 +1,151 @@
+//! Windowing strategies in Oxbeam's own terms: how a PCollection is windowed
+//! and what a grouping emits for a window.
+
+use std::fmt;
+
+/// How elements are assigned to windows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowFn {
+    /// Everything in the single global window.
+    Global,
+    /// Back-to-back windows of `size_ms`, shifted by `offset_ms`.
+    Fixed {
+        /// Window length.
+        size_ms: i64,
+        /// Start of a window, modulo the size.
+        offset_ms: i64,
+    },
+    /// Windows of `size_ms` starting every `period_ms`.
+    Sliding {
+        /// Window length.
+        size_ms: i64,
+        /// Distance between window starts.
+        period_ms: i64,
+        /// Start of a window, modulo the period.
+        offset_ms: i64,
+    },
+    /// Per-key sessions: `[t, t + gap)` windows merged when they overlap.
+    Sessions {
+        /// Gap of inactivity that ends a session.
+        gap_ms: i64,
+    },
+    /// A window fn the runner does not interpret.
+    Custom {
+        /// Its URN.
+        urn: String,
+    },
+}
+
+impl fmt::Display for WindowFn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WindowFn::Global => write!(f, "global"),
+            WindowFn::Fixed {
+                size_ms,
+                offset_ms: 0,
+            } => write!(f, "fixed({size_ms}ms)"),
+            WindowFn::Fixed { size_ms, offset_ms } => {
+                write!(f, "fixed({size_ms}ms, offset {offset_ms}ms)")
+            }
+            WindowFn::Sliding {
+                size_ms,
+                period_ms,
+                offset_ms: 0,
+            } => {
+                write!(f, "sliding({size_ms}ms every {period_ms}ms)")
+            }
+            WindowFn::Sliding {
+                size_ms,
+                period_ms,
+                offset_ms,
+            } => {
+                write!(
+                    f,
+                    "sliding({size_ms}ms every {period_ms}ms, offset {offset_ms}ms)"
+                )
+            }
+            WindowFn::Sessions { gap_ms } => write!(f, "sessions(gap {gap_ms}ms)"),
+            WindowFn::Custom { urn } => write!(f, "custom({urn})"),
+        }
+    }
+}
+
+/// Which timestamp grouped output gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputTime {
+    /// The window's max timestamp (Beam's default).
+    #[default]
+    EndOfWindow,
+    /// The earliest input timestamp of the pane.
+    EarliestInPane,
+    /// The latest input timestamp of the pane.
+    LatestInPane,
+}
+
+/// Whether later panes repeat earlier data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccumulationMode {
+    /// Each pane holds only new data.
+    #[default]
+    Discarding,
+    /// Each pane holds all data so far.
+    Accumulating,
+    /// Accumulating, with retractions of earlier panes.
+    Retracting,
+}
+
+/// The encoding of the windows of a PCollection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowCoderKind {
+    /// `beam:coder:global_window:v1` (zero bytes).
+    Global,
+    /// `beam:coder:interval_window:v1`.
+    Interval,
+    /// Something else; the runner cannot read these windows.
+    Other,
+}
+
+/// A PCollection's windowing strategy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowingStrategy {
+    /// Window assignment.
+    pub window_fn: WindowFn,
+    /// Whether windows merge (sessions).
+    pub merging: bool,
+    /// Id of the window coder in the pipeline.
+    pub window_coder_id: String,
+    /// How windows are encoded.
+    pub window_coder: WindowCoderKind,
+    /// Timestamp of grouped output.
+    pub output_time: OutputTime,
+    /// Accumulation mode of panes.
+    pub accumulation: AccumulationMode,
+    /// Lateness (ms) still accepted after the watermark passes a window.
+    pub allowed_lateness_ms: i64,
+    /// The trigger, kept opaque (encoded `Trigger` message); `None` is the
+    /// default trigger.
+    pub trigger: Option<Vec<u8>>,
+}
+
+impl WindowingStrategy {
+    /// Whether two strategies window identically (trigger and lateness aside):
+    /// the condition for flattening PCollections together.
+    pub fn compatible_with(&self, other: &WindowingStrategy) -> bool {
+        self.window_fn == other.window_fn && self.merging == other.merging
+    }
+}
+
+impl fmt::Display for WindowingStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.window_fn)?;
+        match self.output_time {
+            OutputTime::EndOfWindow => {}
+            OutputTime::EarliestInPane => write!(f, ", output time earliest")?,
+            OutputTime::LatestInPane => write!(f, ", output time latest")?,
+        }
+        if self.trigger.is_some() {
+            write!(f, ", custom trigger")?;
+        }
+        Ok(())
+    }
+}

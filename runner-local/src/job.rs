@@ -1,0 +1,671 @@
+//! Executes one plan: the watermark-driven scheduler (on the calling thread)
+//! and the worker pool that runs bundles and shuffle emissions.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use oxbeam_fn_api::{
+    Bundle, BundleProcessor, Executor, Executors, Metrics, NoSideInputs, OutputSink, SideInputs,
+};
+use oxbeam_model::urns::beam_constants::constants;
+use oxbeam_runner_core::coder::write_timestamp;
+use oxbeam_runner_core::{Coder, ExecutionPlan, Stage, Step};
+
+use crate::data::{Chunk, Slot, SlotWriter};
+use crate::progress::Progress;
+use crate::shuffle::Shuffle;
+use crate::{Error, LocalOptions, PipelineResult, StepReport};
+
+/// Event time as milliseconds; the end of input is `i64::MAX`.
+type Watermark = i64;
+const END_OF_TIME: Watermark = i64::MAX;
+const BEFORE_TIME: Watermark = i64::MIN;
+
+/// A bundle's input: `(stage input index, chunk)` pairs.
+type BundleInputs = Vec<(usize, Arc<Chunk>)>;
+
+/// Work for a worker thread.
+enum Task {
+    /// One bundle of a stage: `(stage input index, chunk)` pairs.
+    Bundle {
+        step: usize,
+        inputs: Vec<(usize, Arc<Chunk>)>,
+    },
+    /// Emit one partition of a GroupByKey.
+    Emit {
+        step: usize,
+        shuffle: usize,
+        partition: usize,
+    },
+}
+
+impl Task {
+    fn step(&self) -> usize {
+        match self {
+            Task::Bundle { step, .. } | Task::Emit { step, .. } => *step,
+        }
+    }
+}
+
+struct Done {
+    step: usize,
+    result: Result<(), Error>,
+}
+
+/// Materialized side inputs of one stage.
+struct StageSideInputs {
+    data: HashMap<(String, String), Vec<u8>>,
+}
+
+impl SideInputs for StageSideInputs {
+    fn side_input(&self, transform: &str, side_input: &str) -> oxbeam_fn_api::Result<&[u8]> {
+        self.data
+            .get(&(transform.to_string(), side_input.to_string()))
+            .map(Vec::as_slice)
+            .ok_or_else(|| {
+                oxbeam_fn_api::Error::Internal(format!(
+                    "transform {transform} has no side input {side_input}"
+                ))
+            })
+    }
+}
+
+/// Everything workers share.
+struct Job<'p> {
+    plan: &'p ExecutionPlan,
+    options: &'p LocalOptions,
+    slots: Vec<Slot>,
+    slot_index: HashMap<&'p str, usize>,
+    shuffles: Vec<Shuffle>,
+    /// Per step: its executor (stages only).
+    executors: Vec<Option<Arc<dyn Executor>>>,
+    side_inputs: Mutex<HashMap<usize, Arc<StageSideInputs>>>,
+    metrics: Mutex<Metrics>,
+    cancelled: AtomicBool,
+}
+
+pub(crate) fn run(
+    plan: &ExecutionPlan,
+    executors: &Executors,
+    options: &LocalOptions,
+) -> Result<PipelineResult, Error> {
+    let job = Job::new(plan, executors, options)?;
+    let steps = job.schedule()?;
+    let mut metrics = job
+        .metrics
+        .into_inner()
+        .map_err(|_| Error::Internal("poisoned metrics".into()))?;
+    for slot in &job.slots {
+        metrics
+            .element_counts
+            .insert(slot.id.clone(), slot.elements.load(Ordering::Relaxed));
+    }
+    let spilled_runs = job
+        .shuffles
+        .iter()
+        .map(|s| s.spilled_runs.load(Ordering::Relaxed))
+        .sum();
+    Ok(PipelineResult {
+        metrics,
+        steps,
+        spilled_runs,
+    })
+}
+
+impl<'p> Job<'p> {
+    fn new(
+        plan: &'p ExecutionPlan,
+        executors: &Executors,
+        options: &'p LocalOptions,
+    ) -> Result<Self, Error> {
+        let mut slots = Vec::new();
+        let mut slot_index: HashMap<&str, usize> = HashMap::new();
+        for step in plan.steps() {
+            for o in step.outputs() {
+                slot_index.entry(o).or_insert_with(|| {
+                    slots.push(Slot::new(o));
+                    slots.len() - 1
+                });
+            }
+        }
+        let mut shuffles = Vec::new();
+        let mut step_executors = Vec::new();
+        let partitions = options.parallelism.max(1) * 4;
+        for step in plan.steps() {
+            let mut executor = None;
+            match step {
+                Step::GroupByKey(g) => {
+                    for r in &g.inputs {
+                        if let Some(&i) = slot_index.get(r.as_str()) {
+                            slots[i].shuffles.push(shuffles.len());
+                        }
+                    }
+                    shuffles.push(Shuffle::new(g, partitions, options.memory_budget_bytes));
+                }
+                Step::Flatten(_) | Step::Stage(_) => {
+                    for r in step.reads() {
+                        if let Some(&i) = slot_index.get(r) {
+                            slots[i].buffered = true;
+                        }
+                    }
+                    if let Step::Stage(s) = step {
+                        let e = executors.get(&s.environment_urn).ok_or_else(|| {
+                            Error::MissingExecutor {
+                                stage: format!("{} ({})", s.id, s.transform_names.join(", ")),
+                                environment_urn: s.environment_urn.clone(),
+                                available: {
+                                    let v: Vec<&str> = executors.env_urns().collect();
+                                    if v.is_empty() {
+                                        "(none)".to_string()
+                                    } else {
+                                        v.join(", ")
+                                    }
+                                },
+                            }
+                        })?;
+                        executor = Some(e.clone());
+                    }
+                }
+                Step::Impulse(_) => {}
+            }
+            step_executors.push(executor);
+        }
+        Ok(Job {
+            plan,
+            options,
+            slots,
+            slot_index,
+            shuffles,
+            executors: step_executors,
+            side_inputs: Mutex::new(HashMap::new()),
+            metrics: Mutex::new(Metrics::default()),
+            cancelled: AtomicBool::new(false),
+        })
+    }
+
+    fn slot(&self, pcoll: &str) -> Result<&Slot, Error> {
+        self.slot_index
+            .get(pcoll)
+            .map(|&i| &self.slots[i])
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "PCollection {pcoll} is read but no step produces it"
+                ))
+            })
+    }
+
+    fn writer(&self, pcoll: &str) -> Result<SlotWriter<'_>, Error> {
+        Ok(SlotWriter::new(
+            self.slot(pcoll)?,
+            &self.shuffles,
+            self.options.bundle_bytes,
+        ))
+    }
+
+    /// Runs every step; returns per-step reports.
+    fn schedule(&self) -> Result<Vec<StepReport>, Error> {
+        let steps = self.plan.steps();
+        let n = steps.len();
+        let producers_of = self.plan.producers();
+        // Upstream steps of each step, and the reverse.
+        let mut upstream: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, s) in steps.iter().enumerate() {
+            for r in s.reads() {
+                if let Some(&p) = producers_of.get(r) {
+                    if !upstream[i].contains(&p) {
+                        upstream[i].push(p);
+                        downstream[p].push(i);
+                    }
+                }
+            }
+        }
+        let mut output_watermark: Vec<Watermark> = vec![BEFORE_TIME; n];
+        let input_watermark = |wm: &[Watermark], i: usize| {
+            upstream[i]
+                .iter()
+                .map(|&u| wm[u])
+                .min()
+                .unwrap_or(END_OF_TIME)
+        };
+        let mut ready: VecDeque<usize> = (0..n).filter(|&i| upstream[i].is_empty()).collect();
+        let mut outstanding = vec![0usize; n];
+        let mut tasks_of = vec![0usize; n];
+        let mut started_at: Vec<Option<Instant>> = vec![None; n];
+        let mut reports = Vec::new();
+        let mut completed = 0;
+        let mut in_flight = 0usize;
+        let mut failure: Option<Error> = None;
+        let mut progress = Progress::new(self.options.progress, n);
+
+        let (task_tx, task_rx) = mpsc::channel::<Task>();
+        let task_rx = Mutex::new(task_rx);
+        let (done_tx, done_rx) = mpsc::channel::<Done>();
+
+        std::thread::scope(|scope| {
+            for _ in 0..self.options.parallelism.max(1) {
+                let done_tx = done_tx.clone();
+                let task_rx = &task_rx;
+                scope.spawn(move || self.worker(task_rx, done_tx));
+            }
+            drop(done_tx);
+            let complete = |i: usize,
+                            wm: &mut Vec<Watermark>,
+                            ready: &mut VecDeque<usize>,
+                            reports: &mut Vec<StepReport>,
+                            tasks: usize,
+                            started: Option<Instant>| {
+                wm[i] = END_OF_TIME;
+                reports.push(StepReport {
+                    step: steps[i].name(),
+                    elapsed: started.map(|s| s.elapsed()).unwrap_or_default(),
+                    tasks,
+                });
+                for &d in &downstream[i] {
+                    if wm[d] == BEFORE_TIME
+                        && input_watermark(wm, d) == END_OF_TIME
+                        && !ready.contains(&d)
+                    {
+                        ready.push_back(d);
+                    }
+                }
+            };
+            loop {
+                while failure.is_none() {
+                    let Some(i) = ready.pop_front() else { break };
+                    started_at[i] = Some(Instant::now());
+                    match self.start(i, &task_tx) {
+                        Ok(0) => {
+                            completed += 1;
+                            complete(
+                                i,
+                                &mut output_watermark,
+                                &mut ready,
+                                &mut reports,
+                                0,
+                                started_at[i],
+                            );
+                        }
+                        Ok(k) => {
+                            outstanding[i] = k;
+                            tasks_of[i] = k;
+                            in_flight += k;
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            self.cancelled.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+                if completed == n
+                    || (failure.is_some() && in_flight == 0)
+                    || (in_flight == 0 && ready.is_empty())
+                {
+                    break;
+                }
+                match done_rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(Done { step, result }) => {
+                        in_flight -= 1;
+                        outstanding[step] -= 1;
+                        if let Err(e) = result {
+                            if failure.is_none() {
+                                failure = Some(e);
+                            }
+                            self.cancelled.store(true, Ordering::Relaxed);
+                        } else if outstanding[step] == 0 && failure.is_none() {
+                            completed += 1;
+                            complete(
+                                step,
+                                &mut output_watermark,
+                                &mut ready,
+                                &mut reports,
+                                tasks_of[step],
+                                started_at[step],
+                            );
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => {
+                        failure.get_or_insert(Error::Internal("all workers exited".into()));
+                        break;
+                    }
+                }
+                if progress.enabled() {
+                    let elements: u64 = self
+                        .slots
+                        .iter()
+                        .map(|s| s.elements.load(Ordering::Relaxed))
+                        .sum();
+                    let running: Vec<String> = (0..n)
+                        .filter(|&i| outstanding[i] > 0)
+                        .map(|i| steps[i].name())
+                        .collect();
+                    progress.update(completed, elements, &running.join(", "));
+                }
+            }
+            drop(task_tx);
+        });
+        progress.finish();
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if completed != n {
+            return Err(Error::Internal(format!(
+                "{} of {n} steps never became ready",
+                n - completed
+            )));
+        }
+        Ok(reports)
+    }
+
+    /// Starts step `i`: runs it inline (Impulse, Flatten) or queues its
+    /// tasks. Returns the number of tasks queued.
+    fn start(&self, i: usize, tasks: &Sender<Task>) -> Result<usize, Error> {
+        let send = |t: Task| {
+            tasks
+                .send(t)
+                .map_err(|_| Error::Internal("worker pool is gone".into()))
+        };
+        match &self.plan.steps()[i] {
+            Step::Impulse(imp) => {
+                let coder = self.plan.pcollection(&imp.output).map(|p| &p.coder);
+                let empty_value: &[u8] = match coder {
+                    Some(Coder::Bytes | Coder::StringUtf8 | Coder::LengthPrefix(_)) => &[0],
+                    other => {
+                        return Err(Error::Plan(format!(
+                            "impulse '{}' outputs coder {other:?}; it must be a bytes coder",
+                            imp.unique_name
+                        )));
+                    }
+                };
+                let mut elem = Vec::with_capacity(16);
+                let min: i64 = constants::MIN_TIMESTAMP_MILLIS
+                    .parse()
+                    .unwrap_or(i64::MIN / 1000);
+                write_timestamp(&mut elem, min);
+                elem.extend_from_slice(&1i32.to_be_bytes());
+                elem.push(0x0F);
+                elem.extend_from_slice(empty_value);
+                let mut w = self.writer(&imp.output)?;
+                w.emit(&elem)?;
+                w.commit()?;
+                Ok(0)
+            }
+            Step::Flatten(f) => {
+                let out = self.slot(&f.output)?;
+                let mut union = Vec::new();
+                let mut count = 0;
+                for r in &f.inputs {
+                    let s = self.slot(r)?;
+                    union.extend(s.chunks());
+                    count += s.elements.load(Ordering::Relaxed);
+                }
+                out.chunks
+                    .lock()
+                    .map_err(|_| Error::Internal("poisoned".into()))?
+                    .extend(union);
+                out.elements.fetch_add(count, Ordering::Relaxed);
+                Ok(0)
+            }
+            Step::GroupByKey(_) => {
+                let shuffle = self.shuffle_index(i);
+                let parts = self.shuffles[shuffle].partitions();
+                for p in 0..parts {
+                    send(Task::Emit {
+                        step: i,
+                        shuffle,
+                        partition: p,
+                    })?;
+                }
+                Ok(parts)
+            }
+            Step::Stage(stage) => {
+                if !stage.side_inputs.is_empty() {
+                    let mut data = HashMap::new();
+                    for si in &stage.side_inputs {
+                        let mut bytes = Vec::new();
+                        for r in &si.reads {
+                            for c in self.slot(r)?.chunks() {
+                                bytes.extend_from_slice(&c.bytes);
+                            }
+                        }
+                        data.insert((si.transform.clone(), si.local_name.clone()), bytes);
+                    }
+                    self.side_inputs
+                        .lock()
+                        .map_err(|_| Error::Internal("poisoned".into()))?
+                        .insert(i, Arc::new(StageSideInputs { data }));
+                }
+                let mut queued = 0;
+                for bundle in self.bundles(stage)? {
+                    send(Task::Bundle {
+                        step: i,
+                        inputs: bundle,
+                    })?;
+                    queued += 1;
+                }
+                Ok(queued)
+            }
+        }
+    }
+
+    fn shuffle_index(&self, step: usize) -> usize {
+        self.plan.steps()[..step]
+            .iter()
+            .filter(|s| matches!(s, Step::GroupByKey(_)))
+            .count()
+    }
+
+    /// Packs a stage's input chunks into bundles of about `bundle_bytes`,
+    /// smaller when that leaves threads idle.
+    fn bundles(&self, stage: &Stage) -> Result<Vec<BundleInputs>, Error> {
+        let mut all = Vec::new();
+        for (idx, input) in stage.inputs.iter().enumerate() {
+            for r in &input.reads {
+                all.extend(self.slot(r)?.chunks().into_iter().map(|c| (idx, c)));
+            }
+        }
+        let total: usize = all.iter().map(|(_, c)| c.bytes.len()).sum();
+        let target = self
+            .options
+            .bundle_bytes
+            .min(total / self.options.parallelism.max(1))
+            .max(1);
+        let mut bundles = Vec::new();
+        let mut current: BundleInputs = Vec::new();
+        let mut bytes = 0;
+        for (idx, c) in all {
+            if c.bytes.is_empty() {
+                continue;
+            }
+            bytes += c.bytes.len();
+            current.push((idx, c));
+            if bytes >= target {
+                bundles.push(std::mem::take(&mut current));
+                bytes = 0;
+            }
+        }
+        if !current.is_empty() {
+            bundles.push(current);
+        }
+        Ok(bundles)
+    }
+
+    fn worker(&self, tasks: &Mutex<Receiver<Task>>, done: Sender<Done>) {
+        let mut processors: BTreeMap<usize, Box<dyn BundleProcessor>> = BTreeMap::new();
+        loop {
+            let task = match tasks.lock() {
+                Ok(rx) => rx.recv(),
+                Err(_) => break,
+            };
+            let Ok(task) = task else { break };
+            let step = task.step();
+            let result = if self.cancelled.load(Ordering::Relaxed) {
+                Ok(())
+            } else {
+                catch_unwind(AssertUnwindSafe(|| self.run_task(task, &mut processors)))
+                    .unwrap_or_else(|panic| {
+                        Err(Error::Internal(format!(
+                            "panic in runner worker: {}",
+                            panic_message(&panic)
+                        )))
+                    })
+            };
+            if done.send(Done { step, result }).is_err() {
+                break;
+            }
+        }
+        for (_, mut p) in processors {
+            let _ = catch_unwind(AssertUnwindSafe(|| p.teardown()));
+        }
+    }
+
+    fn run_task(
+        &self,
+        task: Task,
+        processors: &mut BTreeMap<usize, Box<dyn BundleProcessor>>,
+    ) -> Result<(), Error> {
+        match task {
+            Task::Emit {
+                step,
+                shuffle,
+                partition,
+            } => {
+                let Step::GroupByKey(g) = &self.plan.steps()[step] else {
+                    return Err(Error::Internal(
+                        "emit task for a non-GroupByKey step".into(),
+                    ));
+                };
+                let mut out = self.writer(&g.output)?;
+                self.shuffles[shuffle].emit_partition(partition, &mut out)?;
+                out.commit()
+            }
+            Task::Bundle { step, inputs } => {
+                let Step::Stage(stage) = &self.plan.steps()[step] else {
+                    return Err(Error::Internal("bundle task for a non-stage step".into()));
+                };
+                let processor = match processors.entry(step) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        let executor = self.executors[step].as_ref().ok_or_else(|| {
+                            Error::Internal(format!("stage {} has no executor", stage.id))
+                        })?;
+                        v.insert(executor.create_processor(stage.descriptor.clone())?)
+                    }
+                };
+                let side: Option<Arc<StageSideInputs>> = self
+                    .side_inputs
+                    .lock()
+                    .map_err(|_| Error::Internal("poisoned".into()))?
+                    .get(&step)
+                    .cloned();
+                let mut sink = BundleSink {
+                    writers: Vec::with_capacity(stage.outputs.len()),
+                    last: 0,
+                    error: None,
+                };
+                for o in &stage.outputs {
+                    sink.writers
+                        .push((o.sink_transform.as_str(), self.writer(&o.pcollection)?));
+                }
+                let bundle_inputs: Vec<(&str, &[u8])> = inputs
+                    .iter()
+                    .map(|(idx, c)| {
+                        (
+                            stage.inputs[*idx].source_transform.as_str(),
+                            c.bytes.as_slice(),
+                        )
+                    })
+                    .collect();
+                let mut metrics = Metrics::default();
+                let result = {
+                    let mut bundle = Bundle {
+                        inputs: bundle_inputs,
+                        sink: &mut sink,
+                        side_inputs: match &side {
+                            Some(s) => s.as_ref() as &dyn SideInputs,
+                            None => &NoSideInputs,
+                        },
+                        metrics: &mut metrics,
+                    };
+                    catch_unwind(AssertUnwindSafe(|| processor.process_bundle(&mut bundle)))
+                        .unwrap_or_else(|p| {
+                            Err(oxbeam_fn_api::Error::Internal(format!(
+                                "executor panicked in stage {}: {}",
+                                stage.id,
+                                panic_message(&p)
+                            )))
+                        })
+                };
+                if let Some(e) = sink.error {
+                    return Err(e);
+                }
+                result?;
+                for (_, w) in sink.writers {
+                    w.commit()?;
+                }
+                self.metrics
+                    .lock()
+                    .map_err(|_| Error::Internal("poisoned metrics".into()))?
+                    .merge(&metrics);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Routes a bundle's outputs to the writers of its sink transforms.
+struct BundleSink<'a> {
+    writers: Vec<(&'a str, SlotWriter<'a>)>,
+    last: usize,
+    /// The first runner-side failure (e.g. an element a shuffle cannot read).
+    error: Option<Error>,
+}
+
+impl OutputSink for BundleSink<'_> {
+    #[inline]
+    fn emit(&mut self, sink_transform: &str, element: &[u8]) -> oxbeam_fn_api::Result<()> {
+        let i = if self
+            .writers
+            .get(self.last)
+            .is_some_and(|(id, _)| *id == sink_transform)
+        {
+            self.last
+        } else {
+            match self
+                .writers
+                .iter()
+                .position(|(id, _)| *id == sink_transform)
+            {
+                Some(i) => {
+                    self.last = i;
+                    i
+                }
+                None => {
+                    return Err(oxbeam_fn_api::Error::Internal(format!(
+                        "emit to unknown data sink {sink_transform}"
+                    )));
+                }
+            }
+        };
+        match self.writers[i].1.emit(element) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let message = e.to_string();
+                self.error.get_or_insert(e);
+                Err(oxbeam_fn_api::Error::Internal(message))
+            }
+        }
+    }
+}
