@@ -1,0 +1,179 @@
+//! The example binaries, run as a user would, checked against independent results.
+
+use std::collections::HashMap;
+use std::fs;
+use std::process::Command;
+
+use regex::Regex;
+
+fn run(bin: &str, args: &[&str]) {
+    let out = Command::new(bin)
+        .args(args)
+        .args(["--parallelism", "2", "--no-progress"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{bin} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn read_shards(prefix: &str) -> Vec<String> {
+    let dir = std::path::Path::new(prefix).parent().unwrap();
+    let base = std::path::Path::new(prefix)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let mut lines = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&format!("{base}-")) {
+            lines.extend(
+                fs::read_to_string(e.path())
+                    .unwrap()
+                    .lines()
+                    .map(str::to_string),
+            );
+        }
+    }
+    lines.sort();
+    lines
+}
+
+#[test]
+fn wordcount_matches_an_independent_count() {
+    let dir = tempfile::tempdir().unwrap();
+    // Input: the bundled text plus generated lines with punctuation and case.
+    let mut text = oxbeam_examples::SAMPLE_TEXT.to_string();
+    let vocab = oxbeam_examples::vocabulary();
+    for i in 0..5_000 {
+        text.push_str(&oxbeam_examples::generated_line(&vocab, i));
+        text.push_str(if i % 3 == 0 {
+            ", THE End!\n"
+        } else {
+            " -- it's 42.\n"
+        });
+    }
+    let input = dir.path().join("input.txt");
+    fs::write(&input, &text).unwrap();
+    let prefix = dir
+        .path()
+        .join("out")
+        .join("counts")
+        .to_string_lossy()
+        .into_owned();
+    run(
+        env!("CARGO_BIN_EXE_wordcount"),
+        &[
+            "--input",
+            &input.to_string_lossy(),
+            "--output",
+            &prefix,
+            "--num-shards",
+            "3",
+        ],
+    );
+
+    let mut expected: HashMap<&str, i64> = HashMap::new();
+    for m in Regex::new("[A-Za-z']+").unwrap().find_iter(&text) {
+        *expected.entry(m.as_str()).or_default() += 1;
+    }
+    let mut expected: Vec<String> = expected
+        .into_iter()
+        .map(|(w, n)| format!("{w}: {n}"))
+        .collect();
+    expected.sort();
+    assert_eq!(read_shards(&prefix), expected);
+    assert!(fs::read_dir(dir.path().join("out")).unwrap().count() == 3);
+}
+
+#[test]
+fn wordcount_runs_without_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("counts").to_string_lossy().into_owned();
+    run(
+        env!("CARGO_BIN_EXE_wordcount"),
+        &["--output", &prefix, "--generate-lines", "2000"],
+    );
+    let lines = read_shards(&prefix);
+    let total: i64 = lines
+        .iter()
+        .map(|l| l.rsplit(": ").next().unwrap().parse::<i64>().unwrap())
+        .sum();
+    let vocab = oxbeam_examples::vocabulary();
+    let expected: usize = (0..2000)
+        .map(|i| oxbeam_examples::words(&oxbeam_examples::generated_line(&vocab, i)).count())
+        .sum();
+    assert_eq!(total as usize, expected);
+}
+
+#[test]
+fn top_scores_from_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("scores.csv");
+    fs::write(
+        &input,
+        "Owls,ann,10\nOwls,bo,30\nOwls,cy,20\nOwls,ann,40\nBats,dee,5\n",
+    )
+    .unwrap();
+    let prefix = dir.path().join("top").to_string_lossy().into_owned();
+    run(
+        env!("CARGO_BIN_EXE_top_scores"),
+        &[
+            "--input",
+            &input.to_string_lossy(),
+            "--output",
+            &prefix,
+            "--top",
+            "2",
+        ],
+    );
+    assert_eq!(
+        read_shards(&prefix),
+        vec![
+            "Bats: n=1 mean=5.00 top=dee:5".to_string(),
+            "Owls: n=4 mean=25.00 top=ann:40,bo:30".to_string()
+        ]
+    );
+}
+
+#[test]
+fn user_sessions_from_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let t0 = 1_700_000_000_000i64;
+    let events = [("ann", 0), ("ann", 60_000), ("bo", 0), ("ann", 3_600_000)];
+    let text: String = events
+        .iter()
+        .map(|(u, dt)| {
+            format!(
+                "{{\"user\":\"{u}\",\"ts_ms\":{},\"action\":\"view\"}}\n",
+                t0 + dt
+            )
+        })
+        .collect();
+    fs::write(&input, text).unwrap();
+    let prefix = dir.path().join("sessions").to_string_lossy().into_owned();
+    run(
+        env!("CARGO_BIN_EXE_user_sessions"),
+        &[
+            "--input",
+            &input.to_string_lossy(),
+            "--output",
+            &prefix,
+            "--gap-minutes",
+            "10",
+        ],
+    );
+    assert_eq!(
+        read_shards(&prefix),
+        vec![
+            "ann 2023-11-14T22:13:20Z +00:11:00 events=2".to_string(),
+            "ann 2023-11-14T23:13:20Z +00:10:00 events=1".to_string(),
+            "bo 2023-11-14T22:13:20Z +00:10:00 events=1".to_string(),
+        ]
+    );
+}

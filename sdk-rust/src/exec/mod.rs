@@ -1,0 +1,203 @@
+//! The native executor: runs fused stages of Rust user code for a runner.
+//!
+//! A [`NativeExecutor`] turns a `ProcessBundleDescriptor` into a tree of
+//! typed operators, one per transform:
+//!
+//! ```text
+//! data source ──decode T──▶ Box<dyn Receiver<T>> ──▶ ... ──▶ data sink (encode U, emit)
+//! ```
+//!
+//! - Every operator is a monomorphized [`Receiver<T>`]; values move between
+//!   them by value, with one virtual call per element per transform. A
+//!   PCollection with several consumers clones into each (the last one gets
+//!   the original).
+//! - Types are erased only while the tree is built: each registered function
+//!   knows its input and output element types ([`types::TypeOps`]), and the
+//!   builder downcasts each `Box<dyn Any>` receiver once.
+//! - Data sources decode whole input buffers in a loop; data sinks encode
+//!   into one reused buffer and call `OutputSink::emit`.
+//! - User code runs inside `catch_unwind`; a panic becomes
+//!   `Error::UserCode{transform, message, element}`.
+
+pub(crate) mod hash;
+pub(crate) mod ops;
+mod processor;
+pub(crate) mod side;
+pub(crate) mod types;
+
+#[cfg(test)]
+mod tests;
+
+use std::any::Any;
+use std::fmt::Debug;
+
+use oxbeam_fn_api::{Error, Result, UserCodeError};
+use oxbeam_model::window::{BoundedWindow, PaneInfo, Timestamp};
+
+pub use processor::NativeExecutor;
+
+/// One element in exactly one window. The data source explodes elements in
+/// several windows into one value per window, so operators never allocate
+/// window lists.
+#[derive(Clone, Debug)]
+#[repr(C)]
+pub(crate) struct WindowedValue<T> {
+    pub value: T,
+    pub timestamp: Timestamp,
+    pub window: BoundedWindow,
+    pub pane: PaneInfo,
+}
+
+impl<T> WindowedValue<T> {
+    /// The same timestamp, window and pane around another value.
+    #[inline]
+    pub fn with_value<U>(&self, value: U) -> WindowedValue<U> {
+        WindowedValue {
+            value,
+            timestamp: self.timestamp,
+            window: self.window,
+            pane: self.pane,
+        }
+    }
+
+    /// The same timestamp, window and pane around `f(value)`.
+    #[inline]
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> WindowedValue<U> {
+        WindowedValue {
+            value: f(self.value),
+            timestamp: self.timestamp,
+            window: self.window,
+            pane: self.pane,
+        }
+    }
+}
+
+/// What a bundle offers operators: the runner's output sink and side inputs.
+pub(crate) trait Cx {
+    /// Emits one encoded element to a data sink.
+    fn emit(&mut self, sink_transform: &str, element: &[u8]) -> Result<()>;
+    /// The encoded elements of a side input.
+    fn side_input(&self, transform: &str, local_name: &str) -> Result<&[u8]>;
+}
+
+/// The [`Cx`] of one `process_bundle` call.
+pub(crate) struct BundleCx<'a> {
+    pub sink: &'a mut dyn oxbeam_fn_api::OutputSink,
+    pub side_inputs: &'a dyn oxbeam_fn_api::SideInputs,
+}
+
+impl Cx for BundleCx<'_> {
+    #[inline]
+    fn emit(&mut self, sink_transform: &str, element: &[u8]) -> Result<()> {
+        self.sink.emit(sink_transform, element)
+    }
+
+    fn side_input(&self, transform: &str, local_name: &str) -> Result<&[u8]> {
+        self.side_inputs.side_input(transform, local_name)
+    }
+}
+
+/// An operator consuming elements of type `T`.
+///
+/// `start`, `finish` and `teardown` propagate downstream, so calling them on
+/// a data source reaches every operator of its tree in topological order.
+pub(crate) trait Receiver<T>: Send {
+    /// Before the first element of a bundle.
+    fn start(&mut self) -> Result<()>;
+    /// One element.
+    fn receive(&mut self, wv: WindowedValue<T>, cx: &mut dyn Cx) -> Result<()>;
+    /// A batch of elements, in order; leaves `batch` empty. Element-wise
+    /// operators override it to process the batch in a loop and pass one
+    /// output batch on: one virtual call per batch instead of per element.
+    fn receive_batch(&mut self, batch: &mut Vec<WindowedValue<T>>, cx: &mut dyn Cx) -> Result<()> {
+        for wv in batch.drain(..) {
+            self.receive(wv, cx)?;
+        }
+        Ok(())
+    }
+    /// After the last element of a bundle (runs `finish_bundle`).
+    fn finish(&mut self, cx: &mut dyn Cx) -> Result<()>;
+    /// When the processor is discarded.
+    fn teardown(&mut self);
+}
+
+/// Elements per batch passed between operators.
+pub(crate) const BATCH: usize = 100;
+
+/// A `Box<dyn Receiver<T>>` with `T` erased, while the operator tree is built.
+pub(crate) type Erased = Box<dyn Any + Send>;
+
+/// Erases a receiver's element type.
+pub(crate) fn erase<T: 'static>(r: Box<dyn Receiver<T>>) -> Erased {
+    Box::new(r)
+}
+
+/// Recovers a receiver of `T`.
+///
+/// # Errors
+/// [`Error::Internal`] if the receiver consumes another type (a registry or
+/// descriptor mismatch).
+pub(crate) fn unerase<T: 'static>(r: Erased, what: &str) -> Result<Box<dyn Receiver<T>>> {
+    r.downcast::<Box<dyn Receiver<T>>>()
+        .map(|b| *b)
+        .map_err(|_| {
+            Error::Internal(format!(
+                "{what}: consumer does not accept elements of type {}",
+                std::any::type_name::<T>()
+            ))
+        })
+}
+
+const MAX_ELEMENT_DEBUG: usize = 256;
+
+/// Renders an element for an error message, truncated.
+pub(crate) fn render_element(e: &dyn Debug) -> String {
+    let mut s = format!("{e:?}");
+    if s.len() > MAX_ELEMENT_DEBUG {
+        let mut cut = MAX_ELEMENT_DEBUG;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+/// The error of user code that panicked in `transform` on `element`.
+#[cold]
+pub(crate) fn user_code_error(
+    transform: &str,
+    payload: Box<dyn Any + Send>,
+    element: Option<&dyn Debug>,
+) -> Error {
+    Error::UserCode(UserCodeError {
+        transform: transform.to_string(),
+        message: panic_message(&*payload),
+        element: element.map(render_element),
+    })
+}
+
+/// Runs user code `f`, turning a panic into [`Error::UserCode`].
+#[inline]
+pub(crate) fn guard<R>(
+    transform: &str,
+    element: Option<&dyn Debug>,
+    f: impl FnOnce() -> R,
+) -> Result<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => Ok(r),
+        Err(payload) => Err(user_code_error(transform, payload, element)),
+    }
+}

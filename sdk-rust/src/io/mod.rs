@@ -1,0 +1,16 @@
+//! File IO: text files (one element per line) and JSON lines (serde).
+//!
+//! Reading expands a glob into byte-range splits of each file, reshuffles
+//! them over workers, and reads the lines that *start* in each split (so a
+//! line crossing a split boundary is read once).
+//!
+//! Writing produces `<prefix>-SSSSS-of-NNNNN<suffix>` files. Each shard is
+//! first written to a hidden temporary file next to it; only when every shard
+//! has been written does a single finalize step rename them into place. A
+//! job that fails leaves no file that looks complete.
+
+mod json;
+mod text;
+
+pub use json::{ReadJsonLines, WriteJsonLines};
+pub use text::{ReadFromText, WriteToText, shard_name};

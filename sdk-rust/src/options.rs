@@ -1,0 +1,132 @@
+//! Pipeline options from the command line, in Beam's spirit.
+//!
+//! Flatten [`PipelineOptions`] into your program's own clap parser to add
+//! flags such as `--input` and `--output`:
+//!
+//! ```
+//! use clap::Parser;
+//! #[derive(Parser)]
+//! struct Args {
+//!     #[command(flatten)]
+//!     pipeline: oxbeam::PipelineOptions,
+//!     #[arg(long)]
+//!     output: String,
+//! }
+//! let args = Args::parse_from(["prog", "--parallelism", "2", "--no-fusion", "--output", "out"]);
+//! assert_eq!(args.pipeline.parallelism, Some(2));
+//! assert!(args.pipeline.no_fusion);
+//! ```
+
+use clap::Parser;
+
+/// How and where a pipeline runs.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct PipelineOptions {
+    /// Runner executing the pipeline (`local`).
+    #[arg(long, default_value = "local")]
+    pub runner: String,
+    /// Worker threads (default: the number of cores).
+    #[arg(long)]
+    pub parallelism: Option<usize>,
+    /// Run every transform as its own stage (to check fusion changes nothing).
+    #[arg(long)]
+    pub no_fusion: bool,
+    /// Do not pre-combine before shuffles (to check lifting changes nothing).
+    #[arg(long)]
+    pub no_combiner_lifting: bool,
+    /// Memory for grouped data before spilling to disk, e.g. `512MiB`, `2G`.
+    #[arg(long, value_parser = parse_bytes)]
+    pub memory_budget: Option<u64>,
+    /// Print the fused execution plan before running.
+    #[arg(long)]
+    pub dump_plan: bool,
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions {
+            runner: "local".into(),
+            parallelism: None,
+            no_fusion: false,
+            no_combiner_lifting: false,
+            memory_budget: None,
+            dump_plan: false,
+            no_progress: false,
+        }
+    }
+}
+
+#[derive(Parser)]
+struct OnlyPipelineOptions {
+    #[command(flatten)]
+    options: PipelineOptions,
+}
+
+impl PipelineOptions {
+    /// Parses the process's command line (exits with usage on bad flags).
+    pub fn from_args() -> Self {
+        OnlyPipelineOptions::parse().options
+    }
+
+    /// Parses `args` (the first is the program name).
+    ///
+    /// # Errors
+    /// A clap error describing the bad flag.
+    pub fn try_parse_from<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        OnlyPipelineOptions::try_parse_from(args).map(|o| o.options)
+    }
+}
+
+/// Parses a byte size: a number with an optional unit (`K`, `M`, `G`, `T`,
+/// decimal or with `iB` binary, `B` optional).
+///
+/// # Errors
+/// A message for an unknown unit or a bad number.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a byte size (e.g. 512MiB)"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "ki" | "kib" => 1024.0,
+        "mi" | "mib" => 1024.0 * 1024.0,
+        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "ti" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown byte unit {other:?} in {s:?}")),
+    };
+    Ok((n * mult) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_flags_and_sizes() {
+        let o = PipelineOptions::try_parse_from(["p", "--memory-budget", "2GiB", "--dump-plan"])
+            .unwrap();
+        assert_eq!(o.memory_budget, Some(2 << 30));
+        assert!(o.dump_plan);
+        assert_eq!(o.runner, "local");
+        assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("1000").unwrap(), 1000);
+        assert!(parse_bytes("3 parsecs").is_err());
+        assert!(PipelineOptions::try_parse_from(["p", "--parallelism", "x"]).is_err());
+    }
+}

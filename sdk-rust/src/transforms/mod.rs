@@ -1,0 +1,5 @@
+//! The SDK's transforms, as methods on [`PCollection`](crate::PCollection) and
+//! [`Pipeline`](crate::Pipeline).
+
+pub(crate) mod core;
+pub(crate) mod pardo;
