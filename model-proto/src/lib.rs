@@ -11,7 +11,10 @@
 //!   `beam_constant` enum option, generated at build time from the protos.
 //!   No other crate writes a Beam URN literal.
 //! - [`coders`]: Beam's standard coders (nested and outer contexts), used by
-//!   runners to move encoded bundles and by SDKs to encode values.
+//!   runners to move encoded bundles and by SDKs to encode values: low-level
+//!   wire functions, a zero-copy windowed-value fast path, and a dynamic
+//!   [`coders::Coder`] tree built from a pipeline's coder protos.
+//! - [`window`]: timestamps, windows and pane info, with Beam's encodings.
 //! - [`descriptor_set`]: the compiled `FileDescriptorSet`, for reflection and
 //!   for the wire-compatibility test against the `apache-beam` package.
 //!

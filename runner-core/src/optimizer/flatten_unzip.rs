@@ -39,11 +39,9 @@ fn resolve_into(
                 resolve_into(g, producers, input, true, out, depth + 1);
             }
         }
-        None => {
-            if !out.iter().any(|p| p == pcoll) {
-                out.push(pcoll.to_string());
-            }
-        }
+        // A PCollection flattened twice contributes its elements twice
+        // (Beam's Flatten is a bag union), so repeats are kept.
+        None => out.push(pcoll.to_string()),
     }
 }
 

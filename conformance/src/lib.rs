@@ -1,0 +1,37 @@
+//! # oxbeam-conformance: one suite every runner must pass
+//!
+//! Conformance cases are data (`conformance/cases/*.yaml`): an input of
+//! timestamped `(key, value)` pairs, a list of steps from a small vocabulary
+//! ([`Step`]), and the exact expected output lines (or the expected failure).
+//! One interpreter ([`build`]) turns a case into a Rust SDK pipeline; the
+//! suite runs it on every [`RunnerConfig`] the workspace has and compares
+//! outputs as sorted multisets of lines.
+//!
+//! Each case names the capabilities it needs; a runner that lacks one counts
+//! the case as *Unimplemented* in the [`Ledger`] instead of running it, so the
+//! ledger says honestly what each runner supports.
+//!
+//! ```no_run
+//! let cases = oxbeam_conformance::load_cases(oxbeam_conformance::cases_dir()).unwrap();
+//! for runner in oxbeam_conformance::runner_configs() {
+//!     for case in &cases {
+//!         let outcome = oxbeam_conformance::run_case(case, &runner);
+//!         println!("{} on {}: {:?}", case.name, runner.name, outcome);
+//!     }
+//! }
+//! ```
+
+mod case;
+mod interpret;
+mod ledger;
+mod runners;
+
+pub use case::{Case, Expected, Input, Step, WindowSpec, load_cases};
+pub use interpret::build;
+pub use ledger::{Ledger, Outcome, run_case};
+pub use runners::{RunnerConfig, runner_configs};
+
+/// The directory holding the bundled cases.
+pub fn cases_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cases")
+}

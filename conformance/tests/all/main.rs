@@ -1,0 +1,39 @@
+//! Runs every conformance case on every runner configuration and prints the
+//! Implemented/Unimplemented ledger.
+
+use oxbeam_conformance::{Ledger, Outcome, cases_dir, load_cases, run_case, runner_configs};
+
+#[test]
+fn every_case_passes_on_every_runner_that_implements_it() {
+    let cases = load_cases(cases_dir()).expect("load cases");
+    assert!(cases.len() >= 25, "only {} cases", cases.len());
+    let mut ledger = Ledger::default();
+    for runner in runner_configs() {
+        for case in &cases {
+            ledger.record(&case.name, runner.name, run_case(case, &runner));
+        }
+    }
+    println!("{ledger}");
+    let failures = ledger.failures();
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    let (passed, _, _) = ledger.totals();
+    assert!(passed >= cases.len() * 2, "too few cases ran: {passed}");
+}
+
+/// The harness itself must notice a wrong expectation.
+#[test]
+fn a_wrong_expectation_fails() {
+    let mut case = load_cases(cases_dir())
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "sum_per_key")
+        .expect("sum_per_key case");
+    case.expected = oxbeam_conformance::Expected::Output(vec!["a=999".into()]);
+    let outcome = run_case(&case, &runner_configs()[0]);
+    assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
+}
