@@ -31,6 +31,53 @@ enum Command {
         #[arg(long)]
         no_combiner_lifting: bool,
     },
+    /// Run a serialized Pipeline proto on the local runner. Stages in
+    /// `beam:env:process:v1` / `beam:env:external:v1` environments run on SDK
+    /// harnesses over the gRPC Fn API (e.g. Beam Python's
+    /// `python -m apache_beam.runners.worker.sdk_worker_main`).
+    Run {
+        /// File holding a binary-encoded `Pipeline` message.
+        pipeline: std::path::PathBuf,
+        /// Worker threads (default: the number of cores).
+        #[arg(long)]
+        parallelism: Option<usize>,
+        /// Pipeline options handed to SDK harnesses, as a JSON object.
+        #[arg(long, default_value = "{}")]
+        pipeline_options: String,
+        /// Print the fused plan to stderr before running.
+        #[arg(long)]
+        dump_plan: bool,
+    },
+}
+
+fn run(
+    path: &std::path::Path,
+    parallelism: Option<usize>,
+    pipeline_options: String,
+    dump_plan: bool,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let pipeline = oxbeam_runner_core::decode_pipeline(&bytes)
+        .with_context(|| format!("{} is not a serialized Pipeline proto", path.display()))?;
+    let defaults = oxbeam_runner_local::LocalOptions::default();
+    let options = oxbeam_runner_local::LocalOptions {
+        parallelism: parallelism.unwrap_or(defaults.parallelism).max(1),
+        dump_plan,
+        harness: oxbeam_fn_api::HarnessOptions {
+            pipeline_options_json: pipeline_options,
+            echo_output: true,
+            ..Default::default()
+        },
+        ..defaults
+    };
+    let result = oxbeam_runner_local::LocalRunner::new(options)
+        .run(&pipeline, &oxbeam_fn_api::Executors::new())
+        .with_context(|| format!("the pipeline in {} failed", path.display()))?;
+    for s in &result.steps {
+        eprintln!("{:>10.3?}  {} ({} tasks)", s.elapsed, s.step, s.tasks);
+    }
+    Ok(())
 }
 
 fn inspect(path: &std::path::Path, fusion: bool, combiner_lifting: bool) -> anyhow::Result<()> {
@@ -59,6 +106,12 @@ fn main() -> anyhow::Result<()> {
         } => {
             inspect(&pipeline, !no_fusion, !no_combiner_lifting)?;
         }
+        Command::Run {
+            pipeline,
+            parallelism,
+            pipeline_options,
+            dump_plan,
+        } => run(&pipeline, parallelism, pipeline_options, dump_plan)?,
         Command::Urns { filter } => {
             for (path, value) in oxbeam_model::urns::ALL {
                 if filter

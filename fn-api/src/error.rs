@@ -22,6 +22,15 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// An SDK harness in another process failed outside user code: it
+    /// exited or disconnected, timed out, or broke the Fn API protocol.
+    #[error("SDK harness {worker}: {message}")]
+    Harness {
+        /// The harness's worker id.
+        worker: String,
+        /// What went wrong, with the harness's last output when known.
+        message: String,
+    },
     /// A bug in Oxbeam itself.
     #[error("internal error: {0}")]
     Internal(String),
@@ -40,7 +49,11 @@ pub struct UserCodeError {
 
 impl fmt::Display for UserCodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "user code failed in transform '{}': {}", self.transform, self.message)?;
+        write!(
+            f,
+            "user code failed in transform '{}': {}",
+            self.transform, self.message
+        )?;
         if let Some(e) = &self.element {
             write!(f, " (element: {e})")?;
         }
@@ -51,7 +64,10 @@ impl fmt::Display for UserCodeError {
 impl Error {
     /// An [`Error::Invalid`] from anything displayable.
     pub fn invalid(what: impl Into<String>, message: impl fmt::Display) -> Self {
-        Error::Invalid { what: what.into(), message: message.to_string() }
+        Error::Invalid {
+            what: what.into(),
+            message: message.to_string(),
+        }
     }
 }
 

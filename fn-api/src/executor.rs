@@ -92,11 +92,14 @@ impl<F: FnMut(&str, &[u8]) -> Result<()>> OutputSink for F {
     }
 }
 
-/// The executors a runner may use, keyed by environment URN (e.g.
-/// `oxbeam:env:native:v1`). A stage runs on the executor of its environment.
+/// The executors a runner may use, keyed by environment id (one
+/// environment of a pipeline) or environment URN (every environment of a
+/// kind, e.g. `oxbeam:env:native:v1`). A stage runs on the executor of its
+/// environment id if there is one, else of its environment URN.
 #[derive(Clone, Default)]
 pub struct Executors {
     by_env_urn: std::collections::BTreeMap<String, Arc<dyn Executor>>,
+    by_env_id: std::collections::BTreeMap<String, Arc<dyn Executor>>,
 }
 
 impl Executors {
@@ -111,19 +114,46 @@ impl Executors {
         self
     }
 
+    /// Registers `executor` for the environment with id `env_id` only
+    /// (e.g. one harness per process environment of a pipeline).
+    pub fn with_environment(
+        mut self,
+        env_id: impl Into<String>,
+        executor: Arc<dyn Executor>,
+    ) -> Self {
+        self.by_env_id.insert(env_id.into(), executor);
+        self
+    }
+
     /// The executor for environments with URN `env_urn`, if any.
     pub fn get(&self, env_urn: &str) -> Option<&Arc<dyn Executor>> {
         self.by_env_urn.get(env_urn)
+    }
+
+    /// The executor for a stage in environment `env_id` with URN `env_urn`:
+    /// the one registered for the id, else for the URN.
+    pub fn for_environment(&self, env_id: &str, env_urn: &str) -> Option<&Arc<dyn Executor>> {
+        self.by_env_id
+            .get(env_id)
+            .or_else(|| self.by_env_urn.get(env_urn))
     }
 
     /// Environment URNs that have an executor, sorted.
     pub fn env_urns(&self) -> impl Iterator<Item = &str> {
         self.by_env_urn.keys().map(String::as_str)
     }
+
+    /// Environment ids that have an executor of their own, sorted.
+    pub fn env_ids(&self) -> impl Iterator<Item = &str> {
+        self.by_env_id.keys().map(String::as_str)
+    }
 }
 
 impl std::fmt::Debug for Executors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.by_env_urn.iter().map(|(k, v)| (k, v.name()))).finish()
+        f.debug_list()
+            .entries(self.by_env_urn.iter().map(|(k, v)| (k, v.name())))
+            .entries(self.by_env_id.iter().map(|(k, v)| (k, v.name())))
+            .finish()
     }
 }

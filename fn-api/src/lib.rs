@@ -27,14 +27,39 @@
 //!
 //! In-process executors (native Rust, Python via pyo3, Wasm) implement these
 //! traits directly; the gRPC Fn API adapts the same traits across processes.
+//!
+//! ## Across processes: the Fn API over gRPC
+//!
+//! ```text
+//!  runner ── GrpcExecutor ──▶ FnServer (127.0.0.1:port) ◀══ gRPC ══▶ SDK harness process
+//!            (an Executor)    Control, Data, State,          Beam's own (Python, Java, Go),
+//!                             Logging, Provision             or serve_harness(any Executor)
+//! ```
+//!
+//! - [`FnServer`] serves Beam's Fn API services; [`GrpcExecutor`] is an
+//!   [`Executor`] whose processors drive one connected harness: descriptors
+//!   are registered, inputs stream in ~1 MB `Elements` batches, outputs go
+//!   to the bundle's [`OutputSink`], side inputs are answered over the State
+//!   API from [`SideInputs`], harness errors become [`Error::UserCode`].
+//! - [`serve_harness`] is the other end: it runs bundles sent by a runner
+//!   on any in-process [`Executor`], so that executor can be a harness in
+//!   its own process.
+//! - [`Harnesses`] starts one harness per `beam:env:process:v1` or
+//!   `beam:env:external:v1` environment of a job and stops them at its end.
+//!
+//! Cost: a harness process is started once per job; each bundle costs one
+//! control round trip plus its data, streamed over HTTP/2 with large flow
+//! control windows. Descriptors are registered once per harness.
 
 mod error;
 mod executor;
+mod grpc;
 mod metrics;
 
-pub use error::{Error, Result};
 pub use error::UserCodeError;
+pub use error::{Error, Result};
 pub use executor::{
     Bundle, BundleProcessor, Executor, Executors, NoSideInputs, OutputSink, SideInputs,
 };
+pub use grpc::{FnServer, GrpcExecutor, HarnessConfig, HarnessOptions, Harnesses, serve_harness};
 pub use metrics::{DistributionData, MetricKey, Metrics};

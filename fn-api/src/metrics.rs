@@ -28,7 +28,12 @@ pub struct DistributionData {
 impl DistributionData {
     /// A distribution holding one value.
     pub fn single(v: i64) -> Self {
-        DistributionData { count: 1, sum: v, min: v, max: v }
+        DistributionData {
+            count: 1,
+            sum: v,
+            min: v,
+            max: v,
+        }
     }
 
     /// Folds `other` into `self`.
@@ -81,7 +86,10 @@ impl Metrics {
             *self.counters.entry(k.clone()).or_default() += v;
         }
         for (k, d) in &other.distributions {
-            self.distributions.entry(k.clone()).and_modify(|m| m.merge(d)).or_insert(*d);
+            self.distributions
+                .entry(k.clone())
+                .and_modify(|m| m.merge(d))
+                .or_insert(*d);
         }
         for (k, (v, t)) in &other.gauges {
             self.set_gauge(k.clone(), *v, *t);

@@ -40,7 +40,24 @@ fn build(id: &str, specs: &BTreeMap<String, CoderSpec>, depth: usize) -> Result<
     let spec = specs
         .get(id)
         .ok_or_else(|| format!("coder id {id:?} is not in the pipeline"))?;
-    let known = [
+    // Components of unknown coders are opaque to the runner: not built.
+    let components = if is_known_urn(&spec.urn) {
+        spec.components
+            .iter()
+            .map(|cid| build(cid, specs, depth + 1))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
+    Coder::from_parts(&spec.urn, &spec.payload, components)
+        .map_err(|e| format!("coder {id:?}: {e}"))
+}
+
+/// Whether the runner understands coders with this URN (their bytes, and so
+/// their components). Other coders (e.g. `beam:coder:pickled_python:v1`) are
+/// opaque and must sit inside `beam:coder:length_prefix:v1`.
+pub fn is_known_urn(urn: &str) -> bool {
+    const KNOWN: [&str; 18] = [
         c::BYTES,
         c::STRING_UTF8,
         c::VARINT,
@@ -60,17 +77,7 @@ fn build(id: &str, specs: &BTreeMap<String, CoderSpec>, depth: usize) -> Result<
         c::ROW,
         c::SHARDED_KEY,
     ];
-    // Components of unknown coders are opaque to the runner: not built.
-    let components = if known.contains(&spec.urn.as_str()) {
-        spec.components
-            .iter()
-            .map(|cid| build(cid, specs, depth + 1))
-            .collect::<Result<Vec<_>, _>>()?
-    } else {
-        Vec::new()
-    };
-    Coder::from_parts(&spec.urn, &spec.payload, components)
-        .map_err(|e| format!("coder {id:?}: {e}"))
+    KNOWN.contains(&urn)
 }
 
 /// Bytes that do not decode with the coder the pipeline declared.

@@ -189,6 +189,49 @@ impl Graph {
         id
     }
 
+    /// The id of a coder equal to `id` with every coder the runner does not
+    /// know wrapped in `beam:coder:length_prefix:v1` (adding the wrappers),
+    /// as Beam's runners do, so the runner can find element boundaries and
+    /// group by their bytes. Coders already under a length prefix and
+    /// unknown coders' components are left alone. Missing ids are returned
+    /// unchanged (validation reports them).
+    pub fn length_prefix_unknown(&mut self, id: &str) -> String {
+        self.length_prefix_unknown_at(id, 0)
+    }
+
+    fn length_prefix_unknown_at(&mut self, id: &str, depth: usize) -> String {
+        let Some(spec) = self.coders.get(id).cloned() else {
+            return id.to_string();
+        };
+        if depth > oxbeam_model::coders::MAX_CODER_DEPTH
+            || spec.urn == oxbeam_model::urns::standard_coders::LENGTH_PREFIX
+        {
+            return id.to_string();
+        }
+        if !crate::coder::is_known_urn(&spec.urn) {
+            return self.add_coder(
+                &format!("{id}/length_prefixed"),
+                CoderSpec {
+                    urn: oxbeam_model::urns::standard_coders::LENGTH_PREFIX.to_string(),
+                    payload: vec![],
+                    components: vec![id.to_string()],
+                },
+            );
+        }
+        let components: Vec<String> = spec
+            .components
+            .iter()
+            .map(|c| self.length_prefix_unknown_at(c, depth + 1))
+            .collect();
+        if components == spec.components {
+            return id.to_string();
+        }
+        self.add_coder(
+            &format!("{id}/length_prefixed"),
+            CoderSpec { components, ..spec },
+        )
+    }
+
     /// Leaf transforms in topological order (producers first), ties broken
     /// by application order.
     ///

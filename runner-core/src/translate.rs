@@ -73,6 +73,18 @@ pub(crate) fn to_graph(p: &pb::Pipeline) -> Result<Graph> {
         );
     }
 
+    // The runner reads every element's bytes (shuffle, side inputs, data
+    // ports), so coders it does not know travel length-prefixed, in the
+    // runner and in the descriptors sent to harnesses alike.
+    let pcollection_ids: Vec<String> = g.pcollections.keys().cloned().collect();
+    for id in pcollection_ids {
+        let coder_id = g.pcollections[&id].coder_id.clone();
+        let wrapped = g.length_prefix_unknown(&coder_id);
+        if let Some(pc) = g.pcollections.get_mut(&id) {
+            pc.coder_id = wrapped;
+        }
+    }
+
     let mut visiting = BTreeSet::new();
     for root in &p.root_transform_ids {
         for t in expand(root, comps, &mut visiting)? {
@@ -109,7 +121,16 @@ fn expand(
         ));
     }
     let spec = t.spec.clone().unwrap_or_default();
-    let out = if t.subtransforms.is_empty() {
+    // A composite that expanded to nothing and hands its input on as its
+    // output (Beam Python's MaybeReshuffle when it skips the reshuffle)
+    // does no work: it contributes no leaf.
+    let pass_through = !t.outputs.is_empty()
+        && t.outputs
+            .values()
+            .all(|o| t.inputs.values().any(|i| i == o));
+    let out = if t.subtransforms.is_empty() && pass_through {
+        vec![]
+    } else if t.subtransforms.is_empty() {
         vec![leaf(id, t, &spec)?]
     } else {
         let mut leaves = Vec::new();
@@ -257,10 +278,14 @@ fn windowing_strategy(
         Some(standard_coders::INTERVAL_WINDOW) => WindowCoderKind::Interval,
         _ => WindowCoderKind::Other,
     };
+    // In batch, input is complete before anything fires, so a trigger that
+    // fires after every element (Beam's Reshuffle sets one) yields one pane
+    // per key and window, as the default trigger does; Beam's batch runners
+    // treat it the same way.
     let trigger = match &ws.trigger {
         None
         | Some(pb::Trigger {
-            trigger: None | Some(pb::trigger::Trigger::Default(_)),
+            trigger: None | Some(pb::trigger::Trigger::Default(_) | pb::trigger::Trigger::Always(_)),
         }) => None,
         Some(t) => Some(t.encode_to_vec()),
     };

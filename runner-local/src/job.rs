@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oxbeam_fn_api::{
-    Bundle, BundleProcessor, Executor, Executors, Metrics, NoSideInputs, OutputSink, SideInputs,
+    Bundle, BundleProcessor, Executor, Executors, Harnesses, Metrics, NoSideInputs, OutputSink,
+    SideInputs,
 };
 use oxbeam_model::urns::beam_constants::constants;
 use oxbeam_runner_core::coder::write_timestamp;
@@ -86,6 +87,8 @@ struct Job<'p> {
     side_inputs: Mutex<HashMap<usize, Arc<StageSideInputs>>>,
     metrics: Mutex<Metrics>,
     cancelled: AtomicBool,
+    /// SDK harnesses started for this job; dropping them stops them.
+    _harnesses: Option<Harnesses>,
 }
 
 pub(crate) fn run(
@@ -135,6 +138,7 @@ impl<'p> Job<'p> {
         let mut shuffles = Vec::new();
         let mut step_executors = Vec::new();
         let partitions = options.parallelism.max(1) * 4;
+        let mut harnesses: Option<Harnesses> = None;
         for step in plan.steps() {
             let mut executor = None;
             match step {
@@ -153,21 +157,37 @@ impl<'p> Job<'p> {
                         }
                     }
                     if let Step::Stage(s) = step {
-                        let e = executors.get(&s.environment_urn).ok_or_else(|| {
-                            Error::MissingExecutor {
-                                stage: format!("{} ({})", s.id, s.transform_names.join(", ")),
-                                environment_urn: s.environment_urn.clone(),
-                                available: {
-                                    let v: Vec<&str> = executors.env_urns().collect();
-                                    if v.is_empty() {
-                                        "(none)".to_string()
-                                    } else {
-                                        v.join(", ")
-                                    }
-                                },
-                            }
-                        })?;
-                        executor = Some(e.clone());
+                        executor = Some(
+                            match executors.for_environment(&s.environment_id, &s.environment_urn) {
+                                Some(e) => e.clone(),
+                                None if Harnesses::handles(&s.environment_urn) => {
+                                    let h = match harnesses {
+                                        Some(ref h) => h,
+                                        None => harnesses
+                                            .insert(Harnesses::start(options.harness.clone())?),
+                                    };
+                                    h.executor_for_descriptor(&s.descriptor, &s.environment_id)?
+                                }
+                                None => {
+                                    return Err(Error::MissingExecutor {
+                                        stage: format!(
+                                            "{} ({})",
+                                            s.id,
+                                            s.transform_names.join(", ")
+                                        ),
+                                        environment_urn: s.environment_urn.clone(),
+                                        available: {
+                                            let v: Vec<&str> = executors.env_urns().collect();
+                                            if v.is_empty() {
+                                                "(none)".to_string()
+                                            } else {
+                                                v.join(", ")
+                                            }
+                                        },
+                                    });
+                                }
+                            },
+                        );
                     }
                 }
                 Step::Impulse(_) => {}
@@ -184,6 +204,7 @@ impl<'p> Job<'p> {
             side_inputs: Mutex::new(HashMap::new()),
             metrics: Mutex::new(Metrics::default()),
             cancelled: AtomicBool::new(false),
+            _harnesses: harnesses,
         })
     }
 

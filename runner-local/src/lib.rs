@@ -18,6 +18,11 @@
 //!   (encoded key, window), merging session windows per key; over
 //!   `memory_budget_bytes` it spills sorted runs to temp files. **Flatten** is
 //!   a union of chunk lists (no copy). **Side inputs** are materialized whole.
+//! - **Executors** are picked per stage by environment id, then URN (see
+//!   `Executors`). Stages in `beam:env:process:v1` / `beam:env:external:v1`
+//!   environments with no registered executor run on SDK harnesses over the
+//!   gRPC Fn API (`oxbeam_fn_api::Harnesses`): one harness per environment,
+//!   started when first needed, stopped when the job ends.
 //! - **Errors**: a failing bundle fails the job with the executor's error
 //!   (transform, message, element); its outputs are discarded.
 //!
@@ -41,7 +46,7 @@ mod shuffle;
 
 use std::time::Duration;
 
-use oxbeam_fn_api::{Executors, Metrics};
+use oxbeam_fn_api::{Executors, HarnessOptions, Metrics};
 use oxbeam_model::pipeline::Pipeline;
 use oxbeam_runner_core::{ExecutionPlan, PlanOptions};
 
@@ -62,6 +67,10 @@ pub struct LocalOptions {
     pub progress: bool,
     /// Target size of a bundle's input, in bytes of encoded elements.
     pub bundle_bytes: usize,
+    /// How SDK harnesses are started for `beam:env:process:v1` and
+    /// `beam:env:external:v1` environments that have no executor in the
+    /// `Executors` given to [`LocalRunner::run`].
+    pub harness: HarnessOptions,
 }
 
 impl Default for LocalOptions {
@@ -74,6 +83,7 @@ impl Default for LocalOptions {
             dump_plan: false,
             progress: true,
             bundle_bytes: 1 << 20,
+            harness: HarnessOptions::default(),
         }
     }
 }

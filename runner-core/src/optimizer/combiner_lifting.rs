@@ -88,6 +88,7 @@ fn lifted(g: &mut Graph, t: &Transform, acc: &str, env: &str) -> Vec<Transform> 
         .unwrap_or_default();
     let input_pc = g.pcollections[&input].clone();
     let key = g.coders[&input_pc.coder_id].components[0].clone();
+    let acc = &g.length_prefix_unknown(acc);
     let spec = |urn: &str, components: Vec<String>| CoderSpec {
         urn: urn.to_string(),
         payload: vec![],

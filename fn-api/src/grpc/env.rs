@@ -1,0 +1,496 @@
+//! SDK harnesses for a job's environments: `beam:env:process:v1` (a child
+//! process) and `beam:env:external:v1` (a worker pool asked to start one).
+//!
+//! [`Harnesses`] owns one [`FnServer`] for the job and one [`GrpcExecutor`]
+//! per environment. A harness starts when its executor first builds a
+//! processor, serves every stage and bundle of its environment, and is
+//! stopped (killed, or StopWorker) when the `Harnesses` is dropped.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use oxbeam_model::fn_execution::{
+    ProcessBundleDescriptor, StartWorkerRequest, StopWorkerRequest,
+    beam_fn_external_worker_pool_client::BeamFnExternalWorkerPoolClient,
+};
+use oxbeam_model::pipeline as pb;
+use oxbeam_model::urns::standard_environments::environments as env_urns;
+use prost::Message;
+
+use super::runner::{DEFAULT_CONNECT_TIMEOUT, Launcher};
+use super::{FnServer, GrpcExecutor, api_descriptor};
+use crate::{Error, Executor, Result};
+
+/// Lines of a harness process's output kept for error messages.
+const KEPT_OUTPUT_LINES: usize = 30;
+
+/// How harnesses are started.
+#[derive(Debug, Clone)]
+pub struct HarnessOptions {
+    /// Pipeline options for the harnesses, a JSON object (Beam's
+    /// `PIPELINE_OPTIONS`; also served by ProvisionService).
+    pub pipeline_options_json: String,
+    /// How long a harness may take to start and connect.
+    pub connect_timeout: Duration,
+    /// Beam's semi-persistent directory for process harnesses; a fresh
+    /// temporary directory per job when `None`.
+    pub semi_persistent_dir: Option<PathBuf>,
+    /// Echo process harnesses' stdout and stderr lines to this process's
+    /// stderr, prefixed with the worker id (they always go to `tracing`, at
+    /// debug level, and their last lines into error messages).
+    pub echo_output: bool,
+}
+
+impl Default for HarnessOptions {
+    fn default() -> Self {
+        HarnessOptions {
+            pipeline_options_json: "{}".to_string(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            semi_persistent_dir: None,
+            echo_output: false,
+        }
+    }
+}
+
+/// The SDK harnesses of one job, one per environment, over one [`FnServer`].
+///
+/// ```no_run
+/// use oxbeam_fn_api::{HarnessOptions, Harnesses};
+/// # fn env() -> oxbeam_model::pipeline::Environment { Default::default() }
+/// let harnesses = Harnesses::start(HarnessOptions::default())?;
+/// let executor = harnesses.executor_for("py-env", &env())?; // a process or external environment
+/// // ... run stages of "py-env" on `executor`; dropping `harnesses` stops the harness.
+/// # Ok::<(), oxbeam_fn_api::Error>(())
+/// ```
+pub struct Harnesses {
+    server: FnServer,
+    options: HarnessOptions,
+    executors: Mutex<HashMap<String, Arc<GrpcExecutor>>>,
+    /// Default semi-persistent directories, removed when the job ends.
+    scratch: Mutex<Vec<ScratchDir>>,
+}
+
+impl std::fmt::Debug for Harnesses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harnesses")
+            .field("server", &self.server)
+            .finish()
+    }
+}
+
+impl Harnesses {
+    /// Starts the job's Fn API server.
+    ///
+    /// # Errors
+    /// If the server cannot start, or the pipeline options are not a JSON
+    /// object.
+    pub fn start(options: HarnessOptions) -> Result<Harnesses> {
+        let server = FnServer::start()?;
+        server.set_pipeline_options(&options.pipeline_options_json)?;
+        Ok(Harnesses {
+            server,
+            options,
+            executors: Mutex::new(HashMap::new()),
+            scratch: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Whether environments with this URN get their harness from here.
+    pub fn handles(environment_urn: &str) -> bool {
+        environment_urn == env_urns::PROCESS || environment_urn == env_urns::EXTERNAL
+    }
+
+    /// The job's Fn API server.
+    pub fn server(&self) -> &FnServer {
+        &self.server
+    }
+
+    /// The executor of environment `environment_id` (created on first call;
+    /// its harness starts when it first builds a processor).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for environment URNs other than process and
+    /// external; [`Error::Invalid`] for malformed payloads.
+    pub fn executor_for(
+        &self,
+        environment_id: &str,
+        environment: &pb::Environment,
+    ) -> Result<Arc<dyn Executor>> {
+        let mut executors = self
+            .executors
+            .lock()
+            .map_err(|_| Error::Internal("poisoned".into()))?;
+        if let Some(e) = executors.get(environment_id) {
+            return Ok(e.clone());
+        }
+        let worker_id = format!(
+            "{}-{}",
+            sanitize(environment_id),
+            self.server.shared.next_id()
+        );
+        let what = || format!("payload of environment {environment_id}");
+        let (name, launcher): (String, Arc<dyn Launcher>) = match environment.urn.as_str() {
+            env_urns::PROCESS => {
+                let p = pb::ProcessPayload::decode(environment.payload.as_ref())
+                    .map_err(|e| Error::invalid(what(), e))?;
+                if p.command.trim().is_empty() {
+                    return Err(Error::invalid(what(), "the process command is empty"));
+                }
+                let dir = match &self.options.semi_persistent_dir {
+                    Some(d) => d.clone(),
+                    None => {
+                        let dir = ScratchDir::new(&worker_id)?;
+                        let path = dir.0.clone();
+                        if let Ok(mut s) = self.scratch.lock() {
+                            s.push(dir);
+                        }
+                        path
+                    }
+                };
+                (
+                    format!("process harness `{}`", p.command),
+                    Arc::new(ProcessLauncher {
+                        command: p.command,
+                        env: p.env,
+                        pipeline_options: self.options.pipeline_options_json.clone(),
+                        semi_persistent_dir: dir,
+                        child: Mutex::new(None),
+                        output: Arc::new(Mutex::new(VecDeque::new())),
+                        pipes_done: Arc::new(AtomicUsize::new(0)),
+                        echo: self.options.echo_output,
+                    }),
+                )
+            }
+            env_urns::EXTERNAL => {
+                let p = pb::ExternalPayload::decode(environment.payload.as_ref())
+                    .map_err(|e| Error::invalid(what(), e))?;
+                let pool = p.endpoint.map(|e| e.url).unwrap_or_default();
+                if pool.is_empty() {
+                    return Err(Error::invalid(what(), "the worker pool endpoint is empty"));
+                }
+                (
+                    format!("external harness from pool {pool}"),
+                    Arc::new(ExternalLauncher {
+                        pool,
+                        params: p.params,
+                        runtime: self.server.runtime.clone(),
+                        started: Mutex::new(None),
+                    }),
+                )
+            }
+            other => {
+                return Err(Error::Unsupported {
+                    transform: String::new(),
+                    message: format!(
+                        "environment {environment_id} has URN {other}; harnesses can be started for {} and {}",
+                        env_urns::PROCESS,
+                        env_urns::EXTERNAL
+                    ),
+                });
+            }
+        };
+        let executor = Arc::new(
+            self.server
+                .executor(&worker_id)
+                .with_connect_timeout(self.options.connect_timeout)
+                .with_launcher(name, launcher),
+        );
+        executors.insert(environment_id.to_string(), executor.clone());
+        Ok(executor)
+    }
+
+    /// The executor for a stage's environment, read from its descriptor.
+    ///
+    /// # Errors
+    /// As [`Harnesses::executor_for`]; [`Error::Invalid`] if the descriptor
+    /// does not hold the environment.
+    pub fn executor_for_descriptor(
+        &self,
+        descriptor: &ProcessBundleDescriptor,
+        environment_id: &str,
+    ) -> Result<Arc<dyn Executor>> {
+        let env = descriptor.environments.get(environment_id).ok_or_else(|| {
+            Error::invalid(
+                format!("descriptor {}", descriptor.id),
+                format!("does not hold environment {environment_id:?}"),
+            )
+        })?;
+        self.executor_for(environment_id, env)
+    }
+}
+
+fn sanitize(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A temporary directory removed on drop.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new(worker: &str) -> Result<ScratchDir> {
+        let dir =
+            std::env::temp_dir().join(format!("oxbeam-harness-{}-{worker}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::Internal(format!("cannot create {}: {e}", dir.display())))?;
+        Ok(ScratchDir(dir))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts a `beam:env:process:v1` command with Beam's boot flags and the
+/// environment Beam Python's `sdk_worker_main` reads.
+struct ProcessLauncher {
+    command: String,
+    env: BTreeMap<String, String>,
+    pipeline_options: String,
+    semi_persistent_dir: PathBuf,
+    child: Mutex<Option<Child>>,
+    output: Arc<Mutex<VecDeque<String>>>,
+    /// Output pipes read to their end.
+    pipes_done: Arc<AtomicUsize>,
+    echo: bool,
+}
+
+impl ProcessLauncher {
+    fn last_output(&self) -> String {
+        // The process has exited: give its pipes a moment to drain (a
+        // grandchild holding them open must not block the error).
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while self.pipes_done.load(Ordering::Acquire) < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let lines = self
+            .output
+            .lock()
+            .map(|o| o.iter().cloned().collect::<Vec<_>>());
+        match lines {
+            Ok(l) if !l.is_empty() => format!("last output:\n  {}", l.join("\n  ")),
+            _ => "no output".to_string(),
+        }
+    }
+
+    fn status(&self, wait: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let status = self
+                .child
+                .lock()
+                .ok()?
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if status.is_some() || Instant::now() >= deadline {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Launcher for ProcessLauncher {
+    fn start(&self, server_url: &str, worker_id: &str) -> Result<()> {
+        let flags = [
+            format!("--id={worker_id}"),
+            format!("--control_endpoint={server_url}"),
+            format!("--logging_endpoint={server_url}"),
+            format!("--artifact_endpoint={server_url}"),
+            format!("--provision_endpoint={server_url}"),
+            format!("--semi_persist_dir={}", self.semi_persistent_dir.display()),
+        ];
+        // A command with spaces (`python -m ...`) runs through the shell;
+        // `exec` keeps the harness as the child the runner kills.
+        let mut cmd = if self.command.trim().contains(char::is_whitespace) {
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c")
+                .arg(format!("exec {} \"$@\"", self.command.trim()))
+                .arg("sh");
+            c
+        } else {
+            Command::new(self.command.trim())
+        };
+        let descriptor = |url: &str| format!("url: \"{url}\"");
+        cmd.args(&flags)
+            .envs(&self.env)
+            .env("CONTROL_API_SERVICE_DESCRIPTOR", descriptor(server_url))
+            .env("LOGGING_API_SERVICE_DESCRIPTOR", descriptor(server_url))
+            .env("PIPELINE_OPTIONS", &self.pipeline_options)
+            .env("SEMI_PERSISTENT_DIRECTORY", &self.semi_persistent_dir)
+            .env("WORKER_ID", worker_id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| Error::Harness {
+            worker: worker_id.to_string(),
+            message: format!("cannot start `{}`: {e}", self.command),
+        })?;
+        let pipes: [Option<Box<dyn std::io::Read + Send>>; 2] = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ];
+        for pipe in pipes.into_iter().flatten() {
+            let output = self.output.clone();
+            let done = self.pipes_done.clone();
+            let worker = worker_id.to_string();
+            let echo = self.echo;
+            std::thread::Builder::new()
+                .name(format!("harness-output-{worker}"))
+                .spawn(move || {
+                    for line in BufReader::new(pipe).lines() {
+                        let Ok(line) = line else { break };
+                        tracing::debug!(target: "oxbeam::harness", worker = %worker, "{line}");
+                        if echo {
+                            eprintln!("[{worker}] {line}");
+                        }
+                        if let Ok(mut o) = output.lock() {
+                            if o.len() == KEPT_OUTPUT_LINES {
+                                o.pop_front();
+                            }
+                            o.push_back(line);
+                        }
+                    }
+                    done.fetch_add(1, Ordering::Release);
+                })
+                .map_err(|e| Error::Internal(format!("cannot start an output thread: {e}")))?;
+        }
+        *self
+            .child
+            .lock()
+            .map_err(|_| Error::Internal("poisoned".into()))? = Some(child);
+        Ok(())
+    }
+
+    fn exited(&self) -> Option<String> {
+        self.status(Duration::ZERO)
+            .map(|s| format!("{s}; {}", self.last_output()))
+    }
+
+    fn diagnostics(&self) -> String {
+        // A harness killed mid-bundle drops its streams a moment before it
+        // can be reaped: wait briefly to report how it ended.
+        match self.status(Duration::from_millis(500)) {
+            Some(s) => format!("process `{}` {s}; {}", self.command, self.last_output()),
+            None => format!("process `{}` is still running", self.command),
+        }
+    }
+}
+
+impl Drop for ProcessLauncher {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.child.lock() {
+            if let Some(mut child) = c.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// Asks a `BeamFnExternalWorkerPool` to start a harness, and to stop it
+/// when the job ends.
+struct ExternalLauncher {
+    pool: String,
+    params: BTreeMap<String, String>,
+    runtime: Arc<tokio::runtime::Runtime>,
+    /// The worker id once started.
+    started: Mutex<Option<String>>,
+}
+
+/// Runs `f` to completion on `runtime` from a fresh thread, so it works
+/// whether or not the caller is inside an async context.
+fn block_on<T: Send + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    f: impl std::future::Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    let handle = runtime.handle().clone();
+    std::thread::spawn(move || handle.block_on(f)).join().ok()
+}
+
+impl Launcher for ExternalLauncher {
+    fn start(&self, server_url: &str, worker_id: &str) -> Result<()> {
+        let pool = self.pool.clone();
+        let request = StartWorkerRequest {
+            worker_id: worker_id.to_string(),
+            control_endpoint: Some(api_descriptor(server_url)),
+            logging_endpoint: Some(api_descriptor(server_url)),
+            artifact_endpoint: Some(api_descriptor(server_url)),
+            provision_endpoint: Some(api_descriptor(server_url)),
+            params: self.params.clone(),
+        };
+        let fail = |message: String| Error::Harness {
+            worker: worker_id.to_string(),
+            message,
+        };
+        let answer = block_on(&self.runtime, async move {
+            let channel = super::connect(&pool).await?;
+            BeamFnExternalWorkerPoolClient::new(channel)
+                .start_worker(request)
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|s| Error::Internal(s.message().to_string()))
+        })
+        .ok_or_else(|| fail("the StartWorker call panicked".into()))?
+        .map_err(|e| fail(format!("worker pool {} could not start it: {e}", self.pool)))?;
+        if !answer.error.is_empty() {
+            return Err(fail(format!(
+                "worker pool {} could not start it: {}",
+                self.pool, answer.error
+            )));
+        }
+        if let Ok(mut s) = self.started.lock() {
+            *s = Some(worker_id.to_string());
+        }
+        Ok(())
+    }
+
+    fn exited(&self) -> Option<String> {
+        None
+    }
+
+    fn diagnostics(&self) -> String {
+        format!("started by worker pool {}", self.pool)
+    }
+}
+
+impl Drop for ExternalLauncher {
+    fn drop(&mut self) {
+        let Some(worker_id) = self.started.lock().ok().and_then(|mut s| s.take()) else {
+            return;
+        };
+        let pool = self.pool.clone();
+        let stop = async move {
+            let channel = super::connect(&pool).await.ok()?;
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                BeamFnExternalWorkerPoolClient::new(channel)
+                    .stop_worker(StopWorkerRequest { worker_id }),
+            )
+            .await
+            .ok()
+            .map(|_| ())
+        };
+        let _ = block_on(&self.runtime, stop);
+    }
+}

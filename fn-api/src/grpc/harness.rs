@@ -1,0 +1,740 @@
+//! The harness's end of the Fn API: [`serve_harness`] connects to a
+//! runner's control endpoint and runs the bundles it is sent on an
+//! in-process [`Executor`], so any executor (native Rust, Python, Wasm) can
+//! serve as an SDK harness in its own process.
+//!
+//! Per bundle: the descriptor (registered, or fetched with
+//! GetProcessBundleDescriptor), the inputs collected from the data stream
+//! until every data source is closed, then the executor's processor runs on
+//! a blocking thread; outputs stream back in ~1 MB batches and each data
+//! sink is closed with `is_last` before the response. Side inputs are read
+//! over the State API, lazily, whole (see `state::ALL_ELEMENTS_KEY`).
+
+use std::collections::{HashMap, HashSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use oxbeam_model::fn_execution::{
+    self as fe, Elements, InstructionRequest, InstructionResponse, ProcessBundleDescriptor,
+    RemoteGrpcPort, StateKey, StateRequest, StateResponse, beam_fn_control_client,
+    beam_fn_data_client, beam_fn_state_client, elements, instruction_request, instruction_response,
+};
+use prost::Message;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
+use tonic::transport::Channel;
+
+use super::state::all_elements_key;
+use super::{DATA_BATCH_BYTES, MAX_MESSAGE_BYTES, Ports, WORKER_ID_HEADER};
+use crate::{Bundle, BundleProcessor, Error, Executor, Metrics, OutputSink, Result, SideInputs};
+
+/// Where a harness connects and who it says it is.
+#[derive(Debug, Clone)]
+pub struct HarnessConfig {
+    /// The runner's BeamFnControl endpoint, `host:port` or `http://host:port`.
+    pub control_endpoint: String,
+    /// Worker id, sent as the `worker_id` header on every stream.
+    pub id: String,
+}
+
+/// Serves as an SDK harness until the runner closes the control stream:
+/// connects to `config.control_endpoint` and runs every bundle it is sent
+/// on `executor`. Bundles run concurrently, each on a blocking thread;
+/// processors are reused across bundles of a descriptor.
+///
+/// Unknown or malformed instructions get an error response, never a panic;
+/// a failing (or panicking) bundle gets an error response carrying the
+/// executor's error text.
+///
+/// # Errors
+/// [`Error::Harness`] if the runner cannot be reached or the control stream
+/// fails; a runner closing the stream is a normal end (`Ok`).
+pub fn serve_harness(config: HarnessConfig, executor: Arc<dyn Executor>) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("oxbeam-harness")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the harness runtime: {e}")))?;
+    let result = runtime.block_on(run(config, executor));
+    runtime.shutdown_background();
+    result
+}
+
+fn with_worker_id<T>(message: T, id: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(v) = id.parse() {
+        request.metadata_mut().insert(WORKER_ID_HEADER, v);
+    }
+    request
+}
+
+async fn run(config: HarnessConfig, executor: Arc<dyn Executor>) -> Result<()> {
+    let fail = |message: String| Error::Harness {
+        worker: config.id.clone(),
+        message,
+    };
+    let channel = super::connect(&config.control_endpoint).await?;
+    let mut control = beam_fn_control_client::BeamFnControlClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let (responses, rx) = mpsc::unbounded_channel();
+    let mut inbound = control
+        .control(with_worker_id(UnboundedReceiverStream::new(rx), &config.id))
+        .await
+        .map_err(|s| fail(format!("cannot open the control stream: {}", s.message())))?
+        .into_inner();
+    let harness = Arc::new(Harness {
+        id: config.id.clone(),
+        executor,
+        control,
+        descriptors: Mutex::new(HashMap::new()),
+        processors: Mutex::new(HashMap::new()),
+        data: tokio::sync::Mutex::new(HashMap::new()),
+        state: tokio::sync::Mutex::new(HashMap::new()),
+        responses,
+    });
+    loop {
+        match inbound.message().await {
+            Ok(Some(request)) => harness.clone().handle(request),
+            Ok(None) => break,
+            Err(s) => {
+                harness.teardown();
+                return Err(fail(format!("control stream failed: {}", s.message())));
+            }
+        }
+    }
+    harness.teardown();
+    Ok(())
+}
+
+/// A descriptor with what the harness derived from it.
+struct Prepared {
+    descriptor: Arc<ProcessBundleDescriptor>,
+    ports: Ports,
+    data_url: Option<String>,
+    side_inputs: Vec<(String, String)>,
+}
+
+type Pool = HashMap<String, Vec<Box<dyn BundleProcessor>>>;
+
+struct Harness {
+    id: String,
+    executor: Arc<dyn Executor>,
+    control: beam_fn_control_client::BeamFnControlClient<Channel>,
+    descriptors: Mutex<HashMap<String, Arc<Prepared>>>,
+    /// Idle processors per descriptor id.
+    processors: Mutex<Pool>,
+    data: tokio::sync::Mutex<HashMap<String, Arc<DataClient>>>,
+    state: tokio::sync::Mutex<HashMap<String, Arc<StateClient>>>,
+    responses: mpsc::UnboundedSender<InstructionResponse>,
+}
+
+impl Harness {
+    fn respond(
+        &self,
+        instruction_id: String,
+        result: std::result::Result<instruction_response::Response, String>,
+    ) {
+        let response = match result {
+            Ok(r) => InstructionResponse {
+                instruction_id,
+                error: String::new(),
+                response: Some(r),
+            },
+            Err(error) => InstructionResponse {
+                instruction_id,
+                error,
+                response: None,
+            },
+        };
+        let _ = self.responses.send(response);
+    }
+
+    fn handle(self: Arc<Self>, request: InstructionRequest) {
+        use instruction_request::Request as Q;
+        use instruction_response::Response as A;
+        let id = request.instruction_id;
+        match request.request {
+            Some(Q::Register(r)) => {
+                let mut result = Ok(A::Register(fe::RegisterResponse {}));
+                for d in r.process_bundle_descriptor {
+                    let descriptor_id = d.id.clone();
+                    match prepare(d) {
+                        Ok(p) => {
+                            if let Ok(mut m) = self.descriptors.lock() {
+                                m.insert(descriptor_id, Arc::new(p));
+                            }
+                        }
+                        Err(e) => {
+                            result = Err(format!("descriptor {descriptor_id}: {e}"));
+                        }
+                    }
+                }
+                self.respond(id, result);
+            }
+            Some(Q::ProcessBundle(p)) => {
+                tokio::spawn(async move {
+                    let result = self.process_bundle(&id, p).await;
+                    self.respond(id, result.map(A::ProcessBundle));
+                });
+            }
+            Some(Q::FinalizeBundle(_)) => {
+                self.respond(id, Ok(A::FinalizeBundle(fe::FinalizeBundleResponse {})));
+            }
+            Some(Q::MonitoringInfos(_)) => {
+                self.respond(id, Ok(A::MonitoringInfos(Default::default())));
+            }
+            Some(Q::HarnessMonitoringInfos(_)) => {
+                self.respond(id, Ok(A::HarnessMonitoringInfos(Default::default())));
+            }
+            Some(Q::ProcessBundleProgress(_)) => {
+                self.respond(id, Ok(A::ProcessBundleProgress(Default::default())));
+            }
+            // Declining to split is always a valid answer.
+            Some(Q::ProcessBundleSplit(_)) => {
+                self.respond(id, Ok(A::ProcessBundleSplit(Default::default())));
+            }
+            Some(Q::SampleData(_)) => {
+                self.respond(id, Ok(A::SampleData(Default::default())));
+            }
+            None => self.respond(
+                id,
+                Err(format!(
+                    "harness {} does not understand this instruction (empty or of an unknown kind)",
+                    self.id
+                )),
+            ),
+        }
+    }
+
+    async fn prepared(&self, descriptor_id: &str) -> std::result::Result<Arc<Prepared>, String> {
+        if let Some(p) = self
+            .descriptors
+            .lock()
+            .ok()
+            .and_then(|m| m.get(descriptor_id).cloned())
+        {
+            return Ok(p);
+        }
+        let mut control = self.control.clone();
+        let d = control
+            .get_process_bundle_descriptor(with_worker_id(
+                fe::GetProcessBundleDescriptorRequest {
+                    process_bundle_descriptor_id: descriptor_id.to_string(),
+                },
+                &self.id,
+            ))
+            .await
+            .map_err(|s| format!("unknown descriptor {descriptor_id:?}: {}", s.message()))?
+            .into_inner();
+        let p = Arc::new(prepare(d).map_err(|e| e.to_string())?);
+        if let Ok(mut m) = self.descriptors.lock() {
+            m.insert(descriptor_id.to_string(), p.clone());
+        }
+        Ok(p)
+    }
+
+    async fn data_client(&self, url: &str) -> std::result::Result<Arc<DataClient>, String> {
+        let mut clients = self.data.lock().await;
+        if let Some(c) = clients.get(url).filter(|c| !c.closed()) {
+            return Ok(c.clone());
+        }
+        let c = DataClient::connect(url, &self.id).await?;
+        clients.insert(url.to_string(), c.clone());
+        Ok(c)
+    }
+
+    async fn state_client(&self, url: &str) -> std::result::Result<Arc<StateClient>, String> {
+        let mut clients = self.state.lock().await;
+        if let Some(c) = clients.get(url).filter(|c| !c.closed()) {
+            return Ok(c.clone());
+        }
+        let c = StateClient::connect(url, &self.id).await?;
+        clients.insert(url.to_string(), c.clone());
+        Ok(c)
+    }
+
+    async fn process_bundle(
+        &self,
+        instruction: &str,
+        request: fe::ProcessBundleRequest,
+    ) -> std::result::Result<fe::ProcessBundleResponse, String> {
+        let prepared = self.prepared(&request.process_bundle_descriptor_id).await?;
+        let data = match &prepared.data_url {
+            Some(url) => Some(self.data_client(url).await?),
+            None => None,
+        };
+        // Inputs: whole elements per data source, until each is closed.
+        let mut inputs: Vec<(String, Bytes)> = Vec::new();
+        if let Some(data) = &data {
+            let mut inbox = data.subscribe(instruction);
+            let mut open: HashSet<&str> = prepared
+                .ports
+                .sources
+                .iter()
+                .map(|(s, _)| s.as_str())
+                .collect();
+            while !open.is_empty() {
+                let Some(d) = inbox.recv().await else {
+                    data.unsubscribe(instruction);
+                    return Err(
+                        "the data stream closed before the bundle's inputs were complete".into(),
+                    );
+                };
+                if !open.contains(d.transform_id.as_str()) {
+                    data.unsubscribe(instruction);
+                    return Err(format!(
+                        "data for {:?}, which is not an open data source of descriptor {}",
+                        d.transform_id, prepared.descriptor.id
+                    ));
+                }
+                if d.is_last {
+                    open.remove(d.transform_id.as_str());
+                }
+                if !d.data.is_empty() {
+                    inputs.push((d.transform_id, d.data));
+                }
+            }
+            data.unsubscribe(instruction);
+        }
+        let state = if prepared.side_inputs.is_empty() {
+            None
+        } else {
+            let url = prepared
+                .descriptor
+                .state_api_service_descriptor
+                .as_ref()
+                .map(|a| a.url.clone())
+                .filter(|u| !u.is_empty())
+                .ok_or("the descriptor reads side inputs but names no state endpoint")?;
+            Some(self.state_client(&url).await?)
+        };
+        let side_inputs = HarnessSideInputs {
+            slots: prepared
+                .side_inputs
+                .iter()
+                .map(|k| (k.clone(), OnceLock::new()))
+                .collect(),
+            client: state,
+            instruction: instruction.to_string(),
+            handle: tokio::runtime::Handle::current(),
+        };
+        let pooled = self
+            .processors
+            .lock()
+            .ok()
+            .and_then(|mut p| p.get_mut(&prepared.descriptor.id).and_then(Vec::pop));
+        let executor = self.executor.clone();
+        let out = data.as_ref().map(|d| d.tx.clone());
+        let instruction_id = instruction.to_string();
+        let prep = prepared.clone();
+        let ran = tokio::task::spawn_blocking(move || {
+            run_bundle(
+                executor,
+                pooled,
+                &prep,
+                &instruction_id,
+                inputs,
+                out,
+                &side_inputs,
+            )
+        })
+        .await
+        .map_err(|e| format!("the bundle's thread failed: {e}"))?;
+        let processor = ran?;
+        if let Ok(mut p) = self.processors.lock() {
+            p.entry(prepared.descriptor.id.clone())
+                .or_default()
+                .push(processor);
+        }
+        Ok(fe::ProcessBundleResponse::default())
+    }
+
+    fn teardown(&self) {
+        let pool = self.processors.lock().map(|mut p| std::mem::take(&mut *p));
+        for (_, processors) in pool.into_iter().flatten() {
+            for mut p in processors {
+                let _ = catch_unwind(AssertUnwindSafe(|| p.teardown()));
+            }
+        }
+    }
+}
+
+fn prepare(d: ProcessBundleDescriptor) -> Result<Prepared> {
+    use oxbeam_model::urns::fn_api_transforms::runner as r;
+    let ports = Ports::of(&d)?;
+    let mut data_url = None;
+    for (id, t) in &d.transforms {
+        let Some(spec) = &t.spec else { continue };
+        if spec.urn != r::DATA_SOURCE && spec.urn != r::DATA_SINK {
+            continue;
+        }
+        let port = RemoteGrpcPort::decode(spec.payload.as_ref())
+            .map_err(|e| Error::invalid(format!("RemoteGrpcPort of transform {id}"), e))?;
+        let url = port
+            .api_service_descriptor
+            .map(|a| a.url)
+            .unwrap_or_default();
+        if url.is_empty() {
+            return Err(Error::invalid(
+                format!("data port {id}"),
+                "names no data endpoint",
+            ));
+        }
+        match &data_url {
+            None => data_url = Some(url),
+            Some(u) if *u == url => {}
+            Some(u) => {
+                return Err(Error::invalid(
+                    format!("data port {id}"),
+                    format!(
+                        "uses data endpoint {url}, but another port uses {u}; one data endpoint per descriptor is supported"
+                    ),
+                ));
+            }
+        }
+    }
+    let mut side_inputs: Vec<(String, String)> =
+        super::state::side_input_specs(&d)?.into_keys().collect();
+    side_inputs.sort();
+    Ok(Prepared {
+        descriptor: Arc::new(d),
+        ports,
+        data_url,
+        side_inputs,
+    })
+}
+
+/// Runs one bundle on a blocking thread; gives the processor back for reuse
+/// if it succeeded.
+fn run_bundle(
+    executor: Arc<dyn Executor>,
+    pooled: Option<Box<dyn BundleProcessor>>,
+    prepared: &Prepared,
+    instruction: &str,
+    inputs: Vec<(String, Bytes)>,
+    out: Option<mpsc::Sender<Elements>>,
+    side_inputs: &HarnessSideInputs,
+) -> std::result::Result<Box<dyn BundleProcessor>, String> {
+    let mut processor = match pooled {
+        Some(p) => p,
+        None => catch_unwind(AssertUnwindSafe(|| {
+            executor.create_processor(prepared.descriptor.clone())
+        }))
+        .map_err(|p| {
+            format!(
+                "the executor panicked creating a processor: {}",
+                panic_text(&p)
+            )
+        })?
+        .map_err(|e| e.to_string())?,
+    };
+    let mut sink = HarnessSink {
+        out,
+        instruction: instruction.to_string(),
+        pending: Vec::new(),
+        size: 0,
+    };
+    let mut metrics = Metrics::default();
+    let result = {
+        let mut bundle = Bundle {
+            inputs: inputs
+                .iter()
+                .map(|(s, b)| (s.as_str(), b.as_ref()))
+                .collect(),
+            sink: &mut sink,
+            side_inputs,
+            metrics: &mut metrics,
+        };
+        catch_unwind(AssertUnwindSafe(|| processor.process_bundle(&mut bundle)))
+    };
+    let failure = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(p) => Some(format!("the executor panicked: {}", panic_text(&p))),
+    };
+    if let Some(f) = failure {
+        let _ = catch_unwind(AssertUnwindSafe(|| processor.teardown()));
+        return Err(f);
+    }
+    sink.close(&prepared.ports.sinks)
+        .map_err(|e| e.to_string())?;
+    Ok(processor)
+}
+
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Batches a bundle's outputs into ~1 MB `Elements` messages.
+struct HarnessSink {
+    out: Option<mpsc::Sender<Elements>>,
+    instruction: String,
+    pending: Vec<(String, Vec<u8>)>,
+    size: usize,
+}
+
+impl HarnessSink {
+    fn flush(&mut self, last: &[(String, oxbeam_model::coders::Coder)]) -> Result<()> {
+        let mut data: Vec<elements::Data> = self
+            .pending
+            .drain(..)
+            .map(|(transform_id, bytes)| elements::Data {
+                instruction_id: self.instruction.clone(),
+                transform_id,
+                data: bytes.into(),
+                is_last: false,
+            })
+            .collect();
+        data.extend(last.iter().map(|(id, _)| elements::Data {
+            instruction_id: self.instruction.clone(),
+            transform_id: id.clone(),
+            data: Bytes::new(),
+            is_last: true,
+        }));
+        self.size = 0;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let out = self
+            .out
+            .as_ref()
+            .ok_or_else(|| Error::Internal("output without a data stream".into()))?;
+        out.blocking_send(Elements {
+            data,
+            timers: vec![],
+        })
+        .map_err(|_| Error::Internal("the data stream to the runner closed".into()))
+    }
+
+    fn close(&mut self, sinks: &[(String, oxbeam_model::coders::Coder)]) -> Result<()> {
+        self.flush(sinks)
+    }
+}
+
+impl OutputSink for HarnessSink {
+    fn emit(&mut self, sink_transform: &str, element: &[u8]) -> Result<()> {
+        match self.pending.last_mut() {
+            Some((id, buf)) if id == sink_transform => buf.extend_from_slice(element),
+            _ => self
+                .pending
+                .push((sink_transform.to_string(), element.to_vec())),
+        }
+        self.size += element.len();
+        if self.size >= DATA_BATCH_BYTES {
+            self.flush(&[])?;
+        }
+        Ok(())
+    }
+}
+
+/// A side input's elements once fetched, or why they could not be.
+type Fetched = OnceLock<std::result::Result<Vec<u8>, String>>;
+
+/// Side inputs fetched whole over the State API on first use.
+struct HarnessSideInputs {
+    slots: HashMap<(String, String), Fetched>,
+    client: Option<Arc<StateClient>>,
+    instruction: String,
+    handle: tokio::runtime::Handle,
+}
+
+impl SideInputs for HarnessSideInputs {
+    fn side_input(&self, transform: &str, side_input: &str) -> Result<&[u8]> {
+        let slot = self
+            .slots
+            .get(&(transform.to_string(), side_input.to_string()))
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "transform {transform} has no side input {side_input}"
+                ))
+            })?;
+        let fetched = slot.get_or_init(|| {
+            let client = self.client.as_ref().ok_or("no state client")?;
+            let key = StateKey {
+                r#type: Some(fe::state_key::Type::Runner(fe::state_key::Runner {
+                    key: all_elements_key(transform, side_input).into(),
+                })),
+            };
+            self.handle.block_on(client.get_all(&self.instruction, key))
+        });
+        fetched.as_deref().map_err(|e| {
+            Error::Internal(format!(
+                "reading side input {side_input} of {transform} from the runner: {e}"
+            ))
+        })
+    }
+}
+
+/// One data stream to a runner, shared by all bundles using its endpoint.
+struct DataClient {
+    tx: mpsc::Sender<Elements>,
+    inboxes: Arc<Mutex<Inboxes>>,
+}
+
+#[derive(Default)]
+struct Inboxes {
+    by_instruction: HashMap<String, Inbox>,
+    closed: bool,
+}
+
+struct Inbox {
+    tx: mpsc::UnboundedSender<elements::Data>,
+    rx: Option<mpsc::UnboundedReceiver<elements::Data>>,
+}
+
+impl Inboxes {
+    fn inbox(&mut self, instruction: &str) -> &mut Inbox {
+        self.by_instruction
+            .entry(instruction.to_string())
+            .or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                Inbox { tx, rx: Some(rx) }
+            })
+    }
+}
+
+impl DataClient {
+    async fn connect(url: &str, worker: &str) -> std::result::Result<Arc<DataClient>, String> {
+        let channel = super::connect(url).await.map_err(|e| e.to_string())?;
+        let mut client = beam_fn_data_client::BeamFnDataClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let (tx, rx) = mpsc::channel(8);
+        let mut inbound = client
+            .data(with_worker_id(ReceiverStream::new(rx), worker))
+            .await
+            .map_err(|s| format!("cannot open the data stream to {url}: {}", s.message()))?
+            .into_inner();
+        let inboxes = Arc::new(Mutex::new(Inboxes::default()));
+        let routes = inboxes.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(elements)) = inbound.message().await {
+                let Ok(mut inboxes) = routes.lock() else {
+                    break;
+                };
+                for d in elements.data {
+                    let _ = inboxes.inbox(&d.instruction_id).tx.send(d);
+                }
+            }
+            if let Ok(mut inboxes) = routes.lock() {
+                inboxes.closed = true;
+                inboxes.by_instruction.clear();
+            }
+        });
+        Ok(Arc::new(DataClient { tx, inboxes }))
+    }
+
+    fn closed(&self) -> bool {
+        self.inboxes.lock().map_or(true, |i| i.closed)
+    }
+
+    fn subscribe(&self, instruction: &str) -> mpsc::UnboundedReceiver<elements::Data> {
+        match self.inboxes.lock() {
+            Ok(mut i) if !i.closed => match i.inbox(instruction).rx.take() {
+                Some(rx) => rx,
+                None => mpsc::unbounded_channel().1,
+            },
+            _ => mpsc::unbounded_channel().1,
+        }
+    }
+
+    fn unsubscribe(&self, instruction: &str) {
+        if let Ok(mut i) = self.inboxes.lock() {
+            i.by_instruction.remove(instruction);
+        }
+    }
+}
+
+/// One state stream to a runner.
+struct StateClient {
+    tx: mpsc::UnboundedSender<StateRequest>,
+    pending: Arc<Mutex<HashMap<String, oneshot::Sender<StateResponse>>>>,
+    next: AtomicU64,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StateClient {
+    async fn connect(url: &str, worker: &str) -> std::result::Result<Arc<StateClient>, String> {
+        let channel = super::connect(url).await.map_err(|e| e.to_string())?;
+        let mut client = beam_fn_state_client::BeamFnStateClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut inbound = client
+            .state(with_worker_id(UnboundedReceiverStream::new(rx), worker))
+            .await
+            .map_err(|s| format!("cannot open the state stream to {url}: {}", s.message()))?
+            .into_inner();
+        let pending: Arc<Mutex<HashMap<String, oneshot::Sender<StateResponse>>>> = Arc::default();
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, c) = (pending.clone(), closed.clone());
+        tokio::spawn(async move {
+            while let Ok(Some(response)) = inbound.message().await {
+                if let Some(w) = p.lock().ok().and_then(|mut p| p.remove(&response.id)) {
+                    let _ = w.send(response);
+                }
+            }
+            c.store(true, Ordering::Relaxed);
+            if let Ok(mut p) = p.lock() {
+                p.clear();
+            }
+        });
+        Ok(Arc::new(StateClient {
+            tx,
+            pending,
+            next: AtomicU64::new(1),
+            closed,
+        }))
+    }
+
+    fn closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Every page of a state key, concatenated.
+    async fn get_all(
+        &self,
+        instruction: &str,
+        key: StateKey,
+    ) -> std::result::Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        let mut token = Bytes::new();
+        loop {
+            let id = format!("s{}", self.next.fetch_add(1, Ordering::Relaxed));
+            let (tx, rx) = oneshot::channel();
+            self.pending
+                .lock()
+                .map_err(|_| "poisoned")?
+                .insert(id.clone(), tx);
+            self.tx
+                .send(StateRequest {
+                    id,
+                    instruction_id: instruction.to_string(),
+                    state_key: Some(key.clone()),
+                    request: Some(fe::state_request::Request::Get(fe::StateGetRequest {
+                        continuation_token: token,
+                    })),
+                })
+                .map_err(|_| "the state stream is closed")?;
+            let response = rx.await.map_err(|_| "the state stream closed")?;
+            if !response.error.is_empty() {
+                return Err(response.error);
+            }
+            let Some(fe::state_response::Response::Get(get)) = response.response else {
+                return Err("the runner answered a state get with something else".into());
+            };
+            out.extend_from_slice(&get.data);
+            if get.continuation_token.is_empty() {
+                return Ok(out);
+            }
+            token = get.continuation_token;
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the gRPC Fn API: harnesses in child processes
+//! (this test binary re-executed, and Beam's own Python SDK harness).
+
+mod beam_python;
+mod harness;
+mod malformed;
+mod testing;
+mod throughput;
