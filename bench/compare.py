@@ -56,7 +56,7 @@ def batch(quick):
     def row(name, ox_cmd, beam_cmd, unit):
         results = {}
         for par in sorted({1, cores}):
-            r, wall, rss = measure(ox_cmd + ["--parallelism", str(par)])
+            r, wall, rss = measure([ox_cmd[0], "--no-progress", "--parallelism", str(par)] + ox_cmd[1:])
             results[par] = (r["elements"] / r["seconds"], wall, rss)
         beam = None
         if beam_cmd:

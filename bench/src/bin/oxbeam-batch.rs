@@ -1,0 +1,102 @@
+//! Oxbeam's side of the batch benchmarks (see `bench/compare.py`):
+//!
+//! ```text
+//! oxbeam-batch chain --elements N --stages K [runner flags]
+//! oxbeam-batch gbk --elements N --keys K [runner flags]
+//! oxbeam-batch wordcount --input FILE --output PREFIX --words N [runner flags]
+//! ```
+//!
+//! Prints one JSON line `{"workload", "elements", "seconds"}` where seconds
+//! is the pipeline's run time (construction excluded, as for the peers).
+
+use clap::{Parser, Subcommand};
+use oxbeam::combiners::{Count, Sum};
+use oxbeam::io::{ReadFromText, WriteToText};
+use oxbeam::{Pipeline, PipelineOptions};
+use oxbeam_examples::CountWords;
+
+#[derive(Parser, Debug)]
+struct Args {
+    #[command(subcommand)]
+    workload: Workload,
+    #[command(flatten)]
+    pipeline: PipelineOptions,
+}
+
+#[derive(Subcommand, Debug)]
+enum Workload {
+    /// B1: 100-byte elements through K chained Maps, then counted.
+    Chain {
+        #[arg(long)]
+        elements: i64,
+        #[arg(long)]
+        stages: usize,
+    },
+    /// B2: GroupByKey of N integers over K keys; group sizes summed.
+    Gbk {
+        #[arg(long)]
+        elements: i64,
+        #[arg(long)]
+        keys: i64,
+    },
+    /// B3: Beam's wordcount over a text file.
+    Wordcount {
+        #[arg(long)]
+        input: String,
+        #[arg(long)]
+        output: String,
+        /// Words in the input (for the rate).
+        #[arg(long)]
+        words: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let p = Pipeline::new(args.pipeline);
+    let (name, elements) = match &args.workload {
+        Workload::Chain { elements, stages } => {
+            let mut xs = p
+                .generate_sequence("Numbers", 0, *elements)
+                .map("Payload", |i: &i64| {
+                    let mut v = vec![b'x'; 100];
+                    v[..8].copy_from_slice(&i.to_le_bytes());
+                    v
+                });
+            for s in 0..*stages {
+                xs = xs.map(&format!("Map{s}"), |v: &Vec<u8>| {
+                    let mut out = v.clone();
+                    out[99] = out[99].wrapping_add(1);
+                    out
+                });
+            }
+            xs.apply("Count", Count::globally());
+            ("chain", *elements as u64)
+        }
+        Workload::Gbk { elements, keys } => {
+            let keys = *keys;
+            p.generate_sequence("Numbers", 0, *elements)
+                .map("Key", move |i: &i64| (i % keys, *i))
+                .group_by_key("Group")
+                .map("Size", |(_, vs): &(i64, Vec<i64>)| vs.len() as i64)
+                .apply("Total", Sum::globally());
+            ("gbk", *elements as u64)
+        }
+        Workload::Wordcount {
+            input,
+            output,
+            words,
+        } => {
+            p.apply("Read", ReadFromText::new(input.clone()))
+                .apply("CountWords", CountWords)
+                .map("Format", |(w, n): &(String, i64)| format!("{w}: {n}"))
+                .apply("Write", WriteToText::new(output.clone()));
+            ("wordcount", *words)
+        }
+    };
+    let started = std::time::Instant::now();
+    p.run()?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!("{{\"workload\": \"{name}\", \"elements\": {elements}, \"seconds\": {seconds}}}");
+    Ok(())
+}
