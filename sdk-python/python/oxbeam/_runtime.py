@@ -1,0 +1,750 @@
+"""The Python side of the Python executor: runs one fused stage.
+
+The Rust ``PythonExecutor`` builds a :class:`StageRunner` per stage and
+thread from a plain description of the stage's transforms, then calls it once
+per batch of decoded input elements. A batch is two parallel lists:
+``values`` and ``metas``, where a meta is ``(timestamp_micros, window)`` and
+consecutive elements usually share one meta object. Each operator turns a
+batch into output batches with Python-level loops (``list(map(fn, values))``
+for ``Map``), so the per-element cost is the user function call.
+
+Data sinks are Rust objects (``_oxbeam.SinkBuffer``) that encode outputs.
+"""
+
+import inspect
+import itertools
+import pickle
+import threading
+import traceback
+from collections import _count_elements
+from operator import itemgetter, length_hint
+
+from oxbeam.utils.timestamp import MIN_TIMESTAMP_MICROS, Timestamp
+from oxbeam.utils.windowed_value import WindowedValue
+from oxbeam.window import GlobalWindow, TimestampedValue, _from_runner_tuple
+
+_MAX_REPR = 256
+_GLOBAL = GlobalWindow()
+_MISSING = object()
+_first = itemgetter(0)
+_PRECOMBINE_FLUSH_KEYS = 100000
+
+
+def format_exception(exc):
+    """The traceback text of ``exc``."""
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+
+def _repr(v):
+    try:
+        r = repr(v)
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the error
+        r = "<unprintable %s>" % type(v).__name__
+    if len(r) > _MAX_REPR:
+        r = r[:_MAX_REPR] + "…"
+    return r
+
+
+def _annotate(exc, label, element=_MISSING):
+    if getattr(exc, "_oxbeam_context", None) is None:
+        try:
+            exc._oxbeam_context = (label, None if element is _MISSING else _repr(element))
+        except Exception:  # noqa: BLE001 - e.g. exceptions with __slots__
+            pass
+
+
+# ---------------------------------------------------------------------------
+# Metrics: per-thread current transform, process-wide cells.
+
+
+class _MetricsState(threading.local):
+    label = ""
+
+
+_current = _MetricsState()
+_counters = {}
+_distributions = {}
+_lock = threading.Lock()
+
+
+def _inc_counter(namespace, name, n):
+    key = (_current.label, namespace, name)
+    _counters[key] = _counters.get(key, 0) + n
+
+
+def _update_distribution(namespace, name, v):
+    key = (_current.label, namespace, name)
+    d = _distributions.get(key)
+    v = int(v)
+    if d is None:
+        _distributions[key] = (1, v, v, v)
+    else:
+        _distributions[key] = (d[0] + 1, d[1] + v, min(d[2], v), max(d[3], v))
+
+
+def _take_metrics():
+    with _lock:
+        c = [(k[0], k[1], k[2], v) for k, v in _counters.items()]
+        d = [(k[0], k[1], k[2]) + v for k, v in _distributions.items()]
+        _counters.clear()
+        _distributions.clear()
+    return c, d
+
+
+# ---------------------------------------------------------------------------
+# What the SDK pickles into payloads.
+
+
+class ViewSpec(object):
+    """How a side input is presented: ``kind`` in singleton, iter, list,
+    dict, multimap; the side PCollection's window fn maps windows."""
+
+    def __init__(self, kind, window_fn, default=_MISSING):
+        self.kind = kind
+        self.window_fn = window_fn
+        self.default = default
+
+
+class SideArg(object):
+    """Placeholder for side input ``index`` among a DoFn's extra arguments."""
+
+    def __init__(self, index):
+        self.index = index
+
+
+class DoFnSpec(object):
+    """The payload of a Python ParDo.
+
+    ``kind`` is ``dofn`` (``fn`` is a DoFn), ``map``, ``flatmap``, ``filter``
+    (``fn`` is a callable; ``star`` unpacks the element), ``create``
+    (``values``) or ``partition`` (``fn`` is a PartitionFn-like callable
+    ``(element, n, *args) -> index``).
+    """
+
+    def __init__(self, kind, fn, args=(), kwargs=None, views=(), star=False, values=None, n=0):
+        self.kind = kind
+        self.fn = fn
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs or {})
+        self.views = list(views)
+        self.star = star
+        self.values = values
+        self.n = n
+
+
+# ---------------------------------------------------------------------------
+# Operators.
+
+
+def _discard(values, metas):
+    pass
+
+
+def _fanout(receivers):
+    fns = [r.process_batch for r in receivers]
+    if not fns:
+        return _discard
+    if len(fns) == 1:
+        return fns[0]
+
+    def out(values, metas):
+        for f in fns:
+            f(values, metas)
+
+    return out
+
+
+class Op(object):
+    """An operator: consumes batches, emits batches to ``self.outs[tag]``."""
+
+    def __init__(self, spec):
+        self.id = spec.get("id")
+        self.label = spec.get("label", "")
+        self.output_pcolls = dict(spec.get("outputs", {}))
+        self.outs = {}
+
+    def setup(self):
+        pass
+
+    def start_bundle(self, sides):
+        pass
+
+    def process_batch(self, values, metas):
+        raise NotImplementedError
+
+    def finish_bundle(self):
+        pass
+
+    def teardown(self):
+        pass
+
+    def out(self, tag=None):
+        if tag is None:
+            tag = next(iter(self.outs), None)
+        return self.outs.get(tag, _discard)
+
+
+class SinkOp(Op):
+    def __init__(self, buffer):
+        Op.__init__(self, {"label": "sink"})
+        self.emit = buffer.emit_batch
+
+    def process_batch(self, values, metas):
+        if values:
+            self.emit(values, metas)
+
+
+def _params_of(fn):
+    """``[(name, 'timestamp'|'window')]`` for DoFn params in ``fn``'s signature."""
+    from oxbeam.transforms.core import DoFn
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return []
+    out = []
+    for name, p in sig.parameters.items():
+        d = p.default
+        if d is DoFn.TimestampParam:
+            out.append((name, "timestamp"))
+        elif d is DoFn.WindowParam:
+            out.append((name, "window"))
+        elif d is DoFn.PaneInfoParam or d is DoFn.StateParam or d is DoFn.TimerParam:
+            raise NotImplementedError("DoFn parameter %s is not supported by Oxbeam" % name)
+    return out
+
+
+def _route_specials(values, metas, main_tag):
+    """Splits outputs holding TaggedOutput / TimestampedValue / WindowedValue."""
+    from oxbeam.pvalue import TaggedOutput
+
+    routed = {}
+    for v, m in zip(values, metas):
+        tag = main_tag
+        if type(v) is TaggedOutput:
+            tag = v.tag
+            v = v.value
+        t = type(v)
+        if t is TimestampedValue:
+            m = (v.timestamp.micros, m[1])
+            v = v.value
+        elif t is WindowedValue:
+            r = routed.get(tag)
+            if r is None:
+                r = routed[tag] = ([], [])
+            for w in v.windows:
+                r[0].append(v.value)
+                r[1].append((v.timestamp.micros, w))
+            continue
+        r = routed.get(tag)
+        if r is None:
+            r = routed[tag] = ([], [])
+        r[0].append(v)
+        r[1].append(m)
+    return routed
+
+
+def _special_types():
+    from oxbeam.pvalue import TaggedOutput
+
+    return frozenset([TaggedOutput, TimestampedValue, WindowedValue])
+
+
+class ParDoOp(Op):
+    """Runs a Python DoFn, callable (Map, FlatMap, Filter) or Create."""
+
+    def __init__(self, spec):
+        Op.__init__(self, spec)
+        self.fnspec = pickle.loads(spec["fn"])
+        self.side_names = list(spec.get("side_inputs", ()))
+        self.special = _special_types()
+        s = self.fnspec
+        self.dofn = s.fn if s.kind == "dofn" else None
+        self.views = s.views
+        self._side_src = [None] * len(self.views)
+        self._side_groups = [None] * len(self.views)
+        self._arg_cache = {}
+
+    def setup(self):
+        s = self.fnspec
+        _current.label = self.label
+        try:
+            if self.dofn is not None:
+                self.dofn.setup()
+                self.fn = self.dofn.process
+            else:
+                self.fn = s.fn
+            self.params = _params_of(self.fn) if s.kind != "create" else []
+        except Exception as e:
+            _annotate(e, self.label)
+            raise
+        self.fast = (
+            not self.params and not s.args and not s.kwargs and not self.views and not s.star
+        )
+
+    def start_bundle(self, sides):
+        for i, name in enumerate(self.side_names):
+            src = sides.get((self.id, name))
+            if src is not self._side_src[i]:
+                self._side_src[i] = src
+                groups = {}
+                if src is not None:
+                    for v, m in zip(src[0], src[1]):
+                        g = groups.get(m[1])
+                        if g is None:
+                            g = groups[m[1]] = []
+                        g.append(v)
+                self._side_groups[i] = groups
+                self._arg_cache = {}
+        if self.dofn is not None:
+            _current.label = self.label
+            try:
+                self.dofn.start_bundle()
+            except Exception as e:
+                _annotate(e, self.label)
+                raise
+
+    def _view(self, i, window):
+        vs = self.views[i]
+        groups = self._side_groups[i] or {}
+        side_window = _GLOBAL if window is _GLOBAL else vs.window_fn.side_window(window)
+        items = groups.get(side_window, [])
+        k = vs.kind
+        if k == "singleton":
+            if len(items) == 1:
+                return items[0]
+            if not items:
+                if vs.default is _MISSING:
+                    raise ValueError(
+                        "PCollection of size 0 accessed as a singleton view with no default value"
+                    )
+                return vs.default
+            raise ValueError(
+                "PCollection of size %d with more than one element accessed as a singleton view."
+                % len(items)
+            )
+        if k in ("iter", "list"):
+            return list(items)
+        if k == "dict":
+            return dict(items)
+        if k == "multimap":
+            d = {}
+            for kk, vv in items:
+                d.setdefault(kk, []).append(vv)
+            return d
+        raise NotImplementedError("side input view %s" % k)
+
+    def _args(self, window):
+        r = self._arg_cache.get(window)
+        if r is None:
+            s = self.fnspec
+
+            def sub(a):
+                return self._view(a.index, window) if isinstance(a, SideArg) else a
+
+            r = (
+                tuple(sub(a) for a in s.args),
+                {k: sub(v) for k, v in s.kwargs.items()},
+            )
+            self._arg_cache[window] = r
+        return r
+
+    def _call_each(self, values, metas):
+        """Calls the function per element with extra args and params."""
+        s = self.fnspec
+        fn = self.fn
+        star = s.star
+        params = self.params
+        results = []
+        app = results.append
+        last_m = None
+        args, kwargs = (), {}
+        n = 0
+        try:
+            for v, m in zip(values, metas):
+                if m is not last_m:
+                    last_m = m
+                    args, kwargs = self._args(m[1])
+                    if params:
+                        kwargs = dict(kwargs)
+                        for name, kind in params:
+                            kwargs[name] = Timestamp(micros=m[0]) if kind == "timestamp" else m[1]
+                if star:
+                    app(fn(*v, *args, **kwargs))
+                else:
+                    app(fn(v, *args, **kwargs))
+                n += 1
+        except Exception as e:
+            _annotate(e, self.label, values[n])
+            raise
+        return results
+
+    def _map(self, values):
+        it = iter(values)
+        try:
+            return list(map(self.fn, it))
+        except Exception as e:
+            _annotate(e, self.label, values[len(values) - length_hint(it) - 1])
+            raise
+
+    def _expand(self, results, values, metas):
+        ov = []
+        om = []
+        n = 0
+        try:
+            for r in results:
+                if r is not None:
+                    if r.__class__ is not list:
+                        r = list(r)
+                    if r:
+                        ov.extend(r)
+                        om.extend([metas[n]] * len(r))
+                n += 1
+        except Exception as e:
+            _annotate(e, self.label, values[n])
+            raise
+        return ov, om
+
+    def _emit(self, ov, om):
+        if not ov:
+            return
+        if self.special.isdisjoint(map(type, ov)):
+            self.outs.get("None", _discard)(ov, om)
+            return
+        for tag, (vs, ms) in _route_specials(ov, om, "None").items():
+            self.outs.get(tag, _discard)(vs, ms)
+
+    def process_batch(self, values, metas):
+        _current.label = self.label
+        kind = self.fnspec.kind
+        if kind == "create":
+            self._create(metas[0] if metas else (MIN_TIMESTAMP_MICROS, _GLOBAL), len(values))
+            return
+        results = self._map(values) if self.fast else self._call_each(values, metas)
+        if kind == "map":
+            self._emit(results, metas)
+        elif kind == "filter":
+            keep = [bool(r) for r in results]
+            self._emit(
+                list(itertools.compress(values, keep)), list(itertools.compress(metas, keep))
+            )
+        elif kind == "partition":
+            self._partition(values, metas, results)
+        else:
+            ov, om = self._expand(results, values, metas)
+            self._emit(ov, om)
+
+    def _partition(self, values, metas, results):
+        n = self.fnspec.n
+        parts = [([], []) for _ in range(n)]
+        for v, m, i in zip(values, metas, results):
+            if not isinstance(i, int) or not 0 <= i < n:
+                e = ValueError("PartitionFn specified out-of-bounds partition index: %r not in [0, %d)" % (i, n))
+                _annotate(e, self.label, v)
+                raise e
+            parts[i][0].append(v)
+            parts[i][1].append(m)
+        for i, (vs, ms) in enumerate(parts):
+            if vs:
+                self.outs.get(str(i), _discard)(vs, ms)
+
+    def _create(self, meta, times):
+        vals = self.fnspec.values
+        out = self.outs.get("None", _discard)
+        step = 4096
+        for _ in range(times):
+            for i in range(0, len(vals), step):
+                chunk = vals[i : i + step]
+                out(chunk, [meta] * len(chunk))
+
+    def finish_bundle(self):
+        if self.dofn is None:
+            return
+        _current.label = self.label
+        try:
+            r = self.dofn.finish_bundle()
+            ov, om = [], []
+            if r is not None:
+                for v in r:
+                    if type(v) is WindowedValue:
+                        ov.append(v)
+                        om.append((v.timestamp.micros, _GLOBAL))
+                    else:
+                        ov.append(v)
+                        om.append((MIN_TIMESTAMP_MICROS, _GLOBAL))
+        except Exception as e:
+            _annotate(e, self.label)
+            raise
+        self._emit(ov, om)
+
+    def teardown(self):
+        if self.dofn is not None:
+            self.dofn.teardown()
+
+
+class WindowIntoOp(Op):
+    def __init__(self, spec):
+        Op.__init__(self, spec)
+        self.window_fn = _from_runner_tuple(spec["window_fn"])
+
+    def process_batch(self, values, metas):
+        wf = self.window_fn
+        out = self.out()
+        if wf.__class__.__name__ == "GlobalWindows":
+            out(values, [(m[0], _GLOBAL) for m in metas])
+            return
+        ov, om = [], []
+        assign = wf.assign_micros
+        for v, m in zip(values, metas):
+            ts = m[0]
+            for w in assign(ts):
+                ov.append(v)
+                om.append((ts, w))
+        out(ov, om)
+
+
+def _fast_kind(cf):
+    return getattr(cf, "_oxbeam_fast", None)
+
+
+class CombineOp(Op):
+    """The combine components, for a Python CombineFn."""
+
+    def __init__(self, spec, phase):
+        Op.__init__(self, spec)
+        self.cf = pickle.loads(spec["fn"])
+        self.phase = phase
+        self.fastk = _fast_kind(self.cf)
+        self.tables = {}
+        self.first_meta = {}
+
+    def setup(self):
+        _current.label = self.label
+        setup = getattr(self.cf, "setup", None)
+        if setup is not None:
+            setup()
+
+    def teardown(self):
+        td = getattr(self.cf, "teardown", None)
+        if td is not None:
+            td()
+
+    def process_batch(self, values, metas):
+        _current.label = self.label
+        try:
+            getattr(self, "_" + self.phase)(values, metas)
+        except Exception as e:
+            _annotate(e, self.label, getattr(self, "_element", _MISSING))
+            raise
+
+    # -- precombine: (k, v) -> (k, acc) per (key, window) in the bundle --
+    def _precombine(self, values, metas):
+        if not values:
+            return
+        m0 = metas[0]
+        if metas.count(m0) == len(metas):
+            self._add_all(m0, values)
+        else:
+            by_meta = {}
+            for v, m in zip(values, metas):
+                by_meta.setdefault(m, []).append(v)
+            for m, vs in by_meta.items():
+                self._add_all(m, vs)
+
+    def _add_all(self, meta, values):
+        w = meta[1]
+        t = self.tables.get(w)
+        if t is None:
+            t = self.tables[w] = {}
+            self.first_meta[w] = meta
+        f = self.fastk
+        get = t.get
+        self._element = _MISSING
+        if f == "sum":
+            for k, v in values:
+                t[k] = get(k, 0) + v
+        elif f == "count":
+            _count_elements(t, map(_first, values))
+        elif f == "min":
+            for k, v in values:
+                a = get(k, _MISSING)
+                t[k] = v if a is _MISSING or v < a else a
+        elif f == "max":
+            for k, v in values:
+                a = get(k, _MISSING)
+                t[k] = v if a is _MISSING or v > a else a
+        else:
+            cf = self.cf
+            create, add = cf.create_accumulator, cf.add_input
+            for kv in values:
+                self._element = kv
+                k, v = kv
+                a = get(k, _MISSING)
+                if a is _MISSING:
+                    a = create()
+                t[k] = add(a, v)
+        if len(t) > _PRECOMBINE_FLUSH_KEYS:
+            self._flush()
+
+    def _flush(self):
+        out = self.out()
+        compact = getattr(self.cf, "compact", None) if self.fastk is None else None
+        for w, t in self.tables.items():
+            if compact is not None:
+                items = [(k, compact(a)) for k, a in t.items()]
+            else:
+                items = list(t.items())
+            out(items, [self.first_meta[w]] * len(items))
+        self.tables = {}
+        self.first_meta = {}
+
+    def finish_bundle(self):
+        if self.phase == "precombine" and self.tables:
+            _current.label = self.label
+            self._flush()
+
+    def _merge(self, accs):
+        f = self.fastk
+        if f == "sum" or f == "count":
+            return sum(accs)
+        if f == "min":
+            return min(accs)
+        if f == "max":
+            return max(accs)
+        return self.cf.merge_accumulators(accs)
+
+    def _extract(self, acc):
+        if self.fastk is not None:
+            return acc
+        return self.cf.extract_output(acc)
+
+    def _merge_accumulators(self, values, metas):
+        out = []
+        for kv in values:
+            self._element = kv
+            out.append((kv[0], self._merge(kv[1])))
+        self.out()(out, metas)
+
+    def _extract_outputs(self, values, metas):
+        out = []
+        for kv in values:
+            self._element = kv
+            out.append((kv[0], self._extract(kv[1])))
+        self.out()(out, metas)
+
+    def _grouped_values(self, values, metas):
+        f = self.fastk
+        cf = self.cf
+        out = []
+        for kv in values:
+            self._element = kv
+            k, vs = kv
+            if f == "sum":
+                r = sum(vs)
+            elif f == "count":
+                r = len(vs)
+            elif f == "min":
+                r = min(vs)
+            elif f == "max":
+                r = max(vs)
+            else:
+                r = cf.extract_output(cf.add_inputs(cf.create_accumulator(), vs))
+            out.append((k, r))
+        self.out()(out, metas)
+
+    def _convert(self, values, metas):
+        cf = self.cf
+        out = []
+        for kv in values:
+            self._element = kv
+            if self.fastk == "count":
+                out.append((kv[0], 1))
+            elif self.fastk is not None:
+                out.append(kv)
+            else:
+                out.append((kv[0], cf.add_input(cf.create_accumulator(), kv[1])))
+        self.out()(out, metas)
+
+
+_PHASE_KEYS = {
+    "COMBINE_PER_KEY_PRECOMBINE": "precombine",
+    "COMBINE_PER_KEY_MERGE_ACCUMULATORS": "merge_accumulators",
+    "COMBINE_PER_KEY_EXTRACT_OUTPUTS": "extract_outputs",
+    "COMBINE_GROUPED_VALUES": "grouped_values",
+    "COMBINE_PER_KEY_CONVERT_TO_ACCUMULATORS": "convert",
+}
+
+
+class StageRunner(object):
+    """Runs bundles of one fused stage (built by the Rust executor)."""
+
+    def __init__(self, spec):
+        from oxbeam._oxbeam import URNS
+
+        pardo = URNS["standard_p_transforms::primitives::PAR_DO"]
+        window_into = URNS["standard_p_transforms::primitives::ASSIGN_WINDOWS"]
+        phases = {
+            URNS["standard_p_transforms::combine_components::" + k]: v
+            for k, v in _PHASE_KEYS.items()
+        }
+        ops = []
+        consumers = {}
+        for t in spec["transforms"]:
+            urn = t["urn"]
+            if urn == pardo:
+                op = ParDoOp(t)
+            elif urn == window_into:
+                op = WindowIntoOp(t)
+            elif urn in phases:
+                op = CombineOp(t, phases[urn])
+            else:
+                raise NotImplementedError("transform %s (%s)" % (t["label"], urn))
+            op.input = t["input"]
+            ops.append(op)
+            consumers.setdefault(t["input"], []).append(op)
+        for sink_id, (pcoll, buffer) in spec["sinks"].items():
+            consumers.setdefault(pcoll, []).append(SinkOp(buffer))
+        for op in ops:
+            for tag, pcoll in op.output_pcolls.items():
+                op.outs[tag] = _fanout(consumers.get(pcoll, []))
+        self.sources = {sid: _fanout(consumers.get(p, [])) for sid, p in spec["sources"].items()}
+        # Topological order: producers before consumers.
+        producer = {}
+        for op in ops:
+            for p in op.output_pcolls.values():
+                producer[p] = op
+        order, seen = [], set()
+
+        def visit(op):
+            if id(op) in seen:
+                return
+            seen.add(id(op))
+            up = producer.get(op.input)
+            if up is not None:
+                visit(up)
+            order.append(op)
+
+        for op in ops:
+            visit(op)
+        self.ops = order
+        for op in self.ops:
+            op.setup()
+
+    def start_bundle(self, sides):
+        for op in self.ops:
+            op.start_bundle(sides)
+
+    def process(self, source_id, values, metas):
+        self.sources[source_id](values, metas)
+
+    def finish_bundle(self):
+        for op in self.ops:
+            op.finish_bundle()
+        return _take_metrics()
+
+    def teardown(self):
+        for op in self.ops:
+            try:
+                op.teardown()
+            except Exception:  # noqa: BLE001 - teardown is best effort, like Beam
+                traceback.print_exc()

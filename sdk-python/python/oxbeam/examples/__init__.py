@@ -1,0 +1,1 @@
+"""Examples: Beam's own, with only the import changed."""

@@ -1,0 +1,3 @@
+"""IO transforms, as in ``apache_beam.io`` (text files)."""
+
+from oxbeam.io.textio import ReadFromText, ReadAllFromText, WriteToText  # noqa: F401

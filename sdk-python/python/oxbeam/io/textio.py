@@ -1,0 +1,170 @@
+"""Text files: ``ReadFromText`` and ``WriteToText``, as in
+``apache_beam.io.textio`` (lines split on ``\\n`` or ``\\r\\n``, UTF-8)."""
+
+import glob
+import gzip
+import os
+
+from oxbeam.pvalue import AsList
+from oxbeam.transforms.core import Create, FlatMap
+from oxbeam.transforms.ptransform import PTransform
+
+__all__ = ["ReadFromText", "ReadAllFromText", "WriteToText"]
+
+
+def _match(pattern):
+    files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else (
+        [pattern] if os.path.exists(pattern) else [])
+    return [f for f in files if os.path.isfile(f)]
+
+
+def _open(path, compression_type):
+    c = (compression_type or "auto").lower()
+    if c == "gzip" or (c == "auto" and path.endswith(".gz")):
+        return gzip.open(path, "rb")
+    if c not in ("auto", "uncompressed"):
+        raise NotImplementedError("compression type %s" % compression_type)
+    return open(path, "rb")
+
+
+class _ReadLines(object):
+    def __init__(self, strip, skip_header_lines, compression_type):
+        self.strip = strip
+        self.skip = skip_header_lines
+        self.compression_type = compression_type
+
+    def __call__(self, pattern):
+        out = []
+        for path in _match(pattern):
+            with _open(path, self.compression_type) as f:
+                data = f.read().decode("utf-8")
+            if not data:
+                continue
+            lines = data.split("\n")
+            if lines[-1] == "":
+                lines.pop()
+                keep_nl = True
+            else:
+                keep_nl = False
+            if self.strip:
+                if "\r" in data:
+                    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+            else:
+                n = len(lines)
+                lines = [ln + "\n" if (i < n - 1 or keep_nl) else ln for i, ln in enumerate(lines)]
+            if self.skip:
+                lines = lines[self.skip:]
+            out.extend(lines)
+        return out
+
+
+class ReadFromText(PTransform):
+    """The lines of the files matching ``file_pattern``."""
+
+    def __init__(self, file_pattern=None, min_bundle_size=0, compression_type="auto",
+                 strip_trailing_newlines=True, coder=None, validate=True, skip_header_lines=0,
+                 **kwargs):
+        PTransform.__init__(self)
+        if coder is not None:
+            raise NotImplementedError("ReadFromText(coder=...)")
+        self.pattern = file_pattern
+        self.fn = _ReadLines(strip_trailing_newlines, skip_header_lines, compression_type)
+        if validate and not _match(file_pattern):
+            raise IOError("No files found based on the file pattern %s" % file_pattern)
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Create" >> Create([self.pattern])
+            | "ReadLines" >> FlatMap(self.fn).with_output_types(str)
+        )
+
+
+class ReadAllFromText(PTransform):
+    """The lines of the files matching each pattern of the input PCollection."""
+
+    def __init__(self, strip_trailing_newlines=True, compression_type="auto", skip_header_lines=0,
+                 **kwargs):
+        PTransform.__init__(self)
+        self.fn = _ReadLines(strip_trailing_newlines, skip_header_lines, compression_type)
+
+    def expand(self, pcoll):
+        return pcoll | "ReadLines" >> FlatMap(self.fn).with_output_types(str)
+
+
+class _WriteShards(object):
+    def __init__(self, prefix, suffix, num_shards, template, header, newline):
+        self.prefix = prefix
+        self.suffix = suffix
+        self.num_shards = num_shards
+        self.template = template
+        self.header = header
+        self.newline = newline
+
+    def _name(self, i, n):
+        t = self.template
+        if t is None:
+            t = "-SSSSS-of-NNNNN"
+        out = t
+        for ch, val in (("S", i), ("N", n)):
+            start = out.find(ch)
+            if start < 0:
+                continue
+            end = start
+            while end < len(out) and out[end] == ch:
+                end += 1
+            out = out[:start] + str(val).zfill(end - start) + out[end:]
+        return self.prefix + out + self.suffix
+
+    def __call__(self, _, lines):
+        n = self.num_shards or 1
+        shards = [[] for _ in range(n)]
+        for i, line in enumerate(lines):
+            shards[i % n].append(line if isinstance(line, str) else str(line))
+        names = []
+        d = os.path.dirname(self.prefix)
+        if d:
+            os.makedirs(d, exist_ok=True)
+        for i, shard in enumerate(shards):
+            name = self._name(i, n)
+            tmp = name + ".oxbeam-tmp"
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                if self.header is not None:
+                    f.write(self.header + "\n")
+                if self.newline:
+                    f.write("".join(s + "\n" for s in shard))
+                else:
+                    f.write("".join(shard))
+            os.replace(tmp, name)
+            names.append(name)
+        return names
+
+
+class WriteToText(PTransform):
+    """Writes elements (``str(element)``), one per line, to files named
+    ``file_path_prefix + shard + file_name_suffix``."""
+
+    def __init__(self, file_path_prefix, file_name_suffix="", append_trailing_newlines=True,
+                 num_shards=0, shard_name_template=None, coder=None, compression_type="auto",
+                 header=None, footer=None, **kwargs):
+        PTransform.__init__(self)
+        if coder is not None:
+            raise NotImplementedError("WriteToText(coder=...)")
+        if footer is not None:
+            raise NotImplementedError("WriteToText(footer=...)")
+        if compression_type not in ("auto", "uncompressed", None):
+            raise NotImplementedError("compressed text output")
+        self.fn = _WriteShards(file_path_prefix, file_name_suffix, num_shards,
+                               shard_name_template, header, append_trailing_newlines)
+
+    def expand(self, pcoll):
+        from oxbeam.transforms.core import WindowInto
+        from oxbeam.window import GlobalWindows
+
+        if not isinstance(pcoll.windowing, GlobalWindows):
+            pcoll = pcoll | "Rewindow" >> WindowInto(GlobalWindows())
+        return (
+            pcoll.pipeline
+            | "DoOnce" >> Create([None])
+            | "WriteShards" >> FlatMap(self.fn, AsList(pcoll)).with_output_types(str)
+        )

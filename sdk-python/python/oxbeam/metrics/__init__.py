@@ -1,0 +1,3 @@
+"""User metrics, as in ``apache_beam.metrics``."""
+
+from oxbeam.metrics.metric import Metrics, MetricsFilter  # noqa: F401

@@ -1,0 +1,1 @@
+"""Pipeline options, as in ``apache_beam.options``."""

@@ -1,0 +1,351 @@
+"""``Pipeline``: builds the transform graph and runs it on Oxbeam's engine.
+
+As in ``apache_beam.pipeline``: transforms are applied with ``|`` (and named
+with ``"label" >> transform``), composites expand into primitives, and
+``run()`` (or leaving a ``with Pipeline() as p:`` block) executes. Running
+serializes the graph to a Beam ``Pipeline`` proto and hands it to
+``oxbeam._oxbeam.run_pipeline``: the Rust local runner plans it, runs
+GroupByKey / Flatten / Impulse itself and Python stages in this process.
+"""
+
+import base64
+import json
+import logging
+
+from oxbeam import typehints
+from oxbeam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from oxbeam.pvalue import PBegin, PCollection
+
+__all__ = ["Pipeline", "AppliedPTransform"]
+
+_LOG = logging.getLogger(__name__)
+_ENV = "python"
+_SUPPORTED_RUNNERS = {None, "", "direct", "directrunner", "oxbeam", "oxbeamrunner", "local",
+                      "localrunner", "prismrunner", "fnapirunner", "bundlebasedirectrunner",
+                      "switchingdirectrunner"}
+
+
+def _urns():
+    from oxbeam._oxbeam import URNS
+
+    return URNS
+
+
+class AppliedPTransform(object):
+    """One application of a transform: its label, inputs, outputs and parts."""
+
+    def __init__(self, pipeline, parent, transform, full_label, inputs):
+        self.pipeline = pipeline
+        self.parent = parent
+        self.transform = transform
+        self.full_label = full_label
+        self.inputs = list(inputs)
+        self.side_inputs = []
+        self.outputs = {}
+        self.parts = []
+        # Set by primitives: (urn key in URNS, payload builder or None, runs in Python env).
+        self.primitive = None
+
+    def _add_output(self, tag="None", element_type=None, windowing=None):
+        if windowing is None:
+            windowing = self.inputs[0].windowing if self.inputs else None
+        pc = PCollection(self.pipeline, self, tag, element_type, windowing)
+        self.outputs[tag] = pc
+        return pc
+
+    def __repr__(self):
+        return "AppliedPTransform(%s)" % self.full_label
+
+
+class Pipeline(object):
+    """A graph of transforms, and the means to run it.
+
+    ``Pipeline(runner=None, options=None, argv=None)``: ``runner`` may be a
+    name (``"DirectRunner"`` and ``"OxbeamRunner"`` both run on Oxbeam's
+    local runner); ``options`` a :class:`PipelineOptions`.
+    """
+
+    def __init__(self, runner=None, options=None, argv=None):
+        if options is None:
+            options = PipelineOptions(argv or [])
+        elif not isinstance(options, PipelineOptions):
+            raise ValueError("Parameter options, if specified, must be of type PipelineOptions.")
+        self._options = options
+        if runner is None:
+            runner = options.view_as(StandardOptions).runner
+        if runner is not None and not isinstance(runner, str):
+            runner = type(runner).__name__
+        self.runner = runner
+        self._root = AppliedPTransform(self, None, None, "", [])
+        self._stack = [self._root]
+        self._labels = set()
+        self._pcoll_counter = 0
+        self._ran = False
+
+    @property
+    def options(self):
+        return self._options
+
+    def _new_pcollection_id(self):
+        self._pcoll_counter += 1
+        return "pc%d" % self._pcoll_counter
+
+    # -- building -----------------------------------------------------------
+
+    def apply(self, transform, pvalueish=None, label=None):
+        """Applies ``transform`` to ``pvalueish`` (a PCollection, PBegin,
+        or a tuple/list/dict of PCollections) and returns its output."""
+        from oxbeam.transforms.ptransform import PTransform, _NamedPTransform
+
+        if isinstance(transform, _NamedPTransform):
+            return self.apply(transform.transform, pvalueish, label or transform.label)
+        if not isinstance(transform, PTransform):
+            raise TypeError("Expected a PTransform object, got %r" % (transform,))
+        if pvalueish is None or pvalueish is self:
+            pvalueish = PBegin(self)
+        parent = self._stack[-1]
+        label = label or transform.label
+        full = label if parent is self._root else parent.full_label + "/" + label
+        if full in self._labels:
+            raise RuntimeError(
+                'A transform with label "%s" already exists in the pipeline. '
+                "To apply a transform with a specified label, write "
+                'pvalue | "label" >> transform' % full
+            )
+        self._labels.add(full)
+        inputs = _pcollections_of(pvalueish)
+        node = AppliedPTransform(self, parent, transform, full, inputs)
+        parent.parts.append(node)
+        self._stack.append(node)
+        try:
+            result = transform.expand(pvalueish)
+        finally:
+            self._stack.pop()
+        if not node.outputs:
+            for i, pc in enumerate(_pcollections_of(result)):
+                node.outputs.setdefault(str(i), pc)
+        return result
+
+    def _current(self):
+        return self._stack[-1]
+
+    def __or__(self, transform):
+        return self.apply(transform, PBegin(self))
+
+    # -- running ------------------------------------------------------------
+
+    def run(self, test_runner_api="AUTO"):
+        """Runs the pipeline to completion; returns a :class:`PipelineResult`.
+
+        A user function's exception is re-raised (same type), with the
+        transform label, the element and the original traceback in its
+        message; ``transform``, ``element`` and ``traceback_text`` are set on it.
+        """
+        from oxbeam import _oxbeam
+        from oxbeam.runners.runner import PipelineResult
+
+        runner = (self.runner or "").lower()
+        if runner not in _SUPPORTED_RUNNERS:
+            raise NotImplementedError(
+                "runner %r: Oxbeam's Python SDK runs pipelines on Oxbeam's local runner "
+                "(use --runner=DirectRunner or OxbeamRunner)" % self.runner
+            )
+        if self._options.view_as(StandardOptions).streaming:
+            raise NotImplementedError("streaming pipelines (--streaming)")
+        proto = self.to_runner_api_bytes()
+        workers = self._options.view_as(DirectOptions).direct_num_workers
+        opts = {"parallelism": int(workers) if workers else None}
+        self._ran = True
+        try:
+            counters, dists = _oxbeam.run_pipeline(proto, opts)
+        except _oxbeam.UserCodeError as e:
+            _reraise_user_error(e)
+            raise
+        return PipelineResult(counters, dists)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_val, exc_tb):
+        if exc_type is None:
+            self.run().wait_until_finish()
+
+    # -- the Beam proto -------------------------------------------------------
+
+    def to_runner_api_json(self):
+        """The pipeline as a proto3-JSON ``Pipeline`` message (a dict)."""
+        return _ProtoBuilder(self).build()
+
+    def to_runner_api_bytes(self):
+        """The serialized Beam ``Pipeline`` proto."""
+        from oxbeam import _oxbeam
+
+        return _oxbeam.encode_proto(
+            "org.apache.beam.model.pipeline.v1.Pipeline", json.dumps(self.to_runner_api_json())
+        )
+
+
+def _pcollections_of(pvalueish):
+    if isinstance(pvalueish, PCollection):
+        return [pvalueish]
+    if isinstance(pvalueish, dict):
+        return [v for v in pvalueish.values() if isinstance(v, PCollection)]
+    if isinstance(pvalueish, (list, tuple)):
+        return [v for v in pvalueish if isinstance(v, PCollection)]
+    from oxbeam.pvalue import DoOutputsTuple
+
+    if isinstance(pvalueish, DoOutputsTuple):
+        return list(pvalueish)
+    return []
+
+
+def _reraise_user_error(e):
+    orig = getattr(e, "original", None)
+    transform = getattr(e, "transform", None)
+    element = getattr(e, "element", None)
+    tb = getattr(e, "traceback_text", "")
+    if orig is None:
+        return
+    msg = "%s [while running '%s'%s]\n\nOriginal traceback:\n%s" % (
+        orig,
+        transform,
+        "" if element is None else " on element %s" % element,
+        tb,
+    )
+    try:
+        new = type(orig)(msg)
+    except Exception:  # noqa: BLE001 - exception types with other signatures
+        return
+    try:
+        new.transform = transform
+        new.element = element
+        new.traceback_text = tb
+        new.original = orig
+    except Exception:  # noqa: BLE001
+        pass
+    raise new.with_traceback(orig.__traceback__) from None
+
+
+def _b64(b):
+    return base64.b64encode(b).decode("ascii")
+
+
+class _ProtoBuilder(object):
+    def __init__(self, pipeline):
+        self.p = pipeline
+        self.urns = _urns()
+        self.coders = {}
+        self.strategies = {}
+        self.pcollections = {}
+        self.transforms = {}
+
+    def urn(self, key):
+        return self.urns[key]
+
+    # Coders.
+    def coder(self, t):
+        U = "standard_coders::"
+        simple = {int: "VARINT", str: "STRING_UTF8", bytes: "BYTES", float: "DOUBLE", bool: "BOOL"}
+        if t in simple:
+            cid = simple[t].lower()
+            self.coders[cid] = {"spec": {"urn": self.urn(U + simple[t])}}
+            return cid
+        if typehints.is_kv(t):
+            k, v = self.coder(t.key), self.coder(t.value)
+            cid = "kv(%s,%s)" % (k, v)
+            self.coders[cid] = {"spec": {"urn": self.urn(U + "KV")}, "componentCoderIds": [k, v]}
+            return cid
+        if isinstance(t, typehints._Iter):
+            e = self.coder(t.element)
+            cid = "iterable(%s)" % e
+            self.coders[cid] = {"spec": {"urn": self.urn(U + "ITERABLE")}, "componentCoderIds": [e]}
+            return cid
+        self.coders["python_any"] = {"spec": {"urn": self.urn("oxbeam_python::ANY_CODER")}}
+        self.coders["length_prefix(python_any)"] = {
+            "spec": {"urn": self.urn(U + "LENGTH_PREFIX")},
+            "componentCoderIds": ["python_any"],
+        }
+        return "length_prefix(python_any)"
+
+    def window_coder(self, wf):
+        from oxbeam.window import GlobalWindows
+
+        key = "GLOBAL_WINDOW" if isinstance(wf, GlobalWindows) else "INTERVAL_WINDOW"
+        cid = key.lower()
+        self.coders[cid] = {"spec": {"urn": self.urn("standard_coders::" + key)}}
+        return cid
+
+    def window_fn_spec(self, wf):
+        from oxbeam import _oxbeam
+
+        key, message, payload = wf._proto()
+        spec = {"urn": self.urn(key)}
+        if message is not None:
+            spec["payload"] = _b64(_oxbeam.encode_proto(message, json.dumps(payload)))
+        return spec
+
+    def strategy(self, wf):
+        spec = self.window_fn_spec(wf)
+        sid = "ws(%s)" % json.dumps(spec, sort_keys=True)
+        if sid not in self.strategies:
+            self.strategies[sid] = {
+                "windowFn": spec,
+                "mergeStatus": "NEEDS_MERGE" if wf.merging else "NON_MERGING",
+                "windowCoderId": self.window_coder(wf),
+                "trigger": {"default": {}},
+                "accumulationMode": "DISCARDING",
+                "outputTime": "END_OF_WINDOW",
+                "closingBehavior": "EMIT_IF_NONEMPTY",
+                "onTimeBehavior": "FIRE_IF_NONEMPTY",
+                "allowedLateness": "0",
+                "environmentId": _ENV,
+            }
+        return sid
+
+    def pcollection(self, pc):
+        if pc.id not in self.pcollections:
+            self.pcollections[pc.id] = {
+                "uniqueName": "%s.%s" % (pc.producer.full_label if pc.producer else "", pc.tag),
+                "coderId": self.coder(pc.element_type),
+                "isBounded": "BOUNDED",
+                "windowingStrategyId": self.strategy(pc.windowing),
+            }
+        return pc.id
+
+    def transform(self, node):
+        t = {"uniqueName": node.full_label}
+        inputs = {}
+        for i, pc in enumerate(node.inputs):
+            inputs[str(i)] = self.pcollection(pc)
+        for i, pc in enumerate(node.side_inputs):
+            inputs["side%d" % i] = self.pcollection(pc)
+        outputs = {tag: self.pcollection(pc) for tag, pc in node.outputs.items()}
+        if inputs:
+            t["inputs"] = inputs
+        if outputs:
+            t["outputs"] = outputs
+        if node.primitive is not None:
+            urn_key, payload_fn, in_env = node.primitive
+            spec = {"urn": self.urn(urn_key)}
+            if payload_fn is not None:
+                spec["payload"] = _b64(payload_fn(self))
+            t["spec"] = spec
+            if in_env:
+                t["environmentId"] = _ENV
+        if node.parts:
+            t["subtransforms"] = [self.transform(c) for c in node.parts]
+        self.transforms[node.full_label] = t
+        return node.full_label
+
+    def build(self):
+        roots = [self.transform(c) for c in self.p._root.parts]
+        return {
+            "components": {
+                "transforms": self.transforms,
+                "pcollections": self.pcollections,
+                "windowingStrategies": self.strategies,
+                "coders": self.coders,
+                "environments": {_ENV: {"urn": self.urn("oxbeam_python::ENVIRONMENT")}},
+            },
+            "rootTransformIds": roots,
+        }

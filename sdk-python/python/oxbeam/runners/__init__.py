@@ -1,0 +1,11 @@
+"""Runners, as in ``apache_beam.runners``: every pipeline runs on Oxbeam's
+local runner (Rust), with Python stages in this process."""
+
+from oxbeam.runners.runner import PipelineResult, PipelineState  # noqa: F401
+
+
+class DirectRunner(object):
+    """Oxbeam's local runner, under Beam's name."""
+
+
+OxbeamRunner = DirectRunner

@@ -1,0 +1,1 @@
+"""Testing helpers, as in ``apache_beam.testing``."""

@@ -1,0 +1,101 @@
+"""``assert_that`` and matchers, as in ``apache_beam.testing.util``."""
+
+from oxbeam.pvalue import AsList
+from oxbeam.transforms.core import Create, Map, WindowInto
+from oxbeam.transforms.ptransform import PTransform
+from oxbeam.window import GlobalWindows
+
+__all__ = ["assert_that", "equal_to", "is_empty", "is_not_empty", "BeamAssertException"]
+
+
+class BeamAssertException(AssertionError):
+    """A pipeline assertion failed."""
+
+
+def _remove(items, x):
+    for i, y in enumerate(items):
+        if y == x:
+            del items[i]
+            return True
+    return False
+
+
+def equal_to(expected, equals_fn=None):
+    """Matches a PCollection with exactly the elements of ``expected``, in any order."""
+    expected = list(expected)
+
+    def _equal(actual):
+        actual = list(actual)
+        try:
+            if sorted(expected) == sorted(actual):
+                return
+        except TypeError:
+            pass
+        unexpected = []
+        missing = list(expected)
+        for a in actual:
+            if equals_fn is not None:
+                hit = next((i for i, e in enumerate(missing) if equals_fn(e, a)), None)
+                if hit is None:
+                    unexpected.append(a)
+                else:
+                    del missing[hit]
+            elif not _remove(missing, a):
+                unexpected.append(a)
+        if unexpected or missing:
+            msg = "Failed assert: %r == %r" % (expected, actual)
+            if unexpected:
+                msg += ", unexpected elements %r" % unexpected
+            if missing:
+                msg += ", missing elements %r" % missing
+            raise BeamAssertException(msg)
+
+    return _equal
+
+
+def is_empty():
+    def _empty(actual):
+        actual = list(actual)
+        if actual:
+            raise BeamAssertException("Failed assert: [] == %r" % actual)
+
+    return _empty
+
+
+def is_not_empty():
+    def _nonempty(actual):
+        if not list(actual):
+            raise BeamAssertException("Failed assert: pcol is empty")
+
+    return _nonempty
+
+
+class _Check(object):
+    def __init__(self, matcher):
+        self.matcher = matcher
+
+    def __call__(self, _, actual):
+        self.matcher(actual)
+
+
+class _AssertThat(PTransform):
+    def __init__(self, matcher, use_global_window):
+        PTransform.__init__(self)
+        self.matcher = matcher
+        self.use_global_window = use_global_window
+
+    def expand(self, pcoll):
+        if self.use_global_window and not isinstance(pcoll.windowing, GlobalWindows):
+            pcoll = pcoll | "WindowInto" >> WindowInto(GlobalWindows())
+        return (
+            pcoll.pipeline
+            | "DoOnce" >> Create([None])
+            | "Match" >> Map(_Check(self.matcher), AsList(pcoll))
+        )
+
+
+def assert_that(actual, matcher, label="assert_that", reify_windows=False, use_global_window=True):
+    """Checks, when the pipeline runs, that ``matcher(all elements)`` passes."""
+    if reify_windows:
+        raise NotImplementedError("assert_that(reify_windows=True)")
+    actual | label >> _AssertThat(matcher, use_global_window)

@@ -1,0 +1,296 @@
+"""Standard combiners, as in ``apache_beam.transforms.combiners``."""
+
+import heapq
+
+from oxbeam import typehints
+from oxbeam.transforms.core import CombineFn, CombineGlobally, CombinePerKey, Map
+from oxbeam.transforms.ptransform import PTransform
+
+__all__ = [
+    "Count",
+    "Mean",
+    "Top",
+    "ToList",
+    "ToDict",
+    "ToSet",
+    "Sample",
+    "CountCombineFn",
+    "MeanCombineFn",
+    "TopCombineFn",
+    "ToListCombineFn",
+    "ToDictCombineFn",
+    "ToSetCombineFn",
+]
+
+
+class CountCombineFn(CombineFn):
+    """The number of inputs."""
+
+    _oxbeam_fast = "count"
+
+    def create_accumulator(self):
+        return 0
+
+    def add_input(self, accumulator, element):
+        return accumulator + 1
+
+    def add_inputs(self, accumulator, elements):
+        return accumulator + len(list(elements))
+
+    def merge_accumulators(self, accumulators):
+        return sum(accumulators)
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+    def output_type(self):
+        return int
+
+
+def _pair_with_none(x):
+    return (x, None)
+
+
+class Count(object):
+    """Counts: ``Globally()``, ``PerKey()``, ``PerElement()``."""
+
+    class Globally(CombineGlobally):
+        def __init__(self):
+            CombineGlobally.__init__(self, CountCombineFn())
+
+    class PerKey(CombinePerKey):
+        def __init__(self):
+            CombinePerKey.__init__(self, CountCombineFn())
+
+    class PerElement(PTransform):
+        def expand(self, pcoll):
+            return (
+                pcoll
+                | "PairWithVoid" >> Map(_pair_with_none).with_output_types(
+                    typehints.KV[pcoll.element_type, typehints.Any]
+                )
+                | "CombinePerKey(CountCombineFn)" >> CombinePerKey(CountCombineFn())
+            )
+
+
+class MeanCombineFn(CombineFn):
+    """The arithmetic mean (NaN of no inputs)."""
+
+    def create_accumulator(self):
+        return (0, 0)
+
+    def add_input(self, acc, element):
+        return (acc[0] + element, acc[1] + 1)
+
+    def add_inputs(self, acc, elements):
+        s, n = acc
+        for e in elements:
+            s += e
+            n += 1
+        return (s, n)
+
+    def merge_accumulators(self, accumulators):
+        s = n = 0
+        for a, b in accumulators:
+            s += a
+            n += b
+        return (s, n)
+
+    def extract_output(self, acc):
+        s, n = acc
+        if n == 0:
+            return float("NaN")
+        return s / float(n)
+
+    def output_type(self):
+        return float
+
+
+class Mean(object):
+    """Means: ``Globally()``, ``PerKey()``."""
+
+    class Globally(CombineGlobally):
+        def __init__(self):
+            CombineGlobally.__init__(self, MeanCombineFn())
+
+    class PerKey(CombinePerKey):
+        def __init__(self):
+            CombinePerKey.__init__(self, MeanCombineFn())
+
+
+class _Keyed(object):
+    """Orders by ``key(element)``; ties keep insertion order out of it."""
+
+    __slots__ = ("k", "v")
+
+    def __init__(self, k, v):
+        self.k = k
+        self.v = v
+
+    def __lt__(self, other):
+        return self.k < other.k
+
+
+class TopCombineFn(CombineFn):
+    """The ``n`` largest inputs (by ``key``), largest first; ``reverse``
+    gives the smallest, smallest first."""
+
+    def __init__(self, n, key=None, reverse=False):
+        self._n = n
+        self._key = key
+        self._reverse = reverse
+
+    def _sort_key(self, e):
+        k = self._key(e) if self._key is not None else e
+        return k
+
+    def create_accumulator(self):
+        return []
+
+    def add_input(self, acc, element):
+        acc.append(element)
+        if len(acc) > 2 * self._n + 16:
+            acc[:] = self._top(acc)
+        return acc
+
+    def _top(self, items):
+        if self._reverse:
+            return heapq.nsmallest(self._n, items, key=self._sort_key)
+        return heapq.nlargest(self._n, items, key=self._sort_key)
+
+    def merge_accumulators(self, accumulators):
+        merged = []
+        for a in accumulators:
+            merged.extend(a)
+        return self._top(merged)
+
+    def compact(self, acc):
+        return self._top(acc)
+
+    def extract_output(self, acc):
+        return self._top(acc)
+
+
+class Top(object):
+    """The largest or smallest elements: ``Of``, ``Largest``, ``Smallest``,
+    ``PerKey``, ``LargestPerKey``, ``SmallestPerKey``."""
+
+    class Of(CombineGlobally):
+        def __init__(self, n, key=None, reverse=False):
+            CombineGlobally.__init__(self, TopCombineFn(n, key, reverse))
+
+        def default_label(self):
+            return "Top(%d)" % self.fn._n
+
+    class PerKey(CombinePerKey):
+        def __init__(self, n, key=None, reverse=False):
+            CombinePerKey.__init__(self, TopCombineFn(n, key, reverse))
+
+        def default_label(self):
+            return "TopPerKey(%d)" % self.fn._n
+
+    @staticmethod
+    def Largest(n):
+        return Top.Of(n)
+
+    @staticmethod
+    def Smallest(n):
+        return Top.Of(n, reverse=True)
+
+    @staticmethod
+    def LargestPerKey(n):
+        return Top.PerKey(n)
+
+    @staticmethod
+    def SmallestPerKey(n):
+        return Top.PerKey(n, reverse=True)
+
+
+class ToListCombineFn(CombineFn):
+    """All inputs, as a list."""
+
+    def create_accumulator(self):
+        return []
+
+    def add_input(self, acc, element):
+        acc.append(element)
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        out = []
+        for a in accumulators:
+            out.extend(a)
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+class ToList(CombineGlobally):
+    """One list of all elements."""
+
+    def __init__(self):
+        CombineGlobally.__init__(self, ToListCombineFn())
+
+
+class ToDictCombineFn(CombineFn):
+    """A dict of ``(key, value)`` inputs."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, acc, element):
+        k, v = element
+        acc[k] = v
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        out = {}
+        for a in accumulators:
+            out.update(a)
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+class ToDict(CombineGlobally):
+    """One dict of all ``(key, value)`` elements."""
+
+    def __init__(self):
+        CombineGlobally.__init__(self, ToDictCombineFn())
+
+
+class ToSetCombineFn(CombineFn):
+    """A set of the inputs."""
+
+    def create_accumulator(self):
+        return set()
+
+    def add_input(self, acc, element):
+        acc.add(element)
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        out = set()
+        for a in accumulators:
+            out |= a
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+class ToSet(CombineGlobally):
+    """One set of all elements."""
+
+    def __init__(self):
+        CombineGlobally.__init__(self, ToSetCombineFn())
+
+
+class Sample(object):
+    """Not supported yet."""
+
+    class FixedSizeGlobally(PTransform):
+        def __init__(self, *args, **kwargs):
+            raise NotImplementedError("combiners.Sample")

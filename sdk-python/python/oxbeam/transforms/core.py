@@ -1,0 +1,875 @@
+"""The core transforms, as in ``apache_beam.transforms.core`` and
+``apache_beam.transforms.util``: ParDo and its shorthands, grouping,
+combining, flattening, partitioning and windowing."""
+
+import os
+import random
+
+import cloudpickle
+
+from oxbeam import typehints
+from oxbeam._runtime import DoFnSpec, SideArg
+from oxbeam.pvalue import AsSideInput, DoOutputsTuple, PBegin, PCollection, TaggedOutput
+from oxbeam.transforms.ptransform import PTransform
+from oxbeam.window import GlobalWindows, TimestampedValue, WindowFn
+
+__all__ = [
+    "DoFn",
+    "ParDo",
+    "Map",
+    "MapTuple",
+    "FlatMap",
+    "FlatMapTuple",
+    "Filter",
+    "Create",
+    "Impulse",
+    "GroupByKey",
+    "CombineFn",
+    "CombinePerKey",
+    "CombineGlobally",
+    "CombineValues",
+    "Flatten",
+    "Partition",
+    "PartitionFn",
+    "WindowInto",
+    "Keys",
+    "Values",
+    "KvSwap",
+    "Reshuffle",
+    "Distinct",
+    "CoGroupByKey",
+]
+
+
+def _label_of(fn):
+    if hasattr(fn, "__name__") and fn.__name__ == "<lambda>":
+        code = getattr(fn, "__code__", None)
+        if code is not None:
+            return "<lambda at %s:%s>" % (os.path.basename(code.co_filename), code.co_firstlineno)
+    if hasattr(fn, "__name__"):
+        return fn.__name__
+    return type(fn).__name__
+
+
+def _node(pipeline):
+    return pipeline._current()
+
+
+def _pickle(obj):
+    return cloudpickle.dumps(obj, protocol=4)
+
+
+class _Param(object):
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return self.name
+
+    def __reduce__(self):
+        # Unpickled DoFns must see the very same marker objects.
+        return (_param, (self.name,))
+
+
+def _param(name):
+    return getattr(DoFn, name)
+
+
+class DoFn(object):
+    """A function applied to each element by ``ParDo``.
+
+    Override ``process(self, element, *args, **kwargs)`` (return or yield
+    outputs); optionally ``setup``, ``start_bundle``, ``finish_bundle``
+    (yield ``WindowedValue``s) and ``teardown``. Default arguments
+    ``DoFn.TimestampParam`` / ``DoFn.WindowParam`` receive the element's
+    timestamp and window.
+    """
+
+    TimestampParam = _Param("TimestampParam")
+    WindowParam = _Param("WindowParam")
+    PaneInfoParam = _Param("PaneInfoParam")
+    StateParam = _Param("StateParam")
+    TimerParam = _Param("TimerParam")
+    ElementParam = _Param("ElementParam")
+    SideInputParam = _Param("SideInputParam")
+    KeyParam = _Param("KeyParam")
+
+    def default_label(self):
+        return self.__class__.__name__
+
+    def setup(self):
+        pass
+
+    def start_bundle(self):
+        pass
+
+    def process(self, element, *args, **kwargs):
+        raise NotImplementedError
+
+    def finish_bundle(self):
+        pass
+
+    def teardown(self):
+        pass
+
+
+class _DoFnTransform(PTransform):
+    """Shared by ParDo, Map, FlatMap, Filter and Partition."""
+
+    _kind = "dofn"
+    _star = False
+
+    def __init__(self, fn, *args, **kwargs):
+        PTransform.__init__(self)
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self._tags = None
+        self._main_tag = None
+
+    def with_outputs(self, *tags, **main_kw):
+        """Also returns the outputs ``tags`` (values yielded as
+        ``TaggedOutput(tag, value)``), as a ``DoOutputsTuple``."""
+        self._tags = list(tags)
+        self._main_tag = main_kw.get("main")
+        return self
+
+    def _spec(self, pcoll, node):
+        views = []
+        side_pcolls = []
+
+        def sub(a):
+            if isinstance(a, AsSideInput):
+                views.append(a._view_spec())
+                side_pcolls.append(a.pvalue)
+                return SideArg(len(views) - 1)
+            return a
+
+        args = tuple(sub(a) for a in self.args)
+        kwargs = {k: sub(v) for k, v in self.kwargs.items()}
+        node.side_inputs = side_pcolls
+        return DoFnSpec(self._kind, self.fn, args, kwargs, views, star=self._star)
+
+    def _output_element_type(self, pcoll):
+        return self._output_type
+
+    def expand(self, pcoll):
+        if not isinstance(pcoll, PCollection):
+            raise TypeError("%s must be applied to a PCollection, got %r" % (self.label, pcoll))
+        node = _node(pcoll.pipeline)
+        spec = self._spec(pcoll, node)
+        _set_pardo(node, spec)
+        main = node._add_output("None", self._output_element_type(pcoll), pcoll.windowing)
+        if self._tags is None:
+            return main
+        out = DoOutputsTuple(pcoll.pipeline, node, self._tags, self._main_tag)
+        out._pcolls["None"] = main
+        for t in self._tags:
+            out[t]
+        return out
+
+
+def _set_pardo(node, spec):
+    def payload(b):
+        from oxbeam import _oxbeam
+        import json
+
+        side = {
+            "side%d" % i: {"accessPattern": {"urn": b.urn("standard_side_input_types::ITERABLE")}}
+            for i in range(len(node.side_inputs))
+        }
+        msg = {
+            "doFn": {
+                "urn": b.urn("oxbeam_python::DO_FN"),
+                "payload": _b64(_pickle(spec)),
+            }
+        }
+        if side:
+            msg["sideInputs"] = side
+        return _oxbeam.encode_proto("org.apache.beam.model.pipeline.v1.ParDoPayload", json.dumps(msg))
+
+    node.primitive = ("standard_p_transforms::primitives::PAR_DO", payload, True)
+
+
+def _b64(b):
+    import base64
+
+    return base64.b64encode(b).decode("ascii")
+
+
+class ParDo(_DoFnTransform):
+    """Applies a :class:`DoFn` to every element."""
+
+    def __init__(self, fn, *args, **kwargs):
+        if not isinstance(fn, DoFn):
+            raise TypeError("ParDo must be called with a DoFn instance, got %r" % (fn,))
+        _check_unsupported_params(fn)
+        _DoFnTransform.__init__(self, fn, *args, **kwargs)
+
+    def default_label(self):
+        return "ParDo(%s)" % self.fn.default_label()
+
+
+def _check_unsupported_params(dofn):
+    import inspect
+
+    try:
+        sig = inspect.signature(dofn.process)
+    except (TypeError, ValueError):
+        return
+    for p in sig.parameters.values():
+        d = p.default
+        if d is DoFn.StateParam or type(d).__name__ in ("BagStateSpec", "ReadModifyWriteStateSpec",
+                                                         "CombiningValueStateSpec"):
+            raise NotImplementedError("stateful DoFns (DoFn.StateParam)")
+        if d is DoFn.TimerParam or type(d).__name__ == "TimerSpec":
+            raise NotImplementedError("timers (DoFn.TimerParam)")
+        if d is DoFn.PaneInfoParam:
+            raise NotImplementedError("DoFn.PaneInfoParam")
+    if hasattr(dofn, "process_batch"):
+        raise NotImplementedError("batched DoFns (process_batch)")
+
+
+class Map(_DoFnTransform):
+    """``fn(element, *args, **kwargs)`` for every element."""
+
+    _kind = "map"
+
+    def __init__(self, fn, *args, **kwargs):
+        if not callable(fn):
+            raise TypeError("Map can be used only with callable objects. Received %r instead." % (fn,))
+        _DoFnTransform.__init__(self, fn, *args, **kwargs)
+
+    def default_label(self):
+        return "Map(%s)" % _label_of(self.fn)
+
+
+class MapTuple(Map):
+    """``fn(*element, *args, **kwargs)`` for every element."""
+
+    _star = True
+
+    def default_label(self):
+        return "MapTuple(%s)" % _label_of(self.fn)
+
+
+class FlatMap(_DoFnTransform):
+    """Every element of the iterable ``fn(element, *args, **kwargs)``."""
+
+    _kind = "flatmap"
+
+    def __init__(self, fn=None, *args, **kwargs):
+        if fn is None:
+            fn = _identity
+        if not callable(fn):
+            raise TypeError("FlatMap can be used only with callable objects. Received %r instead." % (fn,))
+        _DoFnTransform.__init__(self, fn, *args, **kwargs)
+
+    def default_label(self):
+        return "FlatMap(%s)" % _label_of(self.fn)
+
+
+class FlatMapTuple(FlatMap):
+    """Every element of ``fn(*element, *args, **kwargs)``."""
+
+    _star = True
+
+    def default_label(self):
+        return "FlatMapTuple(%s)" % _label_of(self.fn)
+
+
+def _identity(x):
+    return x
+
+
+class Filter(_DoFnTransform):
+    """The elements for which ``fn(element, *args, **kwargs)`` is true."""
+
+    _kind = "filter"
+
+    def __init__(self, fn, *args, **kwargs):
+        if not callable(fn):
+            raise TypeError("Filter can be used only with callable objects. Received %r instead." % (fn,))
+        _DoFnTransform.__init__(self, fn, *args, **kwargs)
+
+    def default_label(self):
+        return "Filter(%s)" % _label_of(self.fn)
+
+    def _output_element_type(self, pcoll):
+        return pcoll.element_type
+
+
+class PartitionFn(object):
+    """Chooses the partition of an element: override ``partition_for``."""
+
+    def partition_for(self, element, num_partitions, *args, **kwargs):
+        raise NotImplementedError
+
+
+class _PartitionCall(object):
+    def __init__(self, fn, n):
+        self.fn = fn
+        self.n = n
+
+    def __call__(self, element, *args, **kwargs):
+        if isinstance(self.fn, PartitionFn):
+            return self.fn.partition_for(element, self.n, *args, **kwargs)
+        return self.fn(element, self.n, *args, **kwargs)
+
+
+class Partition(_DoFnTransform):
+    """Splits a PCollection into ``n`` by ``fn(element, n, *args)``."""
+
+    _kind = "partition"
+
+    def __init__(self, fn, n, *args, **kwargs):
+        _DoFnTransform.__init__(self, _PartitionCall(fn, n), *args, **kwargs)
+        self.n = n
+        self._orig = fn
+
+    def default_label(self):
+        return "Partition(%s)" % _label_of(self._orig)
+
+    def expand(self, pcoll):
+        node = _node(pcoll.pipeline)
+        spec = self._spec(pcoll, node)
+        spec.n = self.n
+        _set_pardo(node, spec)
+        return tuple(
+            node._add_output(str(i), pcoll.element_type, pcoll.windowing) for i in range(self.n)
+        )
+
+
+class Impulse(PTransform):
+    """One empty ``bytes`` element in the global window."""
+
+    def expand(self, pbegin):
+        node = _node(pbegin.pipeline)
+        node.primitive = ("standard_p_transforms::primitives::IMPULSE", None, False)
+        return node._add_output("out", bytes, GlobalWindows())
+
+
+class Create(PTransform):
+    """A PCollection of the given values (a dict gives its items)."""
+
+    def __init__(self, values, reshuffle=True):
+        PTransform.__init__(self)
+        if isinstance(values, (str, bytes)):
+            raise TypeError("PTransform Create: Refusing to treat string as an iterable. (string=%r)" % (values,))
+        if isinstance(values, dict):
+            values = values.items()
+        self.values = list(values)
+
+    def default_label(self):
+        return "Create"
+
+    def expand(self, pbegin):
+        if not isinstance(pbegin, PBegin):
+            raise TypeError("Create must be applied to a pipeline, got %r" % (pbegin,))
+        imp = pbegin | "Impulse" >> Impulse()
+        t = self._output_type if self._output_type is not None else typehints.infer(self.values)
+        return imp | "Create" >> _CreateValues(self.values).with_output_types(t)
+
+
+class _CreateValues(PTransform):
+    def __init__(self, values):
+        PTransform.__init__(self)
+        self.values = values
+
+    def expand(self, pcoll):
+        node = _node(pcoll.pipeline)
+        _set_pardo(node, DoFnSpec("create", None, values=self.values))
+        return node._add_output("None", self._output_type, pcoll.windowing)
+
+
+def _coerce_kv(pcoll):
+    """Makes an ``Any`` PCollection use a KV coder (GroupByKey needs one)."""
+    if typehints.is_kv(pcoll.element_type):
+        return
+    if pcoll.element_type is not typehints.Any:
+        raise TypeError(
+            "Input to GroupByKey must be a PCollection with elements compatible with KV[A, B]; "
+            "got %r" % (pcoll.element_type,)
+        )
+    pcoll.element_type = typehints.KV[typehints.Any, typehints.Any]
+    prod = pcoll.producer
+    if prod is not None and prod.primitive and prod.primitive[0].endswith("FLATTEN"):
+        for i in prod.inputs:
+            _coerce_kv(i)
+
+
+class GroupByKey(PTransform):
+    """Groups ``(key, value)`` pairs by key (and window) into ``(key, [values])``."""
+
+    def expand(self, pcoll):
+        _coerce_kv(pcoll)
+        node = _node(pcoll.pipeline)
+        node.primitive = ("standard_p_transforms::primitives::GROUP_BY_KEY", None, False)
+        k, v = typehints.kv_parts(pcoll.element_type)
+        return node._add_output("None", typehints.KV[k, typehints.iterable_of(v)], pcoll.windowing)
+
+
+class CombineFn(object):
+    """Combines values associatively: accumulators are created, fed inputs,
+    merged, and turned into the output."""
+
+    def setup(self, *args, **kwargs):
+        pass
+
+    def create_accumulator(self, *args, **kwargs):
+        raise NotImplementedError
+
+    def add_input(self, mutable_accumulator, element, *args, **kwargs):
+        raise NotImplementedError
+
+    def add_inputs(self, mutable_accumulator, elements, *args, **kwargs):
+        for e in elements:
+            mutable_accumulator = self.add_input(mutable_accumulator, e)
+        return mutable_accumulator
+
+    def merge_accumulators(self, accumulators, *args, **kwargs):
+        raise NotImplementedError
+
+    def compact(self, accumulator, *args, **kwargs):
+        return accumulator
+
+    def extract_output(self, accumulator, *args, **kwargs):
+        raise NotImplementedError
+
+    def teardown(self, *args, **kwargs):
+        pass
+
+    def apply(self, elements, *args, **kwargs):
+        return self.extract_output(self.add_inputs(self.create_accumulator(), elements))
+
+    def default_label(self):
+        return self.__class__.__name__
+
+    @staticmethod
+    def maybe_from_callable(fn, has_side_inputs=False):
+        if isinstance(fn, CombineFn):
+            return fn
+        if callable(fn):
+            return CallableWrapperCombineFn(fn)
+        raise TypeError("Expected a CombineFn or callable, got %r" % (fn,))
+
+    def output_type(self):
+        return typehints.Any
+
+
+class CallableWrapperCombineFn(CombineFn):
+    """A CombineFn from ``fn(iterable) -> value`` (e.g. ``sum``, ``max``)."""
+
+    _BUFFER = 1000
+
+    def __init__(self, fn, buffer_size=_BUFFER):
+        self._fn = fn
+        self._buffer_size = buffer_size
+        if fn is sum:
+            self._oxbeam_fast = "sum"
+        elif fn is min:
+            self._oxbeam_fast = "min"
+        elif fn is max:
+            self._oxbeam_fast = "max"
+
+    def default_label(self):
+        return "CallableWrapperCombineFn(%s)" % _label_of(self._fn)
+
+    def create_accumulator(self, *args, **kwargs):
+        return []
+
+    def add_input(self, accumulator, element, *args, **kwargs):
+        accumulator.append(element)
+        if len(accumulator) > self._buffer_size:
+            accumulator = [self._fn(accumulator)]
+        return accumulator
+
+    def add_inputs(self, accumulator, elements, *args, **kwargs):
+        accumulator.extend(elements)
+        if len(accumulator) > self._buffer_size:
+            accumulator = [self._fn(accumulator)]
+        return accumulator
+
+    def merge_accumulators(self, accumulators, *args, **kwargs):
+        merged = []
+        for a in accumulators:
+            merged.extend(a)
+        return [self._fn(merged)] if merged else []
+
+    def compact(self, accumulator, *args, **kwargs):
+        return [self._fn(accumulator)] if len(accumulator) > 1 else accumulator
+
+    def extract_output(self, accumulator, *args, **kwargs):
+        return self._fn(accumulator)
+
+
+def _combine_payload(cf):
+    def payload(b):
+        from oxbeam import _oxbeam
+        import json
+
+        msg = {
+            "combineFn": {"urn": b.urn("oxbeam_python::COMBINE_FN"), "payload": _b64(_pickle(cf))},
+            "accumulatorCoderId": b.coder(typehints.Any),
+        }
+        return _oxbeam.encode_proto("org.apache.beam.model.pipeline.v1.CombinePayload", json.dumps(msg))
+
+    return payload
+
+
+def _combine_output_type(cf, explicit):
+    if explicit is not None:
+        return explicit
+    return typehints.normalize(cf.output_type()) if hasattr(cf, "output_type") else typehints.Any
+
+
+class CombinePerKey(PTransform):
+    """Combines the values of each key with a CombineFn (or a callable such
+    as ``sum``); lifted before the shuffle by the runner."""
+
+    def __init__(self, fn, *args, **kwargs):
+        PTransform.__init__(self)
+        if args or kwargs:
+            raise NotImplementedError("extra arguments to a CombineFn in CombinePerKey")
+        self.fn = CombineFn.maybe_from_callable(fn)
+        self._orig = fn
+
+    def default_label(self):
+        return "CombinePerKey(%s)" % (
+            _label_of(self._orig) if not isinstance(self._orig, CombineFn) else self._orig.default_label()
+        )
+
+    def expand(self, pcoll):
+        _coerce_kv(pcoll)
+        node = _node(pcoll.pipeline)
+        node.primitive = ("standard_p_transforms::composites::COMBINE_PER_KEY", _combine_payload(self.fn), False)
+        grouped = pcoll | "GroupByKey" >> GroupByKey()
+        k, _ = typehints.kv_parts(pcoll.element_type)
+        out_t = typehints.KV[k, _combine_output_type(self.fn, self._output_type)]
+        return grouped | "Combine" >> _CombineGroupedValues(self.fn).with_output_types(out_t)
+
+
+class _CombineGroupedValues(PTransform):
+    def __init__(self, fn):
+        PTransform.__init__(self)
+        self.fn = fn
+
+    def expand(self, pcoll):
+        node = _node(pcoll.pipeline)
+        node.primitive = (
+            "standard_p_transforms::combine_components::COMBINE_GROUPED_VALUES",
+            _combine_payload(self.fn),
+            True,
+        )
+        return node._add_output("None", self._output_type, pcoll.windowing)
+
+
+class _InjectDefault(object):
+    def __init__(self, cf):
+        self.cf = cf
+
+    def __call__(self, _, combined):
+        if combined:
+            return combined
+        return [self.cf.extract_output(self.cf.create_accumulator())]
+
+
+class CombineGlobally(PTransform):
+    """Combines all elements (per window) into one value; in the global
+    window an empty input gives the CombineFn's empty result."""
+
+    def __init__(self, fn, *args, **kwargs):
+        PTransform.__init__(self)
+        if args or kwargs:
+            raise NotImplementedError("extra arguments to a CombineFn in CombineGlobally")
+        self.fn = CombineFn.maybe_from_callable(fn)
+        self._orig = fn
+        self.has_defaults = True
+
+    def default_label(self):
+        return "CombineGlobally(%s)" % (
+            _label_of(self._orig) if not isinstance(self._orig, CombineFn) else self._orig.default_label()
+        )
+
+    def without_defaults(self):
+        self.has_defaults = False
+        return self
+
+    def as_singleton_view(self):
+        raise NotImplementedError("CombineGlobally.as_singleton_view (use pvalue.AsSingleton)")
+
+    def expand(self, pcoll):
+        from oxbeam.pvalue import AsList
+
+        out_t = _combine_output_type(self.fn, self._output_type)
+        keyed = pcoll | "KeyWithVoid" >> Map(_key_with_none).with_output_types(
+            typehints.KV[typehints.Any, pcoll.element_type]
+        )
+        combined = (
+            keyed
+            | "CombinePerKey" >> CombinePerKey(self.fn).with_output_types(out_t)
+            | "UnKey" >> Map(_value).with_output_types(out_t)
+        )
+        if not self.has_defaults or not isinstance(pcoll.windowing, GlobalWindows):
+            return combined
+        return (
+            pcoll.pipeline
+            | "DoOnce" >> Create([None])
+            | "InjectDefault" >> FlatMap(_InjectDefault(self.fn), AsList(combined)).with_output_types(out_t)
+        )
+
+
+def _key_with_none(v):
+    return (None, v)
+
+
+def _key(kv):
+    return kv[0]
+
+
+def _value(kv):
+    return kv[1]
+
+
+def _swap(kv):
+    return (kv[1], kv[0])
+
+
+class _CombineValuesFn(object):
+    def __init__(self, cf):
+        self.cf = cf
+
+    def __call__(self, kv):
+        cf = self.cf
+        return (kv[0], cf.extract_output(cf.add_inputs(cf.create_accumulator(), kv[1])))
+
+
+class CombineValues(PTransform):
+    """Combines each ``(key, iterable)``'s values into ``(key, result)``."""
+
+    def __init__(self, fn, *args, **kwargs):
+        PTransform.__init__(self)
+        if args or kwargs:
+            raise NotImplementedError("extra arguments to a CombineFn in CombineValues")
+        self.fn = CombineFn.maybe_from_callable(fn)
+        self._orig = fn
+
+    def default_label(self):
+        return "CombineValues(%s)" % (
+            _label_of(self._orig) if not isinstance(self._orig, CombineFn) else self._orig.default_label()
+        )
+
+    def expand(self, pcoll):
+        k, _ = typehints.kv_parts(pcoll.element_type)
+        out_t = typehints.KV[k, _combine_output_type(self.fn, self._output_type)]
+        return pcoll | "Combine" >> Map(_CombineValuesFn(self.fn)).with_output_types(out_t)
+
+
+class Flatten(PTransform):
+    """The union of several PCollections (all with the same windowing)."""
+
+    def __init__(self, **kwargs):
+        PTransform.__init__(self)
+        self.pipeline = kwargs.pop("pipeline", None)
+        if kwargs:
+            raise ValueError("Unexpected keyword arguments: %s" % list(kwargs))
+
+    def expand(self, pcolls):
+        if isinstance(pcolls, PCollection):
+            pcolls = [pcolls]
+        pcolls = list(pcolls.values()) if isinstance(pcolls, dict) else list(pcolls)
+        if not pcolls:
+            raise NotImplementedError("Flatten of zero PCollections")
+        for pc in pcolls:
+            if not isinstance(pc, PCollection):
+                raise TypeError("Flatten inputs must be PCollections, got %r" % (pc,))
+        windowing = pcolls[0].windowing
+        for pc in pcolls[1:]:
+            if pc.windowing != windowing:
+                raise ValueError("Inputs to Flatten have incompatible windows: %r and %r" % (windowing, pc.windowing))
+        types = {repr(pc.element_type) for pc in pcolls}
+        if len(types) == 1:
+            t = pcolls[0].element_type
+        else:
+            # The runner unions encoded bytes: re-encode inputs to one coder.
+            t = typehints.Any
+            pcolls = [
+                pc if pc.element_type is typehints.Any
+                else pc | ("ToAny%d" % i) >> Map(_identity).with_output_types(typehints.Any)
+                for i, pc in enumerate(pcolls)
+            ]
+        pipeline = pcolls[0].pipeline
+        return pipeline.apply(_FlattenPrimitive(t, windowing), tuple(pcolls), "Flatten")
+
+
+class _FlattenPrimitive(PTransform):
+    def __init__(self, t, windowing):
+        PTransform.__init__(self)
+        self.t = t
+        self.windowing = windowing
+
+    def expand(self, pcolls):
+        node = _node(pcolls[0].pipeline)
+        node.primitive = ("standard_p_transforms::primitives::FLATTEN", None, False)
+        return node._add_output("None", self.t, self.windowing)
+
+
+class WindowInto(PTransform):
+    """Assigns every element to windows of ``windowfn``."""
+
+    def __init__(self, windowfn, trigger=None, accumulation_mode=None, timestamp_combiner=None,
+                 allowed_lateness=0, **kwargs):
+        PTransform.__init__(self)
+        if not isinstance(windowfn, WindowFn):
+            raise TypeError("WindowInto needs a WindowFn, got %r" % (windowfn,))
+        if trigger is not None:
+            raise NotImplementedError("triggers (WindowInto(trigger=...))")
+        if accumulation_mode is not None:
+            raise NotImplementedError("accumulation modes (WindowInto(accumulation_mode=...))")
+        if timestamp_combiner not in (None, "END_OF_WINDOW") and str(timestamp_combiner) != "OUTPUT_AT_EOW":
+            raise NotImplementedError("timestamp combiners other than OUTPUT_AT_EOW")
+        if allowed_lateness:
+            raise NotImplementedError("allowed lateness")
+        windowfn._proto()
+        self.windowfn = windowfn
+
+    def expand(self, pcoll):
+        node = _node(pcoll.pipeline)
+        wf = self.windowfn
+
+        def payload(b):
+            from oxbeam import _oxbeam
+            import json
+
+            return _oxbeam.encode_proto(
+                "org.apache.beam.model.pipeline.v1.WindowIntoPayload",
+                json.dumps({"windowFn": b.window_fn_spec(wf)}),
+            )
+
+        node.primitive = ("standard_p_transforms::primitives::ASSIGN_WINDOWS", payload, True)
+        return node._add_output("None", pcoll.element_type, wf)
+
+
+class Keys(PTransform):
+    """The keys of ``(key, value)`` pairs."""
+
+    def expand(self, pcoll):
+        k, _ = typehints.kv_parts(pcoll.element_type)
+        return pcoll | "Keys" >> Map(_key).with_output_types(k)
+
+
+class Values(PTransform):
+    """The values of ``(key, value)`` pairs."""
+
+    def expand(self, pcoll):
+        _, v = typehints.kv_parts(pcoll.element_type)
+        return pcoll | "Values" >> Map(_value).with_output_types(v)
+
+
+class KvSwap(PTransform):
+    """``(key, value)`` → ``(value, key)``."""
+
+    def expand(self, pcoll):
+        k, v = typehints.kv_parts(pcoll.element_type)
+        return pcoll | "KvSwap" >> Map(_swap).with_output_types(typehints.KV[v, k])
+
+
+class _AddRandomKey(DoFn):
+    def __init__(self, n):
+        self.n = n
+
+    def process(self, element, timestamp=DoFn.TimestampParam):
+        return [(random.randrange(self.n), (element, timestamp))]
+
+
+def _restore(kv):
+    return [TimestampedValue(v, ts) for v, ts in kv[1]]
+
+
+class Reshuffle(PTransform):
+    """Redistributes elements (a fusion break); keeps timestamps and windows."""
+
+    def __init__(self, num_buckets=None):
+        PTransform.__init__(self)
+        self.num_buckets = num_buckets or 1024
+
+    def expand(self, pcoll):
+        node = _node(pcoll.pipeline)
+        node.primitive = ("standard_p_transforms::composites::RESHUFFLE", None, False)
+        return (
+            pcoll
+            | "AddRandomKeys" >> ParDo(_AddRandomKey(self.num_buckets))
+            | "GroupByKey" >> GroupByKey()
+            | "RemoveRandomKeys" >> FlatMap(_restore).with_output_types(pcoll.element_type)
+        )
+
+
+class Distinct(PTransform):
+    """Each distinct element once."""
+
+    def expand(self, pcoll):
+        from oxbeam.transforms.combiners import CountCombineFn
+
+        return (
+            pcoll
+            | "ToPairs" >> Map(_key_with_none_swapped).with_output_types(
+                typehints.KV[pcoll.element_type, typehints.Any]
+            )
+            | "Group" >> CombinePerKey(CountCombineFn())
+            | "Distinct" >> Keys()
+        )
+
+
+def _key_with_none_swapped(v):
+    return (v, None)
+
+
+class _Tag(object):
+    def __init__(self, i):
+        self.i = i
+
+    def __call__(self, kv):
+        return (kv[0], (self.i, kv[1]))
+
+
+class _Ungroup(object):
+    def __init__(self, tags, is_dict):
+        self.tags = tags
+        self.is_dict = is_dict
+
+    def __call__(self, kv):
+        lists = [[] for _ in self.tags]
+        for i, v in kv[1]:
+            lists[i].append(v)
+        if not self.is_dict:
+            return (kv[0], tuple(lists))
+        return (kv[0], dict(zip(self.tags, lists)))
+
+
+class CoGroupByKey(PTransform):
+    """Joins several keyed PCollections: ``{tag: pcoll}`` gives
+    ``(key, {tag: [values]})``, a tuple of PCollections gives
+    ``(key, ([values], ...))``."""
+
+    def __init__(self, **kwargs):
+        PTransform.__init__(self)
+        self.pipeline = kwargs.pop("pipeline", None)
+
+    def expand(self, pcolls):
+        if isinstance(pcolls, dict):
+            tags = list(pcolls.keys())
+            items = list(pcolls.values())
+        else:
+            items = list(pcolls)
+            tags = list(range(len(items)))
+        kv_any = typehints.KV[typehints.Any, typehints.Any]
+        tagged = [
+            pc | ("Tag[%s]" % t) >> Map(_Tag(i)).with_output_types(kv_any)
+            for i, (t, pc) in enumerate(zip(tags, items))
+        ]
+        return (
+            tuple(tagged)
+            | "Flatten" >> Flatten()
+            | "GroupByKey" >> GroupByKey()
+            | "MapTuple" >> Map(_Ungroup(tags, isinstance(pcolls, dict))).with_output_types(kv_any)
+        )

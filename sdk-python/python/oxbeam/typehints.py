@@ -1,0 +1,130 @@
+"""Element types, as far as coders need them (a small subset of
+``apache_beam.typehints``).
+
+A type is one of: :data:`Any`, ``int``, ``str``, ``bytes``, ``float``,
+``bool``, ``KV[K, V]`` (a 2-tuple) or ``Iterable[T]``. Known types get
+Beam's standard coders; everything else travels with Oxbeam's Python
+``any`` coder.
+"""
+
+import typing
+
+__all__ = ["Any", "KV", "Tuple", "Iterable", "List", "normalize"]
+
+
+class _AnyType(object):
+    def __repr__(self):
+        return "Any"
+
+    def __reduce__(self):
+        return "Any"
+
+
+Any = _AnyType()
+
+
+class _KV(object):
+    __slots__ = ("key", "value")
+
+    def __init__(self, key, value):
+        self.key = key
+        self.value = value
+
+    def __eq__(self, o):
+        return isinstance(o, _KV) and (self.key, self.value) == (o.key, o.value)
+
+    def __hash__(self):
+        return hash((_KV, self.key, self.value))
+
+    def __repr__(self):
+        return "KV[%r, %r]" % (self.key, self.value)
+
+
+class _Iter(object):
+    __slots__ = ("element",)
+
+    def __init__(self, element):
+        self.element = element
+
+    def __eq__(self, o):
+        return isinstance(o, _Iter) and self.element == o.element
+
+    def __hash__(self):
+        return hash((_Iter, self.element))
+
+    def __repr__(self):
+        return "Iterable[%r]" % (self.element,)
+
+
+class _Subscriptable(object):
+    def __init__(self, make):
+        self._make = make
+
+    def __getitem__(self, params):
+        return self._make(params)
+
+
+KV = _Subscriptable(lambda p: _KV(normalize(p[0]), normalize(p[1])))
+Tuple = _Subscriptable(
+    lambda p: _KV(normalize(p[0]), normalize(p[1])) if isinstance(p, tuple) and len(p) == 2 else Any
+)
+Iterable = _Subscriptable(lambda p: _Iter(normalize(p)))
+List = Iterable
+
+_SIMPLE = (int, str, bytes, float, bool)
+
+
+def normalize(t):
+    """Oxbeam's form of a type hint (Python types, ``typing`` hints, Beam-like hints)."""
+    if t is None or t is Any or t is typing.Any:
+        return Any
+    if isinstance(t, (_KV, _Iter)) or t in _SIMPLE:
+        return t
+    origin = getattr(t, "__origin__", None)
+    args = getattr(t, "__args__", ()) or ()
+    if origin is tuple and len(args) == 2 and args[1] is not Ellipsis:
+        return _KV(normalize(args[0]), normalize(args[1]))
+    if origin in (list, typing.List) or getattr(origin, "__name__", "") in ("Iterable", "Iterator"):
+        return _Iter(normalize(args[0])) if args else _Iter(Any)
+    try:
+        import collections.abc as abc
+
+        if origin in (abc.Iterable, abc.Iterator) and args:
+            return _Iter(normalize(args[0]))
+    except ImportError:  # pragma: no cover
+        pass
+    return Any
+
+
+def infer(values):
+    """The most precise type of all ``values`` (for Create)."""
+    if not values:
+        return Any
+    types = set(map(type, values))
+    if len(types) != 1:
+        return Any
+    t0 = types.pop()
+    if t0 is int:
+        if -(1 << 63) <= min(values) and max(values) < (1 << 63):
+            return int
+        return Any
+    if t0 in (str, bytes, float, bool):
+        return t0
+    if t0 is tuple and set(map(len, values)) == {2}:
+        return _KV(infer([v[0] for v in values]), infer([v[1] for v in values]))
+    return Any
+
+
+def kv_parts(t):
+    """``(K, V)`` of a KV type, ``(Any, Any)`` otherwise."""
+    if isinstance(t, _KV):
+        return t.key, t.value
+    return Any, Any
+
+
+def is_kv(t):
+    return isinstance(t, _KV)
+
+
+def iterable_of(t):
+    return _Iter(t)

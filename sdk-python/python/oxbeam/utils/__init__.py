@@ -1,0 +1,1 @@
+"""Utilities mirroring ``apache_beam.utils``."""

@@ -1,0 +1,557 @@
+//! Python values ↔ Beam-encoded bytes, in Rust.
+//!
+//! A [`Codec`] is the Python view of a PCollection's coder: standard coders
+//! map to Python types (`varint` ↔ `int`, `string_utf8` ↔ `str`, `bytes` ↔
+//! `bytes`, `double` ↔ `float`, `bool` ↔ `bool`, `kv` ↔ 2-tuple, `iterable`
+//! ↔ `list`), `oxbeam:coder:python_any:v1` carries any Python value (type
+//! tag, then the value; pickle for types without a tag), and coders Python
+//! does not know are handed over as their encoded `bytes`.
+//!
+//! Windowed values become a *meta* per element: the tuple
+//! `(timestamp_micros, window)` where `window` is the SDK's `GlobalWindow`
+//! singleton or an `IntervalWindow`. Consecutive elements with equal headers
+//! share one meta object, and encoding caches the header of the last meta
+//! object seen, so the usual case (every element in the same window) costs
+//! one pointer comparison per element.
+
+use oxbeam_model::coders::wire;
+use oxbeam_model::coders::{Coder, WindowCoder, WindowedValueHeader, Windows};
+use oxbeam_model::urns::oxbeam_python;
+use oxbeam_model::window::{BoundedWindow, PaneInfo, Timestamp};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+/// Tags of `oxbeam:coder:python_any:v1`.
+mod tag {
+    pub const NONE: u8 = 0;
+    pub const FALSE: u8 = 1;
+    pub const TRUE: u8 = 2;
+    pub const INT: u8 = 3;
+    pub const FLOAT: u8 = 4;
+    pub const STR: u8 = 5;
+    pub const BYTES: u8 = 6;
+    pub const TUPLE: u8 = 7;
+    pub const LIST: u8 = 8;
+    pub const PICKLE: u8 = 9;
+}
+
+/// How values of one coder are decoded to and encoded from Python objects.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Codec {
+    /// `beam:coder:varint:v1` ↔ `int`.
+    Varint,
+    /// `beam:coder:string_utf8:v1` ↔ `str`.
+    Str,
+    /// `beam:coder:bytes:v1` ↔ `bytes`.
+    Bytes,
+    /// `beam:coder:double:v1` ↔ `float`.
+    Double,
+    /// `beam:coder:bool:v1` ↔ `bool`.
+    Bool,
+    /// `beam:coder:kv:v1` ↔ `(key, value)`.
+    Kv(Box<Codec>, Box<Codec>),
+    /// `beam:coder:iterable:v1` ↔ `list`.
+    Iterable(Box<Codec>),
+    /// `beam:coder:length_prefix:v1` around another codec.
+    LengthPrefix(Box<Codec>),
+    /// `beam:coder:nullable:v1` ↔ `None` or the inner value.
+    Nullable(Box<Codec>),
+    /// `oxbeam:coder:python_any:v1`: any Python value.
+    Any,
+    /// A coder Python does not interpret: the encoded bytes (outer context).
+    Opaque,
+}
+
+impl Codec {
+    /// The codec of a dynamic coder.
+    ///
+    /// # Errors
+    /// For coders that have no Python representation here (windowed values,
+    /// timers, rows, ...).
+    pub fn from_coder(c: &Coder) -> Result<Codec, String> {
+        Ok(match c {
+            Coder::Bytes => Codec::Bytes,
+            Coder::StringUtf8 => Codec::Str,
+            Coder::Bool => Codec::Bool,
+            Coder::Varint => Codec::Varint,
+            Coder::Double => Codec::Double,
+            Coder::Kv { key, value } => Codec::Kv(
+                Box::new(Self::from_coder(key)?),
+                Box::new(Self::from_coder(value)?),
+            ),
+            Coder::Iterable(e) => Codec::Iterable(Box::new(Self::from_coder(e)?)),
+            Coder::LengthPrefix(inner) => Codec::LengthPrefix(Box::new(Self::from_coder(inner)?)),
+            Coder::Nullable(inner) => Codec::Nullable(Box::new(Self::from_coder(inner)?)),
+            Coder::Opaque { urn, .. } if urn == oxbeam_python::ANY_CODER => Codec::Any,
+            Coder::Opaque { .. } => Codec::Opaque,
+            other => {
+                return Err(format!(
+                    "coder {} has no Python representation",
+                    other.urn()
+                ));
+            }
+        })
+    }
+}
+
+/// Python helpers the codecs call: pickle and the SDK's window classes.
+pub struct PyHelpers {
+    dumps: Py<PyAny>,
+    loads: Py<PyAny>,
+    global_window: Py<PyAny>,
+    interval_window: Py<PyAny>,
+}
+
+impl PyHelpers {
+    /// Imports them.
+    ///
+    /// # Errors
+    /// If `pickle` or `oxbeam.window` cannot be imported.
+    pub fn new(py: Python<'_>) -> PyResult<Self> {
+        let pickle = py.import("pickle")?;
+        let window = py.import("oxbeam.window")?;
+        Ok(PyHelpers {
+            dumps: pickle.getattr("dumps")?.unbind(),
+            loads: pickle.getattr("loads")?.unbind(),
+            global_window: window.getattr("GlobalWindow")?.call0()?.unbind(),
+            interval_window: window.getattr("IntervalWindow")?.unbind(),
+        })
+    }
+
+    /// A Python handle to the same helpers.
+    pub fn clone_ref(&self, py: Python<'_>) -> Self {
+        PyHelpers {
+            dumps: self.dumps.clone_ref(py),
+            loads: self.loads.clone_ref(py),
+            global_window: self.global_window.clone_ref(py),
+            interval_window: self.interval_window.clone_ref(py),
+        }
+    }
+}
+
+fn coder_err(e: impl std::fmt::Display) -> PyErr {
+    PyValueError::new_err(format!("malformed element bytes: {e}"))
+}
+
+impl Codec {
+    /// Decodes one value.
+    ///
+    /// # Errors
+    /// On malformed bytes, or if a pickle does not load.
+    pub fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        h: &PyHelpers,
+        input: &mut &[u8],
+        nested: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match self {
+            Codec::Varint => wire::read_varint_i64(input)
+                .map_err(coder_err)?
+                .into_pyobject(py)?
+                .into_any(),
+            Codec::Double => wire::read_f64_be(input)
+                .map_err(coder_err)?
+                .into_pyobject(py)?
+                .into_any(),
+            Codec::Bool => PyBool::new(py, wire::read_bool(input).map_err(coder_err)?)
+                .to_owned()
+                .into_any(),
+            Codec::Str => {
+                let b = read_maybe_prefixed(input, nested)?;
+                let s = std::str::from_utf8(b).map_err(coder_err)?;
+                PyString::new(py, s).into_any()
+            }
+            Codec::Bytes | Codec::Opaque => {
+                PyBytes::new(py, read_maybe_prefixed(input, nested)?).into_any()
+            }
+            Codec::Kv(k, v) => {
+                let k = k.decode(py, h, input, true)?;
+                let v = v.decode(py, h, input, nested)?;
+                PyTuple::new(py, [k, v])?.into_any()
+            }
+            Codec::Iterable(e) => {
+                let count = wire::read_i32_be(input).map_err(coder_err)?;
+                let list = PyList::empty(py);
+                if count >= 0 {
+                    for _ in 0..count {
+                        list.append(e.decode(py, h, input, true)?)?;
+                    }
+                } else {
+                    loop {
+                        let n = wire::read_varint_u64(input).map_err(coder_err)?;
+                        if n == 0 {
+                            break;
+                        }
+                        for _ in 0..n {
+                            list.append(e.decode(py, h, input, true)?)?;
+                        }
+                    }
+                }
+                list.into_any()
+            }
+            Codec::LengthPrefix(inner) => {
+                let mut b = wire::read_length_prefixed(input).map_err(coder_err)?;
+                inner.decode(py, h, &mut b, false)?
+            }
+            Codec::Nullable(inner) => {
+                if wire::read_u8(input).map_err(coder_err)? == 0 {
+                    py.None().into_bound(py)
+                } else {
+                    inner.decode(py, h, input, nested)?
+                }
+            }
+            Codec::Any => decode_any(py, h, input)?,
+        })
+    }
+
+    /// Encodes one value.
+    ///
+    /// # Errors
+    /// If the value does not fit the coder (e.g. a `str` for `varint`), or
+    /// does not pickle.
+    pub fn encode(
+        &self,
+        h: &PyHelpers,
+        v: &Bound<'_, PyAny>,
+        out: &mut Vec<u8>,
+        nested: bool,
+    ) -> PyResult<()> {
+        match self {
+            Codec::Varint => {
+                let i: i64 = v.extract().map_err(|_| mismatch(v, "an int (64-bit)"))?;
+                wire::write_varint_i64(out, i);
+            }
+            Codec::Double => {
+                let f: f64 = v.extract().map_err(|_| mismatch(v, "a float"))?;
+                wire::write_f64_be(out, f);
+            }
+            Codec::Bool => {
+                let b = v.cast::<PyBool>().map_err(|_| mismatch(v, "a bool"))?;
+                wire::write_bool(out, b.is_true());
+            }
+            Codec::Str => {
+                let s = v.cast::<PyString>().map_err(|_| mismatch(v, "a str"))?;
+                write_maybe_prefixed(out, s.to_cow()?.as_bytes(), nested);
+            }
+            Codec::Bytes | Codec::Opaque => {
+                let b = v.cast::<PyBytes>().map_err(|_| mismatch(v, "bytes"))?;
+                write_maybe_prefixed(out, b.as_bytes(), nested);
+            }
+            Codec::Kv(kc, vc) => {
+                let t = v
+                    .cast::<PyTuple>()
+                    .ok()
+                    .filter(|t| t.len() == 2)
+                    .ok_or_else(|| mismatch(v, "a 2-tuple (key, value)"))?;
+                kc.encode(h, &t.get_item(0)?, out, true)?;
+                vc.encode(h, &t.get_item(1)?, out, nested)?;
+            }
+            Codec::Iterable(e) => {
+                let items: Vec<Bound<'_, PyAny>> = match v.cast::<PyList>() {
+                    Ok(l) => l.iter().collect(),
+                    Err(_) => v
+                        .try_iter()
+                        .map_err(|_| mismatch(v, "an iterable"))?
+                        .collect::<PyResult<_>>()?,
+                };
+                wire::write_i32_be(out, i32::try_from(items.len()).unwrap_or(i32::MAX));
+                for i in &items {
+                    e.encode(h, i, out, true)?;
+                }
+            }
+            Codec::LengthPrefix(inner) => {
+                let mut tmp = Vec::new();
+                inner.encode(h, v, &mut tmp, false)?;
+                wire::write_length_prefixed(out, &tmp);
+            }
+            Codec::Nullable(inner) => {
+                if v.is_none() {
+                    out.push(0);
+                } else {
+                    out.push(1);
+                    inner.encode(h, v, out, nested)?;
+                }
+            }
+            Codec::Any => encode_any(h, v, out)?,
+        }
+        Ok(())
+    }
+}
+
+fn mismatch(v: &Bound<'_, PyAny>, expected: &str) -> PyErr {
+    let ty = v
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    let mut r = v.repr().map(|r| r.to_string()).unwrap_or_default();
+    if r.len() > 100 {
+        let mut cut = 100;
+        while !r.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        r.truncate(cut);
+        r.push('…');
+    }
+    PyValueError::new_err(format!(
+        "element {r} of type {ty} does not match the PCollection's coder: expected {expected} \
+         (check with_output_types / the element type)"
+    ))
+}
+
+fn read_maybe_prefixed<'a>(input: &mut &'a [u8], nested: bool) -> PyResult<&'a [u8]> {
+    if nested {
+        wire::read_length_prefixed(input).map_err(coder_err)
+    } else {
+        Ok(std::mem::take(input))
+    }
+}
+
+fn write_maybe_prefixed(out: &mut Vec<u8>, b: &[u8], nested: bool) {
+    if nested {
+        wire::write_length_prefixed(out, b);
+    } else {
+        out.extend_from_slice(b);
+    }
+}
+
+fn read_len(input: &mut &[u8]) -> PyResult<usize> {
+    let n = wire::read_varint_u64(input).map_err(coder_err)?;
+    if n > input.len() as u64 * 8 + 8 {
+        return Err(coder_err(format!("count {n} exceeds the input")));
+    }
+    Ok(n as usize)
+}
+
+fn decode_any<'py>(
+    py: Python<'py>,
+    h: &PyHelpers,
+    input: &mut &[u8],
+) -> PyResult<Bound<'py, PyAny>> {
+    let t = wire::read_u8(input).map_err(coder_err)?;
+    Ok(match t {
+        tag::NONE => py.None().into_bound(py),
+        tag::FALSE => PyBool::new(py, false).to_owned().into_any(),
+        tag::TRUE => PyBool::new(py, true).to_owned().into_any(),
+        tag::INT => wire::read_varint_i64(input)
+            .map_err(coder_err)?
+            .into_pyobject(py)?
+            .into_any(),
+        tag::FLOAT => PyFloat::new(py, wire::read_f64_be(input).map_err(coder_err)?).into_any(),
+        tag::STR => {
+            let b = wire::read_length_prefixed(input).map_err(coder_err)?;
+            PyString::new(py, std::str::from_utf8(b).map_err(coder_err)?).into_any()
+        }
+        tag::BYTES => {
+            PyBytes::new(py, wire::read_length_prefixed(input).map_err(coder_err)?).into_any()
+        }
+        tag::TUPLE | tag::LIST => {
+            let n = read_len(input)?;
+            let mut items = Vec::with_capacity(n.min(1024));
+            for _ in 0..n {
+                items.push(decode_any(py, h, input)?);
+            }
+            if t == tag::TUPLE {
+                PyTuple::new(py, items)?.into_any()
+            } else {
+                PyList::new(py, items)?.into_any()
+            }
+        }
+        tag::PICKLE => {
+            let b = wire::read_length_prefixed(input).map_err(coder_err)?;
+            h.loads.bind(py).call1((PyBytes::new(py, b),))?
+        }
+        other => return Err(coder_err(format!("unknown python_any tag {other}"))),
+    })
+}
+
+fn encode_any(h: &PyHelpers, v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
+    if v.is_none() {
+        out.push(tag::NONE);
+    } else if v.is_exact_instance_of::<PyBool>() {
+        out.push(if v.is_truthy()? {
+            tag::TRUE
+        } else {
+            tag::FALSE
+        });
+    } else if v.is_exact_instance_of::<PyInt>() {
+        match v.extract::<i64>() {
+            Ok(i) => {
+                out.push(tag::INT);
+                wire::write_varint_i64(out, i);
+            }
+            Err(_) => pickle(h, v, out)?,
+        }
+    } else if v.is_exact_instance_of::<PyString>() {
+        out.push(tag::STR);
+        let s = v.cast::<PyString>()?.to_cow()?;
+        wire::write_length_prefixed(out, s.as_bytes());
+    } else if v.is_exact_instance_of::<PyFloat>() {
+        out.push(tag::FLOAT);
+        wire::write_f64_be(out, v.extract::<f64>()?);
+    } else if v.is_exact_instance_of::<PyBytes>() {
+        out.push(tag::BYTES);
+        wire::write_length_prefixed(out, v.cast::<PyBytes>()?.as_bytes());
+    } else if v.is_exact_instance_of::<PyTuple>() {
+        let t = v.cast::<PyTuple>()?;
+        out.push(tag::TUPLE);
+        wire::write_varint_u64(out, t.len() as u64);
+        for i in t.iter() {
+            encode_any(h, &i, out)?;
+        }
+    } else if v.is_exact_instance_of::<PyList>() {
+        let l = v.cast::<PyList>()?;
+        out.push(tag::LIST);
+        wire::write_varint_u64(out, l.len() as u64);
+        for i in l.iter() {
+            encode_any(h, &i, out)?;
+        }
+    } else {
+        pickle(h, v, out)?;
+    }
+    Ok(())
+}
+
+fn pickle(h: &PyHelpers, v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
+    let b = h.dumps.bind(v.py()).call1((v, 4))?;
+    out.push(tag::PICKLE);
+    wire::write_length_prefixed(out, b.cast::<PyBytes>()?.as_bytes());
+    Ok(())
+}
+
+/// Decodes concatenated nested windowed values into parallel Python lists
+/// of values and metas, one entry per (element, window).
+pub struct BatchDecoder {
+    /// The value codec.
+    pub codec: Codec,
+    /// The window coder of the windowed values.
+    pub window_coder: WindowCoder,
+    last: Option<(Timestamp, BoundedWindow, Py<PyAny>)>,
+}
+
+impl BatchDecoder {
+    /// A decoder of windowed values of `codec` with windows of `window_coder`.
+    pub fn new(codec: Codec, window_coder: WindowCoder) -> Self {
+        BatchDecoder {
+            codec,
+            window_coder,
+            last: None,
+        }
+    }
+
+    fn meta<'py>(
+        &mut self,
+        py: Python<'py>,
+        h: &PyHelpers,
+        ts: Timestamp,
+        w: BoundedWindow,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some((lt, lw, m)) = &self.last {
+            if *lt == ts && *lw == w {
+                return Ok(m.bind(py).clone());
+            }
+        }
+        let window = match w {
+            BoundedWindow::Global => h.global_window.bind(py).clone(),
+            BoundedWindow::Interval { start, end } => h.interval_window.bind(py).call_method1(
+                "_from_micros",
+                (
+                    start.millis().saturating_mul(1000),
+                    end.millis().saturating_mul(1000),
+                ),
+            )?,
+        };
+        let m = PyTuple::new(
+            py,
+            [
+                ts.millis()
+                    .saturating_mul(1000)
+                    .into_pyobject(py)?
+                    .into_any(),
+                window,
+            ],
+        )?
+        .into_any();
+        self.last = Some((ts, w, m.clone().unbind()));
+        Ok(m)
+    }
+
+    /// Decodes up to `max` elements from `input` (advancing it), appending
+    /// to `values` and `metas`.
+    ///
+    /// # Errors
+    /// On malformed bytes.
+    pub fn decode_into(
+        &mut self,
+        py: Python<'_>,
+        h: &PyHelpers,
+        input: &mut &[u8],
+        max: usize,
+        values: &Bound<'_, PyList>,
+        metas: &Bound<'_, PyList>,
+    ) -> PyResult<()> {
+        let mut n = 0;
+        while !input.is_empty() && n < max {
+            let header =
+                WindowedValueHeader::decode(input, self.window_coder).map_err(coder_err)?;
+            let v = self.codec.decode(py, h, input, true)?;
+            for w in header.windows.iter() {
+                values.append(&v)?;
+                metas.append(self.meta(py, h, header.timestamp, *w)?)?;
+            }
+            n += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Encodes metas to windowed-value headers, caching the last one.
+#[derive(Default)]
+pub struct HeaderEncoder {
+    last: Option<(Py<PyAny>, Vec<u8>)>,
+}
+
+impl HeaderEncoder {
+    /// Appends the header of `meta`.
+    ///
+    /// # Errors
+    /// If `meta` is not a `(timestamp_micros, window)` tuple.
+    pub fn encode(
+        &mut self,
+        h: &PyHelpers,
+        meta: &Bound<'_, PyAny>,
+        out: &mut Vec<u8>,
+    ) -> PyResult<()> {
+        if let Some((m, bytes)) = &self.last {
+            if m.as_ptr() == meta.as_ptr() {
+                out.extend_from_slice(bytes);
+                return Ok(());
+            }
+        }
+        let py = meta.py();
+        let t = meta.cast::<PyTuple>()?;
+        let micros: i64 = t.get_item(0)?.extract()?;
+        let w = t.get_item(1)?;
+        let window = if w.is(h.global_window.bind(py)) {
+            BoundedWindow::Global
+        } else {
+            let (s, e): (i64, i64) = w.call_method0("_micros")?.extract()?;
+            BoundedWindow::Interval {
+                start: Timestamp::from_millis(s.div_euclid(1000)),
+                end: Timestamp::from_millis(e.div_euclid(1000)),
+            }
+        };
+        let header = WindowedValueHeader {
+            timestamp: Timestamp::from_millis(micros.div_euclid(1000)),
+            windows: Windows::one(window),
+            pane: PaneInfo::NO_FIRING,
+        };
+        let mut bytes = Vec::with_capacity(16);
+        header.encode(&mut bytes);
+        out.extend_from_slice(&bytes);
+        self.last = Some((meta.clone().unbind(), bytes));
+        Ok(())
+    }
+}

@@ -1,0 +1,606 @@
+//! [`PythonExecutor`]: runs fused stages of Python user code in this process.
+//!
+//! A stage's descriptor becomes a Python `StageRunner` (`oxbeam._runtime`)
+//! built from a plain description (transform ids, labels, URNs, pickled
+//! functions, PCollection wiring). A bundle then costs one Python call per
+//! batch of input elements: Rust decodes up to [`BATCH`] windowed values into
+//! two lists (values and metas), the runner pushes them through every fused
+//! transform as Python-level loops, and data sinks encode outputs in Rust
+//! into buffers ([`SinkBuffer`]) that Rust hands to the runner with the GIL
+//! released.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use oxbeam_fn_api::MetricKey;
+use oxbeam_fn_api::{Bundle, BundleProcessor, Error, Executor, Metrics, Result, UserCodeError};
+use oxbeam_model::coders::{Coder, WindowCoder};
+use oxbeam_model::fn_execution::{ProcessBundleDescriptor, RemoteGrpcPort};
+use oxbeam_model::pipeline as pb;
+use oxbeam_model::urns;
+use oxbeam_model::urns::standard_p_transforms::{combine_components as cc, primitives as prim};
+use prost::Message;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use crate::codec::{BatchDecoder, Codec, HeaderEncoder, PyHelpers};
+
+/// Input elements per Python call.
+pub const BATCH: usize = 2048;
+
+/// Python exceptions raised by user code during a run, kept so that the
+/// SDK can re-raise the original exception from `Pipeline.run()`.
+pub type ErrorSlot = Arc<Mutex<Vec<PyErr>>>;
+
+/// Runs stages in environment `oxbeam:env:python:v1` in this process.
+pub struct PythonExecutor {
+    errors: ErrorSlot,
+}
+
+impl PythonExecutor {
+    /// An executor that records user exceptions in `errors`.
+    pub fn new(errors: ErrorSlot) -> Self {
+        PythonExecutor { errors }
+    }
+}
+
+/// Encodes a data sink's output elements (called from Python), buffered until
+/// Rust passes them to the runner.
+#[pyclass(module = "oxbeam._oxbeam")]
+pub struct SinkBuffer {
+    codec: Codec,
+    helpers: PyHelpers,
+    headers: HeaderEncoder,
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+#[pymethods]
+impl SinkBuffer {
+    /// Encodes `values[i]` with header `metas[i]` for every i.
+    fn emit_batch(
+        &mut self,
+        values: &Bound<'_, PyList>,
+        metas: &Bound<'_, PyList>,
+    ) -> PyResult<()> {
+        for (v, m) in values.iter().zip(metas.iter()) {
+            self.headers.encode(&self.helpers, &m, &mut self.buf)?;
+            self.codec.encode(&self.helpers, &v, &mut self.buf, true)?;
+            self.ends.push(self.buf.len());
+        }
+        Ok(())
+    }
+}
+
+struct Sink {
+    id: String,
+    buffer: Py<SinkBuffer>,
+}
+
+struct Source {
+    id: String,
+    decoder: BatchDecoder,
+}
+
+struct SideSpec {
+    transform: String,
+    local_name: String,
+    decoder: BatchDecoder,
+    /// (address, length) of the bytes the cached lists were decoded from.
+    cache: Option<(usize, usize, Py<PyAny>)>,
+}
+
+struct Processor {
+    stage: String,
+    runner: Py<PyAny>,
+    helpers: PyHelpers,
+    sources: Vec<Source>,
+    sinks: Vec<Sink>,
+    sides: Vec<SideSpec>,
+    errors: ErrorSlot,
+}
+
+fn invalid(what: impl Into<String>, e: impl std::fmt::Display) -> Error {
+    Error::invalid(what, e)
+}
+
+fn window_coder_of(
+    components: &pb::Components,
+    coder_id: &str,
+    what: &str,
+) -> Result<(Codec, WindowCoder)> {
+    let c = Coder::from_proto(coder_id, components).map_err(|e| invalid(what, e))?;
+    let Coder::WindowedValue { value, window } = &c else {
+        return Err(invalid(
+            what,
+            format!("coder {coder_id} is not a windowed value coder"),
+        ));
+    };
+    let wc = WindowCoder::from_coder(window).ok_or_else(|| Error::Unsupported {
+        transform: what.to_string(),
+        message: format!(
+            "window coder {} is not a standard window coder",
+            window.urn()
+        ),
+    })?;
+    let codec = Codec::from_coder(value).map_err(|m| Error::Unsupported {
+        transform: what.to_string(),
+        message: m,
+    })?;
+    Ok((codec, wc))
+}
+
+fn put<'py, V: IntoPyObject<'py>>(d: &Bound<'py, PyDict>, k: &str, v: V) -> Result<()> {
+    d.set_item(k, v)
+        .map_err(|e| Error::Internal(format!("Python SDK runtime: {}", Into::<PyErr>::into(e))))
+}
+
+fn internal(e: PyErr) -> Error {
+    Error::Internal(format!("Python SDK runtime: {e}"))
+}
+
+fn window_fn_tuple<'py>(
+    py: Python<'py>,
+    spec: &pb::FunctionSpec,
+    id: &str,
+) -> Result<Bound<'py, PyTuple>> {
+    let ms = |d: Option<prost_types::Duration>| {
+        d.map_or(0, |d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000)
+    };
+    let bad = |e: prost::DecodeError| invalid(format!("window fn of {id}"), e);
+    let t = match spec.urn.as_str() {
+        urns::global_windows_payload::PROPERTIES | "" => ("global",).into_pyobject(py),
+        urns::fixed_windows_payload::PROPERTIES => {
+            let p = pb::FixedWindowsPayload::decode(&spec.payload[..]).map_err(bad)?;
+            let offset = p
+                .offset
+                .map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+            ("fixed", ms(p.size), offset).into_pyobject(py)
+        }
+        urns::sliding_windows_payload::PROPERTIES => {
+            let p = pb::SlidingWindowsPayload::decode(&spec.payload[..]).map_err(bad)?;
+            let offset = p
+                .offset
+                .map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+            ("sliding", ms(p.size), ms(p.period), offset).into_pyobject(py)
+        }
+        urns::session_windows_payload::PROPERTIES => {
+            let p = pb::SessionWindowsPayload::decode(&spec.payload[..]).map_err(bad)?;
+            ("sessions", ms(p.gap_size)).into_pyobject(py)
+        }
+        other => {
+            return Err(Error::Unsupported {
+                transform: id.to_string(),
+                message: format!("window fn {other} is not supported by the Python executor"),
+            });
+        }
+    };
+    t.map_err(internal)
+}
+
+impl Executor for PythonExecutor {
+    fn name(&self) -> &str {
+        "python"
+    }
+
+    fn create_processor(
+        &self,
+        descriptor: Arc<ProcessBundleDescriptor>,
+    ) -> Result<Box<dyn BundleProcessor>> {
+        let d = &*descriptor;
+        let components = pb::Components {
+            coders: d.coders.clone(),
+            ..Default::default()
+        };
+        Python::attach(|py| {
+            let helpers = PyHelpers::new(py).map_err(internal)?;
+            let transforms = PyList::empty(py);
+            let source_map = PyDict::new(py);
+            let sink_map = PyDict::new(py);
+            let mut sources = Vec::new();
+            let mut sinks = Vec::new();
+            let mut sides = Vec::new();
+            let mut ids: Vec<&String> = d.transforms.keys().collect();
+            ids.sort();
+            for id in ids {
+                let t = &d.transforms[id];
+                let spec = t.spec.clone().unwrap_or_default();
+                let payload = &spec.payload[..];
+                let label = if t.unique_name.is_empty() {
+                    id.as_str()
+                } else {
+                    t.unique_name.as_str()
+                };
+                let single = |m: &BTreeMap<String, String>, what: &str| -> Result<String> {
+                    let mut it = m.values();
+                    match (it.next(), it.next()) {
+                        (Some(v), None) => Ok(v.clone()),
+                        _ => Err(invalid(
+                            format!("transform {id}"),
+                            format!("expected one {what}, found {}", m.len()),
+                        )),
+                    }
+                };
+                let entry = PyDict::new(py);
+                put(&entry, "id", id)?;
+                put(&entry, "label", label)?;
+                put(&entry, "urn", spec.urn.as_str())?;
+                let outputs: BTreeMap<&String, &String> = t.outputs.iter().collect();
+                put(&entry, "outputs", outputs)?;
+                match spec.urn.as_str() {
+                    urns::fn_api_transforms::runner::DATA_SOURCE => {
+                        let port = RemoteGrpcPort::decode(payload)
+                            .map_err(|e| invalid(format!("data port {id}"), e))?;
+                        let (codec, wc) = window_coder_of(&components, &port.coder_id, id)?;
+                        source_map
+                            .set_item(id, single(&t.outputs, "output")?)
+                            .map_err(internal)?;
+                        sources.push(Source {
+                            id: id.clone(),
+                            decoder: BatchDecoder::new(codec, wc),
+                        });
+                        continue;
+                    }
+                    urns::fn_api_transforms::runner::DATA_SINK => {
+                        let port = RemoteGrpcPort::decode(payload)
+                            .map_err(|e| invalid(format!("data port {id}"), e))?;
+                        let (codec, _) = window_coder_of(&components, &port.coder_id, id)?;
+                        let buffer = Py::new(
+                            py,
+                            SinkBuffer {
+                                codec,
+                                helpers: helpers.clone_ref(py),
+                                headers: HeaderEncoder::default(),
+                                buf: Vec::new(),
+                                ends: Vec::new(),
+                            },
+                        )
+                        .map_err(internal)?;
+                        sink_map
+                            .set_item(id, (single(&t.inputs, "input")?, buffer.clone_ref(py)))
+                            .map_err(internal)?;
+                        sinks.push(Sink {
+                            id: id.clone(),
+                            buffer,
+                        });
+                        continue;
+                    }
+                    prim::PAR_DO => {
+                        let p = pb::ParDoPayload::decode(payload)
+                            .map_err(|e| invalid(format!("ParDo payload of {id}"), e))?;
+                        let f = p.do_fn.unwrap_or_default();
+                        if f.urn != urns::oxbeam_python::DO_FN {
+                            return Err(Error::Unsupported {
+                                transform: label.to_string(),
+                                message: format!(
+                                    "DoFn {} is not a Python DoFn ({})",
+                                    f.urn,
+                                    urns::oxbeam_python::DO_FN
+                                ),
+                            });
+                        }
+                        put(&entry, "fn", PyBytes::new(py, &f.payload).into_any())?;
+                        let mut side_names: Vec<&String> = p.side_inputs.keys().collect();
+                        side_names.sort();
+                        let mut main = None;
+                        for (local, pcoll) in &t.inputs {
+                            if !p.side_inputs.contains_key(local) {
+                                main = Some(pcoll.clone());
+                            }
+                        }
+                        put(
+                            &entry,
+                            "input",
+                            main.ok_or_else(|| {
+                                invalid(format!("transform {id}"), "no main input")
+                            })?,
+                        )?;
+                        for local in &side_names {
+                            let pcoll_id = t.inputs.get(*local).ok_or_else(|| {
+                                invalid(
+                                    format!("transform {id}"),
+                                    format!("side input {local} has no PCollection"),
+                                )
+                            })?;
+                            let pcoll = d.pcollections.get(pcoll_id).ok_or_else(|| {
+                                invalid(
+                                    format!("transform {id}"),
+                                    format!("unknown PCollection {pcoll_id}"),
+                                )
+                            })?;
+                            let ws = d
+                                .windowing_strategies
+                                .get(&pcoll.windowing_strategy_id)
+                                .ok_or_else(|| {
+                                    invalid(
+                                        format!("PCollection {pcoll_id}"),
+                                        "unknown windowing strategy",
+                                    )
+                                })?;
+                            let wv = format!("{}\u{0}side", pcoll.coder_id);
+                            let mut comps = components.clone();
+                            comps.coders.insert(
+                                wv.clone(),
+                                pb::Coder {
+                                    spec: Some(pb::FunctionSpec {
+                                        urn: urns::standard_coders::WINDOWED_VALUE.to_string(),
+                                        payload: Default::default(),
+                                    }),
+                                    component_coder_ids: vec![
+                                        pcoll.coder_id.clone(),
+                                        ws.window_coder_id.clone(),
+                                    ],
+                                },
+                            );
+                            let (codec, wc) = window_coder_of(&comps, &wv, id)?;
+                            sides.push(SideSpec {
+                                transform: id.clone(),
+                                local_name: (*local).clone(),
+                                decoder: BatchDecoder::new(codec, wc),
+                                cache: None,
+                            });
+                        }
+                        put(&entry, "side_inputs", side_names)?;
+                    }
+                    cc::COMBINE_PER_KEY_PRECOMBINE
+                    | cc::COMBINE_PER_KEY_MERGE_ACCUMULATORS
+                    | cc::COMBINE_PER_KEY_EXTRACT_OUTPUTS
+                    | cc::COMBINE_GROUPED_VALUES
+                    | cc::COMBINE_PER_KEY_CONVERT_TO_ACCUMULATORS => {
+                        let p = pb::CombinePayload::decode(payload)
+                            .map_err(|e| invalid(format!("Combine payload of {id}"), e))?;
+                        let f = p.combine_fn.unwrap_or_default();
+                        if f.urn != urns::oxbeam_python::COMBINE_FN {
+                            return Err(Error::Unsupported {
+                                transform: label.to_string(),
+                                message: format!(
+                                    "CombineFn {} is not a Python CombineFn ({})",
+                                    f.urn,
+                                    urns::oxbeam_python::COMBINE_FN
+                                ),
+                            });
+                        }
+                        put(&entry, "fn", PyBytes::new(py, &f.payload).into_any())?;
+                        put(&entry, "input", single(&t.inputs, "input")?)?;
+                    }
+                    prim::ASSIGN_WINDOWS => {
+                        let p = pb::WindowIntoPayload::decode(payload)
+                            .map_err(|e| invalid(format!("WindowInto payload of {id}"), e))?;
+                        put(
+                            &entry,
+                            "window_fn",
+                            window_fn_tuple(py, &p.window_fn.unwrap_or_default(), id)?.into_any(),
+                        )?;
+                        put(&entry, "input", single(&t.inputs, "input")?)?;
+                    }
+                    other => {
+                        return Err(Error::Unsupported {
+                            transform: label.to_string(),
+                            message: format!(
+                                "the Python executor does not run transforms with URN {other:?}"
+                            ),
+                        });
+                    }
+                }
+                transforms.append(entry).map_err(internal)?;
+            }
+            let spec = PyDict::new(py);
+            spec.set_item("id", &d.id).map_err(internal)?;
+            spec.set_item("transforms", transforms).map_err(internal)?;
+            spec.set_item("sources", source_map).map_err(internal)?;
+            spec.set_item("sinks", sink_map).map_err(internal)?;
+            let runtime = py.import("oxbeam._runtime").map_err(internal)?;
+            let runner = runtime
+                .getattr("StageRunner")
+                .and_then(|c| c.call1((spec,)))
+                .map_err(|e| user_error(py, &self.errors, &d.id, e))?;
+            Ok(Box::new(Processor {
+                stage: d.id.clone(),
+                runner: runner.unbind(),
+                helpers,
+                sources,
+                sinks,
+                sides,
+                errors: self.errors.clone(),
+            }) as Box<dyn BundleProcessor>)
+        })
+    }
+}
+
+/// Turns an exception from the Python runtime into [`Error::UserCode`],
+/// reading the transform and element the runtime attached to it, and keeps
+/// the exception for `Pipeline.run()`.
+pub(crate) fn user_error(py: Python<'_>, slot: &ErrorSlot, stage: &str, e: PyErr) -> Error {
+    let value = e.value(py);
+    let ctx = value.getattr("_oxbeam_context").ok();
+    let (transform, element) = match ctx
+        .as_ref()
+        .and_then(|c| c.extract::<(String, Option<String>)>().ok())
+    {
+        Some((t, el)) => (t, el),
+        None => (stage.to_string(), None),
+    };
+    let message = py
+        .import("oxbeam._runtime")
+        .and_then(|m| m.getattr("format_exception")?.call1((value,)))
+        .and_then(|s| s.extract::<String>())
+        .unwrap_or_else(|_| e.to_string());
+    if let Ok(mut v) = slot.lock() {
+        v.push(e.clone_ref(py));
+    }
+    Error::UserCode(UserCodeError {
+        transform,
+        message,
+        element,
+    })
+}
+
+impl Processor {
+    fn drain(&self, py: Python<'_>) -> Vec<(usize, Vec<u8>, Vec<usize>)> {
+        let mut out = Vec::new();
+        for (i, s) in self.sinks.iter().enumerate() {
+            let mut b = s.buffer.bind(py).borrow_mut();
+            if !b.ends.is_empty() {
+                out.push((i, std::mem::take(&mut b.buf), std::mem::take(&mut b.ends)));
+            }
+        }
+        out
+    }
+
+    fn emit(
+        &self,
+        bundle: &mut Bundle<'_>,
+        drained: Vec<(usize, Vec<u8>, Vec<usize>)>,
+    ) -> Result<()> {
+        for (i, buf, ends) in drained {
+            let id = &self.sinks[i].id;
+            let mut start = 0;
+            for end in ends {
+                bundle.sink.emit(id, &buf[start..end])?;
+                start = end;
+            }
+        }
+        Ok(())
+    }
+
+    fn side_inputs<'py>(
+        &mut self,
+        py: Python<'py>,
+        bundle: &Bundle<'_>,
+    ) -> Result<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for s in &mut self.sides {
+            let bytes = bundle.side_inputs.side_input(&s.transform, &s.local_name)?;
+            let key = (bytes.as_ptr() as usize, bytes.len());
+            let lists = match &s.cache {
+                Some((p, l, v)) if (*p, *l) == key => v.bind(py).clone(),
+                _ => {
+                    let values = PyList::empty(py);
+                    let metas = PyList::empty(py);
+                    let mut input = bytes;
+                    s.decoder
+                        .decode_into(py, &self.helpers, &mut input, usize::MAX, &values, &metas)
+                        .map_err(|e| {
+                            invalid(format!("side input {} of {}", s.local_name, s.transform), e)
+                        })?;
+                    let t = PyTuple::new(py, [values.into_any(), metas.into_any()])
+                        .map_err(internal)?
+                        .into_any();
+                    s.cache = Some((key.0, key.1, t.clone().unbind()));
+                    t
+                }
+            };
+            dict.set_item((s.transform.as_str(), s.local_name.as_str()), lists)
+                .map_err(internal)?;
+        }
+        Ok(dict)
+    }
+
+    fn run(&mut self, bundle: &mut Bundle<'_>) -> Result<()> {
+        let drained = Python::attach(|py| -> Result<_> {
+            let sides = self.side_inputs(py, bundle)?;
+            self.runner
+                .bind(py)
+                .call_method1("start_bundle", (sides,))
+                .map_err(|e| user_error(py, &self.errors, &self.stage, e))?;
+            Ok(self.drain(py))
+        })?;
+        self.emit(bundle, drained)?;
+        let inputs: Vec<(&str, &[u8])> = bundle.inputs.clone();
+        for (source_id, bytes) in inputs {
+            let si = self
+                .sources
+                .iter()
+                .position(|s| s.id == source_id)
+                .ok_or_else(|| {
+                    invalid(
+                        format!("bundle input of stage {}", self.stage),
+                        format!("no data source {source_id}"),
+                    )
+                })?;
+            let mut input = bytes;
+            while !input.is_empty() {
+                let drained = Python::attach(|py| -> Result<_> {
+                    let values = PyList::empty(py);
+                    let metas = PyList::empty(py);
+                    self.sources[si]
+                        .decoder
+                        .decode_into(py, &self.helpers, &mut input, BATCH, &values, &metas)
+                        .map_err(|e| invalid(format!("input of data source {source_id}"), e))?;
+                    self.runner
+                        .bind(py)
+                        .call_method1("process", (source_id, values, metas))
+                        .map_err(|e| user_error(py, &self.errors, &self.stage, e))?;
+                    Ok(self.drain(py))
+                })?;
+                self.emit(bundle, drained)?;
+            }
+        }
+        let (drained, metrics) = Python::attach(|py| -> Result<_> {
+            let m = self
+                .runner
+                .bind(py)
+                .call_method0("finish_bundle")
+                .map_err(|e| user_error(py, &self.errors, &self.stage, e))?;
+            let metrics = extract_metrics(&m).map_err(internal)?;
+            Ok((self.drain(py), metrics))
+        })?;
+        bundle.metrics.merge(&metrics);
+        self.emit(bundle, drained)
+    }
+}
+
+type CounterRow = (String, String, String, i64);
+type DistRow = (String, String, String, i64, i64, i64, i64);
+
+fn extract_metrics(m: &Bound<'_, PyAny>) -> PyResult<Metrics> {
+    let (counters, dists): (Vec<CounterRow>, Vec<DistRow>) = m.extract()?;
+    let mut metrics = Metrics::default();
+    for (transform, namespace, name, v) in counters {
+        metrics.inc_counter(
+            MetricKey {
+                transform,
+                namespace,
+                name,
+            },
+            v,
+        );
+    }
+    for (transform, namespace, name, count, sum, min, max) in dists {
+        metrics.distributions.insert(
+            MetricKey {
+                transform,
+                namespace,
+                name,
+            },
+            oxbeam_fn_api::DistributionData {
+                count,
+                sum,
+                min,
+                max,
+            },
+        );
+    }
+    Ok(metrics)
+}
+
+impl BundleProcessor for Processor {
+    fn process_bundle(&mut self, bundle: &mut Bundle<'_>) -> Result<()> {
+        let r = self.run(bundle);
+        if r.is_err() {
+            // Forget partial outputs of the failed bundle.
+            Python::attach(|py| {
+                let _ = self.drain(py);
+            });
+        }
+        r
+    }
+
+    fn teardown(&mut self) {
+        Python::attach(|py| {
+            if let Err(e) = self.runner.bind(py).call_method0("teardown") {
+                e.print(py);
+            }
+        });
+    }
+}

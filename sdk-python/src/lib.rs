@@ -1,0 +1,206 @@
+//! # oxbeam-python: Beam's Python API on Oxbeam's Rust engine
+//!
+//! The Rust half of the Python SDK (`sdk-python/python/oxbeam` is the other
+//! half). The Python package builds a Beam `Pipeline` proto — user functions
+//! cloudpickled inside `oxbeam:fn:python_do_fn:v1` / `python_combine_fn`
+//! specs, environment `oxbeam:env:python:v1` — and hands its bytes to
+//! [`run_pipeline`], which plans and runs it with `oxbeam-runner-local`,
+//! the GIL released.
+//!
+//! ```text
+//!  oxbeam (Python) ──Pipeline proto bytes──▶ _oxbeam.run_pipeline
+//!        ▲                                        │ LocalRunner (Rust threads: shuffle, flatten, impulse)
+//!        │                                        ▼
+//!  oxbeam._runtime.StageRunner ◀── one call per batch ── PythonExecutor (decode/encode in Rust)
+//! ```
+//!
+//! - [`codec`]: Python values ↔ Beam standard coders (and the Python `any`
+//!   coder), windowed-value headers ↔ `(timestamp_micros, window)` metas.
+//! - [`PythonExecutor`]: the `oxbeam_fn_api::Executor` for Python stages.
+//! - [`errors`]: Rust errors → Python exceptions, in one table.
+//!
+//! The `_oxbeam` extension module (built by maturin with the
+//! `extension-module` feature) is [`_oxbeam`]; its Python signatures are in
+//! `python/oxbeam/_oxbeam.pyi`.
+
+pub mod codec;
+pub mod errors;
+mod executor;
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use oxbeam_fn_api::Executors;
+use oxbeam_model::urns;
+use oxbeam_runner_local::{LocalOptions, LocalRunner};
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+pub use executor::{BATCH, ErrorSlot, PythonExecutor, SinkBuffer};
+
+fn pool() -> PyResult<&'static DescriptorPool> {
+    static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        DescriptorPool::decode(oxbeam_model::descriptor_set()).map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| errors::InternalError::new_err(e.clone()))
+}
+
+/// Encodes the proto message `message` (full name, e.g.
+/// `org.apache.beam.model.pipeline.v1.Pipeline`) from its proto3 JSON form.
+///
+/// # Errors
+/// `ValueError` for unknown messages or JSON that does not match.
+#[pyfunction]
+fn encode_proto<'py>(py: Python<'py>, message: &str, json: &str) -> PyResult<Bound<'py, PyBytes>> {
+    let desc = pool()?
+        .get_message_by_name(message)
+        .ok_or_else(|| PyValueError::new_err(format!("unknown proto message {message}")))?;
+    let mut de = serde_json::Deserializer::from_str(json);
+    let msg = DynamicMessage::deserialize(desc, &mut de)
+        .map_err(|e| PyValueError::new_err(format!("{message}: {e}")))?;
+    Ok(PyBytes::new(py, &msg.encode_to_vec()))
+}
+
+/// Decodes the proto message `message` to its proto3 JSON form.
+///
+/// # Errors
+/// `ValueError` for unknown messages or bytes that do not decode.
+#[pyfunction]
+fn decode_proto(message: &str, data: &[u8]) -> PyResult<String> {
+    let desc = pool()?
+        .get_message_by_name(message)
+        .ok_or_else(|| PyValueError::new_err(format!("unknown proto message {message}")))?;
+    let msg = DynamicMessage::decode(desc, data)
+        .map_err(|e| PyValueError::new_err(format!("{message}: {e}")))?;
+    serde_json::to_string(&msg).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+fn option<T>(options: &Bound<'_, PyDict>, key: &str) -> PyResult<Option<T>>
+where
+    T: for<'a, 'py> FromPyObject<'a, 'py>,
+{
+    match options.get_item(key)? {
+        Some(v) if !v.is_none() => v
+            .extract::<T>()
+            .map(Some)
+            .map_err(|_| PyTypeError::new_err(format!("option {key} has the wrong type"))),
+        _ => Ok(None),
+    }
+}
+
+/// Plans and runs a serialized Beam `Pipeline` with the local runner; Python
+/// stages run in this process. Returns the job's user metrics as
+/// `(counters, distributions)`: lists of `(transform, namespace, name, value)`
+/// and `(transform, namespace, name, count, sum, min, max)`.
+///
+/// Options (all optional): `parallelism` (int), `fusion`, `combiner_lifting`,
+/// `dump_plan` (bool).
+///
+/// # Errors
+/// As mapped by [`errors`]; a user exception is an `UserCodeError` whose
+/// `original` attribute is the exception the user function raised.
+#[pyfunction]
+#[pyo3(signature = (pipeline, options=None))]
+#[allow(clippy::type_complexity)]
+fn run_pipeline(
+    py: Python<'_>,
+    pipeline: &[u8],
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<(
+    Vec<(String, String, String, i64)>,
+    Vec<(String, String, String, i64, i64, i64, i64)>,
+)> {
+    let proto = oxbeam_model::pipeline::Pipeline::decode(pipeline).map_err(|e| {
+        errors::PipelineError::new_err(format!("pipeline proto does not decode: {e}"))
+    })?;
+    let mut opts = LocalOptions {
+        progress: false,
+        ..LocalOptions::default()
+    };
+    if let Some(o) = options {
+        if let Some(p) = option::<usize>(o, "parallelism")? {
+            opts.parallelism = p.max(1);
+        }
+        if let Some(f) = option::<bool>(o, "fusion")? {
+            opts.fusion = f;
+        }
+        if let Some(c) = option::<bool>(o, "combiner_lifting")? {
+            opts.combiner_lifting = c;
+        }
+        if let Some(d) = option::<bool>(o, "dump_plan")? {
+            opts.dump_plan = d;
+        }
+    }
+    let slot: ErrorSlot = Arc::new(Mutex::new(Vec::new()));
+    let executors = Executors::new().with(
+        urns::oxbeam_python::ENVIRONMENT,
+        Arc::new(PythonExecutor::new(slot.clone())),
+    );
+    let runner = LocalRunner::new(opts);
+    let result = py.detach(|| runner.run(&proto, &executors));
+    match result {
+        Ok(r) => {
+            let counters = r
+                .metrics
+                .counters
+                .iter()
+                .map(|(k, v)| (k.transform.clone(), k.namespace.clone(), k.name.clone(), *v))
+                .collect();
+            let dists = r
+                .metrics
+                .distributions
+                .iter()
+                .map(|(k, d)| {
+                    (
+                        k.transform.clone(),
+                        k.namespace.clone(),
+                        k.name.clone(),
+                        d.count,
+                        d.sum,
+                        d.min,
+                        d.max,
+                    )
+                })
+                .collect();
+            Ok((counters, dists))
+        }
+        Err(e) => {
+            let user = matches!(
+                e,
+                oxbeam_runner_local::Error::Execution(oxbeam_fn_api::Error::UserCode(_))
+            );
+            let err = errors::to_py(py, e);
+            if user {
+                let original = slot.lock().ok().and_then(|mut v| {
+                    if v.is_empty() {
+                        None
+                    } else {
+                        Some(v.swap_remove(0))
+                    }
+                });
+                if let Some(o) = original {
+                    let _ = err.value(py).setattr("original", o.value(py));
+                }
+            }
+            Err(err)
+        }
+    }
+}
+
+/// The `oxbeam._oxbeam` extension module.
+#[pymodule]
+pub fn _oxbeam(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(encode_proto, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_proto, m)?)?;
+    m.add_function(wrap_pyfunction!(run_pipeline, m)?)?;
+    m.add_class::<SinkBuffer>()?;
+    m.add("BATCH_SIZE", BATCH)?;
+    let table: std::collections::BTreeMap<&str, &str> = urns::ALL.iter().copied().collect();
+    m.add("URNS", table)?;
+    errors::register(m)?;
+    Ok(())
+}

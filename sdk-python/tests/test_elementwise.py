@@ -1,0 +1,234 @@
+"""Create, Map, FlatMap, Filter, ParDo/DoFn: same output on Beam and Oxbeam."""
+
+
+def test_create_ints(B):
+    with B.pipeline() as p:
+        B.assert_that(p | B.beam.Create([3, 1, 2]), B.equal_to([1, 2, 3]))
+
+
+def test_create_mixed_types(B):
+    values = [1, "a", b"b", 2.5, True, None, (1, 2), [3, 4], {"k": 1}, 2 ** 70]
+    with B.pipeline() as p:
+        B.assert_that(p | B.beam.Create(values), B.equal_to(values))
+
+
+def test_create_dict_gives_items(B):
+    with B.pipeline() as p:
+        B.assert_that(p | B.beam.Create({"a": 1, "b": 2}), B.equal_to([("a", 1), ("b", 2)]))
+
+
+def test_create_empty(B):
+    with B.pipeline() as p:
+        B.assert_that(p | B.beam.Create([]), B.is_empty())
+
+
+def test_map(B):
+    with B.pipeline() as p:
+        out = p | B.beam.Create([1, 2, 3]) | B.beam.Map(lambda x: x * 10)
+        B.assert_that(out, B.equal_to([10, 20, 30]))
+
+
+def test_map_extra_args_and_kwargs(B):
+    def f(x, a, b=0):
+        return x * a + b
+
+    with B.pipeline() as p:
+        out = p | B.beam.Create([1, 2]) | B.beam.Map(f, 3, b=1)
+        B.assert_that(out, B.equal_to([4, 7]))
+
+
+def test_map_tuple(B):
+    with B.pipeline() as p:
+        out = p | B.beam.Create([(1, 2), (3, 4)]) | B.beam.MapTuple(lambda a, b: a + b)
+        B.assert_that(out, B.equal_to([3, 7]))
+
+
+def test_chain_of_maps(B):
+    with B.pipeline() as p:
+        pc = p | B.beam.Create(list(range(100)))
+        for i in range(10):
+            pc = pc | ("Add%d" % i) >> B.beam.Map(lambda x: x + 1)
+        B.assert_that(pc, B.equal_to(list(range(10, 110))))
+
+
+def test_flat_map(B):
+    with B.pipeline() as p:
+        out = p | B.beam.Create(["a b", "c", ""]) | B.beam.FlatMap(str.split)
+        B.assert_that(out, B.equal_to(["a", "b", "c"]))
+
+
+def test_flat_map_generator(B):
+    def gen(n):
+        for i in range(n):
+            yield (n, i)
+
+    with B.pipeline() as p:
+        out = p | B.beam.Create([1, 2]) | B.beam.FlatMap(gen)
+        B.assert_that(out, B.equal_to([(1, 0), (2, 0), (2, 1)]))
+
+
+def test_flat_map_tuple(B):
+    with B.pipeline() as p:
+        out = p | B.beam.Create([("a", 2), ("b", 1)]) | B.beam.FlatMapTuple(lambda k, n: [k] * n)
+        B.assert_that(out, B.equal_to(["a", "a", "b"]))
+
+
+def test_filter(B):
+    with B.pipeline() as p:
+        out = p | B.beam.Create(list(range(10))) | B.beam.Filter(lambda x: x % 3 == 0)
+        B.assert_that(out, B.equal_to([0, 3, 6, 9]))
+
+
+def test_filter_with_arg(B):
+    with B.pipeline() as p:
+        out = p | B.beam.Create(list(range(10))) | B.beam.Filter(lambda x, lim: x > lim, 6)
+        B.assert_that(out, B.equal_to([7, 8, 9]))
+
+
+def test_large_create_and_map(B):
+    n = 20000
+    with B.pipeline() as p:
+        out = p | B.beam.Create(list(range(n))) | B.beam.Map(lambda x: x % 7) | B.beam.combiners.Count.PerElement()
+        expected = [(k, len([x for x in range(n) if x % 7 == k])) for k in range(7)]
+        B.assert_that(out, B.equal_to(expected))
+
+
+def test_pardo_dofn(B):
+    class Split(B.beam.DoFn):
+        def process(self, element):
+            for w in element.split():
+                yield w.upper()
+
+    with B.pipeline() as p:
+        out = p | B.beam.Create(["a b", "c"]) | B.beam.ParDo(Split())
+        B.assert_that(out, B.equal_to(["A", "B", "C"]))
+
+
+def test_pardo_returns_list(B):
+    class Twice(B.beam.DoFn):
+        def process(self, element):
+            return [element, element]
+
+    with B.pipeline() as p:
+        out = p | B.beam.Create([1, 2]) | B.beam.ParDo(Twice())
+        B.assert_that(out, B.equal_to([1, 1, 2, 2]))
+
+
+def test_pardo_extra_args(B):
+    class Scale(B.beam.DoFn):
+        def process(self, element, factor, offset=0):
+            yield element * factor + offset
+
+    with B.pipeline() as p:
+        out = p | B.beam.Create([1, 2]) | B.beam.ParDo(Scale(), 5, offset=1)
+        B.assert_that(out, B.equal_to([6, 11]))
+
+
+def test_dofn_lifecycle(B):
+    beam = B.beam
+    wv = B.wv
+
+    class Lifecycle(beam.DoFn):
+        def setup(self):
+            self.prefix = "set"
+
+        def start_bundle(self):
+            self.seen = []
+
+        def process(self, element):
+            self.seen.append(element)
+            yield "%s:%s" % (self.prefix, element)
+
+        def finish_bundle(self):
+            yield wv.WindowedValue(
+                "total:%d" % sum(self.seen), beam.window.GlobalWindow().max_timestamp(),
+                [beam.window.GlobalWindow()])
+
+        def teardown(self):
+            self.prefix = None
+
+    with B.pipeline() as p:
+        out = p | beam.Create([1, 2, 3]) | beam.ParDo(Lifecycle())
+        B.assert_that(out, B.equal_to(["set:1", "set:2", "set:3", "total:6"]))
+
+
+def test_tagged_outputs(B):
+    beam = B.beam
+
+    class Route(beam.DoFn):
+        def process(self, element):
+            if element % 2:
+                yield beam.pvalue.TaggedOutput("odd", element)
+            else:
+                yield element
+
+    with B.pipeline() as p:
+        res = p | beam.Create(list(range(6))) | beam.ParDo(Route()).with_outputs("odd", main="even")
+        B.assert_that(res.even, B.equal_to([0, 2, 4]), label="even")
+        B.assert_that(res.odd, B.equal_to([1, 3, 5]), label="odd")
+        B.assert_that(res["odd"], B.equal_to([1, 3, 5]), label="odd_item")
+
+
+def test_tagged_outputs_unpacking(B):
+    beam = B.beam
+
+    def route(x):
+        if x < 0:
+            yield beam.pvalue.TaggedOutput("neg", x)
+        else:
+            yield x
+
+    with B.pipeline() as p:
+        pos, neg = p | beam.Create([-2, -1, 0, 3]) | beam.FlatMap(route).with_outputs("neg", main="pos")
+        B.assert_that(pos, B.equal_to([0, 3]), label="pos")
+        B.assert_that(neg, B.equal_to([-2, -1]), label="neg")
+
+
+def test_timestamp_param(B):
+    beam = B.beam
+
+    class WithTs(beam.DoFn):
+        def process(self, element, ts=beam.DoFn.TimestampParam):
+            yield (element, float(ts))
+
+    with B.pipeline() as p:
+        out = (
+            p
+            | beam.Create([1, 2])
+            | beam.Map(lambda x: beam.window.TimestampedValue(x, x * 10))
+            | beam.ParDo(WithTs())
+        )
+        B.assert_that(out, B.equal_to([(1, 10.0), (2, 20.0)]))
+
+
+def test_window_param_in_map(B):
+    beam = B.beam
+    with B.pipeline() as p:
+        out = (
+            p
+            | beam.Create([1, 7, 12])
+            | beam.Map(lambda x: beam.window.TimestampedValue(x, x))
+            | beam.WindowInto(beam.window.FixedWindows(5))
+            | beam.Map(lambda x, w=beam.DoFn.WindowParam: (x, float(w.start), float(w.end)))
+        )
+        B.assert_that(out, B.equal_to([(1, 0.0, 5.0), (7, 5.0, 10.0), (12, 10.0, 15.0)]))
+
+
+def test_with_output_types_str(B):
+    with B.pipeline() as p:
+        out = p | B.beam.Create(["x", "y"]) | B.beam.Map(lambda s: s + "!").with_output_types(str)
+        B.assert_that(out, B.equal_to(["x!", "y!"]))
+
+
+def test_custom_objects_roundtrip(B):
+    import fractions
+
+    with B.pipeline() as p:
+        out = p | B.beam.Create([1, 2]) | B.beam.Map(lambda x: fractions.Fraction(x, 3))
+        B.assert_that(out, B.equal_to([fractions.Fraction(1, 3), fractions.Fraction(2, 3)]))
+
+
+def test_unicode_strings(B):
+    with B.pipeline() as p:
+        out = p | B.beam.Create(["héllo", "日本", ""]) | B.beam.Map(lambda s: s[::-1])
+        B.assert_that(out, B.equal_to(["olléh", "本日", ""]))
