@@ -227,7 +227,7 @@ impl<T: Element> PCollection<T> {
                 None
             };
             let combined = self
-                .owned_pardo("KeyByUnit", |wv| Some(wv.map(|v| ((), v))))
+                .owned_map("KeyByUnit", |v: T| ((), v))
                 .combine_per_key("CombinePerKey", combine_fn)
                 .values("Values");
             match default {

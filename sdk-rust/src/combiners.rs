@@ -285,7 +285,7 @@ impl<T: Element> PTransform<PCollection<T>> for CountPerElement {
     type Output = PCollection<(T, i64)>;
     fn expand(self, input: &PCollection<T>) -> Self::Output {
         input
-            .owned_pardo("PairWithUnit", |wv| Some(wv.map(|v| (v, ()))))
+            .owned_map("PairWithUnit", |v: T| (v, ()))
             .combine_per_key("CountPerKey", CountFn::<()>(PhantomData))
     }
 }
@@ -324,7 +324,7 @@ impl<T: Element> PTransform<PCollection<T>> for Distinct {
     type Output = PCollection<T>;
     fn expand(self, input: &PCollection<T>) -> Self::Output {
         input
-            .owned_pardo("PairWithUnit", |wv| Some(wv.map(|v| (v, ()))))
+            .owned_map("PairWithUnit", |v: T| (v, ()))
             .combine_per_key("CombinePerKey", UnitFn)
             .keys("Keys")
     }

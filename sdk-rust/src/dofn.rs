@@ -15,7 +15,7 @@ use oxbeam_model::window::{BoundedWindow, PaneInfo, Timestamp};
 
 use crate::coder::Element;
 use crate::exec::side::SideCache;
-use crate::exec::{Cx, Erased, Receiver, WindowedValue};
+use crate::exec::{Batch, Cx, Erased, Receiver, WindowedValue};
 use crate::metrics::set_current_transform;
 use crate::view::SideInput;
 
@@ -110,7 +110,7 @@ pub struct ProcessContext<'a, Out> {
     pub(crate) pane: PaneInfo,
     pub(crate) index: u32,
     /// Main outputs, passed on as a batch by the operator.
-    pub(crate) main: &'a mut Vec<WindowedValue<Out>>,
+    pub(crate) main: &'a mut Batch<Out>,
     pub(crate) extra: &'a mut [TaggedOutput],
     pub(crate) sides: &'a mut SideCache,
     pub(crate) cx: &'a mut dyn Cx,

@@ -69,6 +69,7 @@ mod runner;
 pub mod testing;
 mod transforms;
 mod view;
+pub mod wasm;
 pub mod window;
 
 pub use coder::{Coder, CoderSpec, Element};
@@ -81,6 +82,7 @@ pub use pipeline::{NATIVE_ENVIRONMENT_ID, PBegin, PCollection, PTransform, PValu
 pub use registry::{Registry, global_registry};
 pub use runner::{LocalRunner, PipelineResult, Runner};
 pub use transforms::core::CoGrouped;
+pub use transforms::fns::{ByRef, ByValue, FlatMapFn, MapFn};
 pub use transforms::pardo::{ParDo, TaggedOutputs};
 pub use view::SideInput;
 pub use window::WindowFn;

@@ -40,6 +40,8 @@ pub(crate) struct Builder {
     coder_ids: HashMap<CoderSpec, String>,
     windowing_ids: HashMap<WindowFn, String>,
     registry: Arc<Registry>,
+    /// Executors added with `Pipeline::with_executor`, by environment URN.
+    executors: Vec<(String, Arc<dyn oxbeam_fn_api::Executor>)>,
 }
 
 /// A pipeline under construction: a graph of transforms and PCollections.
@@ -382,6 +384,7 @@ impl Pipeline {
             coder_ids: HashMap::new(),
             windowing_ids: HashMap::new(),
             registry: Arc::new(Registry::default()),
+            executors: Vec::new(),
         };
         Pipeline {
             b: Rc::new(RefCell::new(b)),
@@ -413,10 +416,36 @@ impl Pipeline {
     /// The executors that run this pipeline's user code: the native executor
     /// under `oxbeam:env:native:v1`.
     pub fn executors(&self) -> Executors {
-        Executors::new().with(
+        let native = Executors::new().with(
             urns::oxbeam_environments::NATIVE,
             Arc::new(NativeExecutor::new(self.registry())),
-        )
+        );
+        let b = self.b.borrow();
+        b.executors
+            .iter()
+            .fold(native, |e, (urn, x)| e.with(urn.clone(), x.clone()))
+    }
+
+    /// Adds the executor of environments with URN `env_urn` (e.g. the Wasm
+    /// executor for `oxbeam:env:wasm:v1`) to [`Pipeline::executors`].
+    pub fn with_executor(
+        &self,
+        env_urn: &str,
+        executor: Arc<dyn oxbeam_fn_api::Executor>,
+    ) -> &Self {
+        let mut b = self.b.borrow_mut();
+        b.executors.retain(|(u, _)| u != env_urn);
+        b.executors.push((env_urn.to_string(), executor));
+        self
+    }
+
+    /// Puts `transform` in environment `env_id`, adding the environment.
+    pub(crate) fn set_environment(&self, transform: &str, env_id: &str, env: pb::Environment) {
+        let mut b = self.b.borrow_mut();
+        b.components.environments.insert(env_id.to_string(), env);
+        if let Some(t) = b.components.transforms.get_mut(transform) {
+            t.environment_id = env_id.to_string();
+        }
     }
 
     /// Runs the pipeline to completion with the runner chosen in its options

@@ -8,9 +8,13 @@
 //! ```
 //!
 //! - Every operator is a monomorphized [`Receiver<T>`]; values move between
-//!   them by value, with one virtual call per element per transform. A
-//!   PCollection with several consumers clones into each (the last one gets
-//!   the original).
+//!   them by value in [`Batch`]es, with one virtual call per batch per
+//!   transform. A PCollection with several consumers clones into each (the
+//!   last one gets the original).
+//! - A batch keeps values and their metadata (timestamp, window, pane) in
+//!   separate columns: a Map touches only values and hands the metadata
+//!   column on by swapping vectors, so its cost is the user function plus
+//!   one move of each value.
 //! - Types are erased only while the tree is built: each registered function
 //!   knows its input and output element types ([`types::TypeOps`]), and the
 //!   builder downcasts each `Box<dyn Any>` receiver once.
@@ -49,6 +53,16 @@ pub(crate) struct WindowedValue<T> {
 }
 
 impl<T> WindowedValue<T> {
+    /// Timestamp, window and pane.
+    #[inline]
+    pub fn meta(&self) -> Meta {
+        Meta {
+            timestamp: self.timestamp,
+            window: self.window,
+            pane: self.pane,
+        }
+    }
+
     /// The same timestamp, window and pane around another value.
     #[inline]
     pub fn with_value<U>(&self, value: U) -> WindowedValue<U> {
@@ -69,6 +83,90 @@ impl<T> WindowedValue<T> {
             window: self.window,
             pane: self.pane,
         }
+    }
+}
+
+/// Timestamp, window and pane of one element (a [`Batch`] column).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Meta {
+    pub timestamp: Timestamp,
+    pub window: BoundedWindow,
+    pub pane: PaneInfo,
+}
+
+impl Meta {
+    /// `value` with this metadata.
+    #[inline]
+    pub fn with<T>(self, value: T) -> WindowedValue<T> {
+        WindowedValue {
+            value,
+            timestamp: self.timestamp,
+            window: self.window,
+            pane: self.pane,
+        }
+    }
+}
+
+/// Elements passed between operators, column-wise: `values[i]` has the
+/// timestamp, window and pane `meta[i]`. Invariant: both have the same length.
+#[derive(Debug)]
+pub(crate) struct Batch<T> {
+    pub values: Vec<T>,
+    pub meta: Vec<Meta>,
+}
+
+impl<T> Default for Batch<T> {
+    fn default() -> Self {
+        Batch {
+            values: Vec::new(),
+            meta: Vec::new(),
+        }
+    }
+}
+
+impl<T> Batch<T> {
+    /// An empty batch with room for `n` elements.
+    pub fn with_capacity(n: usize) -> Self {
+        Batch {
+            values: Vec::with_capacity(n),
+            meta: Vec::with_capacity(n),
+        }
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    #[inline]
+    pub fn clear(&mut self) {
+        self.values.clear();
+        self.meta.clear();
+    }
+
+    #[inline]
+    pub fn push(&mut self, wv: WindowedValue<T>) {
+        self.meta.push(wv.meta());
+        self.values.push(wv.value);
+    }
+
+    #[inline]
+    pub fn push_with(&mut self, value: T, meta: Meta) {
+        self.values.push(value);
+        self.meta.push(meta);
+    }
+
+    /// Removes every element, in order.
+    pub fn drain(&mut self) -> impl Iterator<Item = WindowedValue<T>> + '_ {
+        self.values
+            .drain(..)
+            .zip(self.meta.drain(..))
+            .map(|(v, m)| m.with(v))
+    }
+
+    /// Every element, in order, as (value, metadata).
+    pub fn iter(&self) -> impl Iterator<Item = (&T, &Meta)> + '_ {
+        self.values.iter().zip(self.meta.iter())
     }
 }
 
@@ -106,14 +204,14 @@ pub(crate) trait Receiver<T>: Send {
     fn start(&mut self) -> Result<()>;
     /// One element.
     fn receive(&mut self, wv: WindowedValue<T>, cx: &mut dyn Cx) -> Result<()>;
-    /// A batch of elements, in order; leaves `batch` empty. Element-wise
-    /// operators override it to process the batch in a loop and pass one
-    /// output batch on: one virtual call per batch instead of per element.
-    fn receive_batch(&mut self, batch: &mut Vec<WindowedValue<T>>, cx: &mut dyn Cx) -> Result<()> {
-        for wv in batch.drain(..) {
-            self.receive(wv, cx)?;
-        }
-        Ok(())
+    /// A batch of elements, in order; leaves `batch` empty (also on error).
+    /// Element-wise operators override it to process the batch in a loop and
+    /// pass one output batch on: one virtual call per batch instead of per
+    /// element.
+    fn receive_batch(&mut self, batch: &mut Batch<T>, cx: &mut dyn Cx) -> Result<()> {
+        let r = batch.drain().try_for_each(|wv| self.receive(wv, cx));
+        batch.clear();
+        r
     }
     /// After the last element of a bundle (runs `finish_bundle`).
     fn finish(&mut self, cx: &mut dyn Cx) -> Result<()>;
@@ -186,6 +284,22 @@ pub(crate) fn user_code_error(
         transform: transform.to_string(),
         message: panic_message(&*payload),
         element: element.map(render_element),
+    })
+}
+
+/// What a panic report shows for an element that was moved into the user
+/// function (taken by value), hence is gone when the panic is caught.
+pub(crate) const MOVED_ELEMENT: &str =
+    "not shown: moved into the function (take it by reference to see it here)";
+
+/// The error of user code that panicked in `transform` on an element it had
+/// taken by value.
+#[cold]
+pub(crate) fn user_code_error_moved(transform: &str, payload: Box<dyn Any + Send>) -> Error {
+    Error::UserCode(UserCodeError {
+        transform: transform.to_string(),
+        message: panic_message(&*payload),
+        element: Some(MOVED_ELEMENT.to_string()),
     })
 }
 

@@ -12,26 +12,27 @@ use hashbrown::HashTable;
 
 use super::hash::FxHashMap;
 use super::side::SideCache;
-use super::{BATCH, Cx, Erased, Receiver, WindowedValue, guard};
+use super::{BATCH, Batch, Cx, Erased, Meta, Receiver, WindowedValue, guard};
 use crate::coder::{Coder, Element};
 use crate::combine::CombineFn;
 use crate::dofn::{DoFn, FinishBundleContext, ProcessContext, TaggedOutput};
 use crate::metrics::set_current_transform;
+use crate::transforms::fns::{FlatMapFn, MapFn};
 
-/// Runs `f` on every element of `batch` (by reference) under one
+/// Runs `f` on every value of `batch` (by reference) under one
 /// `catch_unwind`; a panic is reported with the element it happened on.
 /// Guarding the whole loop keeps the per-element path free of unwinding
 /// landing pads, which would force every value through the stack.
 #[inline]
 pub(crate) fn guarded_each<T: Debug>(
     transform: &str,
-    batch: &[WindowedValue<T>],
-    mut f: impl FnMut(&WindowedValue<T>),
+    batch: &[T],
+    mut f: impl FnMut(&T),
 ) -> Result<()> {
     let mut done = 0usize;
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        for wv in batch {
-            f(wv);
+        for v in batch {
+            f(v);
             done += 1;
         }
     }));
@@ -40,9 +41,32 @@ pub(crate) fn guarded_each<T: Debug>(
         Err(p) => Err(super::user_code_error(
             transform,
             p,
-            batch.get(done).map(|wv| &wv.value as &dyn Debug),
+            batch.get(done).map(|v| v as &dyn Debug),
         )),
     }
+}
+
+/// The error of a Map or FlatMap function that panicked: with the element
+/// parked in `slot` when it was borrowed, or saying it was moved.
+#[cold]
+fn fn_panic<T: Debug>(
+    transform: &str,
+    by_value: bool,
+    payload: Box<dyn std::any::Any + Send>,
+    slot: Option<T>,
+) -> Error {
+    if by_value {
+        super::user_code_error_moved(transform, payload)
+    } else {
+        super::user_code_error(transform, payload, slot.as_ref().map(|v| v as &dyn Debug))
+    }
+}
+
+/// Moves the metadata column of `from` to `to` (whose own is dropped).
+#[inline]
+fn pass_meta<T, U>(from: &mut Batch<T>, to: &mut Batch<U>) {
+    to.meta.clear();
+    std::mem::swap(&mut to.meta, &mut from.meta);
 }
 
 /// Identity of an operator running user code.
@@ -99,7 +123,7 @@ pub(crate) struct ParDoOp<D: DoFn> {
     pub info: OpInfo,
     pub dofn: D,
     pub main: Box<dyn Receiver<D::Out>>,
-    pub out: Vec<WindowedValue<D::Out>>,
+    pub out: Batch<D::Out>,
     /// Additional outputs; `tagged[i].output` mirrors `lifecycles[i]`.
     pub tagged: Vec<TaggedOutput>,
     pub lifecycles: Vec<Lifecycle>,
@@ -126,7 +150,7 @@ impl<D: DoFn> ParDoOp<D> {
             info,
             dofn,
             main,
-            out: Vec::new(),
+            out: Batch::default(),
             tagged,
             lifecycles,
             sides,
@@ -178,12 +202,8 @@ impl<D: DoFn> Receiver<D::In> for ParDoOp<D> {
         self.main.receive_batch(&mut self.out, cx)
     }
 
-    fn receive_batch(
-        &mut self,
-        batch: &mut Vec<WindowedValue<D::In>>,
-        cx: &mut dyn Cx,
-    ) -> Result<()> {
-        for wv in batch.drain(..) {
+    fn receive_batch(&mut self, batch: &mut Batch<D::In>, cx: &mut dyn Cx) -> Result<()> {
+        for wv in batch.drain() {
             self.process(wv, cx)?;
             if self.out.len() >= BATCH {
                 self.main.receive_batch(&mut self.out, cx)?;
@@ -248,79 +268,87 @@ macro_rules! forward_lifecycle_start_teardown {
     };
 }
 
-/// `Map`: one output per input, from a closure over the element.
-pub(crate) struct MapOp<T, U, F> {
+/// `Map`: one output per input, from a function of the element (by
+/// reference or by value, see [`MapFn`]). Values move from the input batch
+/// to the output batch; the metadata column is handed over untouched.
+pub(crate) struct MapOp<T, U, K, F> {
     pub info: OpInfo,
     pub f: Arc<F>,
     pub next: Box<dyn Receiver<U>>,
-    pub out: Vec<WindowedValue<U>>,
-    pub _t: PhantomData<fn(T)>,
+    pub out: Batch<U>,
+    pub _t: PhantomData<fn(T, K)>,
 }
 
-impl<T: Element, U: Element, F: Fn(&T) -> U + Send + Sync + 'static> Receiver<T>
-    for MapOp<T, U, F>
-{
+impl<T: Element, U: Element, K: 'static, F: MapFn<T, U, K>> Receiver<T> for MapOp<T, U, K, F> {
     forward_lifecycle!();
 
     #[inline]
     fn receive(&mut self, wv: WindowedValue<T>, cx: &mut dyn Cx) -> Result<()> {
         set_current_transform(self.info.index);
+        let meta = wv.meta();
         let f = &*self.f;
-        let out = guard(&self.info.name, Some(&wv.value), || f(&wv.value))?;
-        self.next.receive(wv.with_value(out), cx)
+        let mut slot = None;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f.call(wv.value, &mut slot)))
+        {
+            Ok(u) => self.next.receive(meta.with(u), cx),
+            Err(p) => Err(fn_panic(&self.info.name, F::BY_VALUE, p, slot)),
+        }
     }
 
-    fn receive_batch(&mut self, batch: &mut Vec<WindowedValue<T>>, cx: &mut dyn Cx) -> Result<()> {
+    fn receive_batch(&mut self, batch: &mut Batch<T>, cx: &mut dyn Cx) -> Result<()> {
         set_current_transform(self.info.index);
         let f = &*self.f;
         let out = &mut self.out;
-        out.clear();
-        // `extend` over a slice iterator writes straight into reserved
+        out.values.clear();
+        pass_meta(batch, out);
+        let values = &mut batch.values;
+        let mut slot = None;
+        // `extend` over a draining iterator writes straight into reserved
         // capacity: no per-element temporary on the stack.
-        let mut done = 0usize;
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            out.extend(batch.iter().map(|wv| {
-                let v = f(&wv.value);
-                done += 1;
-                wv.with_value(v)
-            }));
+            out.values
+                .extend(values.drain(..).map(|v| f.call(v, &mut slot)));
         }));
         if let Err(p) = r {
-            let element = batch.get(done).map(|wv| &wv.value as &dyn Debug);
-            return Err(super::user_code_error(&self.info.name, p, element));
+            batch.clear();
+            self.out.clear();
+            return Err(fn_panic(&self.info.name, F::BY_VALUE, p, slot));
         }
-        batch.clear();
         self.next.receive_batch(&mut self.out, cx)
     }
 }
 
 /// `FlatMap`: any number of outputs per input.
-pub(crate) struct FlatMapOp<T, U, I, F> {
+pub(crate) struct FlatMapOp<T, U, I, K, F> {
     pub info: OpInfo,
     pub f: Arc<F>,
     pub next: Box<dyn Receiver<U>>,
-    pub out: Vec<WindowedValue<U>>,
-    pub _t: PhantomData<fn(T) -> I>,
+    pub out: Batch<U>,
+    pub _t: PhantomData<fn(T, K) -> I>,
 }
 
-impl<T, U, I, F> FlatMapOp<T, U, I, F>
+impl<T, U, I, K, F> FlatMapOp<T, U, I, K, F>
 where
     T: Element,
     U: Element,
     I: IntoIterator<Item = U> + 'static,
-    F: Fn(&T) -> I + Send + Sync + 'static,
+    K: 'static,
+    F: FlatMapFn<T, I, K>,
 {
     /// Appends the outputs of one input to `self.out`, passing full batches on.
     #[inline]
-    fn expand_one(&mut self, wv: WindowedValue<T>, cx: &mut dyn Cx) -> Result<()> {
+    fn expand_one(&mut self, value: T, meta: Meta, cx: &mut dyn Cx) -> Result<()> {
         let index = self.info.index;
         set_current_transform(index);
         let f = &*self.f;
         let (out, next) = (&mut self.out, &mut self.next);
         let mut err = None;
-        guard(&self.info.name, Some(&wv.value), || {
-            for u in f(&wv.value) {
-                out.push(wv.with_value(u));
+        // By reference the element stays in `slot` while the (possibly
+        // lazy) iterable is consumed, so a panic report can show it.
+        let mut slot = None;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for u in f.call(value, &mut slot) {
+                out.push_with(u, meta);
                 if out.len() >= BATCH {
                     if let Err(e) = next.receive_batch(out, cx) {
                         err = Some(e);
@@ -329,7 +357,10 @@ where
                     set_current_transform(index);
                 }
             }
-        })?;
+        }));
+        if let Err(p) = r {
+            return Err(fn_panic(&self.info.name, F::BY_VALUE, p, slot));
+        }
         match err {
             None => Ok(()),
             Some(e) => Err(e),
@@ -337,37 +368,39 @@ where
     }
 }
 
-impl<T, U, I, F> Receiver<T> for FlatMapOp<T, U, I, F>
+impl<T, U, I, K, F> Receiver<T> for FlatMapOp<T, U, I, K, F>
 where
     T: Element,
     U: Element,
     I: IntoIterator<Item = U> + 'static,
-    F: Fn(&T) -> I + Send + Sync + 'static,
+    K: 'static,
+    F: FlatMapFn<T, I, K>,
 {
     forward_lifecycle!();
 
     #[inline]
     fn receive(&mut self, wv: WindowedValue<T>, cx: &mut dyn Cx) -> Result<()> {
         self.out.clear();
-        self.expand_one(wv, cx)?;
+        let meta = wv.meta();
+        self.expand_one(wv.value, meta, cx)?;
         self.next.receive_batch(&mut self.out, cx)
     }
 
-    fn receive_batch(&mut self, batch: &mut Vec<WindowedValue<T>>, cx: &mut dyn Cx) -> Result<()> {
+    fn receive_batch(&mut self, batch: &mut Batch<T>, cx: &mut dyn Cx) -> Result<()> {
         self.out.clear();
-        for wv in batch.drain(..) {
-            self.expand_one(wv, cx)?;
+        for (v, m) in batch.values.drain(..).zip(batch.meta.drain(..)) {
+            self.expand_one(v, m, cx)?;
         }
         self.next.receive_batch(&mut self.out, cx)
     }
 }
 
-/// `Filter`: keeps elements satisfying a predicate.
+/// `Filter`: keeps elements satisfying a predicate; compacts the batch in
+/// place and passes it on.
 pub(crate) struct FilterOp<T, F> {
     pub info: OpInfo,
     pub f: Arc<F>,
     pub next: Box<dyn Receiver<T>>,
-    pub out: Vec<WindowedValue<T>>,
     pub keep: Vec<bool>,
 }
 
@@ -385,20 +418,27 @@ impl<T: Element, F: Fn(&T) -> bool + Send + Sync + 'static> Receiver<T> for Filt
         }
     }
 
-    fn receive_batch(&mut self, batch: &mut Vec<WindowedValue<T>>, cx: &mut dyn Cx) -> Result<()> {
+    fn receive_batch(&mut self, batch: &mut Batch<T>, cx: &mut dyn Cx) -> Result<()> {
         set_current_transform(self.info.index);
         let f = &*self.f;
         let keep = &mut self.keep;
         keep.clear();
-        guarded_each(&self.info.name, batch, |wv| keep.push(f(&wv.value)))?;
-        self.out.clear();
-        self.out.extend(
-            batch
-                .drain(..)
-                .zip(self.keep.drain(..))
-                .filter_map(|(wv, k)| k.then_some(wv)),
-        );
-        self.next.receive_batch(&mut self.out, cx)
+        if let Err(e) = guarded_each(&self.info.name, &batch.values, |v| keep.push(f(v))) {
+            batch.clear();
+            return Err(e);
+        }
+        // `retain` visits every element once, in order.
+        let mut i = 0;
+        batch.values.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        let mut i = 0;
+        batch.meta.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        self.next.receive_batch(batch, cx)
     }
 }
 
@@ -407,11 +447,29 @@ impl<T: Element, F: Fn(&T) -> bool + Send + Sync + 'static> Receiver<T> for Filt
 pub(crate) struct PairOp<T, A, U, F, G> {
     pub info: OpInfo,
     pub f: Arc<F>,
-    /// Combines the element, its window value and the closure result.
+    /// Combines the element, its metadata and the closure result.
     pub combine: G,
     pub next: Box<dyn Receiver<U>>,
-    pub out: Vec<WindowedValue<U>>,
+    pub out: Batch<U>,
     pub _t: PhantomData<fn(T, A)>,
+}
+
+impl<T, A, U, F, G> PairOp<T, A, U, F, G>
+where
+    T: Element,
+    A: 'static,
+    U: Element,
+    F: Fn(&T) -> A + Send + Sync + 'static,
+    G: Fn(T, &mut Meta, A) -> U + Send + 'static,
+{
+    fn pair_all(&mut self, batch: &mut Batch<T>) -> Result<()> {
+        let f = &*self.f;
+        for (v, m) in batch.values.drain(..).zip(batch.meta.iter_mut()) {
+            let a = guard(&self.info.name, Some(&v), || f(&v))?;
+            self.out.values.push((self.combine)(v, m, a));
+        }
+        Ok(())
+    }
 }
 
 impl<T, A, U, F, G> Receiver<T> for PairOp<T, A, U, F, G>
@@ -420,7 +478,7 @@ where
     A: 'static,
     U: Element,
     F: Fn(&T) -> A + Send + Sync + 'static,
-    G: Fn(WindowedValue<T>, A) -> WindowedValue<U> + Send + 'static,
+    G: Fn(T, &mut Meta, A) -> U + Send + 'static,
 {
     forward_lifecycle!();
 
@@ -429,27 +487,30 @@ where
         set_current_transform(self.info.index);
         let f = &*self.f;
         let a = guard(&self.info.name, Some(&wv.value), || f(&wv.value))?;
-        self.next.receive((self.combine)(wv, a), cx)
+        let mut meta = wv.meta();
+        let u = (self.combine)(wv.value, &mut meta, a);
+        self.next.receive(meta.with(u), cx)
     }
 
-    fn receive_batch(&mut self, batch: &mut Vec<WindowedValue<T>>, cx: &mut dyn Cx) -> Result<()> {
+    fn receive_batch(&mut self, batch: &mut Batch<T>, cx: &mut dyn Cx) -> Result<()> {
         set_current_transform(self.info.index);
-        let f = &*self.f;
-        self.out.clear();
-        for wv in batch.drain(..) {
-            let a = guard(&self.info.name, Some(&wv.value), || f(&wv.value))?;
-            self.out.push((self.combine)(wv, a));
+        self.out.values.clear();
+        if let Err(e) = self.pair_all(batch) {
+            batch.clear();
+            self.out.clear();
+            return Err(e);
         }
+        pass_meta(batch, &mut self.out);
         self.next.receive_batch(&mut self.out, cx)
     }
 }
 
-/// An SDK-internal element-wise function over owned windowed values (keys,
-/// values, swaps, reification): cannot panic on user code, so no guard.
+/// An SDK-internal element-wise function over owned windowed values
+/// (reification, random keys): cannot panic on user code, so no guard.
 pub(crate) struct OwnedOp<T, U, F> {
     pub f: F,
     pub next: Box<dyn Receiver<U>>,
-    pub out: Vec<WindowedValue<U>>,
+    pub out: Batch<U>,
     pub _t: PhantomData<fn(T)>,
 }
 
@@ -469,18 +530,175 @@ impl<
         }
     }
 
-    fn receive_batch(&mut self, batch: &mut Vec<WindowedValue<T>>, cx: &mut dyn Cx) -> Result<()> {
+    fn receive_batch(&mut self, batch: &mut Batch<T>, cx: &mut dyn Cx) -> Result<()> {
         self.out.clear();
-        self.out.reserve(batch.len());
-        self.out.extend(batch.drain(..).filter_map(&mut self.f));
+        for wv in batch.drain() {
+            if let Some(o) = (self.f)(wv) {
+                self.out.push(o);
+            }
+        }
+        self.next.receive_batch(&mut self.out, cx)
+    }
+}
+
+/// An SDK-internal function of the value alone (keys, values, swaps,
+/// pairing with a unit): metadata untouched, no guard.
+pub(crate) struct ValueOp<T, U, F> {
+    pub f: F,
+    pub next: Box<dyn Receiver<U>>,
+    pub out: Batch<U>,
+    pub _t: PhantomData<fn(T)>,
+}
+
+impl<T: Element, U: Element, F: FnMut(T) -> U + Send + 'static> Receiver<T> for ValueOp<T, U, F> {
+    forward_lifecycle!();
+
+    #[inline]
+    fn receive(&mut self, wv: WindowedValue<T>, cx: &mut dyn Cx) -> Result<()> {
+        let meta = wv.meta();
+        let u = (self.f)(wv.value);
+        self.next.receive(meta.with(u), cx)
+    }
+
+    fn receive_batch(&mut self, batch: &mut Batch<T>, cx: &mut dyn Cx) -> Result<()> {
+        self.out.values.clear();
+        self.out
+            .values
+            .extend(batch.values.drain(..).map(&mut self.f));
+        pass_meta(batch, &mut self.out);
         self.next.receive_batch(&mut self.out, cx)
     }
 }
 
 // ------------------------------------------------------------------ combine
 
-/// Accumulators by encoded key.
-pub(crate) type KeyTable<A> = HashTable<(Vec<u8>, A)>;
+/// Accumulators by encoded key. A slot holds the key's full hash, the key
+/// itself when short (up to [`INLINE_KEY`] bytes, e.g. words and ids) or its
+/// place in a byte arena, and the accumulator: looking up an existing key
+/// allocates nothing and usually touches one cache line.
+pub(crate) struct KeyTable<A> {
+    slots: HashTable<KeySlot<A>>,
+    arena: Vec<u8>,
+}
+
+/// Keys up to this many bytes live in their slot.
+const INLINE_KEY: usize = 16;
+
+struct KeySlot<A> {
+    hash: u64,
+    len: u32,
+    /// Offset of a long key in the arena.
+    start: u32,
+    inline: [u8; INLINE_KEY],
+    acc: A,
+}
+
+impl<A> KeySlot<A> {
+    #[inline]
+    fn key<'a>(&'a self, arena: &'a [u8]) -> &'a [u8] {
+        let len = self.len as usize;
+        if len <= INLINE_KEY {
+            &self.inline[..len]
+        } else {
+            let start = self.start as usize;
+            &arena[start..start + len]
+        }
+    }
+}
+
+impl<A> Default for KeyTable<A> {
+    fn default() -> Self {
+        KeyTable {
+            slots: HashTable::new(),
+            arena: Vec::new(),
+        }
+    }
+}
+
+impl<A> KeyTable<A> {
+    /// The accumulator of `key`, created by `create` if absent (then also
+    /// reports `true`).
+    #[inline]
+    pub fn get_or_insert<E>(
+        &mut self,
+        key: &[u8],
+        create: impl FnOnce() -> std::result::Result<A, E>,
+    ) -> std::result::Result<(&mut A, bool), E> {
+        let hash = hash_key(key);
+        let arena = &self.arena;
+        let entry = self.slots.entry(
+            hash,
+            |s| s.hash == hash && short_eq(s.key(arena), key),
+            |s| s.hash,
+        );
+        let vacant = match entry {
+            hashbrown::hash_table::Entry::Occupied(o) => return Ok((&mut o.into_mut().acc, false)),
+            hashbrown::hash_table::Entry::Vacant(v) => v,
+        };
+        let acc = create()?;
+        let mut inline = [0u8; INLINE_KEY];
+        let mut start = 0u32;
+        if key.len() <= INLINE_KEY {
+            inline[..key.len()].copy_from_slice(key);
+        } else {
+            start = u32::try_from(self.arena.len()).unwrap_or(u32::MAX);
+            self.arena.extend_from_slice(key);
+        }
+        let slot = KeySlot {
+            hash,
+            len: u32::try_from(key.len()).unwrap_or(u32::MAX),
+            start,
+            inline,
+            acc,
+        };
+        Ok((&mut vacant.insert(slot).into_mut().acc, true))
+    }
+
+    /// Calls `f` with every (encoded key, accumulator); leaves the table empty.
+    pub fn drain_each(&mut self, mut f: impl FnMut(&[u8], A)) {
+        let arena = &self.arena;
+        for s in self.slots.drain() {
+            let len = s.len as usize;
+            if len <= INLINE_KEY {
+                f(&s.inline[..len], s.acc);
+            } else {
+                let start = s.start as usize;
+                f(&arena[start..start + len], s.acc);
+            }
+        }
+    }
+}
+
+/// Hash of an encoded key: two overlapping 8-byte reads and a folded
+/// multiply for short keys, FxHash over longer ones.
+#[inline]
+fn hash_key(b: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let n = b.len();
+    let (x, y) = if (8..=16).contains(&n) {
+        let mut lo = [0u8; 8];
+        let mut hi = [0u8; 8];
+        lo.copy_from_slice(&b[..8]);
+        hi.copy_from_slice(&b[n - 8..]);
+        (u64::from_le_bytes(lo), u64::from_le_bytes(hi))
+    } else if (4..8).contains(&n) {
+        let mut lo = [0u8; 4];
+        let mut hi = [0u8; 4];
+        lo.copy_from_slice(&b[..4]);
+        hi.copy_from_slice(&b[n - 4..]);
+        (u32::from_le_bytes(lo) as u64, u32::from_le_bytes(hi) as u64)
+    } else if n < 4 {
+        let x = match n {
+            0 => 0,
+            _ => (b[0] as u64) << 16 | (b[n / 2] as u64) << 8 | b[n - 1] as u64,
+        };
+        (x, 0)
+    } else {
+        return hash_bytes(b);
+    };
+    let m = ((x ^ K) as u128).wrapping_mul((y ^ n as u64 ^ K.rotate_left(32)) as u128);
+    (m as u64) ^ ((m >> 64) as u64)
+}
 
 fn hash_bytes(b: &[u8]) -> u64 {
     use std::hash::Hasher;
@@ -517,6 +735,7 @@ pub(crate) struct PrecombineOp<K: Element, C: CombineFn> {
     pub window_index: FxHashMap<BoundedWindow, usize>,
     pub entries: usize,
     pub scratch: Vec<u8>,
+    pub out: Batch<(K, C::Acc)>,
     pub next: Box<dyn Receiver<(K, C::Acc)>>,
 }
 
@@ -531,6 +750,7 @@ impl<K: Element, C: CombineFn> PrecombineOp<K, C> {
             window_index: FxHashMap::default(),
             entries: 0,
             scratch: Vec::new(),
+            out: Batch::default(),
             next,
         }
     }
@@ -539,24 +759,70 @@ impl<K: Element, C: CombineFn> PrecombineOp<K, C> {
         self.entries = 0;
         self.last_table = 0;
         self.window_index.clear();
-        for (window, table) in self.tables.drain(..) {
-            for (key_bytes, acc) in table.into_iter() {
-                let key = self.key_coder.decode(&mut &key_bytes[..]).map_err(|e| {
-                    Error::Internal(format!(
-                        "re-decoding a precombine key in {}: {e}",
-                        self.info.name
-                    ))
-                })?;
-                let wv = WindowedValue {
-                    value: (key, acc),
-                    timestamp: window.max_timestamp(),
-                    window,
-                    pane: PaneInfo::NO_FIRING,
-                };
-                self.next.receive(wv, cx)?;
-            }
+        self.out.clear();
+        let mut r = Ok(());
+        let (key_coder, out, next, name) = (
+            &self.key_coder,
+            &mut self.out,
+            &mut self.next,
+            &self.info.name,
+        );
+        for (window, mut table) in self.tables.drain(..) {
+            let meta = Meta {
+                timestamp: window.max_timestamp(),
+                window,
+                pane: PaneInfo::NO_FIRING,
+            };
+            table.drain_each(|key_bytes, acc| {
+                if r.is_err() {
+                    return;
+                }
+                match key_coder.decode(&mut &key_bytes[..]) {
+                    Ok(key) => out.push_with((key, acc), meta),
+                    Err(e) => {
+                        r = Err(Error::Internal(format!(
+                            "re-decoding a precombine key in {name}: {e}"
+                        )));
+                        return;
+                    }
+                }
+                if out.len() >= BATCH {
+                    r = next.receive_batch(out, cx);
+                }
+            });
         }
-        Ok(())
+        r?;
+        self.next.receive_batch(&mut self.out, cx)
+    }
+
+    /// Folds one input into its accumulator; `Ok(true)` when the table is
+    /// full and must be flushed.
+    #[inline]
+    fn add(&mut self, value: &(K, C::In), window: BoundedWindow) -> Result<bool> {
+        self.scratch.clear();
+        self.key_coder.encode(&value.0, &mut self.scratch);
+        let i = match self.tables.get(self.last_table) {
+            Some((w, _)) if *w == window => self.last_table,
+            _ => {
+                let tables = &mut self.tables;
+                *self.window_index.entry(window).or_insert_with(|| {
+                    tables.push((window, KeyTable::default()));
+                    tables.len() - 1
+                })
+            }
+        };
+        self.last_table = i;
+        let table = &mut self.tables[i].1;
+        let f = &*self.combine_fn;
+        let name = &self.info.name;
+        let (acc, created) = table.get_or_insert(&self.scratch, || {
+            guard(name, Some(value), || f.create_accumulator())
+        })?;
+        guard(name, Some(value), || f.add_input(acc, &value.1))?;
+        if created {
+            self.entries += 1;
+        }
+        Ok(self.entries >= MAX_PRECOMBINE_ENTRIES)
     }
 }
 
@@ -566,38 +832,30 @@ impl<K: Element, C: CombineFn> Receiver<(K, C::In)> for PrecombineOp<K, C> {
     #[inline]
     fn receive(&mut self, wv: WindowedValue<(K, C::In)>, cx: &mut dyn Cx) -> Result<()> {
         set_current_transform(self.info.index);
-        self.scratch.clear();
-        self.key_coder.encode(&wv.value.0, &mut self.scratch);
-        let i = match self.tables.get(self.last_table) {
-            Some((w, _)) if *w == wv.window => self.last_table,
-            _ => {
-                let tables = &mut self.tables;
-                *self.window_index.entry(wv.window).or_insert_with(|| {
-                    tables.push((wv.window, HashTable::new()));
-                    tables.len() - 1
-                })
-            }
-        };
-        self.last_table = i;
-        let table = &mut self.tables[i].1;
-        let f = &*self.combine_fn;
-        let key = &self.scratch[..];
-        let hash = hash_bytes(key);
-        if let Some((_, acc)) = table.find_mut(hash, |(k, _)| short_eq(k, key)) {
-            return guard(&self.info.name, Some(&wv.value), || {
-                f.add_input(acc, &wv.value.1)
-            });
-        }
-        let mut acc = guard(&self.info.name, Some(&wv.value), || f.create_accumulator())?;
-        guard(&self.info.name, Some(&wv.value), || {
-            f.add_input(&mut acc, &wv.value.1)
-        })?;
-        table.insert_unique(hash, (key.to_vec(), acc), |(k, _)| hash_bytes(k));
-        self.entries += 1;
-        if self.entries >= MAX_PRECOMBINE_ENTRIES {
+        if self.add(&wv.value, wv.window)? {
             self.flush(cx)?;
         }
         Ok(())
+    }
+
+    fn receive_batch(&mut self, batch: &mut Batch<(K, C::In)>, cx: &mut dyn Cx) -> Result<()> {
+        set_current_transform(self.info.index);
+        let mut r = Ok(());
+        for (v, m) in batch.values.iter().zip(&batch.meta) {
+            match self.add(v, m.window) {
+                Ok(false) => {}
+                Ok(true) => {
+                    r = self.flush(cx);
+                    set_current_transform(self.info.index);
+                }
+                Err(e) => r = Err(e),
+            }
+            if r.is_err() {
+                break;
+            }
+        }
+        batch.clear();
+        r
     }
 
     fn finish(&mut self, cx: &mut dyn Cx) -> Result<()> {
@@ -682,9 +940,51 @@ pub(crate) fn convert_phase<C: CombineFn>(f: &C, v: C::In) -> C::Acc {
 }
 
 /// Sets the timestamp of each element from a closure (`WithTimestamps`).
-pub(crate) fn with_timestamp<T>(wv: WindowedValue<T>, ts: Timestamp) -> WindowedValue<T> {
-    WindowedValue {
-        timestamp: ts,
-        ..wv
+pub(crate) fn with_timestamp<T>(v: T, meta: &mut Meta, ts: Timestamp) -> T {
+    meta.timestamp = ts;
+    v
+}
+
+#[cfg(test)]
+mod key_table_tests {
+    use super::*;
+
+    #[test]
+    fn finds_inserted_keys_short_and_long() {
+        let mut t = KeyTable::<u64>::default();
+        let keys: Vec<Vec<u8>> = (0..5000u32)
+            .map(|i| {
+                let n = (i % 40) as usize;
+                let mut k = i.to_le_bytes().to_vec();
+                k.resize(n.max(1), b'k');
+                k.extend(i.to_be_bytes());
+                k
+            })
+            .chain([Vec::new(), vec![0], vec![0, 0]])
+            .collect();
+        for round in 0..3u64 {
+            for (i, k) in keys.iter().enumerate() {
+                let (acc, created) = t
+                    .get_or_insert(k, || Ok::<u64, ()>(1000 * i as u64))
+                    .unwrap();
+                assert_eq!(created, round == 0, "key {i}");
+                *acc += 1;
+            }
+        }
+        let mut seen = Vec::new();
+        t.drain_each(|k, acc| seen.push((k.to_vec(), acc)));
+        assert_eq!(seen.len(), keys.len());
+        for (k, acc) in seen {
+            let i = keys.iter().position(|x| *x == k).unwrap();
+            assert_eq!(acc, 1000 * i as u64 + 3);
+        }
+        assert!(t.get_or_insert(b"again", || Ok::<u64, ()>(0)).unwrap().1);
+    }
+
+    #[test]
+    fn creation_errors_insert_nothing() {
+        let mut t = KeyTable::<u64>::default();
+        assert!(t.get_or_insert(b"k", || Err("no")).is_err());
+        assert!(t.get_or_insert(b"k", || Ok::<u64, &str>(1)).unwrap().1);
     }
 }

@@ -10,7 +10,7 @@ use oxbeam_fn_api::{Error, Result};
 use oxbeam_model::coders::{WindowCoder, WindowedValueHeader, Windows};
 use oxbeam_model::window::BoundedWindow;
 
-use super::{BATCH, Cx, Erased, Receiver, WindowedValue, erase, unerase};
+use super::{BATCH, Batch, Cx, Erased, Meta, Receiver, WindowedValue, erase, unerase};
 use crate::coder::{Coder, Element};
 use crate::window::WindowFn;
 
@@ -71,7 +71,7 @@ impl<T: Element> TypeOps for Ops<T> {
         Ok(match rs.len() {
             0 => erase::<T>(Box::new(Discard)),
             1 => erase::<T>(rs.pop().unwrap_or_else(|| Box::new(Discard))),
-            _ => erase::<T>(Box::new(Fanout(rs, Vec::new()))),
+            _ => erase::<T>(Box::new(Fanout(rs, Batch::default()))),
         })
     }
 
@@ -95,7 +95,7 @@ impl<T: Element> TypeOps for Ops<T> {
             coder: T::Coder::default(),
             window_coder,
             next: unerase::<T>(next, what)?,
-            batch: Vec::with_capacity(BATCH),
+            batch: Batch::with_capacity(BATCH),
         }))
     }
 
@@ -103,7 +103,7 @@ impl<T: Element> TypeOps for Ops<T> {
         Ok(erase::<T>(Box::new(WindowInto {
             window_fn,
             next: unerase::<T>(next, what)?,
-            out: Vec::new(),
+            out: Batch::default(),
         })))
     }
 }
@@ -123,7 +123,7 @@ impl<T> Receiver<T> for Discard {
     fn teardown(&mut self) {}
 }
 
-struct Fanout<T>(Vec<Box<dyn Receiver<T>>>, Vec<WindowedValue<T>>);
+struct Fanout<T>(Vec<Box<dyn Receiver<T>>>, Batch<T>);
 
 impl<T: Element> Receiver<T> for Fanout<T> {
     fn start(&mut self) -> Result<()> {
@@ -141,12 +141,16 @@ impl<T: Element> Receiver<T> for Fanout<T> {
         Ok(())
     }
 
-    fn receive_batch(&mut self, batch: &mut Vec<WindowedValue<T>>, cx: &mut dyn Cx) -> Result<()> {
+    fn receive_batch(&mut self, batch: &mut Batch<T>, cx: &mut dyn Cx) -> Result<()> {
         if let Some((last, rest)) = self.0.split_last_mut() {
             for r in rest {
                 self.1.clear();
-                self.1.extend(batch.iter().cloned());
-                r.receive_batch(&mut self.1, cx)?;
+                self.1.values.extend(batch.values.iter().cloned());
+                self.1.meta.extend_from_slice(&batch.meta);
+                if let Err(e) = r.receive_batch(&mut self.1, cx) {
+                    batch.clear();
+                    return Err(e);
+                }
             }
             last.receive_batch(batch, cx)?;
         }
@@ -170,6 +174,27 @@ struct SinkOp<T: Element> {
     buf: Vec<u8>,
 }
 
+impl<T: Element> SinkOp<T> {
+    #[inline]
+    fn emit(&mut self, value: &T, meta: &Meta, cx: &mut dyn Cx) -> Result<()> {
+        if self.window_coder == WindowCoder::Global && meta.window != BoundedWindow::Global {
+            return Err(Error::Internal(format!(
+                "data sink {} has a global-window coder but received an element in window {:?}",
+                self.transform, meta.window
+            )));
+        }
+        self.buf.clear();
+        WindowedValueHeader {
+            timestamp: meta.timestamp,
+            windows: Windows::one(meta.window),
+            pane: meta.pane,
+        }
+        .encode(&mut self.buf);
+        self.coder.encode(value, &mut self.buf);
+        cx.emit(&self.transform, &self.buf)
+    }
+}
+
 impl<T: Element> Receiver<T> for SinkOp<T> {
     fn start(&mut self) -> Result<()> {
         Ok(())
@@ -177,21 +202,13 @@ impl<T: Element> Receiver<T> for SinkOp<T> {
 
     #[inline]
     fn receive(&mut self, wv: WindowedValue<T>, cx: &mut dyn Cx) -> Result<()> {
-        if self.window_coder == WindowCoder::Global && wv.window != BoundedWindow::Global {
-            return Err(Error::Internal(format!(
-                "data sink {} has a global-window coder but received an element in window {:?}",
-                self.transform, wv.window
-            )));
-        }
-        self.buf.clear();
-        WindowedValueHeader {
-            timestamp: wv.timestamp,
-            windows: Windows::one(wv.window),
-            pane: wv.pane,
-        }
-        .encode(&mut self.buf);
-        self.coder.encode(&wv.value, &mut self.buf);
-        cx.emit(&self.transform, &self.buf)
+        self.emit(&wv.value, &wv.meta(), cx)
+    }
+
+    fn receive_batch(&mut self, batch: &mut Batch<T>, cx: &mut dyn Cx) -> Result<()> {
+        let r = batch.iter().try_for_each(|(v, m)| self.emit(v, m, cx));
+        batch.clear();
+        r
     }
 
     fn finish(&mut self, _: &mut dyn Cx) -> Result<()> {
@@ -206,7 +223,7 @@ struct DataSource<T: Element> {
     coder: T::Coder,
     window_coder: WindowCoder,
     next: Box<dyn Receiver<T>>,
-    batch: Vec<WindowedValue<T>>,
+    batch: Batch<T>,
 }
 
 impl<T: Element> SourceOp for DataSource<T> {
@@ -231,29 +248,19 @@ impl<T: Element> SourceOp for DataSource<T> {
             let h = WindowedValueHeader::decode(&mut input, self.window_coder)
                 .map_err(|e| bad(input, e))?;
             let value = self.coder.decode(&mut input).map_err(|e| bad(input, e))?;
+            let meta = |window: BoundedWindow| Meta {
+                timestamp: h.timestamp,
+                window,
+                pane: h.pane,
+            };
             match h.windows.as_slice() {
-                [w] => self.batch.push(WindowedValue {
-                    value,
-                    timestamp: h.timestamp,
-                    window: *w,
-                    pane: h.pane,
-                }),
+                [w] => self.batch.push_with(value, meta(*w)),
                 [] => {}
                 [rest @ .., last] => {
                     for w in rest {
-                        self.batch.push(WindowedValue {
-                            value: value.clone(),
-                            timestamp: h.timestamp,
-                            window: *w,
-                            pane: h.pane,
-                        });
+                        self.batch.push_with(value.clone(), meta(*w));
                     }
-                    self.batch.push(WindowedValue {
-                        value,
-                        timestamp: h.timestamp,
-                        window: *last,
-                        pane: h.pane,
-                    });
+                    self.batch.push_with(value, meta(*last));
                 }
             }
             if self.batch.len() >= BATCH {
@@ -275,7 +282,7 @@ impl<T: Element> SourceOp for DataSource<T> {
 struct WindowInto<T> {
     window_fn: WindowFn,
     next: Box<dyn Receiver<T>>,
-    out: Vec<WindowedValue<T>>,
+    out: Batch<T>,
 }
 
 impl<T: Element> Receiver<T> for WindowInto<T> {
@@ -318,20 +325,26 @@ impl<T: Element> Receiver<T> for WindowInto<T> {
         }
     }
 
-    fn receive_batch(&mut self, batch: &mut Vec<WindowedValue<T>>, cx: &mut dyn Cx) -> Result<()> {
+    fn receive_batch(&mut self, batch: &mut Batch<T>, cx: &mut dyn Cx) -> Result<()> {
+        if !matches!(self.window_fn, WindowFn::Sliding { .. }) {
+            // One window per element: rewrite the metadata column in place.
+            for m in &mut batch.meta {
+                let mut window = BoundedWindow::Global;
+                self.window_fn.assign(m.timestamp, |w| window = w);
+                m.window = window;
+            }
+            return self.next.receive_batch(batch, cx);
+        }
         self.out.clear();
         let out = &mut self.out;
-        for wv in batch.drain(..) {
+        for (v, m) in batch.values.drain(..).zip(batch.meta.drain(..)) {
             let mut first = None;
-            self.window_fn.assign(wv.timestamp, |w| match first {
+            self.window_fn.assign(m.timestamp, |w| match first {
                 None => first = Some(w),
-                Some(_) => out.push(WindowedValue {
-                    window: w,
-                    ..wv.clone()
-                }),
+                Some(_) => out.push_with(v.clone(), Meta { window: w, ..m }),
             });
             if let Some(w) = first {
-                out.push(WindowedValue { window: w, ..wv });
+                out.push_with(v, Meta { window: w, ..m });
             }
         }
         self.next.receive_batch(&mut self.out, cx)

@@ -1,7 +1,7 @@
 //! Text files: [`ReadFromText`] and [`WriteToText`].
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -11,16 +11,28 @@ use crate::transforms::pardo::ParDo;
 use crate::view::SideInput;
 use crate::window::WindowFn;
 
-/// Bytes per read split.
-const SPLIT_BYTES: u64 = 64 << 20;
+/// Bounds of the adaptive read split size (see [`split_bytes`]).
+const MIN_SPLIT_BYTES: u64 = 1 << 20;
+const MAX_SPLIT_BYTES: u64 = 64 << 20;
+/// Read ranges per worker the split size aims for, so that workers stay busy
+/// when ranges differ in cost.
+const SPLITS_PER_WORKER: u64 = 4;
 
 /// Reads lines of the files matching a glob, one element per line (line
 /// terminators `\n` and `\r\n` removed; invalid UTF-8 replaced).
+///
+/// Files are read in byte ranges spread over workers: about
+/// [`SPLITS_PER_WORKER`] ranges per worker over all matched bytes, each
+/// between 1 MiB and 64 MiB (or the size set by
+/// [`with_split_bytes`](Self::with_split_bytes)). As in Beam's TextIO, a
+/// range reads the lines that *start* inside it, so a line straddling a
+/// boundary is read once, by the range where it starts.
 ///
 /// A glob matching no file fails the job.
 #[derive(Clone, Debug)]
 pub struct ReadFromText {
     pattern: String,
+    split_bytes: Option<u64>,
 }
 
 impl ReadFromText {
@@ -28,72 +40,158 @@ impl ReadFromText {
     pub fn new(pattern: impl Into<String>) -> Self {
         ReadFromText {
             pattern: pattern.into(),
+            split_bytes: None,
         }
+    }
+
+    /// Reads in ranges of `bytes` (at least 1) instead of the adaptive size.
+    pub fn with_split_bytes(mut self, bytes: u64) -> Self {
+        self.split_bytes = Some(bytes.max(1));
+        self
     }
 }
 
-fn expand_glob(pattern: &str) -> Vec<(String, (i64, i64))> {
+/// The split size for `total` bytes read by `parallelism` workers: about
+/// [`SPLITS_PER_WORKER`] ranges per worker, within 1 MiB..=64 MiB.
+pub(crate) fn split_bytes(total: u64, parallelism: usize) -> u64 {
+    let ranges = SPLITS_PER_WORKER * parallelism.max(1) as u64;
+    total
+        .div_ceil(ranges)
+        .clamp(MIN_SPLIT_BYTES, MAX_SPLIT_BYTES)
+}
+
+/// The files matching `pattern` with their sizes.
+fn expand_glob(pattern: &str) -> Vec<(String, u64)> {
     let paths = match glob::glob(pattern) {
         Ok(p) => p,
         Err(e) => panic!("invalid file pattern {pattern:?}: {e}"),
     };
-    let mut splits = Vec::new();
-    let mut matched = 0;
+    let mut files = Vec::new();
     for entry in paths {
         let path = entry.unwrap_or_else(|e| panic!("cannot read a match of {pattern:?}: {e}"));
         if !path.is_file() {
             continue;
         }
-        matched += 1;
         let len = std::fs::metadata(&path)
             .unwrap_or_else(|e| panic!("cannot stat {}: {e}", path.display()))
             .len();
-        let name = path.to_string_lossy().into_owned();
+        files.push((path.to_string_lossy().into_owned(), len));
+    }
+    assert!(!files.is_empty(), "no files match {pattern:?}");
+    files
+}
+
+/// `[start, end)` byte ranges of `split` bytes covering each file.
+fn split_files(files: &[(String, u64)], split: u64) -> Vec<(String, (i64, i64))> {
+    let mut splits = Vec::new();
+    for (name, len) in files {
         let mut start = 0;
-        while start < len {
-            let end = (start + SPLIT_BYTES).min(len);
+        while start < *len {
+            let end = start.saturating_add(split).min(*len);
             splits.push((name.clone(), (start as i64, end as i64)));
             start = end;
         }
     }
-    assert!(matched > 0, "no files match {pattern:?}");
     splits
 }
 
-/// The lines starting in `[start, end)` of a file, read lazily.
+/// Bytes read from the file at a time.
+const READ_CHUNK: usize = 256 << 10;
+
+/// The lines starting in `[start, end)` of a file, read lazily in chunks.
 struct SplitLines {
     path: String,
-    reader: BufReader<File>,
+    file: File,
+    /// `buf[lo..hi]` is unread data; `pos` is the file offset of `buf[lo]`.
+    buf: Vec<u8>,
+    lo: usize,
+    hi: usize,
     pos: u64,
     end: u64,
-    buf: Vec<u8>,
+    eof: bool,
 }
 
 impl SplitLines {
     fn open(path: &str, start: u64, end: u64) -> Self {
-        let fail = |e: std::io::Error| -> ! { panic!("cannot read {path}: {e}") };
-        let mut file = File::open(path).unwrap_or_else(|e| fail(e));
-        let mut buf = Vec::new();
-        let mut pos = start;
-        let reader = if start > 0 {
-            // The line containing byte `start - 1` belongs to the previous split.
-            file.seek(SeekFrom::Start(start - 1))
-                .unwrap_or_else(|e| fail(e));
-            let mut reader = BufReader::with_capacity(1 << 16, file);
-            let n = reader
-                .read_until(b'\n', &mut buf)
-                .unwrap_or_else(|e| fail(e));
-            pos = start - 1 + n as u64;
-            reader
-        } else {
-            BufReader::with_capacity(1 << 16, file)
-        };
-        SplitLines {
+        let mut file = File::open(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+        // A line starts at 0 or after a `\n`: the line containing byte
+        // `start - 1` belongs to the previous range, so skip through its end.
+        let first = start.saturating_sub(1);
+        if first > 0 {
+            file.seek(SeekFrom::Start(first))
+                .unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+        }
+        let mut s = SplitLines {
             path: path.to_string(),
-            reader,
-            pos,
+            file,
+            // Small ranges (tests, tiny files) need no full chunk; the
+            // buffer grows for lines longer than it.
+            buf: vec![0; READ_CHUNK.min((end.saturating_sub(first) as usize).max(64))],
+            lo: 0,
+            hi: 0,
+            pos: first,
             end,
-            buf,
+            eof: false,
+        };
+        if start > 0 {
+            s.next_line();
+        }
+        s
+    }
+
+    /// Reads more data after `buf[lo..hi]`; false at end of file.
+    fn fill(&mut self) -> bool {
+        if self.eof {
+            return false;
+        }
+        if self.lo > 0 {
+            self.buf.copy_within(self.lo..self.hi, 0);
+            self.hi -= self.lo;
+            self.lo = 0;
+        }
+        if self.hi == self.buf.len() {
+            // A line longer than the buffer.
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        let n = loop {
+            match self.file.read(&mut self.buf[self.hi..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("cannot read {}: {e}", self.path),
+            }
+        };
+        self.hi += n;
+        self.eof = n == 0;
+        n > 0
+    }
+
+    /// The next line as `buf[a..b]` (terminator removed), if any.
+    fn next_line(&mut self) -> Option<(usize, usize)> {
+        let mut scanned = 0;
+        loop {
+            let from = self.lo + scanned;
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[from..self.hi]) {
+                let (a, nl) = (self.lo, from + i);
+                self.lo = nl + 1;
+                self.pos += (nl + 1 - a) as u64;
+                let b = if nl > a && self.buf[nl - 1] == b'\r' {
+                    nl - 1
+                } else {
+                    nl
+                };
+                return Some((a, b));
+            }
+            scanned = self.hi - self.lo;
+            if !self.fill() {
+                // The last line, without a terminator.
+                if self.lo == self.hi {
+                    return None;
+                }
+                let (a, b) = (self.lo, self.hi);
+                self.pos += (b - a) as u64;
+                self.lo = self.hi;
+                return Some((a, b));
+            }
         }
     }
 }
@@ -101,23 +199,13 @@ impl SplitLines {
 impl Iterator for SplitLines {
     type Item = String;
 
+    #[inline]
     fn next(&mut self) -> Option<String> {
         if self.pos >= self.end {
             return None;
         }
-        self.buf.clear();
-        let n = match self.reader.read_until(b'\n', &mut self.buf) {
-            Ok(n) => n,
-            Err(e) => panic!("cannot read {}: {e}", self.path),
-        };
-        if n == 0 {
-            return None;
-        }
-        self.pos += n as u64;
-        let mut line = &self.buf[..];
-        if let Some(l) = line.strip_suffix(b"\n") {
-            line = l.strip_suffix(b"\r").unwrap_or(l);
-        }
+        let (a, b) = self.next_line()?;
+        let line = &self.buf[a..b];
         Some(match std::str::from_utf8(line) {
             Ok(s) => s.to_string(),
             Err(_) => String::from_utf8_lossy(line).into_owned(),
@@ -128,11 +216,22 @@ impl Iterator for SplitLines {
 impl PTransform<PBegin> for ReadFromText {
     type Output = PCollection<String>;
     fn expand(self, input: &PBegin) -> PCollection<String> {
-        let pattern = self.pattern;
+        let ReadFromText {
+            pattern,
+            split_bytes: fixed,
+        } = self;
+        let parallelism = input.pipeline().options().parallelism.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
         input
             .pipeline()
             .impulse("Impulse")
-            .flat_map("ExpandGlob", move |_: &Vec<u8>| expand_glob(&pattern))
+            .flat_map("ExpandGlob", move |_: &Vec<u8>| {
+                let files = expand_glob(&pattern);
+                let total = files.iter().map(|(_, len)| len).sum();
+                let split = fixed.unwrap_or_else(|| split_bytes(total, parallelism));
+                split_files(&files, split)
+            })
             .reshuffle("Reshuffle")
             .flat_map(
                 "ReadLines",
@@ -276,7 +375,7 @@ impl PTransform<PCollection<String>> for WriteToText {
         let n = num_shards as u64;
         let (p1, s1) = (prefix.clone(), suffix.clone());
         lines
-            .owned_pardo("AssignShards", move |wv| {
+            .owned_map("AssignShards", move |l: String| {
                 // Round robin, each processor starting at its own offset.
                 if next == 0 {
                     next = std::time::SystemTime::now()
@@ -284,7 +383,7 @@ impl PTransform<PCollection<String>> for WriteToText {
                         .map_or(1, |d| d.subsec_nanos() as u64 | 1);
                 }
                 next = next.wrapping_add(1);
-                Some(wv.map(|l| ((next % n) as i64, l)))
+                ((next % n) as i64, l)
             })
             .group_by_key("GroupByShard")
             .map(
@@ -345,5 +444,104 @@ impl PTransform<PCollection<(i64, String)>> for Finalize {
             .pipeline()
             .impulse("Trigger")
             .par_do("Rename", ParDo::of(f).with_side_input(&temps))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines as Beam's TextIO defines them: split at `\n`, a `\r` before it
+    /// removed, a last line without terminator kept.
+    fn reference(content: &[u8]) -> Vec<String> {
+        let mut lines: Vec<String> = Vec::new();
+        let mut rest = content;
+        while !rest.is_empty() {
+            match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    let l = &rest[..i];
+                    let l = l.strip_suffix(b"\r").unwrap_or(l);
+                    lines.push(String::from_utf8_lossy(l).into_owned());
+                    rest = &rest[i + 1..];
+                }
+                None => {
+                    lines.push(String::from_utf8_lossy(rest).into_owned());
+                    rest = &[];
+                }
+            }
+        }
+        lines
+    }
+
+    fn read_in_splits(path: &str, len: u64, split: u64) -> Vec<String> {
+        let files = vec![(path.to_string(), len)];
+        split_files(&files, split)
+            .into_iter()
+            .flat_map(|(p, (s, e))| SplitLines::open(&p, s as u64, e as u64))
+            .collect()
+    }
+
+    #[test]
+    fn every_line_is_read_once_whatever_the_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: &[&[u8]] = &[
+            b"",
+            b"\n",
+            b"\n\n\n",
+            b"a",
+            b"a\n",
+            b"alpha\nbeta\ngamma",
+            b"alpha\r\nbeta\r\n\r\ngamma\r\n",
+            b"\r\n\r\nx\r",
+            b"one\n\ntwo\n\n\nthree\n",
+            b"caf\xc3\xa9\nbad \xff byte\n",
+            b"a somewhat longer line that straddles many small ranges\nshort\n",
+        ];
+        for (i, content) in cases.iter().enumerate() {
+            let path = dir.path().join(format!("case{i}.txt"));
+            std::fs::write(&path, content).unwrap();
+            let path = path.to_string_lossy().into_owned();
+            let expected = reference(content);
+            let len = content.len() as u64;
+            for split in 1..=len + 1 {
+                assert_eq!(
+                    read_in_splits(&path, len, split),
+                    expected,
+                    "case {i} ({:?}) in ranges of {split} bytes",
+                    String::from_utf8_lossy(content)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn lines_longer_than_the_read_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("long.txt");
+        let long = "x".repeat(READ_CHUNK * 2 + 17);
+        let content = format!("a\n{long}\r\nb\n{long}");
+        std::fs::write(&path, &content).unwrap();
+        let path = path.to_string_lossy().into_owned();
+        let len = content.len() as u64;
+        for split in [1000, READ_CHUNK as u64 - 1, READ_CHUNK as u64 * 3, len] {
+            assert_eq!(
+                read_in_splits(&path, len, split),
+                vec!["a".to_string(), long.clone(), "b".to_string(), long.clone()],
+                "ranges of {split} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn split_size_adapts_to_input_and_workers() {
+        const MIB: u64 = 1 << 20;
+        // Small inputs: one 1 MiB range.
+        assert_eq!(split_bytes(1000, 2), MIB);
+        // 60 MB over 2 workers: 8 ranges.
+        let s = split_bytes(60_000_000, 2);
+        assert_eq!(60_000_000u64.div_ceil(s), 8);
+        // Huge inputs: capped at 64 MiB.
+        assert_eq!(split_bytes(100 << 30, 2), 64 * MIB);
+        assert_eq!(split_bytes(0, 0), MIB);
     }
 }

@@ -13,7 +13,7 @@ use prost::Message;
 use crate::coder::{Element, decode_from_slice, encode_to_vec};
 use crate::exec::ops::OpInfo;
 use crate::exec::types::ops;
-use crate::exec::{BATCH, Cx, Receiver, WindowedValue, erase, guard, unerase};
+use crate::exec::{BATCH, Batch, Cx, Meta, Receiver, WindowedValue, erase, guard, unerase};
 use crate::metrics::set_current_transform;
 use crate::pipeline::{MAIN_TAG, PCollection, Pipeline};
 use crate::registry::{ParDoArgs, ParDoFn};
@@ -70,14 +70,14 @@ impl<K: Element, T: Element> Receiver<(K, Vec<(T, i64)>)> for UngroupOp<K, T> {
     forward!();
 
     fn receive(&mut self, wv: WindowedValue<(K, Vec<(T, i64)>)>, cx: &mut dyn Cx) -> Result<()> {
-        let mut batch = Vec::with_capacity(wv.value.1.len().min(BATCH));
+        let mut batch = Batch::with_capacity(wv.value.1.len().min(BATCH));
         for (v, ts) in wv.value.1 {
-            batch.push(WindowedValue {
-                value: v,
+            let meta = Meta {
                 timestamp: Timestamp::from_millis(ts),
                 window: wv.window,
                 pane: wv.pane,
-            });
+            };
+            batch.push_with(v, meta);
             if batch.len() >= BATCH {
                 self.next.receive_batch(&mut batch, cx)?;
             }
@@ -237,12 +237,9 @@ impl<K: Element, V: Element> PCollection<(K, V)> {
         let p = self.pipeline.clone();
         p.clone()
             .composite(label, None, vec![self.id.clone(), other.id.clone()], || {
-                let a = self.owned_pardo("TagLeft", |wv: WindowedValue<(K, V)>| {
-                    Some(wv.map(|(k, v)| (k, (0i64, encode_to_vec(&v)))))
-                });
-                let b = other.owned_pardo("TagRight", |wv: WindowedValue<(K, W)>| {
-                    Some(wv.map(|(k, w)| (k, (1i64, encode_to_vec(&w)))))
-                });
+                let a = self.owned_map("TagLeft", |(k, v): (K, V)| (k, (0i64, encode_to_vec(&v))));
+                let b =
+                    other.owned_map("TagRight", |(k, w): (K, W)| (k, (1i64, encode_to_vec(&w))));
                 p.flatten("Flatten", &[a, b])
                     .group_by_key("GroupByKey")
                     .map("Untag", |(k, tagged): &(K, Vec<(i64, Vec<u8>)>)| {

@@ -2,4 +2,5 @@
 //! [`Pipeline`](crate::Pipeline).
 
 pub(crate) mod core;
+pub(crate) mod fns;
 pub(crate) mod pardo;

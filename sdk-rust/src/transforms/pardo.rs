@@ -15,13 +15,14 @@ use prost::Message;
 use crate::coder::Element;
 use crate::dofn::{DoFn, TupleTag};
 use crate::exec::ops::{
-    ErasedOutput, FilterOp, FlatMapOp, MapOp, OpInfo, OwnedOp, PairOp, ParDoOp,
+    ErasedOutput, FilterOp, FlatMapOp, MapOp, OpInfo, OwnedOp, PairOp, ParDoOp, ValueOp,
 };
 use crate::exec::side::ViewBuilder;
 use crate::exec::types::{TypeOps, ops};
-use crate::exec::{Erased, Receiver, WindowedValue, erase, unerase};
+use crate::exec::{Batch, Erased, Meta, Receiver, WindowedValue, erase, unerase};
 use crate::pipeline::{MAIN_TAG, PCollection, Pipeline, native_spec};
 use crate::registry::{NativeFn, ParDoArgs, ParDoFn, TaggedFactory};
+use crate::transforms::fns::{FlatMapFn, MapFn};
 use crate::view::SideInput;
 use crate::window::WindowFn;
 
@@ -169,14 +170,49 @@ impl<T: Element> PCollection<T> {
             Box::new(OwnedOp {
                 f: f.clone(),
                 next,
-                out: Vec::new(),
+                out: Batch::default(),
                 _t: PhantomData,
             })
         })
     }
 
-    /// `Map`: `f` applied to every element.
-    pub fn map<U: Element, F: Fn(&T) -> U + Send + Sync + 'static>(
+    /// Applies an SDK-internal function of the value alone (timestamp,
+    /// window and pane kept).
+    pub(crate) fn owned_map<U: Element>(
+        &self,
+        label: &str,
+        f: impl FnMut(T) -> U + Clone + Send + Sync + 'static,
+    ) -> PCollection<U> {
+        self.simple_pardo(label, label, move |_, next| {
+            Box::new(ValueOp {
+                f: f.clone(),
+                next,
+                out: Batch::default(),
+                _t: PhantomData,
+            })
+        })
+    }
+
+    /// `Map`: `f` applied to every element, taking it by reference
+    /// (`|x: &T| ...`) or by value (`|x: T| ...`; see [`MapFn`]).
+    ///
+    /// By value avoids cloning when the output reuses the input:
+    ///
+    /// ```
+    /// # let p = oxbeam::Pipeline::default();
+    /// let words = p.create("Words", vec!["a".to_string(), "b".to_string()]);
+    /// let loud = words.map("Shout", |mut w: String| {
+    ///     w.make_ascii_uppercase();
+    ///     w
+    /// });
+    /// let lengths = words.map("Length", |w: &String| w.len() as i64);
+    /// # let _ = (loud, lengths);
+    /// ```
+    ///
+    /// A panic fails the job with the transform's name and the element,
+    /// except that an element taken by value was moved into `f` and is
+    /// reported as such.
+    pub fn map<U: Element, K: 'static, F: MapFn<T, U, K>>(
         &self,
         label: &str,
         f: F,
@@ -187,18 +223,21 @@ impl<T: Element> PCollection<T> {
                 info,
                 f: f.clone(),
                 next,
-                out: Vec::new(),
+                out: Batch::default(),
                 _t: PhantomData,
             })
         })
     }
 
     /// `FlatMap`: every item of the iterable `f` returns becomes an element.
-    pub fn flat_map<U, I, F>(&self, label: &str, f: F) -> PCollection<U>
+    /// `f` takes the element by reference (`|x: &T| ...`) or by value
+    /// (`|x: T| ...`), as for [`map`](Self::map).
+    pub fn flat_map<U, I, K, F>(&self, label: &str, f: F) -> PCollection<U>
     where
         U: Element,
         I: IntoIterator<Item = U> + 'static,
-        F: Fn(&T) -> I + Send + Sync + 'static,
+        K: 'static,
+        F: FlatMapFn<T, I, K>,
     {
         let f = Arc::new(f);
         self.simple_pardo(label, std::any::type_name::<F>(), move |info, next| {
@@ -206,7 +245,7 @@ impl<T: Element> PCollection<T> {
                 info,
                 f: f.clone(),
                 next,
-                out: Vec::new(),
+                out: Batch::default(),
                 _t: PhantomData,
             })
         })
@@ -224,7 +263,6 @@ impl<T: Element> PCollection<T> {
                 info,
                 f: f.clone(),
                 next,
-                out: Vec::new(),
                 keep: Vec::new(),
             })
         })
@@ -241,14 +279,9 @@ impl<T: Element> PCollection<T> {
             Box::new(PairOp {
                 info,
                 f: f.clone(),
-                combine: |wv: WindowedValue<T>, k: K| WindowedValue {
-                    value: (k, wv.value),
-                    timestamp: wv.timestamp,
-                    window: wv.window,
-                    pane: wv.pane,
-                },
+                combine: |v: T, _: &mut Meta, k: K| (k, v),
                 next,
-                out: Vec::new(),
+                out: Batch::default(),
                 _t: PhantomData,
             })
         })
@@ -269,7 +302,7 @@ impl<T: Element> PCollection<T> {
                 f: f.clone(),
                 combine: crate::exec::ops::with_timestamp::<T>,
                 next,
-                out: Vec::new(),
+                out: Batch::default(),
                 _t: PhantomData,
             })
         })
@@ -354,19 +387,17 @@ impl<T: Element> PCollection<T> {
 impl<K: Element, V: Element> PCollection<(K, V)> {
     /// `Keys`: the key of every pair.
     pub fn keys(&self, label: &str) -> PCollection<K> {
-        self.owned_pardo(label, |wv: WindowedValue<(K, V)>| Some(wv.map(|(k, _)| k)))
+        self.owned_map(label, |(k, _): (K, V)| k)
     }
 
     /// `Values`: the value of every pair.
     pub fn values(&self, label: &str) -> PCollection<V> {
-        self.owned_pardo(label, |wv: WindowedValue<(K, V)>| Some(wv.map(|(_, v)| v)))
+        self.owned_map(label, |(_, v): (K, V)| v)
     }
 
     /// `KvSwap`: `(k, v)` becomes `(v, k)`.
     pub fn kv_swap(&self, label: &str) -> PCollection<(V, K)> {
-        self.owned_pardo(label, |wv: WindowedValue<(K, V)>| {
-            Some(wv.map(|(k, v)| (v, k)))
-        })
+        self.owned_map(label, |(k, v): (K, V)| (v, k))
     }
 
     /// `MapValues`: `f` applied to every value, keys kept.
@@ -383,14 +414,9 @@ impl<K: Element, V: Element> PCollection<(K, V)> {
                     let f = f.clone();
                     Arc::new(move |kv: &(K, V)| f(&kv.1))
                 },
-                combine: |wv: WindowedValue<(K, V)>, u: U| WindowedValue {
-                    value: (wv.value.0, u),
-                    timestamp: wv.timestamp,
-                    window: wv.window,
-                    pane: wv.pane,
-                },
+                combine: |(k, _): (K, V), _: &mut Meta, u: U| (k, u),
                 next,
-                out: Vec::new(),
+                out: Batch::default(),
                 _t: PhantomData,
             })
         })

@@ -200,3 +200,37 @@ fn standard_types_round_trip_through_shuffles() {
         strings(&["(None, [])", "(Some(1.5), [true, false])"])
     );
 }
+
+#[test]
+fn map_and_flat_map_take_elements_by_value_or_by_reference() {
+    for p in [pipeline(), unfused_pipeline()] {
+        let lines = p.create("Lines", strings(&["a bb", "ccc", ""]));
+        // By value: modify the element and return it, no clone.
+        let shouted = lines
+            .map("Shout", |mut l: String| {
+                l.make_ascii_uppercase();
+                l
+            })
+            .collect_for_testing("Shouted");
+        // By value into a flat map: the parts move out of the element.
+        let words = lines
+            .flat_map("Split", |l: String| {
+                l.split_whitespace().map(str::to_string).collect::<Vec<_>>()
+            })
+            .map("Pair", |w: String| (w, 1i64))
+            .map("Len", |(w, n): &(String, i64)| w.len() as i64 + n)
+            .collect_for_testing("Words");
+        // A function item works as well.
+        fn twice(v: Vec<u8>) -> Vec<u8> {
+            [v.clone(), v].concat()
+        }
+        let bytes = p
+            .create("Bytes", vec![b"ab".to_vec()])
+            .map("Twice", twice)
+            .collect_for_testing("Bytes");
+        p.run().unwrap();
+        assert_eq!(shouted.sorted(), strings(&["", "A BB", "CCC"]));
+        assert_eq!(words.sorted(), vec![2, 3, 4]);
+        assert_eq!(bytes.values(), vec![b"abab".to_vec()]);
+    }
+}

@@ -124,3 +124,25 @@ fn unknown_runner_is_rejected() {
     let err = p.run().unwrap_err();
     assert!(err.to_string().contains("unknown runner"), "{err}");
 }
+
+#[test]
+fn panics_in_by_value_maps_say_the_element_was_moved() {
+    let p = pipeline();
+    p.create("Xs", vec![1i64, 2, 0])
+        .map("Invert", |x: i64| 100 / x)
+        .collect_for_testing("Out");
+    let err = p.run().unwrap_err();
+    let u = err.user_code().unwrap();
+    assert_eq!(u.transform, "Invert");
+    assert!(u.message.contains("divide by zero"), "{}", u.message);
+    let element = u.element.as_deref().unwrap();
+    assert!(element.contains("moved into the function"), "{element}");
+
+    // By reference, the same failure shows the element.
+    let p = pipeline();
+    p.create("Xs", vec![1i64, 2, 0])
+        .flat_map("Invert", |x: &i64| vec![100 / *x])
+        .collect_for_testing("Out");
+    let err = p.run().unwrap_err();
+    assert_eq!(err.user_code().unwrap().element.as_deref(), Some("0"));
+}

@@ -169,3 +169,38 @@ fn empty_input_still_writes_every_shard() {
         );
     }
 }
+
+#[test]
+fn tiny_read_ranges_read_every_line_once() {
+    // Ranges of 3 bytes: most lines straddle boundaries; CRLF, empty lines
+    // and a last line without terminator.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("a.txt"),
+        "alpha\r\n\r\nbeta\ngamma delta\n\n",
+    )
+    .unwrap();
+    fs::write(dir.path().join("b.txt"), "x\nyz\r\nlast without newline").unwrap();
+    fs::write(dir.path().join("c.txt"), "").unwrap();
+    let p = pipeline();
+    let lines = p
+        .apply(
+            "Read",
+            ReadFromText::new(format!("{}/*.txt", dir.path().display())).with_split_bytes(3),
+        )
+        .collect_for_testing("Lines");
+    p.run().unwrap();
+    assert_eq!(
+        lines.sorted(),
+        strings(&[
+            "",
+            "",
+            "alpha",
+            "beta",
+            "gamma delta",
+            "last without newline",
+            "x",
+            "yz"
+        ])
+    );
+}
