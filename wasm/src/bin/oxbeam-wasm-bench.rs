@@ -1,0 +1,318 @@
+//! Wasm UDF benchmark: native vs Wasm stage time (Map, wordcount
+//! tokenizer), per-batch call overhead, cold start and instantiate.
+//!
+//! `cargo run --release -p oxbeam-wasm --bin oxbeam-wasm-bench -- [ELEMENTS]`
+//! (builds the example guest for wasm32-unknown-unknown if needed).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use oxbeam_fn_api::{Bundle, Executor, Metrics, NoSideInputs};
+use oxbeam_model::coders::{Context, WindowCoder, WindowedValueHeader, decode_windowed, wire};
+use oxbeam_model::fn_execution::ProcessBundleDescriptor;
+use oxbeam_model::oxbeam::{WasmFunctionKind, WasmFunctionPayload, wasm_function_payload};
+use oxbeam_model::pipeline as pb;
+use oxbeam_model::urns;
+use oxbeam_model::window::Timestamp;
+use oxbeam_wasm::{WasmExecutor, WasmOptions};
+use prost::Message;
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn guest() -> Res<Vec<u8>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&root)
+        // Small modules: no debug info in the guest (the workspace release
+        // profile keeps it for the host).
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "oxbeam-wasm-guest",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--release",
+            "--example",
+            "guest_udfs",
+        ])
+        .status()?;
+    if !status.success() {
+        return Err("building the guest failed (rustup target add wasm32-unknown-unknown?)".into());
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    Ok(std::fs::read(target.join(
+        "wasm32-unknown-unknown/release/examples/guest_udfs.wasm",
+    ))?)
+}
+
+/// source → one Wasm ParDo over strings → sink.
+fn descriptor(module: &[u8], export: &str, kind: WasmFunctionKind) -> Arc<ProcessBundleDescriptor> {
+    let coder = |urn: &str| pb::Coder {
+        spec: Some(pb::FunctionSpec {
+            urn: urn.into(),
+            payload: Default::default(),
+        }),
+        component_coder_ids: vec![],
+    };
+    let mut d = ProcessBundleDescriptor {
+        id: "bench".into(),
+        ..Default::default()
+    };
+    d.coders
+        .insert("str".into(), coder(urns::standard_coders::STRING_UTF8));
+    d.coders
+        .insert("g".into(), coder(urns::standard_coders::GLOBAL_WINDOW));
+    d.windowing_strategies.insert(
+        "ws".into(),
+        pb::WindowingStrategy {
+            window_coder_id: "g".into(),
+            ..Default::default()
+        },
+    );
+    for p in ["in", "out"] {
+        d.pcollections.insert(
+            p.into(),
+            pb::PCollection {
+                coder_id: "str".into(),
+                windowing_strategy_id: "ws".into(),
+                ..Default::default()
+            },
+        );
+    }
+    let payload = WasmFunctionPayload {
+        module: Some(wasm_function_payload::Module::ModuleBytes(
+            module.to_vec().into(),
+        )),
+        export_name: export.into(),
+        kind: kind as i32,
+        abi_version: 1,
+        ..Default::default()
+    };
+    let pardo = pb::ParDoPayload {
+        do_fn: Some(pb::FunctionSpec {
+            urn: urns::wasm_functions::DO_FN.into(),
+            payload: payload.encode_to_vec().into(),
+        }),
+        ..Default::default()
+    };
+    let t = |urn: &str, payload: Vec<u8>, i: Option<&str>, o: Option<&str>| pb::PTransform {
+        unique_name: "Udf".into(),
+        spec: Some(pb::FunctionSpec {
+            urn: urn.into(),
+            payload: payload.into(),
+        }),
+        inputs: i
+            .map(|i| ("in".to_string(), i.to_string()))
+            .into_iter()
+            .collect(),
+        outputs: o
+            .map(|o| ("out".to_string(), o.to_string()))
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    let runner = urns::fn_api_transforms::runner::DATA_SOURCE;
+    d.transforms
+        .insert("src".into(), t(runner, vec![], None, Some("in")));
+    d.transforms.insert(
+        "udf".into(),
+        t(
+            urns::standard_p_transforms::primitives::PAR_DO,
+            pardo.encode_to_vec(),
+            Some("in"),
+            Some("out"),
+        ),
+    );
+    d.transforms.insert(
+        "sink".into(),
+        t(
+            urns::fn_api_transforms::runner::DATA_SINK,
+            vec![],
+            Some("out"),
+            None,
+        ),
+    );
+    Arc::new(d)
+}
+
+/// ~1 MiB bundles of windowed strings, as runner-local cuts them.
+fn bundles(values: impl Iterator<Item = String>) -> Vec<Vec<u8>> {
+    let header = WindowedValueHeader::global(Timestamp::from_millis(0));
+    let mut out = vec![Vec::new()];
+    for v in values {
+        let b = out.last_mut().expect("non-empty");
+        header.encode(b);
+        wire::write_length_prefixed(b, v.as_bytes());
+        if b.len() >= 1 << 20 {
+            out.push(Vec::new());
+        }
+    }
+    out
+}
+
+/// Runs every bundle through a fresh processor; returns (time, outputs).
+fn run_wasm(
+    exec: &WasmExecutor,
+    d: Arc<ProcessBundleDescriptor>,
+    input: &[Vec<u8>],
+) -> Res<(Duration, u64)> {
+    let mut p = exec.create_processor(d)?;
+    let mut n = 0u64;
+    let start = Instant::now();
+    for b in input {
+        let mut sink = |_: &str, e: &[u8]| {
+            n += e.len() as u64 & 1 | 1;
+            Ok(())
+        };
+        let mut metrics = Metrics::default();
+        p.process_bundle(&mut Bundle {
+            inputs: vec![("src", b)],
+            sink: &mut sink,
+            side_inputs: &NoSideInputs,
+            metrics: &mut metrics,
+        })?;
+    }
+    Ok((start.elapsed(), n))
+}
+
+/// The same stage natively: decode each element, call `f`, encode outputs.
+fn run_native(
+    input: &[Vec<u8>],
+    mut f: impl FnMut(&[u8], &mut dyn FnMut(&[u8])),
+) -> Res<(Duration, u64)> {
+    let mut n = 0u64;
+    let mut element = Vec::new();
+    let mut value = Vec::new();
+    let start = Instant::now();
+    for b in input {
+        let mut rest = &b[..];
+        while !rest.is_empty() {
+            let r = decode_windowed(&mut rest, WindowCoder::Global, Context::Nested)?;
+            f(r.value, &mut |out: &[u8]| {
+                value.clear();
+                value.extend_from_slice(out);
+                element.clear();
+                r.header.encode(&mut element);
+                wire::write_length_prefixed(&mut element, &value);
+                n += element.len() as u64 & 1 | 1;
+                std::hint::black_box(&element);
+            });
+        }
+    }
+    Ok((start.elapsed(), n))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() -> Res<()> {
+    let elements: usize = std::env::args()
+        .nth(1)
+        .map_or(Ok(10_000_000), |a| a.parse())?;
+    let module = guest()?;
+    println!(
+        "guest module: {} bytes; {elements} elements, 4096-element batches",
+        module.len()
+    );
+
+    // Cold start: compile, load cached + instantiate, instantiate alone.
+    let t = Instant::now();
+    let exec = WasmExecutor::new(WasmOptions::default());
+    let loaded = exec.load(&module)?;
+    let compile = t.elapsed();
+    let reps = 200;
+    let t = Instant::now();
+    for _ in 0..reps {
+        exec.load(&module)?.instantiate("upper", false)?;
+    }
+    let cold = t.elapsed() / reps;
+    let t = Instant::now();
+    for _ in 0..reps {
+        loaded.instantiate("upper", false)?;
+    }
+    let inst = t.elapsed() / reps;
+    println!(
+        "compile (first load): {:.1} ms | cold start (cached module + instantiate): {:.1} µs | instantiate alone: {:.1} µs",
+        ms(compile),
+        cold.as_secs_f64() * 1e6,
+        inst.as_secs_f64() * 1e6
+    );
+
+    // Map.
+    let words = bundles((0..elements).map(|i| format!("word{i:08}")));
+    let (nt, nn) = run_native(&words, |v, emit| {
+        let mut up = [0u8; 64];
+        let up = &mut up[..v.len().min(64)];
+        for (o, i) in up.iter_mut().zip(v) {
+            *o = i.to_ascii_uppercase();
+        }
+        emit(up)
+    })?;
+    let (wt, wn) = run_wasm(
+        &exec,
+        descriptor(&module, "upper", WasmFunctionKind::Map),
+        &words,
+    )?;
+    assert_eq!(nn, wn);
+    println!(
+        "map upper:        native {:8.1} ms | wasm {:8.1} ms | ratio {:.2}x | {:.1} ns/element wasm",
+        ms(nt),
+        ms(wt),
+        wt.as_secs_f64() / nt.as_secs_f64(),
+        wt.as_secs_f64() * 1e9 / elements as f64
+    );
+
+    // Wordcount tokenizer: lines of 10 words, `elements` words out.
+    let lines = bundles((0..elements / 10).map(|i| {
+        (0..10)
+            .map(|j| format!("w{}", (i * 7 + j) % 1000))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }));
+    let (nt, nn) = run_native(&lines, |v, emit| {
+        for w in v.split(u8::is_ascii_whitespace) {
+            if !w.is_empty() {
+                emit(w)
+            }
+        }
+    })?;
+    let (wt, wn) = run_wasm(
+        &exec,
+        descriptor(&module, "tokenize", WasmFunctionKind::FlatMap),
+        &lines,
+    )?;
+    assert_eq!(nn, wn);
+    println!(
+        "tokenize:         native {:8.1} ms | wasm {:8.1} ms | ratio {:.2}x ({wn} words)",
+        ms(nt),
+        ms(wt),
+        wt.as_secs_f64() / nt.as_secs_f64()
+    );
+
+    // Per-batch overhead: identity over 1-byte values, batches of 1 vs 4096.
+    let n = 1_000_000usize.min(elements);
+    let tiny = bundles((0..n).map(|i| ((b'a' + (i % 26) as u8) as char).to_string()));
+    let d = descriptor(&module, "identity", WasmFunctionKind::Map);
+    let one = WasmExecutor::new(WasmOptions {
+        batch_elements: 1,
+        ..WasmOptions::default()
+    });
+    let (t1, _) = run_wasm(&one, d.clone(), &tiny)?;
+    let (t4k, _) = run_wasm(&exec, d, &tiny)?;
+    let calls = n as f64 - n as f64 / 4096.0;
+    println!(
+        "per-batch call overhead: {:.0} ns (batches of 1: {:.1} ms, of 4096: {:.1} ms, {n} elements)",
+        (t1.as_secs_f64() - t4k.as_secs_f64()) * 1e9 / calls,
+        ms(t1),
+        ms(t4k)
+    );
+    Ok(())
+}
