@@ -1,5 +1,7 @@
 //! `oxbeam`: the command-line entry point to Oxbeam.
 
+mod log;
+
 use clap::{Parser, Subcommand};
 
 /// Oxbeam: a portable data-processing system, wire-compatible with Apache Beam.
@@ -31,6 +33,11 @@ enum Command {
         #[arg(long)]
         no_combiner_lifting: bool,
     },
+    /// Serve Beam's Job API (JobService, artifact staging and retrieval):
+    /// Beam SDKs submit with `--runner=PortableRunner
+    /// --job_endpoint=HOST:PORT`; each job runs on the local runner.
+    #[command(name = "job-server")]
+    JobServer(JobServerArgs),
     /// Run a serialized Pipeline proto on the local runner. Stages in
     /// `beam:env:process:v1` / `beam:env:external:v1` environments run on SDK
     /// harnesses over the gRPC Fn API (e.g. Beam Python's
@@ -48,6 +55,113 @@ enum Command {
         #[arg(long)]
         dump_plan: bool,
     },
+}
+
+/// Flags of `oxbeam job-server`; the Prism-compatible ones (`--log_level`,
+/// `--log_kind`, `--serve_http`, `--idle_shutdown_timeout`) are accepted so
+/// scripts written for Beam's Prism runner work unchanged.
+#[derive(Debug, clap::Args)]
+struct JobServerArgs {
+    /// Port of the JobService (0: any free port).
+    #[arg(long = "job_port", alias = "job-port", default_value_t = 8099)]
+    job_port: u16,
+    /// Port of the artifact staging and retrieval services (default: the
+    /// job port).
+    #[arg(long = "artifact_port", alias = "artifact-port")]
+    artifact_port: Option<u16>,
+    /// Interface to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Worker threads per job (default: the number of cores).
+    #[arg(long)]
+    parallelism: Option<usize>,
+    /// Directory for staged artifacts (default: a temporary directory).
+    #[arg(long = "staging_dir", alias = "staging-dir")]
+    staging_dir: Option<std::path::PathBuf>,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long = "log_level", alias = "log-level", default_value = "info")]
+    log_level: String,
+    /// Log format.
+    #[arg(long = "log_kind", alias = "log-kind", value_parser = ["text", "json", "dev"], default_value = "text")]
+    log_kind: String,
+    /// Accepted for Prism compatibility; Oxbeam serves no web UI.
+    #[arg(long = "serve_http", alias = "serve-http", action = clap::ArgAction::Set, default_value_t = false)]
+    serve_http: bool,
+    /// Stop after this long with no job and no request (e.g. `30s`, `5m`,
+    /// `1h`; `0` or absent: never).
+    #[arg(long = "idle_shutdown_timeout", alias = "idle-shutdown-timeout", value_parser = parse_duration)]
+    idle_shutdown_timeout: Option<std::time::Duration>,
+    /// Echo SDK harness processes' output to stderr.
+    #[arg(long)]
+    echo_harness_output: bool,
+}
+
+/// Parses `500ms`, `30s`, `5m`, `1h` or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 5m, 1h)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("{s:?} is not a duration"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+fn job_server(args: JobServerArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let level: tracing::Level = args.log_level.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--log_level {:?}: use error, warn, info, debug or trace",
+            args.log_level
+        )
+    })?;
+    let _ = tracing::subscriber::set_global_default(log::StderrLogger::new(
+        level,
+        args.log_kind == "json",
+    ));
+    if args.serve_http {
+        tracing::warn!("--serve_http: Oxbeam's job server has no web UI; ignored");
+    }
+    let defaults = oxbeam_job_server::JobServerOptions::default();
+    let options = oxbeam_job_server::JobServerOptions {
+        host: args.host,
+        job_port: args.job_port,
+        artifact_port: args.artifact_port,
+        staging_dir: args.staging_dir,
+        parallelism: args.parallelism.unwrap_or(defaults.parallelism).max(1),
+        echo_harness_output: args.echo_harness_output,
+        idle_shutdown: args.idle_shutdown_timeout.filter(|d| !d.is_zero()),
+    };
+    let server =
+        oxbeam_job_server::JobServer::start(options).context("cannot start the job server")?;
+    // One line on stdout that scripts and tests parse.
+    println!("oxbeam job server listening on {}", server.job_endpoint());
+    if server.artifact_endpoint() != server.job_endpoint() {
+        println!(
+            "artifact service listening on {}",
+            server.artifact_endpoint()
+        );
+    }
+    use std::io::Write;
+    std::io::stdout().flush().ok();
+    server.wait();
+    Ok(())
 }
 
 fn run(
@@ -112,6 +226,7 @@ fn main() -> anyhow::Result<()> {
             pipeline_options,
             dump_plan,
         } => run(&pipeline, parallelism, pipeline_options, dump_plan)?,
+        Command::JobServer(args) => job_server(args)?,
         Command::Urns { filter } => {
             for (path, value) in oxbeam_model::urns::ALL {
                 if filter

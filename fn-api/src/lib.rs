@@ -40,12 +40,16 @@
 //!   [`Executor`] whose processors drive one connected harness: descriptors
 //!   are registered, inputs stream in ~1 MB `Elements` batches, outputs go
 //!   to the bundle's [`OutputSink`], side inputs are answered over the State
-//!   API from [`SideInputs`], harness errors become [`Error::UserCode`].
+//!   API from [`SideInputs`], harness errors become [`Error::UserCode`],
+//!   and the user metrics a harness reports (`ProcessBundleResponse`
+//!   MonitoringInfos) are merged into the bundle's [`Metrics`].
 //! - [`serve_harness`] is the other end: it runs bundles sent by a runner
 //!   on any in-process [`Executor`], so that executor can be a harness in
 //!   its own process.
 //! - [`Harnesses`] starts one harness per `beam:env:process:v1` or
-//!   `beam:env:external:v1` environment of a job and stops them at its end.
+//!   `beam:env:external:v1` environment of a job and stops them at its end
+//!   (closing their control streams first, so they exit cleanly), or at once
+//!   when the job is cancelled ([`Harnesses::cancel`]).
 //!
 //! Cost: a harness process is started once per job; each bundle costs one
 //! control round trip plus its data, streamed over HTTP/2 with large flow

@@ -1,3 +1,5 @@
+use oxbeam_model::coders::wire;
+use oxbeam_model::pipeline::MonitoringInfo;
 use std::collections::BTreeMap;
 
 /// Identifies a user metric: the transform reporting it, and its namespace
@@ -97,5 +99,147 @@ impl Metrics {
         for (k, n) in &other.element_counts {
             *self.element_counts.entry(k.clone()).or_default() += n;
         }
+    }
+}
+
+/// Label names of Beam's `MonitoringInfo`s (from the `label_props`
+/// options of `MonitoringInfo.MonitoringInfoLabels`).
+mod labels {
+    pub const PTRANSFORM: &str = "PTRANSFORM";
+    pub const PCOLLECTION: &str = "PCOLLECTION";
+    pub const NAMESPACE: &str = "NAMESPACE";
+    pub const NAME: &str = "NAME";
+}
+
+impl Metrics {
+    /// Folds the user metrics and element counts of Beam `MonitoringInfo`s
+    /// (as an SDK harness reports them in a `ProcessBundleResponse`) into
+    /// these. Metrics of other kinds, and malformed payloads, are skipped.
+    pub fn merge_monitoring_infos(&mut self, infos: &[MonitoringInfo]) {
+        use oxbeam_model::urns::monitoring_info_specs as spec;
+        for info in infos {
+            let label = |l: &str| info.labels.get(l).cloned().unwrap_or_default();
+            let key = || MetricKey {
+                transform: label(labels::PTRANSFORM),
+                namespace: label(labels::NAMESPACE),
+                name: label(labels::NAME),
+            };
+            let mut p: &[u8] = info.payload.as_ref();
+            match info.urn.as_str() {
+                spec::USER_SUM_INT64 => {
+                    if let Ok(v) = wire::read_varint_i64(&mut p) {
+                        self.inc_counter(key(), v);
+                    }
+                }
+                spec::USER_DISTRIBUTION_INT64 => {
+                    let mut read = || wire::read_varint_i64(&mut p);
+                    if let (Ok(count), Ok(sum), Ok(min), Ok(max)) = (read(), read(), read(), read())
+                    {
+                        let d = DistributionData {
+                            count,
+                            sum,
+                            min,
+                            max,
+                        };
+                        self.distributions
+                            .entry(key())
+                            .and_modify(|m| m.merge(&d))
+                            .or_insert(d);
+                    }
+                }
+                spec::USER_LATEST_INT64 => {
+                    let mut read = || wire::read_varint_i64(&mut p);
+                    if let (Ok(ts), Ok(v)) = (read(), read()) {
+                        self.set_gauge(key(), v, ts);
+                    }
+                }
+                spec::ELEMENT_COUNT => {
+                    // The runner counts elements itself, per PCollection.
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// These metrics as Beam `MonitoringInfo`s, as a job server reports
+    /// them to SDK clients (`GetJobMetrics`): user counters, distributions
+    /// and gauges (`beam:metric:user:*`), and element counts.
+    pub fn to_monitoring_infos(&self) -> Vec<MonitoringInfo> {
+        use oxbeam_model::urns::monitoring_info_specs as spec;
+        use oxbeam_model::urns::monitoring_info_type_urns as ty;
+        let user = |urn: &str, ty: &str, k: &MetricKey, payload: Vec<u8>| MonitoringInfo {
+            urn: urn.to_string(),
+            r#type: ty.to_string(),
+            payload: payload.into(),
+            labels: [
+                (labels::PTRANSFORM, &k.transform),
+                (labels::NAMESPACE, &k.namespace),
+                (labels::NAME, &k.name),
+            ]
+            .into_iter()
+            .map(|(l, v)| (l.to_string(), v.clone()))
+            .collect(),
+            start_time: None,
+        };
+        let mut out = Vec::new();
+        for (k, v) in &self.counters {
+            let mut p = Vec::new();
+            wire::write_varint_i64(&mut p, *v);
+            out.push(user(spec::USER_SUM_INT64, ty::SUM_INT64_TYPE, k, p));
+        }
+        for (k, d) in &self.distributions {
+            let mut p = Vec::new();
+            for v in [d.count, d.sum, d.min, d.max] {
+                wire::write_varint_i64(&mut p, v);
+            }
+            out.push(user(
+                spec::USER_DISTRIBUTION_INT64,
+                ty::DISTRIBUTION_INT64_TYPE,
+                k,
+                p,
+            ));
+        }
+        for (k, (v, ts)) in &self.gauges {
+            let mut p = Vec::new();
+            wire::write_varint_i64(&mut p, *ts);
+            wire::write_varint_i64(&mut p, *v);
+            out.push(user(spec::USER_LATEST_INT64, ty::LATEST_INT64_TYPE, k, p));
+        }
+        for (pcollection, n) in &self.element_counts {
+            let mut p = Vec::new();
+            wire::write_varint_i64(&mut p, i64::try_from(*n).unwrap_or(i64::MAX));
+            out.push(MonitoringInfo {
+                urn: spec::ELEMENT_COUNT.to_string(),
+                r#type: ty::SUM_INT64_TYPE.to_string(),
+                payload: p.into(),
+                labels: [(labels::PCOLLECTION.to_string(), pcollection.clone())]
+                    .into_iter()
+                    .collect(),
+                start_time: None,
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitoring_infos_round_trip() {
+        let key = |n: &str| MetricKey {
+            transform: "Map".into(),
+            namespace: "ns".into(),
+            name: n.into(),
+        };
+        let mut m = Metrics::default();
+        m.inc_counter(key("c"), -7);
+        m.update_distribution(key("d"), 3);
+        m.update_distribution(key("d"), 300);
+        m.set_gauge(key("g"), 42, 1_700_000_000_000);
+        let mut back = Metrics::default();
+        back.merge_monitoring_infos(&m.to_monitoring_infos());
+        assert_eq!(back, m);
     }
 }

@@ -43,7 +43,7 @@ mod graph;
 mod optimizer;
 mod plan;
 mod translate;
-mod validate;
+pub(crate) mod validate;
 mod windowing;
 
 pub use coder::{Coder, DecodeError, WindowedHeader};
@@ -53,6 +53,7 @@ pub use plan::{
     StageOutput, StageSideInput, Step,
 };
 pub use translate::decode_pipeline;
+pub use validate::SUPPORTED_REQUIREMENTS;
 pub use windowing::{AccumulationMode, OutputTime, WindowCoderKind, WindowFn, WindowingStrategy};
 
 use oxbeam_model::pipeline::Pipeline;

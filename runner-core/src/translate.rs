@@ -98,7 +98,256 @@ pub(crate) fn to_graph(p: &pb::Pipeline) -> Result<Graph> {
             g.transforms.insert(t.id.clone(), t);
         }
     }
+    expand_splittable_dofns(&mut g)?;
+    transcode_flatten_inputs(&mut g);
     Ok(g)
+}
+
+/// URN of the identity DoFn Beam's SDK harnesses run to re-encode a
+/// PCollection with another coder (Beam Python's `IDENTITY_DOFN_URN`; it is
+/// not in the standard protos).
+pub(crate) const IDENTITY_DOFN_URN: &str = "beam:dofn:identity:0.1";
+
+/// Beam's `fix_flatten_coders`: a Flatten input whose coder differs from
+/// the output's (Beam Python's CoGroupByKey does this) is re-encoded by an
+/// identity transform in a Beam SDK harness environment, so the runner can
+/// union the bytes. Without such an environment validation reports the
+/// mismatch.
+fn transcode_flatten_inputs(g: &mut Graph) {
+    use urns::standard_environments::environments as env;
+    let harness_env = |g: &Graph, id: &str| {
+        g.environments
+            .get(id)
+            .is_some_and(|e| matches!(e.urn.as_str(), env::PROCESS | env::EXTERNAL | env::DOCKER))
+    };
+    let producers: BTreeMap<String, String> = g
+        .producers()
+        .into_iter()
+        .map(|(p, t)| (p.to_string(), t.to_string()))
+        .collect();
+    let flattens: Vec<String> = g
+        .order
+        .iter()
+        .filter(|id| {
+            g.transforms
+                .get(*id)
+                .is_some_and(|t| t.kind == Kind::Flatten)
+        })
+        .cloned()
+        .collect();
+    for id in flattens {
+        let t = g.transforms[&id].clone();
+        let Some(out) = t.outputs.values().next() else {
+            continue;
+        };
+        let Some(out_coder) = g.pcollections.get(out).map(|p| p.coder_id.clone()) else {
+            continue;
+        };
+        let same = |g: &Graph, c: &str| {
+            c == out_coder
+                || crate::coder::build_coder(c, &g.coders).ok()
+                    == crate::coder::build_coder(&out_coder, &g.coders).ok()
+        };
+        // The environment of the transcoders: the first Beam harness
+        // environment among the Flatten's input producers, else the only
+        // one of the pipeline.
+        let from_producers = t.inputs.values().find_map(|p| {
+            let prod = g.transforms.get(producers.get(p)?)?;
+            harness_env(g, &prod.environment_id).then(|| prod.environment_id.clone())
+        });
+        let candidates: Vec<&String> = g
+            .environments
+            .keys()
+            .filter(|e| harness_env(g, e))
+            .collect();
+        let Some(environment) = from_producers.or_else(|| match candidates.as_slice() {
+            [only] => Some((*only).clone()),
+            _ => None,
+        }) else {
+            continue;
+        };
+        for (local, input) in &t.inputs {
+            let Some(pc) = g.pcollections.get(input).cloned() else {
+                continue;
+            };
+            if same(g, &pc.coder_id) {
+                continue;
+            }
+            let transcoded = g.fresh_id(&format!("{input}/transcoded"));
+            g.pcollections.insert(
+                transcoded.clone(),
+                PCollection {
+                    unique_name: format!("{}/transcoded", pc.unique_name),
+                    coder_id: out_coder.clone(),
+                    ..pc
+                },
+            );
+            let tid = g.fresh_id(&format!("{id}/Transcode/{local}"));
+            g.transforms.insert(
+                tid.clone(),
+                Transform {
+                    id: tid.clone(),
+                    unique_name: format!("{}/Transcode/{local}", t.unique_name),
+                    kind: Kind::Extension,
+                    urn: IDENTITY_DOFN_URN.to_string(),
+                    payload: vec![],
+                    inputs: BTreeMap::from([("in".to_string(), input.clone())]),
+                    outputs: BTreeMap::from([("out".to_string(), transcoded.clone())]),
+                    environment_id: environment.clone(),
+                },
+            );
+            let at = g.order.iter().position(|o| *o == id).unwrap_or(0);
+            g.order.insert(at, tid);
+            if let Some(f) = g.transforms.get_mut(&id) {
+                f.inputs.insert(local.clone(), transcoded);
+            }
+        }
+    }
+}
+
+/// Replaces each splittable ParDo by Beam's three SDF components (as Beam's
+/// `expand_sdf` does): pair each element with its initial restriction,
+/// split and size the restrictions, then process the sized element and
+/// restriction pairs. The harness runs them as ordinary DoFns; the runner
+/// sends no split requests (restrictions are processed whole).
+fn expand_splittable_dofns(g: &mut Graph) -> Result<()> {
+    use urns::standard_p_transforms::splittable_par_do_components as sdf;
+    let splittable: Vec<String> = g
+        .order
+        .iter()
+        .filter(|id| {
+            matches!(
+                g.transforms.get(*id).map(|t| &t.kind),
+                Some(Kind::ParDo {
+                    splittable: true,
+                    ..
+                })
+            )
+        })
+        .cloned()
+        .collect();
+    for id in splittable {
+        let t = g.transforms[&id].clone();
+        let Kind::ParDo { side_inputs, .. } = &t.kind else {
+            continue;
+        };
+        let payload = pb::ParDoPayload::decode(t.payload.as_slice())
+            .map_err(|e| Error::plan(t.describe(), format!("malformed ParDoPayload: {e}")))?;
+        let mains: Vec<(&String, &String)> = t
+            .inputs
+            .iter()
+            .filter(|(local, _)| !side_inputs.contains(*local))
+            .collect();
+        let [(main_tag, main_pc)] = mains.as_slice() else {
+            return Err(Error::plan(
+                t.describe(),
+                format!(
+                    "a splittable DoFn must have exactly one main input, not {}",
+                    mains.len()
+                ),
+            ));
+        };
+        let (main_tag, main_pc) = ((*main_tag).clone(), (*main_pc).clone());
+        let Some(main) = g.pcollections.get(&main_pc).cloned() else {
+            return Err(Error::plan(
+                t.describe(),
+                format!("uses PCollection '{main_pc}', which is not in the pipeline"),
+            ));
+        };
+        if !g.coders.contains_key(&payload.restriction_coder_id) {
+            return Err(Error::plan(
+                t.describe(),
+                format!(
+                    "names restriction coder '{}', which is not in the pipeline",
+                    payload.restriction_coder_id
+                ),
+            ));
+        }
+        let restriction = g.length_prefix_unknown(&payload.restriction_coder_id);
+        let kv = |components: Vec<String>| CoderSpec {
+            urn: standard_coders::KV.to_string(),
+            payload: vec![],
+            components,
+        };
+        let paired_coder = g.add_coder(
+            &format!("{}/paired", main.coder_id),
+            kv(vec![main.coder_id.clone(), restriction]),
+        );
+        let double = g.add_coder(
+            "doubles_coder",
+            CoderSpec {
+                urn: standard_coders::DOUBLE.to_string(),
+                payload: vec![],
+                components: vec![],
+            },
+        );
+        let sized_coder = g.add_coder(
+            &format!("{}/sized", main.coder_id),
+            kv(vec![paired_coder.clone(), double]),
+        );
+        let mut new_pcollection = |suffix: &str, coder_id: String| {
+            let pid = g.fresh_id(&format!("{main_pc}_{suffix}"));
+            g.pcollections.insert(
+                pid.clone(),
+                PCollection {
+                    unique_name: format!("{}_{suffix}", main.unique_name),
+                    coder_id,
+                    ..main.clone()
+                },
+            );
+            pid
+        };
+        let paired = new_pcollection("paired", paired_coder);
+        let split = new_pcollection("split", sized_coder);
+        let component = |g: &Graph, suffix: &str, urn: &str, input: &str, outputs| {
+            let mut c = t.clone();
+            c.id = g.fresh_id(&format!("{id}/{suffix}"));
+            c.unique_name = format!("{}/{suffix}", t.unique_name);
+            c.urn = urn.to_string();
+            c.kind = Kind::ParDo {
+                side_inputs: side_inputs.clone(),
+                stateful: false,
+                splittable: false,
+            };
+            c.inputs.insert(main_tag.clone(), input.to_string());
+            if let Some(o) = outputs {
+                c.outputs = o;
+            }
+            c
+        };
+        let out = |p: &str| Some(BTreeMap::from([("out".to_string(), p.to_string())]));
+        let pair = component(
+            g,
+            "PairWithRestriction",
+            sdf::PAIR_WITH_RESTRICTION,
+            &main_pc,
+            out(&paired),
+        );
+        g.transforms.insert(pair.id.clone(), pair.clone());
+        let split_t = component(
+            g,
+            "SplitAndSizeRestrictions",
+            sdf::SPLIT_AND_SIZE_RESTRICTIONS,
+            &paired,
+            out(&split),
+        );
+        g.transforms.insert(split_t.id.clone(), split_t.clone());
+        let mut process = component(
+            g,
+            "Process",
+            sdf::PROCESS_SIZED_ELEMENTS_AND_RESTRICTIONS,
+            &split,
+            None,
+        );
+        // The last component keeps the original id: it produces the
+        // transform's outputs.
+        process.id = id.clone();
+        g.transforms.insert(id.clone(), process);
+        let at = g.order.iter().position(|o| *o == id).unwrap_or(0);
+        g.order
+            .splice(at..at, [pair.id.clone(), split_t.id.clone()]);
+    }
+    Ok(())
 }
 
 /// The leaves of transform `id`, in application order (a combine-per-key

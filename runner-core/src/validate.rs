@@ -10,10 +10,20 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, Kind, Transform};
 use crate::windowing::{WindowCoderKind, WindowFn};
 
+/// Pipeline requirements (`Pipeline.requirements`) Oxbeam meets: splittable
+/// DoFns run without runner-initiated splits.
+pub const SUPPORTED_REQUIREMENTS: &[&str] =
+    &[oxbeam_model::urns::standard_requirements::REQUIRES_SPLITTABLE_DOFN];
+
 /// Validates the graph; the first problem found (in application order) wins.
 pub(crate) fn validate(g: &Graph) -> Result<()> {
-    if !g.requirements.is_empty() {
-        let mut reqs = g.requirements.clone();
+    let unsupported: Vec<&String> = g
+        .requirements
+        .iter()
+        .filter(|r| !SUPPORTED_REQUIREMENTS.contains(&r.as_str()))
+        .collect();
+    if !unsupported.is_empty() {
+        let mut reqs: Vec<&str> = unsupported.into_iter().map(String::as_str).collect();
         reqs.sort();
         reqs.dedup();
         return Err(Error::not_implemented(
@@ -478,6 +488,62 @@ mod tests {
             .insert("count".into(), pb::StateSpec::default());
         t.spec.as_mut().unwrap().payload = payload.encode_to_vec().into();
         insta::assert_snapshot!(err(&b.build()));
+    }
+
+    /// A splittable ParDo becomes Beam's three SDF components (run without
+    /// splitting), and its requirement is accepted.
+    #[test]
+    fn splittable_dofn_is_expanded() {
+        use prost::Message;
+        let mut b = Builder::new();
+        let imp = b.impulse("Impulse");
+        let out = b.pardo("Read", &imp, "str");
+        b.pardo("After", &out, "str");
+        b.p.requirements =
+            vec![oxbeam_model::urns::standard_requirements::REQUIRES_SPLITTABLE_DOFN.into()];
+        let t =
+            b.p.components
+                .as_mut()
+                .unwrap()
+                .transforms
+                .get_mut("Read")
+                .unwrap();
+        let mut payload =
+            pb::ParDoPayload::decode(t.spec.as_ref().unwrap().payload.as_ref()).unwrap();
+        payload.restriction_coder_id = "str".into();
+        t.spec.as_mut().unwrap().payload = payload.encode_to_vec().into();
+        let plan = crate::plan(&b.build(), &PlanOptions::default()).unwrap();
+        let urns: Vec<String> = plan
+            .steps()
+            .iter()
+            .filter_map(|s| match s {
+                crate::Step::Stage(s) => Some(s),
+                _ => None,
+            })
+            .flat_map(|s| {
+                s.transforms
+                    .iter()
+                    .map(|id| {
+                        s.descriptor.transforms[id]
+                            .spec
+                            .as_ref()
+                            .unwrap()
+                            .urn
+                            .clone()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        use oxbeam_model::urns::standard_p_transforms::splittable_par_do_components as sdf;
+        assert_eq!(
+            urns,
+            [
+                sdf::PAIR_WITH_RESTRICTION,
+                sdf::SPLIT_AND_SIZE_RESTRICTIONS,
+                sdf::PROCESS_SIZED_ELEMENTS_AND_RESTRICTIONS,
+                oxbeam_model::urns::standard_p_transforms::primitives::PAR_DO,
+            ]
+        );
     }
 
     #[test]

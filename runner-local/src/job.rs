@@ -87,16 +87,20 @@ struct Job<'p> {
     side_inputs: Mutex<HashMap<usize, Arc<StageSideInputs>>>,
     metrics: Mutex<Metrics>,
     cancelled: AtomicBool,
+    /// Set from outside (e.g. a job server's Cancel) to stop the job.
+    cancel_request: Option<&'p AtomicBool>,
     /// SDK harnesses started for this job; dropping them stops them.
-    _harnesses: Option<Harnesses>,
+    harnesses: Option<Harnesses>,
 }
 
 pub(crate) fn run(
     plan: &ExecutionPlan,
     executors: &Executors,
     options: &LocalOptions,
+    cancel: Option<&AtomicBool>,
 ) -> Result<PipelineResult, Error> {
-    let job = Job::new(plan, executors, options)?;
+    let mut job = Job::new(plan, executors, options)?;
+    job.cancel_request = cancel;
     let steps = job.schedule()?;
     let mut metrics = job
         .metrics
@@ -204,7 +208,8 @@ impl<'p> Job<'p> {
             side_inputs: Mutex::new(HashMap::new()),
             metrics: Mutex::new(Metrics::default()),
             cancelled: AtomicBool::new(false),
-            _harnesses: harnesses,
+            cancel_request: None,
+            harnesses,
         })
     }
 
@@ -296,6 +301,19 @@ impl<'p> Job<'p> {
                 }
             };
             loop {
+                if failure.is_none()
+                    && self
+                        .cancel_request
+                        .is_some_and(|c| c.load(Ordering::Relaxed))
+                {
+                    failure = Some(Error::Cancelled);
+                    self.cancelled.store(true, Ordering::Relaxed);
+                    // Bundles running on SDK harnesses end now, not when
+                    // their user code returns.
+                    if let Some(h) = &self.harnesses {
+                        h.cancel("the job was cancelled");
+                    }
+                }
                 while failure.is_none() {
                     let Some(i) = ready.pop_front() else { break };
                     started_at[i] = Some(Instant::now());

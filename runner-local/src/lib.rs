@@ -145,6 +145,9 @@ pub enum Error {
     /// Spilling shuffle data to disk failed.
     #[error("spilling shuffle data to disk: {0}")]
     Spill(std::io::Error),
+    /// The job was cancelled (see [`LocalRunner::run_cancellable`]).
+    #[error("the job was cancelled")]
+    Cancelled,
     /// A bug in the runner.
     #[error("internal runner error: {0}")]
     Internal(String),
@@ -194,6 +197,25 @@ impl LocalRunner {
         self.run_plan(&plan, executors)
     }
 
+    /// As [`LocalRunner::run`], but stops early, with [`Error::Cancelled`],
+    /// once `cancel` becomes true: no new bundles start, and bundles running
+    /// on SDK harnesses are abandoned (their harnesses are stopped).
+    ///
+    /// # Errors
+    /// As [`LocalRunner::run`], and [`Error::Cancelled`].
+    pub fn run_cancellable(
+        &self,
+        pipeline: &Pipeline,
+        executors: &Executors,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<PipelineResult, Error> {
+        let plan = self.plan(pipeline)?;
+        if self.options.dump_plan {
+            eprintln!("{plan}");
+        }
+        job::run(&plan, executors, &self.options, Some(cancel))
+    }
+
     /// Runs an already planned pipeline.
     ///
     /// # Errors
@@ -203,6 +225,6 @@ impl LocalRunner {
         plan: &ExecutionPlan,
         executors: &Executors,
     ) -> Result<PipelineResult, Error> {
-        job::run(plan, executors, &self.options)
+        job::run(plan, executors, &self.options, None)
     }
 }

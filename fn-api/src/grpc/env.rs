@@ -68,11 +68,21 @@ impl Default for HarnessOptions {
 /// # Ok::<(), oxbeam_fn_api::Error>(())
 /// ```
 pub struct Harnesses {
-    server: FnServer,
     options: HarnessOptions,
+    // Dropped in this order: executors (stopping harnesses), scratch
+    // directories, then the server.
     executors: Mutex<HashMap<String, Arc<GrpcExecutor>>>,
     /// Default semi-persistent directories, removed when the job ends.
     scratch: Mutex<Vec<ScratchDir>>,
+    server: FnServer,
+}
+
+impl Drop for Harnesses {
+    fn drop(&mut self) {
+        // Let harnesses finish cleanly before they are stopped and the
+        // server goes away.
+        self.server.shared.close_workers(Duration::from_secs(2));
+    }
 }
 
 impl std::fmt::Debug for Harnesses {
@@ -103,6 +113,13 @@ impl Harnesses {
     /// Whether environments with this URN get their harness from here.
     pub fn handles(environment_urn: &str) -> bool {
         environment_urn == env_urns::PROCESS || environment_urn == env_urns::EXTERNAL
+    }
+
+    /// Stops every harness of the job now: their running bundles fail with
+    /// `reason`, and their control streams close (so Beam harnesses exit).
+    /// For cancelling a job; the harnesses are not restarted.
+    pub fn cancel(&self, reason: &str) {
+        self.server.shared.cancel_all(reason);
     }
 
     /// The job's Fn API server.

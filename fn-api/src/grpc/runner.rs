@@ -130,6 +130,44 @@ impl Shared {
         }
     }
 
+    /// Ends every harness's control stream, as Beam runners do at the end of
+    /// a job, and waits up to `grace` for the harnesses to close their side
+    /// (so they shut down cleanly instead of seeing their connections reset).
+    pub(crate) fn close_workers(&self, grace: Duration) {
+        let workers: Vec<Arc<Worker>> = self
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut closing = Vec::new();
+        for w in workers {
+            let had = w.control.lock().ok().and_then(|mut c| c.take()).is_some();
+            if had && w.gone().is_none() {
+                closing.push(w);
+            }
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline && closing.iter().any(|w| w.gone().is_none()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Fails every bundle and disconnects every harness (job cancelled).
+    pub(crate) fn cancel_all(&self, reason: &str) {
+        let workers: Vec<Arc<Worker>> = self
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for w in workers {
+            self.worker_gone(&w, reason.to_string());
+        }
+    }
+
     fn worker_gone(&self, worker: &Worker, reason: String) {
         tracing::debug!(worker = %worker.id, %reason, "SDK harness disconnected");
         if let Ok(mut g) = worker.gone.lock() {
@@ -1094,7 +1132,21 @@ impl BundleProcessor for GrpcProcessor {
                     );
                     let _ = reply.send(Ok(response));
                 }
-                BundleEvent::Response(_) => {
+                BundleEvent::Response(r) => {
+                    if let Some(fe::instruction_response::Response::ProcessBundle(pb)) = &r.response
+                    {
+                        if !pb.residual_roots.is_empty() {
+                            return Err(Error::Unsupported {
+                                transform: format!("stage {}", reg.stage),
+                                message: format!(
+                                    "the SDK harness deferred {} residual(s) of a splittable DoFn \
+                                     (checkpointing); Oxbeam does not resume residuals yet",
+                                    pb.residual_roots.len()
+                                ),
+                            });
+                        }
+                        bundle.metrics.merge_monitoring_infos(&pb.monitoring_infos);
+                    }
                     answered_at = Some(Instant::now());
                 }
                 // Handled by `fatal` above.

@@ -1,0 +1,411 @@
+//! The job registry: each job's state machine, its log of messages and
+//! state changes (what the state and message streams replay), and the
+//! thread that runs it on the local runner.
+//!
+//! States follow Beam: STOPPED (prepared) → STARTING (Run accepted) →
+//! RUNNING → DONE | FAILED | CANCELLED, with CANCELLING in between when a
+//! running job is cancelled. A failure is logged as a JOB_MESSAGE_ERROR
+//! carrying the runner's error (the user code's message and traceback)
+//! before the FAILED state.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use oxbeam_fn_api::{HarnessOptions, Metrics};
+use oxbeam_model::job_management::{
+    JobMessage, JobMessagesResponse, JobStateEvent, job_message::MessageImportance,
+    job_messages_response, job_state,
+};
+use oxbeam_model::pipeline as pb;
+use oxbeam_runner_local::{LocalOptions, LocalRunner};
+use tokio::sync::watch;
+
+use crate::{Error, Result};
+
+pub(crate) use job_state::Enum as JobState;
+
+/// Whether no further state follows `s`.
+pub(crate) fn is_terminal(s: JobState) -> bool {
+    matches!(
+        s,
+        JobState::Done
+            | JobState::Failed
+            | JobState::Cancelled
+            | JobState::Updated
+            | JobState::Drained
+    )
+}
+
+/// Where a job's artifact staging stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Staging {
+    /// No client has opened a staging stream (nothing to stage is fine).
+    NotStarted,
+    InProgress,
+    Done,
+    Failed(String),
+}
+
+pub(crate) struct JobInner {
+    pub state: JobState,
+    /// Every message and state change, in order.
+    pub log: Vec<JobMessagesResponse>,
+    pub metrics: Metrics,
+    pub staging: Staging,
+    pub pipeline: pb::Pipeline,
+}
+
+/// One job (prepared, running or finished).
+pub(crate) struct Job {
+    pub id: String,
+    pub name: String,
+    pub options: prost_types::Struct,
+    pub staging_dir: PathBuf,
+    inner: Mutex<JobInner>,
+    /// Bumped after every change to the log.
+    changed: watch::Sender<u64>,
+    pub cancel: AtomicBool,
+}
+
+fn now() -> (prost_types::Timestamp, String) {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let ts = prost_types::Timestamp {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    };
+    (ts, format!("{}.{:03}", d.as_secs(), d.subsec_millis()))
+}
+
+impl Job {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, JobInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A receiver of change notifications (subscribe before reading the log).
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub(crate) fn state(&self) -> JobState {
+        self.lock().state
+    }
+
+    /// The event for the current state.
+    pub(crate) fn state_event(&self) -> JobStateEvent {
+        let inner = self.lock();
+        inner
+            .log
+            .iter()
+            .rev()
+            .find_map(|e| match &e.response {
+                Some(job_messages_response::Response::StateResponse(s)) => Some(*s),
+                _ => None,
+            })
+            .unwrap_or(JobStateEvent {
+                state: inner.state as i32,
+                timestamp: Some(now().0),
+            })
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// Moves to `state` (ignored once terminal) and logs the change.
+    pub(crate) fn set_state(&self, state: JobState) {
+        {
+            let mut inner = self.lock();
+            if is_terminal(inner.state) || inner.state == state {
+                return;
+            }
+            inner.state = state;
+            inner.log.push(JobMessagesResponse {
+                response: Some(job_messages_response::Response::StateResponse(
+                    JobStateEvent {
+                        state: state as i32,
+                        timestamp: Some(now().0),
+                    },
+                )),
+            });
+        }
+        tracing::info!(job = %self.id, state = state.as_str_name(), "job state changed");
+        self.notify();
+    }
+
+    /// Logs a message for the job's clients.
+    pub(crate) fn message(&self, importance: MessageImportance, text: String) {
+        {
+            let mut inner = self.lock();
+            let id = inner.log.len();
+            inner.log.push(JobMessagesResponse {
+                response: Some(job_messages_response::Response::MessageResponse(
+                    JobMessage {
+                        message_id: format!("{}-{id}", self.id),
+                        time: now().1,
+                        importance: importance as i32,
+                        message_text: text,
+                    },
+                )),
+            });
+        }
+        self.notify();
+    }
+}
+
+/// Settings every job of a server shares.
+#[derive(Debug, Clone)]
+pub(crate) struct JobSettings {
+    pub parallelism: usize,
+    pub echo_harness_output: bool,
+    pub staging_root: PathBuf,
+}
+
+/// All jobs of one server.
+pub(crate) struct Jobs {
+    jobs: Mutex<BTreeMap<String, Arc<Job>>>,
+    next: AtomicU64,
+    pub running: Arc<AtomicUsize>,
+    pub settings: JobSettings,
+}
+
+/// Name of the pipeline option (without Beam's `beam:option:…:v1`
+/// wrapping) that sets a job's worker threads.
+pub(crate) const PARALLELISM_OPTION: &str = "oxbeam_parallelism";
+
+impl Jobs {
+    pub(crate) fn new(settings: JobSettings) -> Jobs {
+        Jobs {
+            jobs: Mutex::new(BTreeMap::new()),
+            next: AtomicU64::new(1),
+            running: Arc::new(AtomicUsize::new(0)),
+            settings,
+        }
+    }
+
+    fn map(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Job>>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a prepared job (state STOPPED).
+    pub(crate) fn prepare(
+        &self,
+        name: &str,
+        pipeline: pb::Pipeline,
+        options: prost_types::Struct,
+    ) -> Arc<Job> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let clean: String = name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .take(40)
+            .collect();
+        let id = format!("{}_{n}", if clean.is_empty() { "job" } else { &clean });
+        let (changed, _) = watch::channel(0);
+        let job = Arc::new(Job {
+            staging_dir: self.settings.staging_root.join(&id),
+            id: id.clone(),
+            name: name.to_string(),
+            options,
+            inner: Mutex::new(JobInner {
+                state: JobState::Stopped,
+                log: vec![],
+                metrics: Metrics::default(),
+                staging: Staging::NotStarted,
+                pipeline,
+            }),
+            changed,
+            cancel: AtomicBool::new(false),
+        });
+        job.lock().log.push(JobMessagesResponse {
+            response: Some(job_messages_response::Response::StateResponse(
+                JobStateEvent {
+                    state: JobState::Stopped as i32,
+                    timestamp: Some(now().0),
+                },
+            )),
+        });
+        self.map().insert(id, job.clone());
+        job
+    }
+
+    /// The job with this id.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if there is none.
+    pub(crate) fn get(&self, id: &str) -> Result<Arc<Job>> {
+        self.map()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(id.to_string()))
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<Job>> {
+        self.map().values().cloned().collect()
+    }
+
+    /// Starts a prepared job on its own thread.
+    ///
+    /// # Errors
+    /// [`Error::Precondition`] if the job already ran or its staging failed.
+    pub(crate) fn run(&self, job: &Arc<Job>) -> Result<()> {
+        let pipeline = {
+            let inner = job.lock();
+            if inner.state != JobState::Stopped {
+                return Err(Error::Precondition(format!(
+                    "job {} is {}, not a prepared job waiting to run",
+                    job.id,
+                    inner.state.as_str_name()
+                )));
+            }
+            match &inner.staging {
+                Staging::Failed(why) => {
+                    return Err(Error::Precondition(format!(
+                        "staging the artifacts of job {} failed: {why}",
+                        job.id
+                    )));
+                }
+                Staging::InProgress => {
+                    return Err(Error::Precondition(format!(
+                        "the artifacts of job {} are still being staged",
+                        job.id
+                    )));
+                }
+                Staging::NotStarted | Staging::Done => {}
+            }
+            inner.pipeline.clone()
+        };
+        crate::check_requirements(&pipeline)?;
+        job.set_state(JobState::Starting);
+        let settings = self.settings.clone();
+        let running = self.running.clone();
+        running.fetch_add(1, Ordering::SeqCst);
+        let thread_job = job.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("job-{}", job.id))
+            .spawn(move || {
+                let job = thread_job;
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_job(&job, &pipeline, &settings)
+                }));
+                if let Err(p) = outcome {
+                    let why = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    job.message(
+                        MessageImportance::JobMessageError,
+                        format!("internal error: the job thread panicked: {why}"),
+                    );
+                    job.set_state(JobState::Failed);
+                }
+                let _ = std::fs::remove_dir_all(&job.staging_dir);
+                running.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            job.message(
+                MessageImportance::JobMessageError,
+                format!("cannot start a thread for the job: {e}"),
+            );
+            job.set_state(JobState::Failed);
+        }
+        Ok(())
+    }
+}
+
+/// The job's pipeline options as the JSON object harnesses read
+/// (`PIPELINE_OPTIONS`, ProvisionService), keys as the client sent them.
+fn options_json(options: &prost_types::Struct) -> String {
+    fn value(v: &prost_types::Value) -> serde_json::Value {
+        use prost_types::value::Kind;
+        match &v.kind {
+            None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
+            Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
+            Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
+            Some(Kind::StructValue(s)) => object(s),
+            Some(Kind::ListValue(l)) => {
+                serde_json::Value::Array(l.values.iter().map(value).collect())
+            }
+        }
+    }
+    fn object(s: &prost_types::Struct) -> serde_json::Value {
+        serde_json::Value::Object(
+            s.fields
+                .iter()
+                .map(|(k, v)| (k.clone(), value(v)))
+                .collect(),
+        )
+    }
+    object(options).to_string()
+}
+
+/// A pipeline option by its short name (`beam:option:NAME:v1` or `NAME`).
+fn option<'a>(options: &'a prost_types::Struct, name: &str) -> Option<&'a prost_types::Value> {
+    options
+        .fields
+        .get(&format!("beam:option:{name}:v1"))
+        .or_else(|| options.fields.get(name))
+}
+
+fn run_job(job: &Job, pipeline: &pb::Pipeline, settings: &JobSettings) {
+    use prost_types::value::Kind;
+    let parallelism =
+        match option(&job.options, PARALLELISM_OPTION).and_then(|v| v.kind.as_ref()) {
+            Some(Kind::StringValue(s)) => s.parse().ok(),
+            Some(Kind::NumberValue(n)) if *n >= 1.0 => Some(*n as usize),
+            _ => None,
+        }
+        .unwrap_or(settings.parallelism)
+        .max(1);
+    let options = LocalOptions {
+        parallelism,
+        progress: false,
+        harness: HarnessOptions {
+            pipeline_options_json: options_json(&job.options),
+            echo_output: settings.echo_harness_output,
+            ..HarnessOptions::default()
+        },
+        ..LocalOptions::default()
+    };
+    job.set_state(JobState::Running);
+    let started = std::time::Instant::now();
+    let result = LocalRunner::new(options).run_cancellable(
+        pipeline,
+        &oxbeam_fn_api::Executors::new(),
+        &job.cancel,
+    );
+    match result {
+        Ok(r) => {
+            let mut metrics = r.metrics;
+            // Clients get user metrics, as Beam's runners report them.
+            metrics.element_counts.clear();
+            job.lock().metrics = metrics;
+            job.message(
+                MessageImportance::JobMessageBasic,
+                format!("job {} finished in {:.3?}", job.id, started.elapsed()),
+            );
+            job.set_state(JobState::Done);
+        }
+        Err(_) if job.cancel.load(Ordering::SeqCst) => {
+            job.message(
+                MessageImportance::JobMessageBasic,
+                format!("job {} was cancelled", job.id),
+            );
+            job.set_state(JobState::Cancelled);
+        }
+        Err(e) => {
+            tracing::warn!(job = %job.id, "job failed: {e}");
+            job.message(MessageImportance::JobMessageError, e.to_string());
+            job.set_state(JobState::Failed);
+        }
+    }
+}
