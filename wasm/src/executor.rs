@@ -294,15 +294,13 @@ impl StageBuilder {
                             .into(),
                     });
                 }
-                let f = payload.do_fn.unwrap_or_default();
-                if f.urn != urns::wasm_functions::DO_FN {
-                    return Err(Error::Unsupported {
-                        transform: name,
-                        message: format!("the Wasm executor cannot run DoFn {}", f.urn),
-                    });
-                }
-                let wasm = WasmFunctionPayload::decode(f.payload.as_ref())
-                    .map_err(|e| Error::invalid(format!("WasmFunctionPayload of {id}"), e))?;
+                let wasm = wasm_payload(
+                    payload.do_fn.unwrap_or_default(),
+                    urns::wasm_functions::DO_FN,
+                    "DoFn",
+                    id,
+                    &name,
+                )?;
                 let op = match wasm.kind() {
                     WasmFunctionKind::Map => Op::Map,
                     WasmFunctionKind::FlatMap => Op::FlatMap,
@@ -333,15 +331,13 @@ impl StageBuilder {
             {
                 let payload = pb::CombinePayload::decode(spec.payload.as_ref())
                     .map_err(|e| Error::invalid(format!("Combine payload of {id}"), e))?;
-                let f = payload.combine_fn.unwrap_or_default();
-                if f.urn != urns::wasm_functions::COMBINE_FN {
-                    return Err(Error::Unsupported {
-                        transform: name,
-                        message: format!("the Wasm executor cannot run CombineFn {}", f.urn),
-                    });
-                }
-                let wasm = WasmFunctionPayload::decode(f.payload.as_ref())
-                    .map_err(|e| Error::invalid(format!("WasmFunctionPayload of {id}"), e))?;
+                let wasm = wasm_payload(
+                    payload.combine_fn.unwrap_or_default(),
+                    urns::wasm_functions::COMBINE_FN,
+                    "CombineFn",
+                    id,
+                    &name,
+                )?;
                 let op = match urn {
                     u if u == cc::COMBINE_PER_KEY_PRECOMBINE => Op::Precombine,
                     u if u == cc::COMBINE_PER_KEY_MERGE_ACCUMULATORS => Op::MergeAccumulators,
@@ -1221,4 +1217,24 @@ fn read_iterable<'a>(
         return Err(bad(format!("count {count}")));
     }
     Ok(())
+}
+
+/// The Wasm function a ParDo or Combine carries: `spec` must have the Wasm
+/// URN `expected` (else the transform is unsupported here) and a decodable
+/// `WasmFunctionPayload`.
+fn wasm_payload(
+    spec: pb::FunctionSpec,
+    expected: &str,
+    what: &str,
+    id: &str,
+    name: &str,
+) -> Result<WasmFunctionPayload> {
+    if spec.urn != expected {
+        return Err(Error::Unsupported {
+            transform: name.to_string(),
+            message: format!("the Wasm executor cannot run {what} {}", spec.urn),
+        });
+    }
+    WasmFunctionPayload::decode(spec.payload.as_ref())
+        .map_err(|e| Error::invalid(format!("WasmFunctionPayload of {id}"), e))
 }
