@@ -3,10 +3,24 @@ same machine, same data). Invoked by `bench/run`; prints a Markdown table.
 
 Rates are elements (or words) per second of pipeline time as reported by each
 program; wall time and peak RSS are measured from outside for both.
+
+The `beam` suite runs Beam's own `apache_beam.examples.wordcount` unchanged:
+on Beam's DirectRunner (FnApiRunner, in-process and multi-process) and on
+`oxbeam job-server` through Beam's PortableRunner, on one generated corpus,
+checks that every run wrote the same counts, and reports wall times and
+ratios; then the submission-to-result latency of a tiny pipeline.
+
+The `streaming` suite runs `oxbeam-streaming` and its Bytewax peer
+(`bench/python/bytewax_streaming.py`) on the same workloads: end-to-end
+latency at a fixed rate, the highest rate each keeps up with on one core,
+and per-key ValueState updates over 1M keys (see bench/README.md).
 """
 import argparse
+import glob
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -99,15 +113,263 @@ def batch(quick):
         print(f"| {name} | {one[0]/1e6:.2f}M {unit} | {allc[0]/1e6:.2f}M {unit} | {allc[0]/one[0]:.2f}x | {b} | {ratio} | {mem} |")
 
 
+def timed(cmd, env=None):
+    """Runs cmd (its output kept for errors only); returns wall seconds."""
+    print("+ " + " ".join(shlex.quote(c) for c in cmd), file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout.decode(errors="replace")[-4000:])
+        raise SystemExit(f"benchmark command failed: {' '.join(cmd)}")
+    return wall
+
+
+def start_job_server(binary):
+    """Starts `oxbeam job-server` on a free port; returns (process, endpoint)."""
+    proc = subprocess.Popen([binary, "job-server", "--job_port", "0", "--log_level", "warn"],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    m = re.search(r"listening on (\S+):(\d+)", line)
+    if not m:
+        proc.kill()
+        raise SystemExit(f"oxbeam job-server did not print its endpoint: {line!r}")
+    return proc, f"localhost:{m.group(2)}"
+
+
+def prism_binary():
+    """A Prism binary Beam has already downloaded, if any (never downloads)."""
+    found = glob.glob(os.path.expanduser("~/.apache_beam/cache/prism/bin/*prism*"))
+    return found[0] if found else None
+
+
+def word_counts(prefix):
+    """The sorted lines of every output shard of a wordcount run."""
+    lines = []
+    for f in sorted(glob.glob(prefix + "*")):
+        with open(f) as fh:
+            lines.extend(fh.read().splitlines())
+    return sorted(lines)
+
+
+def beam(quick, words, workers, build):
+    """Beam Python wordcount: DirectRunner vs Oxbeam's job server."""
+    if build:
+        sh(["cargo", "build", "--release", "--locked", "-p", "oxbeam-cli", "-p", "oxbeam-bench",
+            "--bin", "oxbeam", "--bin", "gen-corpus"])
+    bin_dir = os.path.join(TARGET, "release")
+    words = words // 10 if quick else words
+    tmp = tempfile.mkdtemp(prefix="oxbeam-bench-beam-")
+    corpus = os.path.join(tmp, "corpus.txt")
+    sh([os.path.join(bin_dir, "gen-corpus"), "--words", str(words), "--dist", "zipf", "--out", corpus])
+    mib = os.path.getsize(corpus) / (1 << 20)
+    server, endpoint = start_job_server(os.environ.get("OXBEAM_BIN") or os.path.join(bin_dir, "oxbeam"))
+    wordcount = [PY, "-m", "apache_beam.examples.wordcount", "--input", corpus]
+    harness = json.dumps({"command": f"{PY} -m apache_beam.runners.worker.sdk_worker_main"})
+    portable = ["--runner=PortableRunner", f"--job_endpoint={endpoint}"]
+    runs = [
+        ("Beam DirectRunner (FnApiRunner)", 1, []),
+        ("Oxbeam job server, LOOPBACK", 1, portable + ["--environment_type=LOOPBACK"]),
+        ("Beam DirectRunner multi_processing", workers,
+         [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]),
+        ("Oxbeam job server, PROCESS", workers,
+         portable + ["--environment_type=PROCESS", f"--environment_config={harness}",
+                     f"--sdk_worker_parallelism={workers}"]),
+    ]
+    prism = prism_binary()
+    if prism:
+        runs.append(("Beam Prism", 1, ["--runner=PrismRunner", f"--prism_location={prism}"]))
+    results = []
+    try:
+        for i, (name, n, flags) in enumerate(runs):
+            out = os.path.join(tmp, f"out{i}", "counts")
+            wall = timed(wordcount + ["--output", out] + flags)
+            results.append((name, n, wall, word_counts(out)))
+        latency_cmd = [PY, "bench/python/beam_latency.py", f"--job_endpoint={endpoint}", "--runs", "10"]
+        print("+ " + " ".join(latency_cmd), file=sys.stderr, flush=True)
+        latency = json.loads(subprocess.run(latency_cmd, cwd=ROOT, check=True, stdout=subprocess.PIPE,
+                                            stderr=subprocess.DEVNULL).stdout.decode().splitlines()[-1])
+    finally:
+        server.terminate()
+        server.wait(10)
+    expected = results[0][3]
+    for name, _, _, counts in results:
+        if counts != expected:
+            raise SystemExit(f"{name} wrote different counts than DirectRunner "
+                             f"({len(counts)} vs {len(expected)} lines)")
+    if not prism:
+        print("(Prism: no binary in ~/.apache_beam/cache/prism; not run)", file=sys.stderr)
+    direct = results[0][2]
+    print()
+    print(f"Beam Python wordcount (apache_beam.examples.wordcount), {words} words ({mib:.1f} MiB, Zipf), "
+          f"{os.cpu_count()} cores; {len(expected)} distinct words, identical output on every runner")
+    print()
+    print("| runner | harness workers | wall time | vs DirectRunner |")
+    print("|---|---|---|---|")
+    for name, n, wall, _ in results:
+        print(f"| {name} | {n} | {wall:.2f} s | {direct / wall:.2f}x |")
+    print()
+    print("Tiny pipeline (Create 3 -> Map -> assert_that, LOOPBACK), p.run() to DONE:")
+    for key, label in [("default", "Beam's default client options"),
+                       ("no_pip_freeze", "--experiments=disable_logging_submission_environment")]:
+        r = latency[key]
+        print(f"- {label}: best {r['best']*1000:.0f} ms, median {r['median']*1000:.0f} ms ({r['runs']} runs)")
+
+
+def load_average():
+    return os.getloadavg()[0]
+
+
+def ensure_bytewax():
+    """Installs Bytewax (the streaming peer) into this venv if it is missing;
+    returns an error message when it cannot be installed."""
+    probe = subprocess.run([PY, "-c", "import bytewax"], capture_output=True)
+    if probe.returncode == 0:
+        return None
+    print("+ pip install bytewax==0.21.1", file=sys.stderr, flush=True)
+    pip = subprocess.run([PY, "-m", "pip", "install", "--quiet", "bytewax==0.21.1"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        return "bytewax does not install here: " + pip.stderr.strip().splitlines()[-1:][0]
+    return None
+
+
+def run_json(cmd):
+    """Runs cmd; returns its last JSON line."""
+    print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr.decode(errors="replace")[-4000:])
+        raise SystemExit(f"benchmark command failed: {' '.join(cmd)}")
+    lines = [l for l in proc.stdout.decode().splitlines() if l.startswith("{")]
+    return json.loads(lines[-1])
+
+
+def max_rate(run, start, seconds, limit, steps):
+    """The highest rate (events/s) at which `run(rate, seconds)` keeps up:
+    doubles from `start` until it falls behind, then bisects `steps` times."""
+    good, bad = 0, None
+    rate = start
+    while rate <= limit:
+        if run(rate, seconds)["keeps_up"]:
+            good = rate
+            rate *= 2
+        else:
+            bad = rate
+            break
+    if bad is None:
+        return good, True
+    for _ in range(steps):
+        if bad - good <= max(good, start) // 16:
+            break
+        mid = (good + bad) // 2
+        if run(mid, seconds)["keeps_up"]:
+            good = mid
+        else:
+            bad = mid
+    return good, False
+
+
+def streaming(quick, build):
+    """S1 latency and throughput, S2 state: Oxbeam vs Bytewax."""
+    if build:
+        sh(["cargo", "build", "--release", "--locked", "-p", "oxbeam-bench", "--bin", "oxbeam-streaming"])
+    ox = os.path.join(TARGET, "release", "oxbeam-streaming")
+    peer_error = ensure_bytewax()
+    bw = [PY, "bench/python/bytewax_streaming.py"]
+    one_core = ["taskset", "-c", "0"]
+    seconds = 5 if quick else 20
+    trial = 3 if quick else 5
+    rate = 100_000
+    loads = [load_average()]
+
+    def ox_latency(r, secs, pin=False):
+        return run_json((one_core if pin else []) + [ox, "--no-progress", "--parallelism", "1", "latency",
+                                                     "--rate", str(r), "--seconds", str(secs)])
+
+    def bw_latency(r, secs, pin=False):
+        return run_json((one_core if pin else []) + bw + ["latency", "--rate", str(r), "--seconds", str(secs)])
+
+    ox_lat = ox_latency(rate, seconds)
+    bw_lat = None if peer_error else bw_latency(rate, seconds)
+    loads.append(load_average())
+    ox_max, ox_capped = max_rate(lambda r, s: ox_latency(r, s, pin=True), rate, trial, 25_600_000, 3 if quick else 4)
+    bw_max, bw_capped = (0, False) if peer_error else max_rate(lambda r, s: bw_latency(r, s, pin=True), 10_000,
+                                                               trial, 6_400_000, 3 if quick else 4)
+    loads.append(load_average())
+    keys = 1_000_000
+    n_ox = 2_000_000 if quick else 10_000_000
+    n_bw = 300_000 if quick else 1_000_000
+    st = run_json(one_core + [ox, "--no-progress", "--parallelism", "1", "state", "--elements", str(n_ox),
+                              "--keys", str(keys)])
+    ox_state = st["elements"] / st["seconds"]
+    bw_state = None
+    if not peer_error:
+        st = run_json(one_core + bw + ["state", "--elements", str(n_bw), "--keys", str(keys)])
+        bw_state = st["elements"] / st["seconds"]
+    loads.append(load_average())
+
+    def ms(us):
+        return f"{us / 1000:.2f} ms"
+
+    def lat_row(name, key, target=None):
+        o = ox_lat[key]
+        b = bw_lat[key] if bw_lat else None
+        t = f" (target {target})" if target else ""
+        print(f"| {name}{t} | {ms(o)} | {ms(b) if b is not None else '-'} | "
+              f"{f'{b / max(o, 1):.1f}x' if b is not None else '-'} |")
+
+    print()
+    print(f"Streaming on {os.cpu_count()} cores shared with other work; 1-minute load average "
+          f"{', '.join(f'{l:.2f}' for l in loads)} (start, after latency, after throughput, end)."
+          + (f" Peer missing: {peer_error}" if peer_error else ""))
+    print()
+    print(f"S1 latency: generator {rate} events/s over 1000 keys -> Parse -> 1 s fixed windows, count per key "
+          f"-> Sink, {seconds} s (first second not counted); Oxbeam --parallelism 1, Bytewax 1 worker")
+    print()
+    print("| latency at 100k events/s | Oxbeam | Bytewax | Bytewax/Oxbeam |")
+    print("|---|---|---|---|")
+    lat_row("element p50: arrival -> Parse output", "element_p50_us", "1 ms")
+    lat_row("element p99", "element_p99_us", "10 ms")
+    lat_row("element max", "element_max_us")
+    lat_row("pane p50: window end -> Sink", "pane_p50_us")
+    lat_row("pane p99", "pane_p99_us")
+    for name, r in [("Oxbeam", ox_lat), ("Bytewax", bw_lat)]:
+        if r:
+            print(f"- {name}: {r['processed']} of {r['due']} events due processed when stopped; "
+                  f"{r['panes']} on-time panes measured; keeps up: {r['keeps_up']}")
+    print()
+    print("| one core (taskset -c 0) | Oxbeam | Bytewax | Oxbeam/Bytewax |")
+    print("|---|---|---|---|")
+    cap = lambda capped: " (limit of the search)" if capped else ""
+    print(f"| S1 max sustainable rate (p99 element latency < 100 ms, {trial} s trials) | "
+          f"{ox_max / 1e3:.0f}k events/s{cap(ox_capped)} | "
+          f"{f'{bw_max / 1e3:.0f}k events/s{cap(bw_capped)}' if not peer_error else '-'} | "
+          f"{f'{ox_max / bw_max:.1f}x' if bw_max else '-'} |")
+    print(f"| S2 ValueState updates, 1M keys ({n_ox} vs {n_bw} events) | {ox_state / 1e6:.2f}M/s | "
+          f"{f'{bw_state / 1e6:.3f}M/s' if bw_state else '-'} | "
+          f"{f'{ox_state / bw_state:.1f}x' if bw_state else '-'} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("suite", nargs="?", default="all", choices=["coders", "batch", "all"])
+    ap.add_argument("suite", nargs="?", default="all", choices=["coders", "batch", "beam", "streaming", "all"])
     ap.add_argument("--quick", action="store_true", help="1/10 of the data, for a smoke run")
+    ap.add_argument("--words", type=int, default=2_500_000,
+                    help="beam: words of the wordcount corpus (~8 bytes each; default ~20 MB)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="beam: harness workers for the multi-worker runs (default: cores)")
+    ap.add_argument("--no-build", dest="build", action="store_false",
+                    help="beam, streaming: use the release binaries already built ($OXBEAM_BIN for oxbeam)")
     args = ap.parse_args()
     if args.suite in ("coders", "all"):
         coders()
     if args.suite in ("batch", "all"):
         batch(args.quick)
+    if args.suite in ("beam", "all"):
+        beam(args.quick, args.words, args.workers, args.build)
+    if args.suite in ("streaming", "all"):
+        streaming(args.quick, args.build)
 
 
 if __name__ == "__main__":

@@ -31,3 +31,15 @@ ensure_rust_tools() {
     cargo install --locked cargo-nextest
   fi
 }
+
+# redis-server for the Redis Streams IO tests (they start their own server
+# on 127.0.0.1 with a temporary directory).
+ensure_redis() {
+  command -v redis-server >/dev/null && return 0
+  say "installing redis-server (apt-get)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+  command -v redis-server >/dev/null || { echo "could not install redis-server" >&2; exit 1; }
+}

@@ -54,6 +54,11 @@ enum Command {
         /// Print the fused plan to stderr before running.
         #[arg(long)]
         dump_plan: bool,
+        /// Run on the streaming engine even when every PCollection is
+        /// bounded. Ctrl-C drains a running pipeline (every window fires,
+        /// exit status 0); a second Ctrl-C cancels it.
+        #[arg(long)]
+        streaming: bool,
     },
 }
 
@@ -169,6 +174,7 @@ fn run(
     parallelism: Option<usize>,
     pipeline_options: String,
     dump_plan: bool,
+    streaming: bool,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -183,10 +189,39 @@ fn run(
             echo_output: true,
             ..Default::default()
         },
+        streaming,
         ..defaults
     };
-    let result = oxbeam_runner_local::LocalRunner::new(options)
-        .run(&pipeline, &oxbeam_fn_api::Executors::new())
+    let job = oxbeam_runner_local::LocalRunner::new(options)
+        .start(&pipeline, &oxbeam_fn_api::Executors::new())
+        .with_context(|| format!("the pipeline in {} failed", path.display()))?;
+    // Ctrl-C: the first drains the job, the second cancels it.
+    let interrupts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT])
+        .context("cannot handle SIGINT")?;
+    let counter = interrupts.clone();
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let mut acted = 0;
+    while !job.is_finished() {
+        let n = interrupts.load(std::sync::atomic::Ordering::SeqCst);
+        if n > acted {
+            acted = n;
+            if n == 1 {
+                eprintln!("oxbeam: draining the pipeline (Ctrl-C again to cancel)");
+                job.drain();
+            } else {
+                eprintln!("oxbeam: cancelling the pipeline");
+                job.cancel();
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let result = job
+        .wait()
         .with_context(|| format!("the pipeline in {} failed", path.display()))?;
     for s in &result.steps {
         eprintln!("{:>10.3?}  {} ({} tasks)", s.elapsed, s.step, s.tasks);
@@ -225,7 +260,14 @@ fn main() -> anyhow::Result<()> {
             parallelism,
             pipeline_options,
             dump_plan,
-        } => run(&pipeline, parallelism, pipeline_options, dump_plan)?,
+            streaming,
+        } => run(
+            &pipeline,
+            parallelism,
+            pipeline_options,
+            dump_plan,
+            streaming,
+        )?,
         Command::JobServer(args) => job_server(args)?,
         Command::Urns { filter } => {
             for (path, value) in oxbeam_model::urns::ALL {

@@ -1,6 +1,7 @@
 //! Turning a case into a Rust SDK pipeline.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use oxbeam::combiners::{Count, Max, Mean, Min, Sum, Top};
@@ -17,9 +18,28 @@ type Kv = (String, i64);
 /// Builds `case` into `p`: input, steps, formatting, and a text sink writing
 /// the output lines to files `<output_prefix>-SSSSS-of-NNNNN`.
 pub fn build(case: &Case, p: &Pipeline, output_prefix: &str) {
+    build_with(case, p, output_prefix, None);
+}
+
+/// As [`build`]; with `wasm_guest` (the `oxbeam-wasm-guest` example guests,
+/// `guest_udfs.wasm`), steps whose user function has a Wasm twin run it as
+/// a Wasm stage. The pipeline needs a Wasm executor registered.
+pub fn build_with(
+    case: &Case,
+    p: &Pipeline,
+    output_prefix: &str,
+    wasm_guest: Option<&Arc<Vec<u8>>>,
+) {
     let mut pc = create(p, "Input", &case.input);
     for (i, step) in case.steps.iter().enumerate() {
-        pc = apply_step(p, pc, step, &format!("S{i}"));
+        let l = format!("S{i}");
+        let wasm = wasm_guest.and_then(|m| {
+            crate::wasm::apply_step(&pc, step, &|what: &str| format!("{l}{what}"), m)
+        });
+        pc = match wasm {
+            Some(out) => out,
+            None => apply_step(p, pc, step, &l),
+        };
     }
     let format = case.format;
     pc.par_do("Format", ParDo::of(FormatFn { format }))

@@ -6,7 +6,7 @@ use std::fmt;
 use oxbeam::Pipeline;
 
 use crate::case::{Case, Expected};
-use crate::interpret::build;
+use crate::interpret::build_with;
 use crate::runners::RunnerConfig;
 
 /// What happened to one case on one runner.
@@ -37,7 +37,23 @@ pub fn run_case(case: &Case, runner: &RunnerConfig) -> Outcome {
     };
     let prefix = dir.path().join("out");
     let p = Pipeline::new(runner.options.clone());
-    build(case, &p, prefix.to_str().expect("utf-8 temp path"));
+    let guest = if runner.wasm {
+        match crate::wasm::guest() {
+            Ok(m) => {
+                crate::wasm::register(&p);
+                Some(m)
+            }
+            Err(e) => return Outcome::Failed(format!("no Wasm guest: {e}")),
+        }
+    } else {
+        None
+    };
+    build_with(
+        case,
+        &p,
+        prefix.to_str().expect("utf-8 temp path"),
+        guest.as_ref(),
+    );
     let result = p.run();
     match (&case.expected, result) {
         (Expected::Output(expected), Ok(_)) => match read_lines(dir.path()) {

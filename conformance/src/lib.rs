@@ -7,6 +7,13 @@
 //! suite runs it on every [`RunnerConfig`] the workspace has and compares
 //! outputs as sorted multisets of lines.
 //!
+//! A runner configuration with [`RunnerConfig::wasm`] set runs the same
+//! cases with every user function that has a Wasm twin (maps, filters, the
+//! timestamping DoFn, the per-key combiners, the panicking DoFn) as a Wasm
+//! stage (the `oxbeam-wasm-guest` example guests, built for
+//! wasm32-unknown-unknown on first use): same expected outputs, same
+//! failures.
+//!
 //! Each case names the capabilities it needs; a runner that lacks one counts
 //! the case as *Unimplemented* in the [`Ledger`] instead of running it, so the
 //! ledger says honestly what each runner supports.
@@ -25,9 +32,10 @@ mod case;
 mod interpret;
 mod ledger;
 mod runners;
+mod wasm;
 
 pub use case::{Case, Expected, Input, Step, WindowSpec, load_cases};
-pub use interpret::build;
+pub use interpret::{build, build_with};
 pub use ledger::{Ledger, Outcome, run_case};
 pub use runners::{RunnerConfig, runner_configs};
 

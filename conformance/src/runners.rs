@@ -12,6 +12,9 @@ pub struct RunnerConfig {
     /// Capabilities this runner implements; cases needing others are
     /// reported as Unimplemented.
     pub capabilities: &'static [&'static str],
+    /// Run the steps' user functions as Wasm stages where they have a Wasm
+    /// twin (see [`crate::build_with`]).
+    pub wasm: bool,
 }
 
 /// Everything runner-local implements today.
@@ -35,23 +38,33 @@ fn local(args: &[&str]) -> PipelineOptions {
 }
 
 /// Every runner configuration of the workspace: runner-local fused (with one
-/// and two threads), unfused, and without combiner lifting.
+/// and two threads), unfused, and without combiner lifting; and runner-local
+/// with the user functions as Wasm stages, lifted and fused, and unlifted and
+/// unfused.
 pub fn runner_configs() -> Vec<RunnerConfig> {
+    let config = |name, args: &[&str], wasm| RunnerConfig {
+        name,
+        options: local(args),
+        capabilities: LOCAL_CAPABILITIES,
+        wasm,
+    };
     vec![
-        RunnerConfig {
-            name: "local",
-            options: local(&["--parallelism", "2"]),
-            capabilities: LOCAL_CAPABILITIES,
-        },
-        RunnerConfig {
-            name: "local-unfused",
-            options: local(&["--parallelism", "2", "--no-fusion"]),
-            capabilities: LOCAL_CAPABILITIES,
-        },
-        RunnerConfig {
-            name: "local-unlifted",
-            options: local(&["--parallelism", "1", "--no-combiner-lifting"]),
-            capabilities: LOCAL_CAPABILITIES,
-        },
+        config("local", &["--parallelism", "2"], false),
+        config(
+            "local-unfused",
+            &["--parallelism", "2", "--no-fusion"],
+            false,
+        ),
+        config(
+            "local-unlifted",
+            &["--parallelism", "1", "--no-combiner-lifting"],
+            false,
+        ),
+        config("local-wasm", &["--parallelism", "2"], true),
+        config(
+            "wasm-unlifted",
+            &["--parallelism", "1", "--no-fusion", "--no-combiner-lifting"],
+            true,
+        ),
     ]
 }

@@ -41,16 +41,59 @@ pub trait BundleProcessor: Send {
 }
 
 /// One bundle's inputs and where its outputs go.
+///
+/// Build it with [`Bundle::new`] and the `with_*` methods, so that fields
+/// added later (with defaults) do not break callers.
 pub struct Bundle<'a> {
     /// Per data-source transform id: concatenated nested windowed values.
     /// A source may appear several times (one entry per input buffer).
     pub inputs: Vec<(&'a str, &'a [u8])>,
-    /// Receives every output element.
+    /// Receives every output element (and timers set by user code).
     pub sink: &'a mut dyn OutputSink,
     /// Materialized side inputs.
     pub side_inputs: &'a dyn SideInputs,
     /// User and system metrics of this bundle, merged by the runner.
     pub metrics: &'a mut Metrics,
+    /// User state of the stateful transforms of the stage (Beam's State API
+    /// for user state). [`NoUserState`] unless the runner gives one.
+    pub state: &'a mut dyn UserState,
+    /// Timers firing in this bundle: `(transform id, timer family id,
+    /// concatenated beam:coder:timer:v1 encodings)`, with the key coder of
+    /// the transform's input and the window coder of its windowing. A
+    /// bundle may carry timers only, elements only, or both (elements first).
+    pub timers: Vec<(&'a str, &'a str, &'a [u8])>,
+}
+
+impl<'a> Bundle<'a> {
+    /// A bundle of `inputs` with no user state and no timers.
+    pub fn new(
+        inputs: Vec<(&'a str, &'a [u8])>,
+        sink: &'a mut dyn OutputSink,
+        side_inputs: &'a dyn SideInputs,
+        metrics: &'a mut Metrics,
+    ) -> Self {
+        Bundle {
+            inputs,
+            sink,
+            side_inputs,
+            metrics,
+            // A zero-sized value: leaking it allocates nothing.
+            state: Box::leak(Box::new(NoUserState)),
+            timers: Vec::new(),
+        }
+    }
+
+    /// Serves user state from `state`.
+    pub fn with_state(mut self, state: &'a mut dyn UserState) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// Delivers `timers` (see [`Bundle::timers`]).
+    pub fn with_timers(mut self, timers: Vec<(&'a str, &'a str, &'a [u8])>) -> Self {
+        self.timers = timers;
+        self
+    }
 }
 
 /// Receives the elements a bundle produces.
@@ -62,6 +105,126 @@ pub trait OutputSink {
     /// If the runner cannot accept it (e.g. the bundle was cancelled, or the
     /// element does not decode with the sink's coder).
     fn emit(&mut self, sink_transform: &str, element: &[u8]) -> Result<()>;
+
+    /// Sets or clears timers of timer family `family` of `transform`:
+    /// `timer` is one or more concatenated `beam:coder:timer:v1` encodings
+    /// (user key, dynamic tag, windows, clear bit, fire and hold timestamps,
+    /// pane). The latest timer for a (key, window, tag) replaces earlier ones.
+    ///
+    /// Override when the runner supports timers; the default refuses them.
+    ///
+    /// # Errors
+    /// If the runner does not support timers or cannot read the timer.
+    fn emit_timer(&mut self, transform: &str, family: &str, timer: &[u8]) -> Result<()> {
+        let _ = timer;
+        Err(crate::Error::Unsupported {
+            transform: transform.to_string(),
+            message: format!(
+                "it set a timer of family {family:?}, but this runner does not deliver timers here"
+            ),
+        })
+    }
+}
+
+/// One user state cell and the part of it a request addresses: Beam's user
+/// state `StateKey`s (`BagUserState`, `MultimapKeysUserState`,
+/// `MultimapUserState`, `OrderedListUserState`).
+///
+/// Value, combining and set state are bags on the wire (as in Beam Python);
+/// map state is a multimap with one value per map key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UserStateKey<'a> {
+    /// Id of the transform owning the state.
+    pub transform: &'a str,
+    /// The state's id in its `ParDoPayload.state_specs`.
+    pub state_id: &'a str,
+    /// The window, encoded with the input's window coder.
+    pub window: &'a [u8],
+    /// The user key, encoded (nested) with the input's key coder.
+    pub key: &'a [u8],
+    /// Which part of the cell.
+    pub kind: UserStateKind<'a>,
+}
+
+/// The kinds of [`UserStateKey`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UserStateKind<'a> {
+    /// `BagUserState`: get returns every appended value (concatenated
+    /// encodings, in append order); append adds; clear empties.
+    Bag,
+    /// `MultimapKeysUserState`: get returns the distinct map keys (each
+    /// nested-encoded, in first-insertion order); clear removes every entry.
+    /// Append is an error.
+    MultimapKeys,
+    /// `MultimapUserState`: the values under one encoded map key.
+    Multimap {
+        /// The map key, nested-encoded.
+        map_key: &'a [u8],
+    },
+    /// `OrderedListUserState`: entries are `varint(sort key) ++
+    /// length-prefixed value` (Beam's `TupleCoder([VarInt,
+    /// LengthPrefix(value)])`); get returns those with sort key in
+    /// `[start, end)` in sort-key order (insertion order among equal keys),
+    /// clear removes them; append's range is ignored.
+    OrderedList {
+        /// Inclusive lower bound of the sort keys.
+        start: i64,
+        /// Exclusive upper bound of the sort keys.
+        end: i64,
+    },
+}
+
+/// Beam's State API for user state, as a runner serves it to executors.
+///
+/// Reads see every earlier write of the same bundle and of earlier bundles
+/// (the runner never runs one key in two bundles at once).
+pub trait UserState {
+    /// Appends the cell's current contents (see [`UserStateKind`]) to `out`.
+    ///
+    /// # Errors
+    /// If the runner has no user state, or the key is malformed.
+    fn get(&mut self, key: &UserStateKey<'_>, out: &mut Vec<u8>) -> Result<()>;
+
+    /// Appends `data`: concatenated encodings of whole values.
+    ///
+    /// # Errors
+    /// As [`UserState::get`], and for appends to `MultimapKeys` or malformed
+    /// ordered-list entries.
+    fn append(&mut self, key: &UserStateKey<'_>, data: &[u8]) -> Result<()>;
+
+    /// Removes the cell's contents (see [`UserStateKind`]).
+    ///
+    /// # Errors
+    /// As [`UserState::get`].
+    fn clear(&mut self, key: &UserStateKey<'_>) -> Result<()>;
+}
+
+/// For bundles of stages without user state: every request fails.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoUserState;
+
+impl NoUserState {
+    fn refuse(key: &UserStateKey<'_>) -> crate::Error {
+        crate::Error::Unsupported {
+            transform: key.transform.to_string(),
+            message: format!(
+                "it uses state {:?}, but this runner gives the bundle no user state",
+                key.state_id
+            ),
+        }
+    }
+}
+
+impl UserState for NoUserState {
+    fn get(&mut self, key: &UserStateKey<'_>, _: &mut Vec<u8>) -> Result<()> {
+        Err(Self::refuse(key))
+    }
+    fn append(&mut self, key: &UserStateKey<'_>, _: &[u8]) -> Result<()> {
+        Err(Self::refuse(key))
+    }
+    fn clear(&mut self, key: &UserStateKey<'_>) -> Result<()> {
+        Err(Self::refuse(key))
+    }
 }
 
 /// Access to materialized side inputs.

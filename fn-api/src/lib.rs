@@ -25,6 +25,14 @@
 //!   transform id and the side input's local name, as all materialized
 //!   elements of the side PCollection (same encoding as above).
 //!
+//! - User state of stateful transforms is read and written through the
+//!   bundle's [`UserState`] (Beam's user-state `StateKey`s: bag, multimap
+//!   keys, multimap, ordered list, by transform, state id, encoded window
+//!   and encoded key). Timers come in as [`Bundle::timers`] and go out
+//!   through [`OutputSink::emit_timer`], as `beam:coder:timer:v1` bytes per
+//!   (transform, timer family). The runner keeps one key in one bundle at a
+//!   time, so reads see all earlier writes.
+//!
 //! In-process executors (native Rust, Python via pyo3, Wasm) implement these
 //! traits directly; the gRPC Fn API adapts the same traits across processes.
 //!
@@ -39,8 +47,10 @@
 //! - [`FnServer`] serves Beam's Fn API services; [`GrpcExecutor`] is an
 //!   [`Executor`] whose processors drive one connected harness: descriptors
 //!   are registered, inputs stream in ~1 MB `Elements` batches, outputs go
-//!   to the bundle's [`OutputSink`], side inputs are answered over the State
-//!   API from [`SideInputs`], harness errors become [`Error::UserCode`],
+//!   to the bundle's [`OutputSink`], side inputs and user state are
+//!   answered over the State API from [`SideInputs`] and [`UserState`]
+//!   (paged with continuation tokens), timers travel on the data channel
+//!   (`Elements.timers`, one stream per timer family), harness errors become [`Error::UserCode`],
 //!   and the user metrics a harness reports (`ProcessBundleResponse`
 //!   MonitoringInfos) are merged into the bundle's [`Metrics`].
 //! - [`serve_harness`] is the other end: it runs bundles sent by a runner
@@ -63,7 +73,8 @@ mod metrics;
 pub use error::UserCodeError;
 pub use error::{Error, Result};
 pub use executor::{
-    Bundle, BundleProcessor, Executor, Executors, NoSideInputs, OutputSink, SideInputs,
+    Bundle, BundleProcessor, Executor, Executors, NoSideInputs, NoUserState, OutputSink,
+    SideInputs, UserState, UserStateKey, UserStateKind,
 };
 pub use grpc::{FnServer, GrpcExecutor, HarnessConfig, HarnessOptions, Harnesses, serve_harness};
 pub use metrics::{DistributionData, MetricKey, Metrics};

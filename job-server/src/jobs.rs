@@ -63,6 +63,8 @@ pub(crate) struct Job {
     pub id: String,
     pub name: String,
     pub options: prost_types::Struct,
+    /// What the options ask of the runner (checked at Prepare).
+    pub config: JobConfig,
     pub staging_dir: PathBuf,
     inner: Mutex<JobInner>,
     /// Bumped after every change to the log.
@@ -157,6 +159,15 @@ impl Job {
     }
 }
 
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 /// Settings every job of a server shares.
 #[derive(Debug, Clone)]
 pub(crate) struct JobSettings {
@@ -177,6 +188,18 @@ pub(crate) struct Jobs {
 /// wrapping) that sets a job's worker threads.
 pub(crate) const PARALLELISM_OPTION: &str = "oxbeam_parallelism";
 
+/// Beam's portable option for the number of SDK harnesses per environment
+/// (`--sdk_worker_parallelism`; 0: the job's worker threads).
+pub(crate) const SDK_WORKER_PARALLELISM_OPTION: &str = "sdk_worker_parallelism";
+
+/// Beam's `--streaming`: run on the streaming engine even when every
+/// PCollection is bounded.
+pub(crate) const STREAMING_OPTION: &str = "streaming";
+
+/// Most harnesses one environment may ask for (each is a process or a
+/// thread of the client).
+const MAX_WORKERS_PER_ENVIRONMENT: usize = 64;
+
 impl Jobs {
     pub(crate) fn new(settings: JobSettings) -> Jobs {
         Jobs {
@@ -192,12 +215,16 @@ impl Jobs {
     }
 
     /// Registers a prepared job (state STOPPED).
+    ///
+    /// # Errors
+    /// [`Error::InvalidPipeline`] if an option Oxbeam reads is malformed.
     pub(crate) fn prepare(
         &self,
         name: &str,
         pipeline: pb::Pipeline,
         options: prost_types::Struct,
-    ) -> Arc<Job> {
+    ) -> Result<Arc<Job>> {
+        let config = JobConfig::from_options(&options)?;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let clean: String = name
             .chars()
@@ -211,6 +238,7 @@ impl Jobs {
             id: id.clone(),
             name: name.to_string(),
             options,
+            config,
             inner: Mutex::new(JobInner {
                 state: JobState::Stopped,
                 log: vec![],
@@ -230,7 +258,7 @@ impl Jobs {
             )),
         });
         self.map().insert(id, job.clone());
-        job
+        Ok(job)
     }
 
     /// The job with this id.
@@ -293,11 +321,7 @@ impl Jobs {
                     run_job(&job, &pipeline, &settings)
                 }));
                 if let Err(p) = outcome {
-                    let why = p
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
+                    let why = panic_message(p.as_ref());
                     job.message(
                         MessageImportance::JobMessageError,
                         format!("internal error: the job thread panicked: {why}"),
@@ -356,24 +380,112 @@ fn option<'a>(options: &'a prost_types::Struct, name: &str) -> Option<&'a prost_
         .or_else(|| options.fields.get(name))
 }
 
-fn run_job(job: &Job, pipeline: &pb::Pipeline, settings: &JobSettings) {
+/// What a job's pipeline options ask of the runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct JobConfig {
+    /// Worker threads (`oxbeam_parallelism`); the server's when `None`.
+    pub parallelism: Option<usize>,
+    /// Beam's `sdk_worker_parallelism`: harnesses per environment, 0 for
+    /// one per worker thread; 1 when absent.
+    pub sdk_worker_parallelism: usize,
+    /// Beam's `--streaming` (`streaming`).
+    pub streaming: bool,
+}
+
+/// Most worker threads a job may ask for.
+const MAX_PARALLELISM: usize = 1024;
+
+/// A whole-number pipeline option in `range`, or `None` when absent or
+/// null. Beam Python sends numbers; other SDKs may send strings.
+fn whole_option(
+    options: &prost_types::Struct,
+    name: &str,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<Option<usize>> {
     use prost_types::value::Kind;
-    let parallelism =
-        match option(&job.options, PARALLELISM_OPTION).and_then(|v| v.kind.as_ref()) {
-            Some(Kind::StringValue(s)) => s.parse().ok(),
-            Some(Kind::NumberValue(n)) if *n >= 1.0 => Some(*n as usize),
-            _ => None,
+    let invalid = |got: String| {
+        Error::InvalidPipeline(format!(
+            "pipeline option {name} must be a whole number from {} to {}, not {got}",
+            range.start(),
+            range.end()
+        ))
+    };
+    let n = match option(options, name).and_then(|v| v.kind.as_ref()) {
+        None | Some(Kind::NullValue(_)) => return Ok(None),
+        Some(Kind::NumberValue(n)) => {
+            if !(n.is_finite() && n.fract() == 0.0 && *n >= 0.0 && *n <= *range.end() as f64) {
+                return Err(invalid(n.to_string()));
+            }
+            *n as usize
         }
+        Some(Kind::StringValue(s)) => s.trim().parse().map_err(|_| invalid(format!("{s:?}")))?,
+        Some(other) => return Err(invalid(format!("{other:?}"))),
+    };
+    if !range.contains(&n) {
+        return Err(invalid(n.to_string()));
+    }
+    Ok(Some(n))
+}
+
+impl JobConfig {
+    /// Reads and checks the options Oxbeam acts on.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPipeline`] naming the option and its bad value.
+    pub(crate) fn from_options(options: &prost_types::Struct) -> Result<JobConfig> {
+        Ok(JobConfig {
+            parallelism: whole_option(options, PARALLELISM_OPTION, 1..=MAX_PARALLELISM)?,
+            sdk_worker_parallelism: whole_option(
+                options,
+                SDK_WORKER_PARALLELISM_OPTION,
+                0..=MAX_WORKERS_PER_ENVIRONMENT,
+            )?
+            .unwrap_or(1),
+            streaming: bool_option(options, STREAMING_OPTION)?,
+        })
+    }
+}
+
+/// A true/false pipeline option, false when absent or null. Beam Python
+/// sends booleans; other SDKs may send strings.
+fn bool_option(options: &prost_types::Struct, name: &str) -> Result<bool> {
+    use prost_types::value::Kind;
+    match option(options, name).and_then(|v| v.kind.as_ref()) {
+        None | Some(Kind::NullValue(_)) => Ok(false),
+        Some(Kind::BoolValue(b)) => Ok(*b),
+        Some(Kind::StringValue(s)) if s.trim().eq_ignore_ascii_case("true") => Ok(true),
+        Some(Kind::StringValue(s)) if s.trim().eq_ignore_ascii_case("false") => Ok(false),
+        Some(other) => Err(Error::InvalidPipeline(format!(
+            "pipeline option {name} must be true or false, not {other:?}"
+        ))),
+    }
+}
+
+fn run_job(job: &Job, pipeline: &pb::Pipeline, settings: &JobSettings) {
+    let parallelism = job
+        .config
+        .parallelism
         .unwrap_or(settings.parallelism)
         .max(1);
+    // Beam's meaning: 0 lets the runner choose (one harness per worker
+    // thread).
+    let workers_per_environment = match job.config.sdk_worker_parallelism {
+        0 => parallelism.min(MAX_WORKERS_PER_ENVIRONMENT),
+        n => n,
+    };
     let options = LocalOptions {
         parallelism,
         progress: false,
         harness: HarnessOptions {
             pipeline_options_json: options_json(&job.options),
             echo_output: settings.echo_harness_output,
+            workers_per_environment,
+            // The server outlives its jobs: report the result without
+            // waiting for the harnesses to shut down.
+            stop_in_background: true,
             ..HarnessOptions::default()
         },
+        streaming: job.config.streaming,
         ..LocalOptions::default()
     };
     job.set_state(JobState::Running);
@@ -389,6 +501,16 @@ fn run_job(job: &Job, pipeline: &pb::Pipeline, settings: &JobSettings) {
             // Clients get user metrics, as Beam's runners report them.
             metrics.element_counts.clear();
             job.lock().metrics = metrics;
+            // Where the time went, for clients that log details.
+            let steps: Vec<String> = r
+                .steps
+                .iter()
+                .map(|s| format!("{:>10.3?}  {} ({} tasks)", s.elapsed, s.step, s.tasks))
+                .collect();
+            job.message(
+                MessageImportance::JobMessageDetailed,
+                format!("job {} steps:\n{}", job.id, steps.join("\n")),
+            );
             job.message(
                 MessageImportance::JobMessageBasic,
                 format!("job {} finished in {:.3?}", job.id, started.elapsed()),
@@ -406,6 +528,93 @@ fn run_job(job: &Job, pipeline: &pb::Pipeline, settings: &JobSettings) {
             tracing::warn!(job = %job.id, "job failed: {e}");
             job.message(MessageImportance::JobMessageError, e.to_string());
             job.set_state(JobState::Failed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_types::value::Kind;
+
+    use super::*;
+
+    fn options(name: &str, kind: Kind) -> prost_types::Struct {
+        prost_types::Struct {
+            fields: [(name.to_string(), prost_types::Value { kind: Some(kind) })]
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn worker_options_are_read_in_both_spellings() {
+        let c = JobConfig::from_options(&options(
+            "beam:option:sdk_worker_parallelism:v1",
+            Kind::NumberValue(3.0),
+        ))
+        .unwrap();
+        assert_eq!(
+            c,
+            JobConfig {
+                parallelism: None,
+                sdk_worker_parallelism: 3,
+                streaming: false,
+            }
+        );
+        let c = JobConfig::from_options(&options(
+            "oxbeam_parallelism",
+            Kind::StringValue(" 8 ".into()),
+        ))
+        .unwrap();
+        assert_eq!(c.parallelism, Some(8));
+        assert_eq!(c.sdk_worker_parallelism, 1);
+        let c =
+            JobConfig::from_options(&options("oxbeam_parallelism", Kind::NullValue(0))).unwrap();
+        assert_eq!(c.parallelism, None);
+        let c =
+            JobConfig::from_options(&options("beam:option:streaming:v1", Kind::BoolValue(true)))
+                .unwrap();
+        assert!(c.streaming);
+        let c = JobConfig::from_options(&options("streaming", Kind::StringValue("false".into())))
+            .unwrap();
+        assert!(!c.streaming);
+        let err = JobConfig::from_options(&options("streaming", Kind::NumberValue(2.0)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("streaming must be true or false"), "{err}");
+    }
+
+    #[test]
+    fn bad_worker_options_name_the_option_and_the_value() {
+        for (name, kind, message) in [
+            (
+                "oxbeam_parallelism",
+                Kind::NumberValue(0.0),
+                "pipeline option oxbeam_parallelism must be a whole number from 1 to 1024, not 0",
+            ),
+            (
+                "beam:option:oxbeam_parallelism:v1",
+                Kind::NumberValue(1e18),
+                "pipeline option oxbeam_parallelism must be a whole number from 1 to 1024, not 1000000000000000000",
+            ),
+            (
+                "beam:option:sdk_worker_parallelism:v1",
+                Kind::NumberValue(2.5),
+                "pipeline option sdk_worker_parallelism must be a whole number from 0 to 64, not 2.5",
+            ),
+            (
+                "sdk_worker_parallelism",
+                Kind::StringValue("many".into()),
+                "pipeline option sdk_worker_parallelism must be a whole number from 0 to 64, not \"many\"",
+            ),
+            (
+                "sdk_worker_parallelism",
+                Kind::BoolValue(true),
+                "pipeline option sdk_worker_parallelism must be a whole number from 0 to 64, not BoolValue(true)",
+            ),
+        ] {
+            let err = JobConfig::from_options(&options(name, kind)).unwrap_err();
+            assert_eq!(err.to_string(), message);
         }
     }
 }

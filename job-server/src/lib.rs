@@ -21,7 +21,15 @@
 //!   may be opened before Run; they start with the current state and end
 //!   after a terminal one.
 //! - **Validation** at Prepare: the pipeline is planned, and unsupported
-//!   `requirements` are refused with a sorted list (again at Run).
+//!   `requirements` are refused with a sorted list (again at Run); the
+//!   options Oxbeam reads are checked. Bad input is INVALID_ARGUMENT, even
+//!   a request that does not decode; an unknown job id is NOT_FOUND.
+//! - **Options**: `oxbeam_parallelism` (worker threads of the job) and
+//!   Beam's `sdk_worker_parallelism` (SDK harnesses per environment, for
+//!   PROCESS and EXTERNAL/LOOPBACK environments; 0: one per worker thread).
+//! - **Harness shutdown** happens after the job's terminal state is
+//!   published, on a background thread, so clients see DONE without
+//!   waiting for harnesses to exit.
 //! - **Artifacts**: staged over Beam's reverse-retrieval protocol into a
 //!   directory per job (names with `..` or absolute paths are refused);
 //!   served back over ArtifactRetrievalService.
@@ -39,6 +47,7 @@
 mod artifacts;
 mod jobs;
 mod service;
+mod status;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -226,21 +235,26 @@ impl JobServer {
             last_activity: last_activity.clone(),
         };
         let staging = || {
-            ArtifactStagingServiceServer::new(artifacts.clone())
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            status::DecodeErrorsAreInvalid(
+                ArtifactStagingServiceServer::new(artifacts.clone())
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
         };
         let retrieval = || {
-            ArtifactRetrievalServiceServer::new(artifacts.clone())
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES)
+            status::DecodeErrorsAreInvalid(
+                ArtifactRetrievalServiceServer::new(artifacts.clone())
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
         };
         let mut shutdown = Vec::new();
-        let mut router = tonic::transport::Server::builder().add_service(
-            JobServiceServer::new(job_service)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        );
+        let mut router =
+            tonic::transport::Server::builder().add_service(status::DecodeErrorsAreInvalid(
+                JobServiceServer::new(job_service)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            ));
         if artifact_incoming.is_none() {
             router = router.add_service(staging()).add_service(retrieval());
         }

@@ -150,13 +150,27 @@ impl job_service_server::JobService for JobServiceImpl {
         check_requirements(&pipeline)?;
         // Plan now so a pipeline Oxbeam cannot run is refused before the
         // client stages anything, with the planner's message.
-        oxbeam_runner_core::plan(&pipeline, &oxbeam_runner_core::PlanOptions::default())
-            .map_err(|e| Error::InvalidPipeline(e.to_string()))?;
+        let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            oxbeam_runner_core::plan(&pipeline, &oxbeam_runner_core::PlanOptions::default())
+                .map(|_| ())
+        }));
+        match planned {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::InvalidPipeline(e.to_string()).into()),
+            // A planner bug must not take the request down with it.
+            Err(panic) => {
+                return Err(Error::Internal(format!(
+                    "the planner panicked on this pipeline: {}",
+                    crate::jobs::panic_message(panic.as_ref())
+                ))
+                .into());
+            }
+        }
         let job = self.jobs.prepare(
             &r.job_name,
             pipeline,
             r.pipeline_options.unwrap_or_default(),
-        );
+        )?;
         tracing::info!(job = %job.id, name = %r.job_name, "job prepared");
         Ok(Response::new(PrepareJobResponse {
             preparation_id: job.id.clone(),

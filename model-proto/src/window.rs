@@ -151,7 +151,9 @@ impl PaneTiming {
 ///
 /// Encoded in 1 byte (`is_first | is_last << 1 | timing << 2`, and in the high
 /// nibble how many indices follow), then 0, 1 or 2 varint indices, exactly as
-/// Beam's `PaneInfoCoder` chooses them. The single-byte form cannot carry
+/// Beam's `PaneInfoCoder` chooses them. Oxbeam adds one bit Beam leaves
+/// unused: `0x80` marks a retraction (see [`PaneInfo::is_retraction`]); panes
+/// without it encode byte for byte as Beam's. The single-byte form cannot carry
 /// indices: decoding it yields index 0 for a first pane and −1 otherwise, and
 /// `on_time_index` −1 for early panes and 0 otherwise, like Beam's table of
 /// well-known panes.
@@ -168,6 +170,12 @@ pub struct PaneInfo {
     /// Index among the non-speculative (on-time and late) firings; −1 for
     /// early panes.
     pub on_time_index: i64,
+    /// Oxbeam extension: this element retracts the pane of the same window
+    /// emitted before the pane described by the other fields (accumulation
+    /// mode RETRACTING). Encoded as bit `0x80` of the pane byte; never set
+    /// by Beam SDKs. Build panes with `..PaneInfo::NO_FIRING` so that new
+    /// fields get defaults.
+    pub is_retraction: bool,
 }
 
 /// How many varint indices follow the pane byte (its high nibble).
@@ -187,15 +195,43 @@ impl PaneInfo {
         timing: PaneTiming::Unknown,
         index: 0,
         on_time_index: 0,
+        is_retraction: false,
     };
 
-    /// The low nibble of the encoding: first/last flags and timing.
+    /// Bit of the pane byte that marks a retraction (Oxbeam extension).
+    pub const RETRACTION_BIT: u8 = 0x80;
+
+    /// The pane byte without the index count: first/last flags and timing in
+    /// the low nibble, and [`PaneInfo::RETRACTION_BIT`] for a retraction.
     #[inline]
     pub const fn encoded_first_byte(&self) -> u8 {
-        (self.is_first as u8) | ((self.is_last as u8) << 1) | ((self.timing as u8) << 2)
+        (self.is_first as u8)
+            | ((self.is_last as u8) << 1)
+            | ((self.timing as u8) << 2)
+            | if self.is_retraction {
+                Self::RETRACTION_BIT
+            } else {
+                0
+            }
     }
 
-    /// The pane Beam decodes from a single-byte encoding `byte & 0x0F`.
+    /// Whether the element retracts an earlier pane (RETRACTING accumulation).
+    #[inline]
+    pub const fn is_retraction(&self) -> bool {
+        self.is_retraction
+    }
+
+    /// This pane, marked as a retraction.
+    #[inline]
+    pub const fn into_retraction(self) -> Self {
+        PaneInfo {
+            is_retraction: true,
+            ..self
+        }
+    }
+
+    /// The pane Beam decodes from a single-byte encoding `byte & 0x0F`
+    /// (with the retraction bit, if set).
     #[inline]
     pub const fn from_first_byte(byte: u8) -> Self {
         let timing = PaneTiming::from_bits(byte >> 2);
@@ -210,6 +246,7 @@ impl PaneInfo {
             } else {
                 0
             },
+            is_retraction: byte & Self::RETRACTION_BIT != 0,
         }
     }
 
@@ -272,5 +309,8 @@ mod tests {
             assert_eq!(PaneInfo::from_first_byte(b).encoded_first_byte(), b);
         }
         assert_eq!(PaneInfo::from_first_byte(0x0F), PaneInfo::NO_FIRING);
+        let r = PaneInfo::from_first_byte(0x87);
+        assert!(r.is_retraction() && r.is_first && r.is_last);
+        assert_eq!(r.encoded_first_byte(), 0x87);
     }
 }

@@ -196,10 +196,13 @@ impl<'a> WindowedHeader<'a> {
         let windows = &start[..start.len() - rest.len()];
         let pane_start = rest;
         let b = take_array::<1>(&mut rest, "a pane")?[0];
-        for _ in 0..(b >> 4) {
+        // Bit 0x80 marks a retraction; the index count is the rest of the
+        // high nibble.
+        let indices = (b & 0x7F) >> 4;
+        for _ in 0..indices {
             read_varint(&mut rest)?;
         }
-        if b >> 4 > 2 {
+        if indices > 2 {
             return Err(DecodeError(format!("invalid pane byte {b:#04x}")));
         }
         let pane = &pane_start[..pane_start.len() - rest.len()];

@@ -36,8 +36,27 @@ pub(crate) enum Kind {
     },
     /// One of the combine components (precombine, merge, extract, grouped values).
     CombineComponent,
+    /// Runner primitive: a scripted stream of elements, watermark and
+    /// processing-time events (`beam:transform:teststream:v1`).
+    TestStream(TestStreamSpec),
+    /// Runner-executed synthetic source (`oxbeam:transform:generate:v1`).
+    Generate(crate::plan::GenerateSpec),
+    /// Runner-executed Redis stream source (`oxbeam:transform:redis_read:v1`).
+    RedisRead(crate::redis::RedisReadSpec),
+    /// Runner-executed Redis stream sink (`oxbeam:transform:redis_write:v1`).
+    RedisWrite(crate::redis::RedisWriteSpec),
     /// Any other leaf; executable if it has an environment.
     Extension,
+}
+
+/// A decoded `TestStreamPayload`; elements still in the payload coder's
+/// outer encoding (validation decodes them, planning re-encodes them nested).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TestStreamSpec {
+    pub coder_id: String,
+    pub events: Vec<crate::plan::TestStreamEvent>,
+    /// An external event service (not supported).
+    pub has_endpoint: bool,
 }
 
 /// One transform of the graph.
@@ -61,7 +80,14 @@ impl Transform {
     pub fn is_executable(&self) -> bool {
         !matches!(
             self.kind,
-            Kind::Impulse | Kind::GroupByKey | Kind::Flatten | Kind::CombinePerKey { .. }
+            Kind::Impulse
+                | Kind::GroupByKey
+                | Kind::Flatten
+                | Kind::CombinePerKey { .. }
+                | Kind::TestStream(_)
+                | Kind::Generate(_)
+                | Kind::RedisRead(_)
+                | Kind::RedisWrite(_)
         )
     }
 

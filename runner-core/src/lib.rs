@@ -13,7 +13,8 @@
 //!        ├─optimizer::flatten_unzip     readers of a Flatten read its inputs
 //!        ├─optimizer::side_inputs       side inputs become materialization points
 //!        ▼
-//!  ExecutionPlan: ordered steps — Impulse, GroupByKey, Flatten, Stage{descriptor}
+//!  ExecutionPlan: ordered steps — Impulse, GroupByKey, Flatten, Stage{descriptor},
+//!                 TestStream, Generate (streaming sources)
 //! ```
 //!
 //! Each [`Stage`] carries the Beam `ProcessBundleDescriptor` an executor
@@ -39,22 +40,33 @@
 
 pub mod coder;
 mod error;
+pub mod gabw;
 mod graph;
 mod optimizer;
 mod plan;
+mod redis;
+pub mod state;
 mod translate;
+pub mod trigger;
 pub(crate) mod validate;
 mod windowing;
 
 pub use coder::{Coder, DecodeError, WindowedHeader};
 pub use error::{Error, Result};
 pub use plan::{
-    ExecutionPlan, FlattenStep, GroupByKeyStep, ImpulseStep, PCollectionInfo, Stage, StageInput,
-    StageOutput, StageSideInput, Step,
+    ExecutionPlan, FlattenStep, GenerateSpec, GenerateStep, GroupByKeyStep, ImpulseStep,
+    PCollectionInfo, Stage, StageInput, StageOutput, StageSideInput, Step, TestStreamEvent,
+    TestStreamStep, TimestampedElement,
+};
+pub use redis::{
+    RedisReadSpec, RedisReadStep, RedisStart, RedisWriteSpec, RedisWriteStep, is_stream_id,
 };
 pub use translate::decode_pipeline;
 pub use validate::SUPPORTED_REQUIREMENTS;
-pub use windowing::{AccumulationMode, OutputTime, WindowCoderKind, WindowFn, WindowingStrategy};
+pub use windowing::{
+    AccumulationMode, ClosingBehavior, OnTimeBehavior, OutputTime, WindowCoderKind, WindowFn,
+    WindowingStrategy,
+};
 
 use oxbeam_model::pipeline::Pipeline;
 
@@ -89,6 +101,7 @@ impl Default for PlanOptions {
 /// [`Error::Internal`] for planner bugs.
 pub fn plan(pipeline: &Pipeline, options: &PlanOptions) -> Result<ExecutionPlan> {
     let mut g = translate::to_graph(pipeline)?;
+    state::align_timer_coders(&mut g);
     validate::validate(&g)?;
     optimizer::combiner_lifting::apply(&mut g, options.combiner_lifting)?;
     let topo = g

@@ -26,6 +26,9 @@ pub struct PCollectionInfo {
     pub coder: Coder,
     /// Windowing strategy.
     pub windowing: WindowingStrategy,
+    /// Whether the PCollection is bounded (`IsBounded`; unspecified counts
+    /// as bounded). An unbounded one makes runners execute in streaming.
+    pub bounded: bool,
 }
 
 /// Runner primitive: emits one empty element in the global window.
@@ -68,6 +71,93 @@ pub struct FlattenStep {
     pub inputs: Vec<String>,
     /// The union.
     pub output: String,
+}
+
+/// One element of a TestStream: its value and event timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimestampedElement {
+    /// The value: in the plan, nested encoding with the TestStream's coder
+    /// (the payload's outer encoding is re-encoded by the planner).
+    pub encoded: Vec<u8>,
+    /// Event time, in ms.
+    pub timestamp_ms: i64,
+}
+
+/// One event of a TestStream script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestStreamEvent {
+    /// Emit elements (in the global window) on output `tag`.
+    AddElements {
+        /// Local output name of the TestStream transform.
+        tag: String,
+        /// The elements, in order.
+        elements: Vec<TimestampedElement>,
+    },
+    /// Move the watermark of output `tag` to `to_ms`.
+    AdvanceWatermark {
+        /// Local output name of the TestStream transform.
+        tag: String,
+        /// The new watermark, in ms (`i64::MAX` or above Beam's max
+        /// timestamp: +∞).
+        to_ms: i64,
+    },
+    /// Advance the synthetic processing-time clock by `by_ms`.
+    AdvanceProcessingTime {
+        /// How far, in ms.
+        by_ms: i64,
+    },
+}
+
+/// Runner primitive: replays a scripted stream. Runners apply one event at
+/// a time and let the pipeline quiesce before the next; processing time is
+/// a synthetic clock moved only by its processing-time events; after the
+/// last event every watermark goes to +∞.
+#[derive(Debug, Clone)]
+pub struct TestStreamStep {
+    /// Transform id.
+    pub transform: String,
+    /// Transform name.
+    pub unique_name: String,
+    /// Coder of the element values.
+    pub coder: Coder,
+    /// Local output name (event tag) → PCollection id.
+    pub outputs: BTreeMap<String, String>,
+    /// The script, in order; every tag names a key of `outputs`.
+    pub events: Vec<TestStreamEvent>,
+}
+
+/// The settings of a generator source (`oxbeam:transform:generate:v1`,
+/// payload `GeneratePayload`; see its docs for the element and timestamp
+/// formulas).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerateSpec {
+    /// Elements per second of processing time; 0: as fast as possible.
+    pub rate_per_second: u64,
+    /// Elements in total; `None`: unbounded.
+    pub num_elements: Option<u64>,
+    /// Distinct keys.
+    pub key_count: u64,
+    /// Lag of event time behind the generator's clock, in ms.
+    pub event_time_skew_ms: i64,
+    /// Largest random extra lag of one element, in ms.
+    pub max_out_of_orderness_ms: i64,
+    /// Seed of keys and jitter.
+    pub seed: u64,
+    /// Event time of element 0; `None`: the wall clock at start.
+    pub start_timestamp_ms: Option<i64>,
+}
+
+/// Runner-executed synthetic source of `KV<varint key, varint seq>`.
+#[derive(Debug, Clone)]
+pub struct GenerateStep {
+    /// Transform id.
+    pub transform: String,
+    /// Transform name.
+    pub unique_name: String,
+    /// The PCollection it emits into.
+    pub output: String,
+    /// What to generate.
+    pub spec: GenerateSpec,
 }
 
 /// A main input of a stage.
@@ -124,6 +214,9 @@ pub struct Stage {
     pub environment_urn: String,
     /// The Beam descriptor handed to the executor.
     pub descriptor: Arc<ProcessBundleDescriptor>,
+    /// Set when the stage runs stateful ParDos: its input must be
+    /// partitioned by key, and it has user state and timers.
+    pub state: Option<Arc<crate::state::StageState>>,
 }
 
 /// One step of a plan.
@@ -137,13 +230,24 @@ pub enum Step {
     Flatten(FlattenStep),
     /// See [`Stage`].
     Stage(Stage),
+    /// See [`TestStreamStep`].
+    TestStream(TestStreamStep),
+    /// See [`GenerateStep`].
+    Generate(GenerateStep),
+    /// See [`RedisReadStep`](crate::RedisReadStep).
+    RedisRead(crate::RedisReadStep),
+    /// See [`RedisWriteStep`](crate::RedisWriteStep).
+    RedisWrite(crate::RedisWriteStep),
 }
 
 impl Step {
     /// Materialized PCollections this step reads (main and side), in order.
     pub fn reads(&self) -> Vec<&str> {
         match self {
-            Step::Impulse(_) => vec![],
+            Step::Impulse(_) | Step::TestStream(_) | Step::Generate(_) | Step::RedisRead(_) => {
+                vec![]
+            }
+            Step::RedisWrite(w) => w.inputs.iter().map(String::as_str).collect(),
             Step::GroupByKey(g) => g.inputs.iter().map(String::as_str).collect(),
             Step::Flatten(f) => f.inputs.iter().map(String::as_str).collect(),
             Step::Stage(s) => s
@@ -163,6 +267,10 @@ impl Step {
             Step::GroupByKey(g) => vec![&g.output],
             Step::Flatten(f) => vec![&f.output],
             Step::Stage(s) => s.outputs.iter().map(|o| o.pcollection.as_str()).collect(),
+            Step::TestStream(t) => t.outputs.values().map(String::as_str).collect(),
+            Step::Generate(g) => vec![&g.output],
+            Step::RedisRead(r) => vec![&r.output],
+            Step::RedisWrite(_) => vec![],
         }
     }
 
@@ -173,6 +281,10 @@ impl Step {
             Step::GroupByKey(g) => format!("group-by-key '{}'", g.unique_name),
             Step::Flatten(f) => format!("flatten '{}'", f.unique_name),
             Step::Stage(s) => format!("stage {}", s.id),
+            Step::TestStream(t) => format!("test-stream '{}'", t.unique_name),
+            Step::Generate(g) => format!("generate '{}'", g.unique_name),
+            Step::RedisRead(r) => format!("redis-read '{}'", r.unique_name),
+            Step::RedisWrite(w) => format!("redis-write '{}'", w.unique_name),
         }
     }
 }
@@ -205,6 +317,17 @@ impl ExecutionPlan {
     /// The options the plan was made with.
     pub fn options(&self) -> &PlanOptions {
         &self.options
+    }
+
+    /// Whether the plan needs a streaming engine: it has a TestStream, a
+    /// generator source, Redis stream IO or an unbounded PCollection.
+    pub fn is_streaming(&self) -> bool {
+        self.steps.iter().any(|s| {
+            matches!(
+                s,
+                Step::TestStream(_) | Step::Generate(_) | Step::RedisRead(_) | Step::RedisWrite(_)
+            )
+        }) || self.pcollections.values().any(|p| !p.bounded)
     }
 
     /// Index of the step producing each materialized PCollection.
@@ -262,6 +385,76 @@ impl fmt::Display for ExecutionPlan {
                     union(&s.inputs),
                     s.output
                 )?,
+                Step::TestStream(t) => {
+                    writeln!(
+                        f,
+                        "[{i}] TestStream '{}' ({}, {} events) -> {}",
+                        t.unique_name,
+                        t.coder.urn(),
+                        t.events.len(),
+                        t.outputs
+                            .iter()
+                            .map(|(tag, p)| format!("{tag}: {p}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )?;
+                    for e in &t.events {
+                        match e {
+                            TestStreamEvent::AddElements { tag, elements } => {
+                                let ts: Vec<String> = elements
+                                    .iter()
+                                    .map(|e| e.timestamp_ms.to_string())
+                                    .collect();
+                                writeln!(
+                                    f,
+                                    "      + {} elements to {tag} @[{}]",
+                                    elements.len(),
+                                    ts.join(", ")
+                                )?
+                            }
+                            TestStreamEvent::AdvanceWatermark { tag, to_ms } => {
+                                writeln!(f, "      watermark of {tag} -> {to_ms}")?
+                            }
+                            TestStreamEvent::AdvanceProcessingTime { by_ms } => {
+                                writeln!(f, "      processing time +{by_ms}ms")?
+                            }
+                        }
+                    }
+                }
+                Step::Generate(g) => {
+                    let s = &g.spec;
+                    writeln!(
+                        f,
+                        "[{i}] Generate '{}' ({} elements, {}/s, {} keys, skew {}ms, out of order {}ms, seed {}) -> {}",
+                        g.unique_name,
+                        s.num_elements
+                            .map_or("unbounded".to_string(), |n| n.to_string()),
+                        s.rate_per_second,
+                        s.key_count,
+                        s.event_time_skew_ms,
+                        s.max_out_of_orderness_ms,
+                        s.seed,
+                        g.output
+                    )?;
+                }
+                Step::RedisRead(r) => {
+                    let s = &r.spec;
+                    writeln!(
+                        f,
+                        "[{i}] RedisRead '{}' ({} stream {:?}, checkpoint {:?}, batch {}) -> {}",
+                        r.unique_name, s.url, s.stream, s.checkpoint_key, s.batch_size, r.output
+                    )?;
+                }
+                Step::RedisWrite(w) => {
+                    writeln!(
+                        f,
+                        "[{i}] RedisWrite '{}' ({} stream {:?}) <- {}",
+                        w.unique_name,
+                        w.spec.url,
+                        w.spec.stream,
+                        union(&w.inputs)
+                    )?;
+                }
                 Step::Stage(s) => {
                     writeln!(
                         f,
@@ -290,6 +483,9 @@ impl fmt::Display for ExecutionPlan {
                     }
                     for out in &s.outputs {
                         writeln!(f, "      out:  {}", out.pcollection)?;
+                    }
+                    if let Some(state) = &s.state {
+                        writeln!(f, "      state: {state}")?;
                     }
                 }
             }
@@ -347,6 +543,7 @@ pub(crate) fn assemble(
                     .unwrap_or_default(),
                 environment_id: env,
                 descriptor: Arc::default(),
+                state: crate::state::stage_state(g, st)?.map(Arc::new),
             }),
         ));
     }
@@ -395,6 +592,28 @@ pub(crate) fn assemble(
                     output: out(),
                     key_coder: (*key).clone(),
                     windowing: g.windowing_strategies[&pc.windowing_strategy_id].clone(),
+                })
+            }
+            Kind::TestStream(spec) => Step::TestStream(test_stream_step(g, t, spec)?),
+            Kind::Generate(spec) => Step::Generate(GenerateStep {
+                transform: id.clone(),
+                unique_name: display_name(g, id),
+                output: out(),
+                spec: spec.clone(),
+            }),
+            Kind::RedisRead(spec) => Step::RedisRead(crate::RedisReadStep {
+                transform: id.clone(),
+                unique_name: display_name(g, id),
+                output: out(),
+                spec: spec.clone(),
+            }),
+            Kind::RedisWrite(spec) => {
+                let input = t.inputs.values().next().cloned().unwrap_or_default();
+                Step::RedisWrite(crate::RedisWriteStep {
+                    transform: id.clone(),
+                    unique_name: display_name(g, id),
+                    inputs: flatten_unzip::resolve(g, &producers, &input, true),
+                    spec: spec.clone(),
                 })
             }
             _ => continue,
@@ -472,6 +691,8 @@ pub(crate) fn assemble(
                 unique_name: pc.unique_name.clone(),
                 coder,
                 windowing: ws.clone(),
+                bounded: pc.is_bounded
+                    != oxbeam_model::pipeline::is_bounded::Enum::Unbounded as i32,
             },
         );
     }
@@ -479,6 +700,38 @@ pub(crate) fn assemble(
         steps: out_steps,
         pcollections,
         options: options.clone(),
+    })
+}
+
+/// The TestStream step of `t`, its elements re-encoded from the payload's
+/// outer context to the nested one windowed values use.
+fn test_stream_step(
+    g: &Graph,
+    t: &crate::graph::Transform,
+    spec: &crate::graph::TestStreamSpec,
+) -> Result<TestStreamStep> {
+    let coder = crate::coder::build_coder(&spec.coder_id, &g.coders).map_err(Error::Internal)?;
+    let mut events = spec.events.clone();
+    for e in &mut events {
+        if let TestStreamEvent::AddElements { tag, .. }
+        | TestStreamEvent::AdvanceWatermark { tag, .. } = e
+        {
+            *tag = crate::validate::resolve_test_stream_tag(t, tag)
+                .ok_or_else(|| Error::Internal(format!("unresolved TestStream tag {tag:?}")))?;
+        }
+        if let TestStreamEvent::AddElements { elements, .. } = e {
+            for el in elements {
+                el.encoded = crate::validate::nest_test_stream_element(&coder, &el.encoded)
+                    .map_err(|m| Error::plan(t.describe(), m))?;
+            }
+        }
+    }
+    Ok(TestStreamStep {
+        transform: t.id.clone(),
+        unique_name: display_name(g, &t.id),
+        coder,
+        outputs: t.outputs.clone(),
+        events,
     })
 }
 
@@ -628,6 +881,80 @@ mod tests {
             .unwrap();
         }
         out
+    }
+
+    #[test]
+    fn test_stream_is_a_runner_primitive() {
+        use crate::optimizer::testing::events::*;
+        let mut b = Builder::new();
+        let s = b.test_stream(
+            "Events",
+            vec![
+                elements("", &[("a", 1), ("b", 7)]),
+                processing_time(5_000),
+                watermark("out", 10),
+                elements("out", &[("late", 2)]),
+                watermark("", i64::MAX),
+            ],
+        );
+        let w = b.window_into("Window", &s, "fixed");
+        let pairs = b.pardo("PairWithOne", &w, "kv_str");
+        b.gbk("Group", &pairs);
+        let p = b.build();
+        let plan = crate::plan(&p, &PlanOptions::default()).unwrap();
+        assert!(plan.is_streaming());
+        assert!(!plan.pcollection("Events.out").unwrap().bounded);
+        assert!(plan.pcollection("Window.out").unwrap().bounded);
+        let Step::TestStream(t) = &plan.steps()[0] else {
+            panic!("{plan}")
+        };
+        // "b" re-encoded nested: its length, then its bytes.
+        let crate::TestStreamEvent::AddElements { tag, elements } = &t.events[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (tag.as_str(), elements[1].encoded.as_slice()),
+            ("out", &[1, b'b'][..])
+        );
+        insta::assert_snapshot!(plan.to_string());
+    }
+
+    #[test]
+    fn test_stream_as_beam_python_writes_it() {
+        // Beam Python always sets an endpoint (empty url for inline events)
+        // and encodes elements with its pickled coder, which the runner does
+        // not know: the elements travel length-prefixed.
+        use crate::optimizer::testing::events::*;
+        let mut b = Builder::new();
+        let s = b.test_stream("Events", vec![elements("", &[("ab", 1)])]);
+        let comps = b.p.components.as_mut().unwrap();
+        comps.coders.insert(
+            "pickled".into(),
+            oxbeam_model::pipeline::Coder {
+                spec: Some(oxbeam_model::pipeline::FunctionSpec {
+                    urn: "x:pickled".into(),
+                    payload: vec![].into(),
+                }),
+                component_coder_ids: vec![],
+            },
+        );
+        comps.pcollections.get_mut(&s).unwrap().coder_id = "pickled".into();
+        let t = comps.transforms.get_mut("Events").unwrap();
+        let mut payload = oxbeam_model::pipeline::TestStreamPayload::decode(
+            t.spec.as_ref().unwrap().payload.as_ref(),
+        )
+        .unwrap();
+        payload.coder_id = "pickled".into();
+        payload.endpoint = Some(oxbeam_model::pipeline::ApiServiceDescriptor::default());
+        t.spec.as_mut().unwrap().payload = payload.encode_to_vec().into();
+        let plan = crate::plan(&b.build(), &PlanOptions::default()).unwrap();
+        let Step::TestStream(t) = &plan.steps()[0] else {
+            panic!("{plan}")
+        };
+        let crate::TestStreamEvent::AddElements { elements, .. } = &t.events[0] else {
+            panic!()
+        };
+        assert_eq!(elements[0].encoded, [2, b'a', b'b']);
     }
 
     #[test]

@@ -10,9 +10,12 @@ use prost::Message;
 
 use crate::coder::CoderSpec;
 use crate::error::{Error, Result};
-use crate::graph::{Environment, Graph, Kind, PCollection, Transform};
+use crate::graph::{Environment, Graph, Kind, PCollection, TestStreamSpec, Transform};
+use crate::plan::{GenerateSpec, TestStreamEvent, TimestampedElement};
+use crate::trigger::Trigger;
 use crate::windowing::{
-    AccumulationMode, OutputTime, WindowCoderKind, WindowFn, WindowingStrategy,
+    AccumulationMode, ClosingBehavior, OnTimeBehavior, OutputTime, WindowCoderKind, WindowFn,
+    WindowingStrategy,
 };
 
 use urns::standard_p_transforms::{combine_components as cc, composites, primitives as prim};
@@ -432,6 +435,10 @@ fn leaf(id: &str, t: &pb::PTransform, spec: &pb::FunctionSpec) -> Result<Transfo
         prim::GROUP_BY_KEY => Kind::GroupByKey,
         prim::FLATTEN => Kind::Flatten,
         prim::ASSIGN_WINDOWS => Kind::WindowInto,
+        prim::TEST_STREAM => Kind::TestStream(test_stream(id, t, spec)?),
+        urns::oxbeam_transforms::GENERATE => Kind::Generate(generate(id, t, spec)?),
+        urns::oxbeam_transforms::REDIS_READ => Kind::RedisRead(redis_read(id, t, spec)?),
+        urns::oxbeam_transforms::REDIS_WRITE => Kind::RedisWrite(redis_write(id, t, spec)?),
         prim::PAR_DO => {
             let p = pb::ParDoPayload::decode(spec.payload.as_ref()).map_err(|e| {
                 Error::plan(describe(id, t), format!("malformed ParDoPayload: {e}"))
@@ -450,6 +457,107 @@ fn leaf(id: &str, t: &pb::PTransform, spec: &pb::FunctionSpec) -> Result<Transfo
         _ => Kind::Extension,
     };
     Ok(node)
+}
+
+fn test_stream(id: &str, t: &pb::PTransform, spec: &pb::FunctionSpec) -> Result<TestStreamSpec> {
+    use pb::test_stream_payload::event::Event as E;
+    let p = pb::TestStreamPayload::decode(spec.payload.as_ref())
+        .map_err(|e| Error::plan(describe(id, t), format!("malformed TestStreamPayload: {e}")))?;
+    let mut events = Vec::with_capacity(p.events.len());
+    for (i, e) in p.events.into_iter().enumerate() {
+        events.push(match e.event {
+            Some(E::ElementEvent(a)) => TestStreamEvent::AddElements {
+                tag: a.tag,
+                elements: a
+                    .elements
+                    .into_iter()
+                    .map(|el| TimestampedElement {
+                        encoded: el.encoded_element.to_vec(),
+                        timestamp_ms: el.timestamp,
+                    })
+                    .collect(),
+            },
+            Some(E::WatermarkEvent(w)) => TestStreamEvent::AdvanceWatermark {
+                tag: w.tag,
+                to_ms: w.new_watermark,
+            },
+            Some(E::ProcessingTimeEvent(d)) => TestStreamEvent::AdvanceProcessingTime {
+                by_ms: d.advance_duration,
+            },
+            None => {
+                return Err(Error::plan(
+                    describe(id, t),
+                    format!("TestStream event {i} is empty (no element, watermark or processing-time event)"),
+                ));
+            }
+        });
+    }
+    Ok(TestStreamSpec {
+        coder_id: p.coder_id,
+        events,
+        // Beam Python always writes an endpoint, with an empty url when the
+        // events are inline.
+        has_endpoint: p.endpoint.is_some_and(|e| !e.url.is_empty()),
+    })
+}
+
+fn generate(id: &str, t: &pb::PTransform, spec: &pb::FunctionSpec) -> Result<GenerateSpec> {
+    let p = oxbeam_model::oxbeam::GeneratePayload::decode(spec.payload.as_ref())
+        .map_err(|e| Error::plan(describe(id, t), format!("malformed GeneratePayload: {e}")))?;
+    Ok(GenerateSpec {
+        rate_per_second: p.rate_per_second,
+        num_elements: (p.num_elements > 0).then_some(p.num_elements),
+        key_count: p.key_count,
+        event_time_skew_ms: p.event_time_skew_millis,
+        max_out_of_orderness_ms: p.max_out_of_orderness_millis,
+        seed: p.seed,
+        start_timestamp_ms: p.start_timestamp_millis,
+    })
+}
+
+fn redis_read(
+    id: &str,
+    t: &pb::PTransform,
+    spec: &pb::FunctionSpec,
+) -> Result<crate::redis::RedisReadSpec> {
+    use crate::redis::RedisStart;
+    use oxbeam_model::oxbeam::{RedisReadPayload, RedisStartPosition};
+    let p = RedisReadPayload::decode(spec.payload.as_ref())
+        .map_err(|e| Error::plan(describe(id, t), format!("malformed RedisReadPayload: {e}")))?;
+    let start = match RedisStartPosition::try_from(p.start) {
+        Ok(RedisStartPosition::Beginning) => RedisStart::Beginning,
+        Ok(RedisStartPosition::Latest) => RedisStart::Latest,
+        Ok(RedisStartPosition::AfterId) => RedisStart::AfterId(p.start_id),
+        Err(_) => {
+            return Err(Error::plan(
+                describe(id, t),
+                format!("unknown RedisReadPayload start position {}", p.start),
+            ));
+        }
+    };
+    Ok(crate::redis::RedisReadSpec {
+        url: p.url,
+        stream: p.stream,
+        start,
+        checkpoint_key: (!p.checkpoint_key.is_empty()).then_some(p.checkpoint_key),
+        batch_size: Some(p.batch_size).filter(|&n| n > 0).unwrap_or(1000),
+        block_ms: Some(p.block_millis).filter(|&n| n > 0).unwrap_or(100),
+        max_entries: (p.max_entries > 0).then_some(p.max_entries),
+        stop_at_end: p.stop_at_end,
+    })
+}
+
+fn redis_write(
+    id: &str,
+    t: &pb::PTransform,
+    spec: &pb::FunctionSpec,
+) -> Result<crate::redis::RedisWriteSpec> {
+    let p = oxbeam_model::oxbeam::RedisWritePayload::decode(spec.payload.as_ref())
+        .map_err(|e| Error::plan(describe(id, t), format!("malformed RedisWritePayload: {e}")))?;
+    Ok(crate::redis::RedisWriteSpec {
+        url: p.url,
+        stream: p.stream,
+    })
 }
 
 fn duration_ms(d: Option<prost_types::Duration>) -> i64 {
@@ -527,16 +635,19 @@ fn windowing_strategy(
         Some(standard_coders::INTERVAL_WINDOW) => WindowCoderKind::Interval,
         _ => WindowCoderKind::Other,
     };
-    // In batch, input is complete before anything fires, so a trigger that
-    // fires after every element (Beam's Reshuffle sets one) yields one pane
-    // per key and window, as the default trigger does; Beam's batch runners
-    // treat it the same way.
     let trigger = match &ws.trigger {
-        None
-        | Some(pb::Trigger {
-            trigger: None | Some(pb::trigger::Trigger::Default(_) | pb::trigger::Trigger::Always(_)),
-        }) => None,
-        Some(t) => Some(t.encode_to_vec()),
+        Some(t) => Trigger::from_proto(t).map_err(|e| Error::plan(what(), e.to_string()))?,
+        None => Trigger::Default,
+    };
+    use pb::closing_behavior::Enum as C;
+    let closing_behavior = match C::try_from(ws.closing_behavior) {
+        Ok(C::EmitAlways) => ClosingBehavior::EmitAlways,
+        _ => ClosingBehavior::EmitIfNonEmpty,
+    };
+    use pb::on_time_behavior::Enum as T;
+    let on_time_behavior = match T::try_from(ws.on_time_behavior) {
+        Ok(T::FireIfNonempty) => OnTimeBehavior::FireIfNonEmpty,
+        _ => OnTimeBehavior::FireAlways,
     };
     Ok(WindowingStrategy {
         window_fn,
@@ -547,6 +658,8 @@ fn windowing_strategy(
         accumulation,
         allowed_lateness_ms: ws.allowed_lateness,
         trigger,
+        closing_behavior,
+        on_time_behavior,
     })
 }
 
@@ -602,6 +715,10 @@ pub(crate) fn build_descriptor(g: &Graph, s: &StageLayout<'_>) -> Result<Process
         );
     }
     let mut coder_ids = BTreeSet::new();
+    // Coders of state and timer specs (a Beam harness decodes state with them).
+    for id in s.transforms {
+        coder_ids.extend(crate::state::spec_coder_ids(g, id)?);
+    }
     let mut ws_ids = BTreeSet::new();
     for pid in &pcolls {
         let pc = g

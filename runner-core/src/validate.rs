@@ -7,13 +7,17 @@ use oxbeam_model::urns::standard_p_transforms::{deprecated_primitives, primitive
 
 use crate::coder::Coder;
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Kind, Transform};
+use crate::graph::{Graph, Kind, TestStreamSpec, Transform};
+use crate::plan::GenerateSpec;
 use crate::windowing::{WindowCoderKind, WindowFn};
 
 /// Pipeline requirements (`Pipeline.requirements`) Oxbeam meets: splittable
-/// DoFns run without runner-initiated splits.
-pub const SUPPORTED_REQUIREMENTS: &[&str] =
-    &[oxbeam_model::urns::standard_requirements::REQUIRES_SPLITTABLE_DOFN];
+/// DoFns run without runner-initiated splits; stateful DoFns (state and
+/// timers).
+pub const SUPPORTED_REQUIREMENTS: &[&str] = &[
+    oxbeam_model::urns::standard_requirements::REQUIRES_SPLITTABLE_DOFN,
+    oxbeam_model::urns::standard_requirements::REQUIRES_STATEFUL_PROCESSING,
+];
 
 /// Validates the graph; the first problem found (in application order) wins.
 pub(crate) fn validate(g: &Graph) -> Result<()> {
@@ -78,6 +82,7 @@ fn check_transform(g: &Graph, t: &Transform) -> Result<()> {
             ),
         ));
     }
+    check_retractions(g, t)?;
     let needs_env = || -> Result<()> {
         if t.environment_id.is_empty() {
             return Err(Error::plan(
@@ -108,10 +113,7 @@ fn check_transform(g: &Graph, t: &Transform) -> Result<()> {
         } => {
             needs_env()?;
             if *stateful {
-                return Err(Error::not_implemented(
-                    what(),
-                    "stateful DoFns (state and timers)",
-                ));
+                crate::state::check_stateful(g, t)?;
             }
             if *splittable {
                 return Err(Error::not_implemented(what(), "splittable DoFns"));
@@ -119,12 +121,15 @@ fn check_transform(g: &Graph, t: &Transform) -> Result<()> {
         }
         Kind::WindowInto | Kind::CombineComponent => needs_env()?,
         Kind::CombinePerKey { .. } => {}
+        Kind::TestStream(spec) => check_test_stream(g, t, spec)?,
+        Kind::Generate(spec) => check_generate(g, t, spec)?,
+        Kind::RedisRead(spec) => crate::redis::check_read(g, t, spec)?,
+        Kind::RedisWrite(spec) => crate::redis::check_write(g, t, spec)?,
         Kind::Extension => {
             if t.environment_id.is_empty() {
                 let known = [
                     deprecated_primitives::READ,
                     deprecated_primitives::CREATE_VIEW,
-                    primitives::TEST_STREAM,
                     primitives::MAP_WINDOWS,
                     primitives::MERGE_WINDOWS,
                     primitives::TO_STRING,
@@ -144,6 +149,177 @@ fn check_transform(g: &Graph, t: &Transform) -> Result<()> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// The output local name a TestStream event tag names: itself, or for the
+/// empty tag (Beam's main output) the only output, or the one named `None`
+/// or `out` (Beam Python's and Oxbeam's main tags).
+pub(crate) fn resolve_test_stream_tag(t: &Transform, tag: &str) -> Option<String> {
+    if t.outputs.contains_key(tag) {
+        return Some(tag.to_string());
+    }
+    if !tag.is_empty() {
+        return None;
+    }
+    if t.outputs.len() == 1 {
+        return t.outputs.keys().next().cloned();
+    }
+    ["None", "out", "output"]
+        .into_iter()
+        .find(|k| t.outputs.contains_key(*k))
+        .map(str::to_string)
+}
+
+/// Re-encodes a TestStream element from the payload's outer encoding to the
+/// nested one; errors if the bytes are not exactly one value of `coder`.
+pub(crate) fn nest_test_stream_element(
+    coder: &Coder,
+    outer: &[u8],
+) -> std::result::Result<Vec<u8>, String> {
+    use oxbeam_model::coders::Context;
+    // A coder the runner does not know travels length-prefixed (see
+    // `Graph::length_prefix_unknown`): its nested form is the outer bytes
+    // behind their length (Beam Python's default TestStream coder is one).
+    if let Coder::Opaque { .. } = coder {
+        let mut out = Vec::with_capacity(outer.len() + 5);
+        oxbeam_model::coders::wire::write_varint_u64(&mut out, outer.len() as u64);
+        out.extend_from_slice(outer);
+        return Ok(out);
+    }
+    let mut input = outer;
+    let value = coder
+        .decode(&mut input, Context::Outer)
+        .map_err(|e| e.to_string())?;
+    if !input.is_empty() {
+        return Err(format!("{} bytes left over", input.len()));
+    }
+    let mut out = Vec::with_capacity(outer.len() + 2);
+    coder
+        .encode(&value, &mut out, Context::Nested)
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+fn check_test_stream(g: &Graph, t: &Transform, spec: &TestStreamSpec) -> Result<()> {
+    use crate::plan::TestStreamEvent as E;
+    let what = || t.describe();
+    if !t.inputs.is_empty() || t.outputs.is_empty() {
+        return Err(Error::plan(
+            what(),
+            "a TestStream must have no inputs and at least one output",
+        ));
+    }
+    if spec.has_endpoint {
+        return Err(Error::not_implemented(
+            what(),
+            "TestStream events from an external TestStream service (endpoint)",
+        ));
+    }
+    if !g.coders.contains_key(&spec.coder_id) {
+        return Err(Error::plan(
+            what(),
+            format!(
+                "its TestStreamPayload names coder '{}', which is not in the pipeline",
+                spec.coder_id
+            ),
+        ));
+    }
+    let coder =
+        crate::coder::build_coder(&spec.coder_id, &g.coders).map_err(|e| Error::plan(what(), e))?;
+    let mut watermarks: BTreeMap<String, i64> = BTreeMap::new();
+    for (i, e) in spec.events.iter().enumerate() {
+        let tag = match e {
+            E::AddElements { tag, .. } | E::AdvanceWatermark { tag, .. } => Some(tag),
+            E::AdvanceProcessingTime { .. } => None,
+        };
+        let resolved = match tag {
+            Some(tag) => Some(resolve_test_stream_tag(t, tag).ok_or_else(|| {
+                Error::plan(
+                    what(),
+                    format!(
+                        "TestStream event {i} names output tag {tag:?}; the outputs are {:?}",
+                        t.outputs.keys().collect::<Vec<_>>()
+                    ),
+                )
+            })?),
+            None => None,
+        };
+        match e {
+            E::AddElements { elements, .. } => {
+                for (j, el) in elements.iter().enumerate() {
+                    nest_test_stream_element(&coder, &el.encoded).map_err(|m| {
+                        Error::plan(
+                            what(),
+                            format!(
+                                "element {j} of TestStream event {i} does not decode with coder '{}': {m}",
+                                spec.coder_id
+                            ),
+                        )
+                    })?;
+                }
+            }
+            E::AdvanceWatermark { to_ms, .. } => {
+                let tag = resolved.unwrap_or_default();
+                if let Some(prev) = watermarks.insert(tag.clone(), *to_ms) {
+                    if *to_ms < prev {
+                        return Err(Error::plan(
+                            what(),
+                            format!(
+                                "TestStream event {i} moves the watermark of {tag:?} back from {prev} to {to_ms}"
+                            ),
+                        ));
+                    }
+                }
+            }
+            E::AdvanceProcessingTime { by_ms } => {
+                if *by_ms < 0 {
+                    return Err(Error::plan(
+                        what(),
+                        format!(
+                            "TestStream event {i} advances processing time by {by_ms}ms (negative)"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_generate(g: &Graph, t: &Transform, spec: &GenerateSpec) -> Result<()> {
+    let what = || t.describe();
+    if !t.inputs.is_empty() || t.outputs.len() != 1 {
+        return Err(Error::plan(
+            what(),
+            "a generator source must have no inputs and one output",
+        ));
+    }
+    if spec.key_count == 0 {
+        return Err(Error::plan(what(), "its GeneratePayload has key_count 0"));
+    }
+    if spec.event_time_skew_ms < 0 || spec.max_out_of_orderness_ms < 0 {
+        return Err(Error::plan(
+            what(),
+            "its GeneratePayload has a negative event-time skew or out-of-orderness",
+        ));
+    }
+    let out = t
+        .outputs
+        .values()
+        .next()
+        .map(String::as_str)
+        .unwrap_or_default();
+    let coder_id = &g.pcollections[out].coder_id;
+    let coder =
+        crate::coder::build_coder(coder_id, &g.coders).map_err(|e| Error::plan(what(), e))?;
+    if !matches!(&coder, Coder::Kv { key, value } if matches!((&**key, &**value), (Coder::Varint, Coder::Varint)))
+    {
+        return Err(Error::plan(
+            what(),
+            format!("its output '{out}' has coder '{coder_id}'; it must be KV<varint, varint>"),
+        ));
     }
     Ok(())
 }
@@ -238,9 +414,8 @@ fn check_gbk(g: &Graph, t: &Transform) -> Result<()> {
             format!("merging window fn {}", ws.window_fn),
         ));
     }
-    if ws.trigger.is_some() {
-        return Err(Error::not_implemented(what(), "non-default triggers"));
-    }
+    // Triggers and accumulation modes are the engines' business (a batch
+    // engine may not run them all); every one of them is valid here.
     Ok(())
 }
 
@@ -277,6 +452,37 @@ fn check_flatten(g: &Graph, t: &Transform) -> Result<()> {
                 format!(
                     "flattening input '{input}' of coder '{}' into output of coder '{}' (re-encoding)",
                     pc.coder_id, out_pc.coder_id
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Retractions (RETRACTING accumulation) are an Oxbeam extension of the pane
+/// byte: a Beam SDK harness would read them as ordinary elements, so a
+/// transform running in one must not consume a retracting PCollection.
+fn check_retractions(g: &Graph, t: &Transform) -> Result<()> {
+    use oxbeam_model::urns::standard_environments::environments as env;
+    let Some(e) = g.environments.get(&t.environment_id) else {
+        return Ok(());
+    };
+    if ![env::DOCKER, env::PROCESS, env::EXTERNAL].contains(&e.urn.as_str()) {
+        return Ok(());
+    }
+    for pc in t.inputs.values() {
+        let retracting = g
+            .pcollections
+            .get(pc)
+            .and_then(|p| g.windowing_strategies.get(&p.windowing_strategy_id))
+            .is_some_and(|ws| ws.accumulation == crate::windowing::AccumulationMode::Retracting);
+        if retracting {
+            return Err(Error::not_implemented(
+                t.describe(),
+                format!(
+                    "reads PCollection '{pc}' with RETRACTING panes, but runs in a Beam SDK \
+                     harness ({}), which cannot receive retractions",
+                    e.urn
                 ),
             ));
         }
@@ -544,6 +750,102 @@ mod tests {
                 oxbeam_model::urns::standard_p_transforms::primitives::PAR_DO,
             ]
         );
+    }
+
+    #[test]
+    fn malformed_test_streams() {
+        use crate::optimizer::testing::events::*;
+        use prost::Message;
+        let with = |events: Vec<pb::test_stream_payload::Event>| {
+            let mut b = Builder::new();
+            b.test_stream("Events", events);
+            err(&b.build())
+        };
+        let mut out = vec![
+            with(vec![elements("nope", &[("a", 1)])]),
+            with(vec![watermark("", 10), watermark("", 5)]),
+            with(vec![processing_time(-1)]),
+            with(vec![pb::test_stream_payload::Event { event: None }]),
+        ];
+        let mut bad = elements("", &[("x", 1)]);
+        if let Some(pb::test_stream_payload::event::Event::ElementEvent(e)) = &mut bad.event {
+            e.elements[0].encoded_element = vec![0xff, 0xfe].into();
+        }
+        out.push(with(vec![bad]));
+        let mut b = Builder::new();
+        b.test_stream("Events", vec![]);
+        let t =
+            b.p.components
+                .as_mut()
+                .unwrap()
+                .transforms
+                .get_mut("Events")
+                .unwrap();
+        t.spec.as_mut().unwrap().payload = vec![0xff, 0xff].into();
+        out.push(err(&b.build()));
+        let mut b = Builder::new();
+        b.test_stream("Events", vec![]);
+        let t =
+            b.p.components
+                .as_mut()
+                .unwrap()
+                .transforms
+                .get_mut("Events")
+                .unwrap();
+        let mut payload =
+            pb::TestStreamPayload::decode(t.spec.as_ref().unwrap().payload.as_ref()).unwrap();
+        payload.coder_id = "missing".into();
+        t.spec.as_mut().unwrap().payload = payload.encode_to_vec().into();
+        out.push(err(&b.p));
+        payload.coder_id = "str".into();
+        payload.endpoint = Some(oxbeam_model::pipeline::ApiServiceDescriptor {
+            url: "localhost:12345".into(),
+            ..Default::default()
+        });
+        let t =
+            b.p.components
+                .as_mut()
+                .unwrap()
+                .transforms
+                .get_mut("Events")
+                .unwrap();
+        t.spec.as_mut().unwrap().payload = payload.encode_to_vec().into();
+        out.push(err(&b.build()));
+        insta::assert_snapshot!(out.join("\n"));
+    }
+
+    #[test]
+    fn malformed_generators() {
+        use oxbeam_model::oxbeam::GeneratePayload;
+        use prost::Message;
+        let with = |payload: GeneratePayload, coder: &str| {
+            let mut b = Builder::new();
+            b.generate("Gen", payload.encode_to_vec(), coder);
+            err(&b.build())
+        };
+        let good = GeneratePayload {
+            key_count: 3,
+            ..Default::default()
+        };
+        let out = [
+            with(good, "kv_varint"),
+            with(good, "kv_str"),
+            with(
+                GeneratePayload {
+                    key_count: 0,
+                    ..good
+                },
+                "kv_varint",
+            ),
+            with(
+                GeneratePayload {
+                    event_time_skew_millis: -1,
+                    ..good
+                },
+                "kv_varint",
+            ),
+        ];
+        insta::assert_snapshot!(out.join("\n"));
     }
 
     #[test]

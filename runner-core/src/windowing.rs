@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::trigger::Trigger;
+
 /// How elements are assigned to windows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WindowFn {
@@ -94,6 +96,27 @@ pub enum AccumulationMode {
     Retracting,
 }
 
+/// Whether the final pane at window expiry is emitted when it has no data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClosingBehavior {
+    /// Always emit a final pane (Beam `EMIT_ALWAYS`).
+    EmitAlways,
+    /// Emit it only if it holds new data (Beam `EMIT_IF_NONEMPTY`, the
+    /// default when unspecified, as in Beam Java).
+    #[default]
+    EmitIfNonEmpty,
+}
+
+/// Whether the on-time pane is emitted when it has no new data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnTimeBehavior {
+    /// Always emit the on-time pane (Beam `FIRE_ALWAYS`, the default).
+    #[default]
+    FireAlways,
+    /// Emit it only if it holds new data (Beam `FIRE_IF_NONEMPTY`).
+    FireIfNonEmpty,
+}
+
 /// The encoding of the windows of a PCollection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowCoderKind {
@@ -122,9 +145,12 @@ pub struct WindowingStrategy {
     pub accumulation: AccumulationMode,
     /// Lateness (ms) still accepted after the watermark passes a window.
     pub allowed_lateness_ms: i64,
-    /// The trigger, kept opaque (encoded `Trigger` message); `None` is the
-    /// default trigger.
-    pub trigger: Option<Vec<u8>>,
+    /// When panes fire.
+    pub trigger: Trigger,
+    /// Whether an empty final pane is emitted at expiry.
+    pub closing_behavior: ClosingBehavior,
+    /// Whether an empty on-time pane is emitted.
+    pub on_time_behavior: OnTimeBehavior,
 }
 
 impl WindowingStrategy {
@@ -132,6 +158,22 @@ impl WindowingStrategy {
     /// the condition for flattening PCollections together.
     pub fn compatible_with(&self, other: &WindowingStrategy) -> bool {
         self.window_fn == other.window_fn && self.merging == other.merging
+    }
+
+    /// Whether a grouping with this strategy emits exactly one pane per
+    /// (key, window) in batch, as the plain shuffle does: the default
+    /// trigger, or `Always` (Beam's Reshuffle) whose per-element firings
+    /// collapse into one when all input is present, with discarding panes.
+    pub fn is_simple_batch_grouping(&self) -> bool {
+        matches!(self.trigger, Trigger::Default | Trigger::Always)
+            && self.accumulation == AccumulationMode::Discarding
+    }
+
+    /// Whether combiners may be lifted in front of a grouping with this
+    /// strategy: triggers that count elements must see each of them, and
+    /// retractions need the grouped values, so only simple groupings qualify.
+    pub fn allows_combiner_lifting(&self) -> bool {
+        self.is_simple_batch_grouping()
     }
 }
 
@@ -143,8 +185,13 @@ impl fmt::Display for WindowingStrategy {
             OutputTime::EarliestInPane => write!(f, ", output time earliest")?,
             OutputTime::LatestInPane => write!(f, ", output time latest")?,
         }
-        if self.trigger.is_some() {
-            write!(f, ", custom trigger")?;
+        if !matches!(self.trigger, Trigger::Default | Trigger::Always) {
+            write!(f, ", trigger {}", self.trigger)?;
+        }
+        match self.accumulation {
+            AccumulationMode::Discarding => {}
+            AccumulationMode::Accumulating => write!(f, ", accumulating")?,
+            AccumulationMode::Retracting => write!(f, ", retracting")?,
         }
         Ok(())
     }

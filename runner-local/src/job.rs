@@ -22,19 +22,24 @@ use crate::shuffle::Shuffle;
 use crate::{Error, LocalOptions, PipelineResult, StepReport};
 
 /// Event time as milliseconds; the end of input is `i64::MAX`.
-type Watermark = i64;
-const END_OF_TIME: Watermark = i64::MAX;
-const BEFORE_TIME: Watermark = i64::MIN;
+pub(crate) type Watermark = i64;
+pub(crate) const END_OF_TIME: Watermark = i64::MAX;
+pub(crate) const BEFORE_TIME: Watermark = i64::MIN;
 
 /// A bundle's input: `(stage input index, chunk)` pairs.
-type BundleInputs = Vec<(usize, Arc<Chunk>)>;
+pub(crate) type BundleInputs = Vec<(usize, Arc<Chunk>)>;
 
 /// Work for a worker thread.
-enum Task {
+pub(crate) enum Task {
     /// One bundle of a stage: `(stage input index, chunk)` pairs.
     Bundle {
         step: usize,
         inputs: Vec<(usize, Arc<Chunk>)>,
+        /// Returned in [`Done::tag`] (the streaming engine's bundle or key
+        /// partition; 0 in batch).
+        tag: usize,
+        /// Streaming: the key partition of a stateful stage to run on.
+        keyed: Option<KeyedRun>,
     },
     /// Emit one partition of a GroupByKey.
     Emit {
@@ -50,16 +55,42 @@ impl Task {
             Task::Bundle { step, .. } | Task::Emit { step, .. } => *step,
         }
     }
+
+    fn tag(&self) -> usize {
+        match self {
+            Task::Bundle { tag, .. } => *tag,
+            Task::Emit { .. } => 0,
+        }
+    }
 }
 
-struct Done {
-    step: usize,
-    result: Result<(), Error>,
+/// A streaming run of a stateful stage's bundle on one key partition: its
+/// state and timers, and the time to fire timers at.
+pub(crate) struct KeyedRun {
+    pub state: Arc<Mutex<KeyedState>>,
+    /// Event-time timers at or before this fire.
+    pub input_watermark: i64,
+    /// Processing-time timers at or before this fire.
+    pub processing_time: i64,
 }
 
-/// Materialized side inputs of one stage.
-struct StageSideInputs {
-    data: HashMap<(String, String), Vec<u8>>,
+/// User state and timers of one key partition of a stateful stage.
+pub(crate) struct KeyedState {
+    pub store: oxbeam_runner_core::state::StateStore,
+    pub timers: oxbeam_runner_core::state::TimerQueue,
+}
+
+pub(crate) struct Done {
+    pub step: usize,
+    /// The task's tag.
+    pub tag: usize,
+    pub result: Result<(), Error>,
+}
+
+/// Materialized side inputs of one stage: `(transform, local name)` →
+/// concatenated elements.
+pub(crate) struct StageSideInputs {
+    pub data: HashMap<(String, String), Vec<u8>>,
 }
 
 impl SideInputs for StageSideInputs {
@@ -75,22 +106,23 @@ impl SideInputs for StageSideInputs {
     }
 }
 
-/// Everything workers share.
-struct Job<'p> {
-    plan: &'p ExecutionPlan,
-    options: &'p LocalOptions,
-    slots: Vec<Slot>,
-    slot_index: HashMap<&'p str, usize>,
+/// Everything workers share (both engines).
+pub(crate) struct Job<'p> {
+    pub plan: &'p ExecutionPlan,
+    pub options: &'p LocalOptions,
+    pub slots: Vec<Slot>,
+    pub slot_index: HashMap<&'p str, usize>,
     shuffles: Vec<Shuffle>,
     /// Per step: its executor (stages only).
     executors: Vec<Option<Arc<dyn Executor>>>,
-    side_inputs: Mutex<HashMap<usize, Arc<StageSideInputs>>>,
+    pub side_inputs: Mutex<HashMap<usize, Arc<StageSideInputs>>>,
     metrics: Mutex<Metrics>,
-    cancelled: AtomicBool,
+    /// Workers skip the tasks they receive once this is set.
+    pub cancelled: AtomicBool,
     /// Set from outside (e.g. a job server's Cancel) to stop the job.
-    cancel_request: Option<&'p AtomicBool>,
+    pub cancel_request: Option<&'p AtomicBool>,
     /// SDK harnesses started for this job; dropping them stops them.
-    harnesses: Option<Harnesses>,
+    pub harnesses: Option<Harnesses>,
 }
 
 pub(crate) fn run(
@@ -99,35 +131,55 @@ pub(crate) fn run(
     options: &LocalOptions,
     cancel: Option<&AtomicBool>,
 ) -> Result<PipelineResult, Error> {
-    let mut job = Job::new(plan, executors, options)?;
+    let mut job = Job::new(plan, executors, options, Mode::Batch)?;
     job.cancel_request = cancel;
     let steps = job.schedule()?;
-    let mut metrics = job
-        .metrics
-        .into_inner()
-        .map_err(|_| Error::Internal("poisoned metrics".into()))?;
-    for slot in &job.slots {
-        metrics
-            .element_counts
-            .insert(slot.id.clone(), slot.elements.load(Ordering::Relaxed));
-    }
-    let spilled_runs = job
-        .shuffles
-        .iter()
-        .map(|s| s.spilled_runs.load(Ordering::Relaxed))
-        .sum();
-    Ok(PipelineResult {
-        metrics,
-        steps,
-        spilled_runs,
-    })
+    job.finish(steps)
+}
+
+/// The encoded Impulse element: empty bytes at the min timestamp, in the
+/// global window, pane `NO_FIRING`.
+pub(crate) fn impulse_element(
+    plan: &ExecutionPlan,
+    imp: &oxbeam_runner_core::ImpulseStep,
+) -> Result<Vec<u8>, Error> {
+    let coder = plan.pcollection(&imp.output).map(|p| &p.coder);
+    let empty_value: &[u8] = match coder {
+        Some(Coder::Bytes | Coder::StringUtf8 | Coder::LengthPrefix(_)) => &[0],
+        other => {
+            return Err(Error::Plan(format!(
+                "impulse '{}' outputs coder {other:?}; it must be a bytes coder",
+                imp.unique_name
+            )));
+        }
+    };
+    let mut elem = Vec::with_capacity(16);
+    let min: i64 = constants::MIN_TIMESTAMP_MILLIS
+        .parse()
+        .unwrap_or(i64::MIN / 1000);
+    write_timestamp(&mut elem, min);
+    elem.extend_from_slice(&1i32.to_be_bytes());
+    elem.push(0x0F);
+    elem.extend_from_slice(empty_value);
+    Ok(elem)
+}
+
+/// Which engine a [`Job`] serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Stage at a time: GroupByKeys are shuffles fed as bundles commit.
+    Batch,
+    /// Continuous (`crate::streaming`): every PCollection keeps its chunks
+    /// for the engine to route; GroupByKeys are run by the engine.
+    Streaming,
 }
 
 impl<'p> Job<'p> {
-    fn new(
+    pub(crate) fn new(
         plan: &'p ExecutionPlan,
         executors: &Executors,
         options: &'p LocalOptions,
+        mode: Mode,
     ) -> Result<Self, Error> {
         let mut slots = Vec::new();
         let mut slot_index: HashMap<&str, usize> = HashMap::new();
@@ -146,6 +198,9 @@ impl<'p> Job<'p> {
         for step in plan.steps() {
             let mut executor = None;
             match step {
+                Step::GroupByKey(_) if mode == Mode::Streaming => {}
+                // Non-default triggers and accumulation modes go through
+                // GroupAlsoByWindow inside the shuffle (shuffle.rs).
                 Step::GroupByKey(g) => {
                     for r in &g.inputs {
                         if let Some(&i) = slot_index.get(r.as_str()) {
@@ -194,9 +249,18 @@ impl<'p> Job<'p> {
                         );
                     }
                 }
-                Step::Impulse(_) => {}
+                Step::Impulse(_)
+                | Step::TestStream(_)
+                | Step::Generate(_)
+                | Step::RedisRead(_)
+                | Step::RedisWrite(_) => {}
             }
             step_executors.push(executor);
+        }
+        if mode == Mode::Streaming {
+            for s in &mut slots {
+                s.buffered = true;
+            }
         }
         Ok(Job {
             plan,
@@ -213,7 +277,39 @@ impl<'p> Job<'p> {
         })
     }
 
-    fn slot(&self, pcoll: &str) -> Result<&Slot, Error> {
+    /// Adds runner-side metrics (merged like a bundle's).
+    pub(crate) fn add_metrics(&self, m: &Metrics) -> Result<(), Error> {
+        self.metrics
+            .lock()
+            .map_err(|_| Error::Internal("poisoned metrics".into()))?
+            .merge(m);
+        Ok(())
+    }
+
+    /// The job's result: merged metrics with element counts per PCollection.
+    pub(crate) fn finish(self, steps: Vec<StepReport>) -> Result<PipelineResult, Error> {
+        let mut metrics = self
+            .metrics
+            .into_inner()
+            .map_err(|_| Error::Internal("poisoned metrics".into()))?;
+        for slot in &self.slots {
+            metrics
+                .element_counts
+                .insert(slot.id.clone(), slot.elements.load(Ordering::Relaxed));
+        }
+        let spilled_runs = self
+            .shuffles
+            .iter()
+            .map(|s| s.spilled_runs.load(Ordering::Relaxed))
+            .sum();
+        Ok(PipelineResult {
+            metrics,
+            steps,
+            spilled_runs,
+        })
+    }
+
+    pub(crate) fn slot(&self, pcoll: &str) -> Result<&Slot, Error> {
         self.slot_index
             .get(pcoll)
             .map(|&i| &self.slots[i])
@@ -224,7 +320,7 @@ impl<'p> Job<'p> {
             })
     }
 
-    fn writer(&self, pcoll: &str) -> Result<SlotWriter<'_>, Error> {
+    pub(crate) fn writer(&self, pcoll: &str) -> Result<SlotWriter<'_>, Error> {
         Ok(SlotWriter::new(
             self.slot(pcoll)?,
             &self.shuffles,
@@ -347,7 +443,7 @@ impl<'p> Job<'p> {
                     break;
                 }
                 match done_rx.recv_timeout(Duration::from_millis(100)) {
-                    Ok(Done { step, result }) => {
+                    Ok(Done { step, result, .. }) => {
                         in_flight -= 1;
                         outstanding[step] -= 1;
                         if let Err(e) = result {
@@ -411,24 +507,7 @@ impl<'p> Job<'p> {
         };
         match &self.plan.steps()[i] {
             Step::Impulse(imp) => {
-                let coder = self.plan.pcollection(&imp.output).map(|p| &p.coder);
-                let empty_value: &[u8] = match coder {
-                    Some(Coder::Bytes | Coder::StringUtf8 | Coder::LengthPrefix(_)) => &[0],
-                    other => {
-                        return Err(Error::Plan(format!(
-                            "impulse '{}' outputs coder {other:?}; it must be a bytes coder",
-                            imp.unique_name
-                        )));
-                    }
-                };
-                let mut elem = Vec::with_capacity(16);
-                let min: i64 = constants::MIN_TIMESTAMP_MILLIS
-                    .parse()
-                    .unwrap_or(i64::MIN / 1000);
-                write_timestamp(&mut elem, min);
-                elem.extend_from_slice(&1i32.to_be_bytes());
-                elem.push(0x0F);
-                elem.extend_from_slice(empty_value);
+                let elem = impulse_element(self.plan, imp)?;
                 let mut w = self.writer(&imp.output)?;
                 w.emit(&elem)?;
                 w.commit()?;
@@ -462,6 +541,12 @@ impl<'p> Job<'p> {
                 }
                 Ok(parts)
             }
+            Step::TestStream(_) | Step::Generate(_) | Step::RedisRead(_) | Step::RedisWrite(_) => {
+                Err(Error::Internal(format!(
+                    "{} needs the streaming engine",
+                    self.plan.steps()[i].name()
+                )))
+            }
             Step::Stage(stage) => {
                 if !stage.side_inputs.is_empty() {
                     let mut data = HashMap::new();
@@ -484,6 +569,8 @@ impl<'p> Job<'p> {
                     send(Task::Bundle {
                         step: i,
                         inputs: bundle,
+                        tag: 0,
+                        keyed: None,
                     })?;
                     queued += 1;
                 }
@@ -500,13 +587,41 @@ impl<'p> Job<'p> {
     }
 
     /// Packs a stage's input chunks into bundles of about `bundle_bytes`,
-    /// smaller when that leaves threads idle.
+    /// smaller when that leaves threads idle. Sized restrictions of a
+    /// splittable DoFn go one per bundle (see [`restriction_bundles`]) when
+    /// several SDK harnesses can take them (splittable DoFns come from Beam
+    /// SDKs, so their stages run on harnesses): with one, more bundles only
+    /// add per-bundle work (more precombined output, for one).
     fn bundles(&self, stage: &Stage) -> Result<Vec<BundleInputs>, Error> {
         let mut all = Vec::new();
+        let mut restrictions = Vec::new();
+        let workers = self
+            .options
+            .parallelism
+            .min(self.options.harness.workers_per_environment);
         for (idx, input) in stage.inputs.iter().enumerate() {
+            let sized = workers > 1 && reads_sized_restrictions(stage, &input.pcollection);
             for r in &input.reads {
-                all.extend(self.slot(r)?.chunks().into_iter().map(|c| (idx, c)));
+                let chunks = self.slot(r)?.chunks().into_iter().map(|c| (idx, c));
+                if sized {
+                    restrictions.extend(chunks.map(|c| (r.as_str(), c)));
+                } else {
+                    all.extend(chunks);
+                }
             }
+        }
+        if !restrictions.is_empty() && stage.state.is_none() {
+            let mut bundles = restriction_bundles(self.plan, restrictions)?;
+            if !all.is_empty() {
+                bundles.push(all);
+            }
+            return Ok(bundles);
+        }
+        all.extend(restrictions.into_iter().map(|(_, c)| c));
+        if let Some(state) = &stage.state {
+            // One task per key partition: a key is never in two bundles at once.
+            let parts = self.options.parallelism.max(1) * 4;
+            return crate::stateful::partition(state, all, parts);
         }
         let total: usize = all.iter().map(|(_, c)| c.bytes.len()).sum();
         let target = self
@@ -534,7 +649,9 @@ impl<'p> Job<'p> {
         Ok(bundles)
     }
 
-    fn worker(&self, tasks: &Mutex<Receiver<Task>>, done: Sender<Done>) {
+    /// A worker thread's loop: runs tasks until the channel closes, with
+    /// one `BundleProcessor` per stage reused across bundles.
+    pub(crate) fn worker(&self, tasks: &Mutex<Receiver<Task>>, done: Sender<Done>) {
         let mut processors: BTreeMap<usize, Box<dyn BundleProcessor>> = BTreeMap::new();
         loop {
             let task = match tasks.lock() {
@@ -542,7 +659,7 @@ impl<'p> Job<'p> {
                 Err(_) => break,
             };
             let Ok(task) = task else { break };
-            let step = task.step();
+            let (step, tag) = (task.step(), task.tag());
             let result = if self.cancelled.load(Ordering::Relaxed) {
                 Ok(())
             } else {
@@ -554,7 +671,7 @@ impl<'p> Job<'p> {
                         )))
                     })
             };
-            if done.send(Done { step, result }).is_err() {
+            if done.send(Done { step, tag, result }).is_err() {
                 break;
             }
         }
@@ -583,7 +700,12 @@ impl<'p> Job<'p> {
                 self.shuffles[shuffle].emit_partition(partition, &mut out)?;
                 out.commit()
             }
-            Task::Bundle { step, inputs } => {
+            Task::Bundle {
+                step,
+                inputs,
+                keyed,
+                ..
+            } => {
                 let Step::Stage(stage) = &self.plan.steps()[step] else {
                     return Err(Error::Internal("bundle task for a non-stage step".into()));
                 };
@@ -622,23 +744,42 @@ impl<'p> Job<'p> {
                     .collect();
                 let mut metrics = Metrics::default();
                 let result = {
-                    let mut bundle = Bundle {
-                        inputs: bundle_inputs,
-                        sink: &mut sink,
-                        side_inputs: match &side {
-                            Some(s) => s.as_ref() as &dyn SideInputs,
-                            None => &NoSideInputs,
-                        },
-                        metrics: &mut metrics,
+                    let side: &dyn SideInputs = match &side {
+                        Some(s) => s.as_ref(),
+                        None => &NoSideInputs,
                     };
-                    catch_unwind(AssertUnwindSafe(|| processor.process_bundle(&mut bundle)))
-                        .unwrap_or_else(|p| {
-                            Err(oxbeam_fn_api::Error::Internal(format!(
-                                "executor panicked in stage {}: {}",
-                                stage.id,
-                                panic_message(&p)
-                            )))
-                        })
+                    catch_unwind(AssertUnwindSafe(|| match (&stage.state, &keyed) {
+                        (Some(state), Some(run)) => crate::streaming::run_keyed_bundle(
+                            state,
+                            &mut **processor,
+                            bundle_inputs,
+                            &mut sink,
+                            side,
+                            &mut metrics,
+                            run,
+                        ),
+                        (Some(state), None) => crate::stateful::run_partition(
+                            state,
+                            &mut **processor,
+                            bundle_inputs,
+                            &mut sink,
+                            side,
+                            &mut metrics,
+                        ),
+                        (None, _) => processor.process_bundle(&mut Bundle::new(
+                            bundle_inputs,
+                            &mut sink,
+                            side,
+                            &mut metrics,
+                        )),
+                    }))
+                    .unwrap_or_else(|p| {
+                        Err(oxbeam_fn_api::Error::Internal(format!(
+                            "executor panicked in stage {}: {}",
+                            stage.id,
+                            panic_message(&p)
+                        )))
+                    })
                 };
                 if let Some(e) = sink.error {
                     return Err(e);
@@ -706,5 +847,173 @@ impl OutputSink for BundleSink<'_> {
                 Err(oxbeam_fn_api::Error::Internal(message))
             }
         }
+    }
+}
+
+/// Most bundles a splittable DoFn's restrictions are spread over; past it,
+/// consecutive restrictions share a bundle.
+const MAX_RESTRICTION_BUNDLES: usize = 1024;
+
+/// Whether `pcollection`, an input of `stage`, holds a splittable DoFn's
+/// sized restrictions: the stage's
+/// `beam:transform:sdf_process_sized_element_and_restrictions:v1` reads it.
+fn reads_sized_restrictions(stage: &Stage, pcollection: &str) -> bool {
+    use oxbeam_model::urns::standard_p_transforms::splittable_par_do_components as sdf;
+    stage.descriptor.transforms.values().any(|t| {
+        t.spec
+            .as_ref()
+            .is_some_and(|s| s.urn == sdf::PROCESS_SIZED_ELEMENTS_AND_RESTRICTIONS)
+            && t.inputs.values().any(|p| p == pcollection)
+    })
+}
+
+/// Bundles of sized restrictions (`(materialized PCollection, (stage input
+/// index, chunk))`), one restriction each: a splittable DoFn's work is in
+/// its restrictions, however few bytes they take, so each is a unit that
+/// any idle worker (and its SDK harness) can take. Past
+/// [`MAX_RESTRICTION_BUNDLES`] consecutive restrictions share a bundle.
+/// Chunks whose windows the runner cannot read stay whole.
+///
+/// # Errors
+/// If a chunk does not hold whole windowed values of its PCollection's coder.
+fn restriction_bundles(
+    plan: &ExecutionPlan,
+    chunks: Vec<(&str, (usize, Arc<Chunk>))>,
+) -> Result<Vec<BundleInputs>, Error> {
+    use oxbeam_runner_core::WindowCoderKind;
+    split_restrictions(chunks, |pcollection| {
+        let p = plan.pcollection(pcollection)?;
+        let window_coder = match p.windowing.window_coder {
+            WindowCoderKind::Global => Coder::GlobalWindow,
+            WindowCoderKind::Interval => Coder::IntervalWindow,
+            WindowCoderKind::Other => return None,
+        };
+        Some((p.coder.clone(), window_coder))
+    })
+}
+
+/// [`restriction_bundles`] with `coders(pcollection)` giving a
+/// PCollection's value and window coders (`None`: not readable here).
+fn split_restrictions(
+    chunks: Vec<(&str, (usize, Arc<Chunk>))>,
+    coders: impl Fn(&str) -> Option<(Coder, Coder)>,
+) -> Result<Vec<BundleInputs>, Error> {
+    use oxbeam_runner_core::WindowedHeader;
+    use oxbeam_runner_core::coder::Context;
+    // Per restriction: stage input index, chunk, its bytes in the chunk.
+    let mut elements: Vec<(usize, Arc<Chunk>, std::ops::Range<usize>)> = Vec::new();
+    let mut whole: Vec<BundleInputs> = Vec::new();
+    for (pcollection, (idx, chunk)) in chunks {
+        let Some((coder, window_coder)) = coders(pcollection) else {
+            whole.push(vec![(idx, chunk)]);
+            continue;
+        };
+        let bad = |e: String| {
+            Error::Execution(oxbeam_fn_api::Error::invalid(
+                format!("sized restriction of PCollection {pcollection}"),
+                e,
+            ))
+        };
+        let mut rest: &[u8] = &chunk.bytes;
+        while !rest.is_empty() {
+            let start = chunk.bytes.len() - rest.len();
+            let mut value = WindowedHeader::parse(&rest, &window_coder)
+                .map_err(|e| bad(e.0))?
+                .value;
+            coder
+                .skip(&mut value, Context::Nested)
+                .map_err(|e| bad(e.to_string()))?;
+            rest = value;
+            elements.push((idx, chunk.clone(), start..chunk.bytes.len() - rest.len()));
+        }
+    }
+    let per_bundle = elements.len().div_ceil(MAX_RESTRICTION_BUNDLES).max(1);
+    let mut bundles = whole;
+    for group in elements.chunks(per_bundle) {
+        let bundle = group
+            .iter()
+            .map(|(idx, chunk, range)| {
+                // A chunk that is one restriction is shared, not copied.
+                let c = if range.len() == chunk.bytes.len() {
+                    chunk.clone()
+                } else {
+                    Arc::new(Chunk {
+                        bytes: chunk.bytes[range.clone()].to_vec(),
+                    })
+                };
+                (*idx, c)
+            })
+            .collect();
+        bundles.push(bundle);
+    }
+    Ok(bundles)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A windowed value in the global window holding `value` (bytes coder).
+    fn element(value: &[u8]) -> Vec<u8> {
+        let mut e = Vec::new();
+        write_timestamp(&mut e, 0);
+        e.extend_from_slice(&1i32.to_be_bytes());
+        e.push(0x0F);
+        e.push(value.len() as u8);
+        e.extend_from_slice(value);
+        e
+    }
+
+    fn chunk(values: &[&[u8]]) -> Arc<Chunk> {
+        Arc::new(Chunk {
+            bytes: values.iter().flat_map(|v| element(v)).collect(),
+        })
+    }
+
+    fn coders(p: &str) -> Option<(Coder, Coder)> {
+        (p == "sized").then_some((Coder::Bytes, Coder::GlobalWindow))
+    }
+
+    /// Restrictions are split one per bundle, whatever chunks they came in;
+    /// a chunk holding one restriction is shared, not copied.
+    #[test]
+    fn one_restriction_per_bundle() {
+        let single = chunk(&[b"c"]);
+        let chunks = vec![
+            ("sized", (0, chunk(&[b"a", b"bb"]))),
+            ("sized", (0, single.clone())),
+            ("opaque", (1, chunk(&[b"x", b"y"]))),
+        ];
+        let bundles = split_restrictions(chunks, coders).unwrap();
+        let got: Vec<Vec<(usize, Vec<u8>)>> = bundles
+            .iter()
+            .map(|b| b.iter().map(|(i, c)| (*i, c.bytes.clone())).collect())
+            .collect();
+        let both = [element(b"x"), element(b"y")].concat();
+        assert_eq!(
+            got,
+            [
+                vec![(1, both)],
+                vec![(0, element(b"a"))],
+                vec![(0, element(b"bb"))],
+                vec![(0, element(b"c"))],
+            ]
+        );
+        assert!(Arc::ptr_eq(&bundles[3][0].1, &single));
+    }
+
+    /// Past the cap, consecutive restrictions share bundles; bad bytes are
+    /// an error, not a panic.
+    #[test]
+    fn many_restrictions_share_bundles_and_bad_bytes_fail() {
+        let values: Vec<Vec<u8>> = (0..3000u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        let bundles = split_restrictions(vec![("sized", (0, chunk(&refs)))], coders).unwrap();
+        assert!(bundles.len() <= MAX_RESTRICTION_BUNDLES);
+        assert_eq!(bundles.iter().map(Vec::len).sum::<usize>(), 3000);
+        let mut truncated = element(b"abc");
+        truncated.pop();
+        let bad = Arc::new(Chunk { bytes: truncated });
+        assert!(split_restrictions(vec![("sized", (0, bad))], coders).is_err());
     }
 }

@@ -3,10 +3,15 @@
 //! [`LocalRunner::run`] plans the pipeline with `oxbeam-runner-core`, then
 //! executes the [`ExecutionPlan`]:
 //!
-//! - **Scheduler.** Watermark-driven: each step's input watermark is the
-//!   minimum of its producers' output watermarks, and a step is ready when
-//!   its input watermark reaches +∞ (batch: when everything upstream is
-//!   done). Streaming will advance watermarks gradually on the same model.
+//! - **Engines.** Watermark-driven: each step's input watermark is the
+//!   minimum of its producers' output watermarks. The batch engine runs a
+//!   step once its input watermark reaches +∞ (everything upstream is
+//!   done). The streaming engine (`streaming`), chosen for plans with a
+//!   TestStream, a generator source or an unbounded PCollection, or with
+//!   [`LocalOptions::streaming`], runs every step continuously and
+//!   advances watermarks gradually; GroupByKeys fire panes as they pass.
+//!   [`LocalRunner::start`] runs a job in the background with a
+//!   [`JobHandle`] to cancel or drain it.
 //! - **Stages** run as bundles on a pool of `parallelism` threads. Each
 //!   thread builds one `BundleProcessor` per stage, through the executor of
 //!   the stage's environment, and reuses it for every bundle; `teardown`
@@ -43,7 +48,12 @@ mod data;
 mod job;
 mod progress;
 mod shuffle;
+mod stateful;
+mod streaming;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use oxbeam_fn_api::{Executors, HarnessOptions, Metrics};
@@ -71,6 +81,8 @@ pub struct LocalOptions {
     /// `beam:env:external:v1` environments that have no executor in the
     /// `Executors` given to [`LocalRunner::run`].
     pub harness: HarnessOptions,
+    /// Run on the streaming engine even when every PCollection is bounded.
+    pub streaming: bool,
 }
 
 impl Default for LocalOptions {
@@ -84,6 +96,7 @@ impl Default for LocalOptions {
             progress: true,
             bundle_bytes: 1 << 20,
             harness: HarnessOptions::default(),
+            streaming: false,
         }
     }
 }
@@ -145,6 +158,17 @@ pub enum Error {
     /// Spilling shuffle data to disk failed.
     #[error("spilling shuffle data to disk: {0}")]
     Spill(std::io::Error),
+    /// An external system a transform reads or writes (a Redis server)
+    /// failed, or sent data the transform cannot read.
+    #[error("{transform} at {address}: {message}")]
+    External {
+        /// The transform, e.g. `Redis stream source 'Read'`.
+        transform: String,
+        /// The system's address, e.g. `redis://127.0.0.1:6379/`.
+        address: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The job was cancelled (see [`LocalRunner::run_cancellable`]).
     #[error("the job was cancelled")]
     Cancelled,
@@ -213,10 +237,59 @@ impl LocalRunner {
         if self.options.dump_plan {
             eprintln!("{plan}");
         }
-        job::run(&plan, executors, &self.options, Some(cancel))
+        self.execute(&plan, executors, Some(cancel), None)
     }
 
-    /// Runs an already planned pipeline.
+    /// Plans `pipeline` and starts it on a thread of its own, returning a
+    /// handle to wait for it, [cancel](JobHandle::cancel) it or
+    /// [drain](JobHandle::drain) it (what unbounded pipelines need to end).
+    ///
+    /// # Errors
+    /// [`Error::Plan`] for invalid pipelines; execution errors come from
+    /// [`JobHandle::wait`].
+    pub fn start(&self, pipeline: &Pipeline, executors: &Executors) -> Result<JobHandle, Error> {
+        let plan = self.plan(pipeline)?;
+        if self.options.dump_plan {
+            eprintln!("{plan}");
+        }
+        let runner = self.clone();
+        let executors = executors.clone();
+        let control = Arc::new(JobControl::default());
+        let c = control.clone();
+        let thread = std::thread::Builder::new()
+            .name("oxbeam-job".into())
+            .spawn(move || runner.execute(&plan, &executors, Some(&c.cancel), Some(&c.drain)))
+            .map_err(|e| Error::Internal(format!("cannot start the job thread: {e}")))?;
+        Ok(JobHandle {
+            control,
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs `plan` on the engine it needs.
+    fn execute(
+        &self,
+        plan: &ExecutionPlan,
+        executors: &Executors,
+        cancel: Option<&AtomicBool>,
+        drain: Option<&AtomicBool>,
+    ) -> Result<PipelineResult, Error> {
+        if self.options.streaming || plan.is_streaming() {
+            streaming::run(
+                plan,
+                executors,
+                &self.options,
+                streaming::Control { cancel, drain },
+            )
+        } else {
+            job::run(plan, executors, &self.options, cancel)
+        }
+    }
+
+    /// Runs an already planned pipeline (on the streaming engine if it
+    /// needs it; see [`ExecutionPlan::is_streaming`]). An unbounded
+    /// pipeline runs until it fails: use [`LocalRunner::start`] to drain or
+    /// cancel it.
     ///
     /// # Errors
     /// As [`LocalRunner::run`].
@@ -225,6 +298,63 @@ impl LocalRunner {
         plan: &ExecutionPlan,
         executors: &Executors,
     ) -> Result<PipelineResult, Error> {
-        job::run(plan, executors, &self.options, None)
+        self.execute(plan, executors, None, None)
+    }
+}
+
+#[derive(Debug, Default)]
+struct JobControl {
+    cancel: AtomicBool,
+    drain: AtomicBool,
+}
+
+/// A job started with [`LocalRunner::start`]. Dropping the handle cancels
+/// the job and waits for it to stop.
+#[derive(Debug)]
+pub struct JobHandle {
+    control: Arc<JobControl>,
+    thread: Option<JoinHandle<Result<PipelineResult, Error>>>,
+}
+
+impl JobHandle {
+    /// Stops the job at once: no new bundles start, bundles on SDK
+    /// harnesses are abandoned, and [`JobHandle::wait`] returns
+    /// [`Error::Cancelled`] (the job ends CANCELLED).
+    pub fn cancel(&self) {
+        self.control.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// Drains the job: its sources stop reading, event time advances to
+    /// +∞ so every window fires, and the job ends DONE once everything in
+    /// flight is processed. A batch job finishes as it would anyway.
+    pub fn drain(&self) {
+        self.control.drain.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the job has ended (done, failed or cancelled).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Waits for the job to end.
+    ///
+    /// # Errors
+    /// As [`LocalRunner::run`]; [`Error::Cancelled`] after [`JobHandle::cancel`].
+    pub fn wait(mut self) -> Result<PipelineResult, Error> {
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| Error::Internal("the job thread panicked".into()))?,
+            None => Err(Error::Internal("the job was already waited for".into())),
+        }
+    }
+}
+
+impl Drop for JobHandle {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.cancel();
+            let _ = t.join();
+        }
     }
 }

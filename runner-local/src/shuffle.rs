@@ -20,10 +20,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use oxbeam_model::urns::beam_constants::constants;
+use oxbeam_model::window::{BoundedWindow, Timestamp};
 use oxbeam_runner_core::coder::{
     Context, read_interval_window, read_varint, write_interval_window, write_varint,
 };
-use oxbeam_runner_core::{Coder, GroupByKeyStep, OutputTime, WindowCoderKind, WindowedHeader};
+use oxbeam_runner_core::gabw::{FiredPane, GroupAlsoByWindow};
+use oxbeam_runner_core::{
+    Coder, GroupByKeyStep, OutputTime, WindowCoderKind, WindowedHeader, WindowingStrategy,
+};
 
 use crate::Error;
 use crate::data::SlotWriter;
@@ -51,6 +55,10 @@ pub(crate) struct Shuffle {
     window_coder: Coder,
     merging: bool,
     output_time: OutputTime,
+    /// Set when the strategy needs Beam's trigger machinery (a non-default
+    /// trigger or accumulating panes): groups then go through
+    /// [`GroupAlsoByWindow`] instead of the one-pane fast path.
+    triggered: Option<WindowingStrategy>,
     partitions: Vec<Mutex<Partition>>,
     partition_bytes: Vec<AtomicU64>,
     in_memory: AtomicU64,
@@ -75,6 +83,7 @@ impl Shuffle {
             },
             merging: step.windowing.merging,
             output_time: step.windowing.output_time,
+            triggered: (!step.windowing.is_simple_batch_grouping()).then(|| step.windowing.clone()),
             partitions: (0..partitions)
                 .map(|_| Mutex::new(Partition::default()))
                 .collect(),
@@ -137,6 +146,22 @@ impl Shuffle {
             self.partition_bytes[index].store(0, Ordering::Relaxed);
             (std::mem::take(&mut p.blocks), std::mem::take(&mut p.runs))
         };
+        if let Some(strategy) = &self.triggered {
+            let mut grouper = TriggeredGrouper::new(strategy, &self.transform)?;
+            if runs.is_empty() {
+                for e in sorted_index(&blocks)? {
+                    grouper.push(&record_at(&blocks, e)?, out)?;
+                }
+            } else {
+                let mut runs = runs;
+                if !blocks.is_empty() {
+                    runs.push(write_run(&blocks)?);
+                }
+                drop(blocks);
+                merge_runs(runs, |r| grouper.push(r, out))?;
+            }
+            return grouper.flush(out);
+        }
         let mut grouper = Grouper::new(self.merging, self.output_time);
         if runs.is_empty() {
             for e in sorted_index(&blocks)? {
@@ -638,6 +663,81 @@ impl Grouper {
         } else {
             self.flush(out)
         }
+    }
+}
+
+/// Groups records in shuffle order through [`GroupAlsoByWindow`], one key
+/// at a time: all of a key's elements, then the watermark (and processing
+/// time) to +∞, as Beam's batch runners do; panes are emitted in the same
+/// encoding as the fast path's groups.
+struct TriggeredGrouper<'s> {
+    strategy: &'s WindowingStrategy,
+    transform: &'s str,
+    gabw: GroupAlsoByWindow,
+    open: bool,
+    key: Vec<u8>,
+    panes: Vec<FiredPane>,
+    elem: Vec<u8>,
+}
+
+impl<'s> TriggeredGrouper<'s> {
+    fn new(strategy: &'s WindowingStrategy, transform: &'s str) -> Result<Self, Error> {
+        Ok(TriggeredGrouper {
+            strategy,
+            transform,
+            gabw: Self::fresh(strategy, transform)?,
+            open: false,
+            key: Vec::new(),
+            panes: Vec::new(),
+            elem: Vec::new(),
+        })
+    }
+
+    fn fresh(strategy: &WindowingStrategy, transform: &str) -> Result<GroupAlsoByWindow, Error> {
+        GroupAlsoByWindow::new(strategy)
+            .map_err(|e| internal(format!("GroupByKey '{transform}': {e}")))
+    }
+
+    fn push(&mut self, r: &Rec<'_>, out: &mut SlotWriter<'_>) -> Result<(), Error> {
+        if self.open && r.key != self.key.as_slice() {
+            self.flush(out)?;
+        }
+        if !self.open {
+            self.key.clear();
+            self.key.extend_from_slice(r.key);
+            self.open = true;
+        }
+        let window = if r.window.is_empty() {
+            BoundedWindow::Global
+        } else {
+            let (start, end) =
+                read_interval_window(&mut &r.window[..]).map_err(|e| internal(e.0))?;
+            BoundedWindow::Interval {
+                start: Timestamp::from_millis(start),
+                end: Timestamp::from_millis(end),
+            }
+        };
+        self.gabw
+            .process(r.key, window, Timestamp::from_millis(r.ts), r.value);
+        Ok(())
+    }
+
+    /// Fires and emits everything of the current key.
+    fn flush(&mut self, out: &mut SlotWriter<'_>) -> Result<(), Error> {
+        if !self.open {
+            return Ok(());
+        }
+        self.open = false;
+        self.gabw
+            .advance(Timestamp::MAX, Timestamp::MAX, &mut self.panes);
+        for p in self.panes.drain(..) {
+            self.elem.clear();
+            p.encode(&self.strategy.window_coder, &mut self.elem);
+            out.emit(&self.elem)?;
+        }
+        // At +∞ nothing is left; the next key starts from a new clock.
+        self.gabw = Self::fresh(self.strategy, self.transform)?;
+        Ok(())
     }
 }
 

@@ -9,7 +9,9 @@
 //!
 //! Windowed values become a *meta* per element: the tuple
 //! `(timestamp_micros, window)` where `window` is the SDK's `GlobalWindow`
-//! singleton or an `IntervalWindow`. Consecutive elements with equal headers
+//! singleton or an `IntervalWindow`; elements from a trigger firing (any
+//! pane but `NO_FIRING`) get `(timestamp_micros, window, pane_info)` with
+//! the SDK's `PaneInfo` (retractions included). Consecutive elements with equal headers
 //! share one meta object, and encoding caches the header of the last meta
 //! object seen, so the usual case (every element in the same window) costs
 //! one pointer comparison per element.
@@ -17,7 +19,7 @@
 use oxbeam_model::coders::wire;
 use oxbeam_model::coders::{Coder, WindowCoder, WindowedValueHeader, Windows};
 use oxbeam_model::urns::oxbeam_python;
-use oxbeam_model::window::{BoundedWindow, PaneInfo, Timestamp};
+use oxbeam_model::window::{BoundedWindow, PaneInfo, PaneTiming, Timestamp};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
@@ -101,6 +103,7 @@ pub struct PyHelpers {
     loads: Py<PyAny>,
     global_window: Py<PyAny>,
     interval_window: Py<PyAny>,
+    pane: Py<PyAny>,
 }
 
 impl PyHelpers {
@@ -111,7 +114,9 @@ impl PyHelpers {
     pub fn new(py: Python<'_>) -> PyResult<Self> {
         let pickle = py.import("pickle")?;
         let window = py.import("oxbeam.window")?;
+        let wv = py.import("oxbeam.utils.windowed_value")?;
         Ok(PyHelpers {
+            pane: wv.getattr("_pane")?.unbind(),
             dumps: pickle.getattr("dumps")?.unbind(),
             loads: pickle.getattr("loads")?.unbind(),
             global_window: window.getattr("GlobalWindow")?.call0()?.unbind(),
@@ -126,6 +131,7 @@ impl PyHelpers {
             loads: self.loads.clone_ref(py),
             global_window: self.global_window.clone_ref(py),
             interval_window: self.interval_window.clone_ref(py),
+            pane: self.pane.clone_ref(py),
         }
     }
 }
@@ -428,7 +434,7 @@ pub struct BatchDecoder {
     pub codec: Codec,
     /// The window coder of the windowed values.
     pub window_coder: WindowCoder,
-    last: Option<(Timestamp, BoundedWindow, Py<PyAny>)>,
+    last: Option<(Timestamp, BoundedWindow, PaneInfo, Py<PyAny>)>,
 }
 
 impl BatchDecoder {
@@ -447,34 +453,26 @@ impl BatchDecoder {
         h: &PyHelpers,
         ts: Timestamp,
         w: BoundedWindow,
+        pane: PaneInfo,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if let Some((lt, lw, m)) = &self.last {
-            if *lt == ts && *lw == w {
+        if let Some((lt, lw, lp, m)) = &self.last {
+            if *lt == ts && *lw == w && *lp == pane {
                 return Ok(m.bind(py).clone());
             }
         }
-        let window = match w {
-            BoundedWindow::Global => h.global_window.bind(py).clone(),
-            BoundedWindow::Interval { start, end } => h.interval_window.bind(py).call_method1(
-                "_from_micros",
-                (
-                    start.millis().saturating_mul(1000),
-                    end.millis().saturating_mul(1000),
-                ),
-            )?,
-        };
-        let m = PyTuple::new(
-            py,
-            [
-                ts.millis()
-                    .saturating_mul(1000)
-                    .into_pyobject(py)?
-                    .into_any(),
-                window,
-            ],
-        )?
+        let window = py_window(py, h, &w)?;
+        let micros = ts
+            .millis()
+            .saturating_mul(1000)
+            .into_pyobject(py)?
+            .into_any();
+        let m = if pane == PaneInfo::NO_FIRING {
+            PyTuple::new(py, [micros, window])?
+        } else {
+            PyTuple::new(py, [micros, window, py_pane(py, h, &pane)?])?
+        }
         .into_any();
-        self.last = Some((ts, w, m.clone().unbind()));
+        self.last = Some((ts, w, pane, m.clone().unbind()));
         Ok(m)
     }
 
@@ -499,7 +497,7 @@ impl BatchDecoder {
             let v = self.codec.decode(py, h, input, true)?;
             for w in header.windows.iter() {
                 values.append(&v)?;
-                metas.append(self.meta(py, h, header.timestamp, *w)?)?;
+                metas.append(self.meta(py, h, header.timestamp, *w, header.pane)?)?;
             }
             n += 1;
         }
@@ -530,23 +528,18 @@ impl HeaderEncoder {
                 return Ok(());
             }
         }
-        let py = meta.py();
         let t = meta.cast::<PyTuple>()?;
         let micros: i64 = t.get_item(0)?.extract()?;
-        let w = t.get_item(1)?;
-        let window = if w.is(h.global_window.bind(py)) {
-            BoundedWindow::Global
+        let window = window_of(h, &t.get_item(1)?)?;
+        let pane = if t.len() > 2 {
+            pane_of(&t.get_item(2)?)?
         } else {
-            let (s, e): (i64, i64) = w.call_method0("_micros")?.extract()?;
-            BoundedWindow::Interval {
-                start: Timestamp::from_millis(s.div_euclid(1000)),
-                end: Timestamp::from_millis(e.div_euclid(1000)),
-            }
+            PaneInfo::NO_FIRING
         };
         let header = WindowedValueHeader {
             timestamp: Timestamp::from_millis(micros.div_euclid(1000)),
             windows: Windows::one(window),
-            pane: PaneInfo::NO_FIRING,
+            pane,
         };
         let mut bytes = Vec::with_capacity(16);
         header.encode(&mut bytes);
@@ -554,4 +547,111 @@ impl HeaderEncoder {
         self.last = Some((meta.clone().unbind(), bytes));
         Ok(())
     }
+}
+
+/// The SDK's window object for `w`.
+///
+/// # Errors
+/// If the SDK's `IntervalWindow` cannot be built.
+pub fn py_window<'py>(
+    py: Python<'py>,
+    h: &PyHelpers,
+    w: &BoundedWindow,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match w {
+        BoundedWindow::Global => h.global_window.bind(py).clone(),
+        BoundedWindow::Interval { start, end } => h.interval_window.bind(py).call_method1(
+            "_from_micros",
+            (
+                start.millis().saturating_mul(1000),
+                end.millis().saturating_mul(1000),
+            ),
+        )?,
+    })
+}
+
+/// The window of an SDK window object (`GlobalWindow` or `IntervalWindow`).
+///
+/// # Errors
+/// If `w` is neither.
+pub fn window_of(h: &PyHelpers, w: &Bound<'_, PyAny>) -> PyResult<BoundedWindow> {
+    if w.is(h.global_window.bind(w.py())) {
+        return Ok(BoundedWindow::Global);
+    }
+    // Windows of elements at the min timestamp may start before it.
+    let (s, e): (i128, i128) = w.call_method0("_micros")?.extract()?;
+    let clamp = |x: i128| x.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+    Ok(BoundedWindow::Interval {
+        start: Timestamp::from_millis(clamp(s).div_euclid(1000)),
+        end: Timestamp::from_millis(clamp(e).div_euclid(1000)),
+    })
+}
+
+/// The SDK's `PaneInfo` for `pane`.
+///
+/// # Errors
+/// If the SDK's constructor fails.
+pub fn py_pane<'py>(
+    py: Python<'py>,
+    h: &PyHelpers,
+    pane: &PaneInfo,
+) -> PyResult<Bound<'py, PyAny>> {
+    h.pane.bind(py).call1((
+        pane.is_first,
+        pane.is_last,
+        pane.timing as u8,
+        pane.index,
+        pane.on_time_index,
+        pane.is_retraction,
+    ))
+}
+
+/// The pane of an SDK `PaneInfo` (its `_wire()` fields).
+pub fn pane_of(p: &Bound<'_, PyAny>) -> PyResult<PaneInfo> {
+    let (is_first, is_last, timing, index, on_time_index, is_retraction): (
+        bool,
+        bool,
+        u8,
+        i64,
+        i64,
+        bool,
+    ) = p.call_method0("_wire")?.extract()?;
+    Ok(PaneInfo {
+        is_first,
+        is_last,
+        timing: PaneTiming::from_bits(timing),
+        index,
+        on_time_index,
+        is_retraction,
+    })
+}
+
+/// Encodes each of `values` (outer context) with coder `coder_id` of the
+/// serialized `Components` message `components` (e.g. TestStream elements).
+///
+/// # Errors
+/// `ValueError` if the components do not decode, the coder is unknown or
+/// has no Python representation, or a value does not fit it.
+#[pyfunction]
+pub fn encode_values<'py>(
+    py: Python<'py>,
+    components: &[u8],
+    coder_id: &str,
+    values: &Bound<'py, PyList>,
+) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    use prost::Message;
+    let comps = oxbeam_model::pipeline::Components::decode(components)
+        .map_err(|e| PyValueError::new_err(format!("Components: {e}")))?;
+    let coder = Coder::from_proto(coder_id, &comps)
+        .map_err(|e| PyValueError::new_err(format!("coder {coder_id}: {e}")))?;
+    let codec = Codec::from_coder(&coder).map_err(PyValueError::new_err)?;
+    let h = PyHelpers::new(py)?;
+    let mut out = Vec::with_capacity(values.len());
+    let mut buf = Vec::new();
+    for v in values.iter() {
+        buf.clear();
+        codec.encode(&h, &v, &mut buf, false)?;
+        out.push(PyBytes::new(py, &buf));
+    }
+    Ok(out)
 }

@@ -24,6 +24,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::codec::{BatchDecoder, Codec, HeaderEncoder, PyHelpers};
+use crate::state::{Cell, PendingTimers, StateClient, StatefulTransform};
 
 /// Input elements per Python call.
 pub const BATCH: usize = 2048;
@@ -97,6 +98,8 @@ struct Processor {
     sources: Vec<Source>,
     sinks: Vec<Sink>,
     sides: Vec<SideSpec>,
+    /// User state and timers, for stages with stateful DoFns.
+    client: Option<Py<StateClient>>,
     errors: ErrorSlot,
 }
 
@@ -178,6 +181,70 @@ fn window_fn_tuple<'py>(
     t.map_err(internal)
 }
 
+/// What the state client needs of stateful ParDo `id` with main input
+/// `main` and payload `p`: key and window coders, cells, timer families.
+fn stateful_transform(
+    d: &ProcessBundleDescriptor,
+    components: &pb::Components,
+    id: &str,
+    main: &str,
+    p: &pb::ParDoPayload,
+) -> Result<StatefulTransform> {
+    let what = format!("stateful transform {id}");
+    let pc = d
+        .pcollections
+        .get(main)
+        .ok_or_else(|| invalid(&what, format!("unknown PCollection {main}")))?;
+    let coder = Coder::from_proto(&pc.coder_id, components).map_err(|e| invalid(&what, e))?;
+    let Coder::Kv { key, .. } = &coder else {
+        return Err(invalid(&what, "its input is not keyed (KV coder)"));
+    };
+    let unsupported = |m: String| Error::Unsupported {
+        transform: id.to_string(),
+        message: m,
+    };
+    let key = Codec::from_coder(key).map_err(unsupported)?;
+    let ws = d
+        .windowing_strategies
+        .get(&pc.windowing_strategy_id)
+        .ok_or_else(|| invalid(&what, "unknown windowing strategy"))?;
+    let wc = Coder::from_proto(&ws.window_coder_id, components).map_err(|e| invalid(&what, e))?;
+    let window = WindowCoder::from_coder(&wc)
+        .ok_or_else(|| unsupported(format!("state in windows of coder {}", wc.urn())))?;
+    use pb::state_spec::Spec;
+    let mut ids: Vec<&String> = p.state_specs.keys().collect();
+    ids.sort();
+    let mut cells = Vec::new();
+    for sid in ids {
+        let coder_id = match &p.state_specs[sid].spec {
+            Some(Spec::ReadModifyWriteSpec(s)) => &s.coder_id,
+            Some(Spec::BagSpec(s)) => &s.element_coder_id,
+            Some(Spec::SetSpec(s)) => &s.element_coder_id,
+            Some(Spec::CombiningSpec(s)) => &s.accumulator_coder_id,
+            Some(Spec::OrderedListSpec(s)) => &s.element_coder_id,
+            _ => {
+                return Err(unsupported(format!(
+                    "state {sid}: only value, bag, set, combining and ordered list state"
+                )));
+            }
+        };
+        let c = Coder::from_proto(coder_id, components).map_err(|e| invalid(&what, e))?;
+        cells.push(Cell {
+            id: sid.clone(),
+            codec: Codec::from_coder(&c).map_err(unsupported)?,
+        });
+    }
+    let mut families: Vec<String> = p.timer_family_specs.keys().cloned().collect();
+    families.sort();
+    Ok(StatefulTransform {
+        transform: id.to_string(),
+        key,
+        window,
+        cells,
+        families,
+    })
+}
+
 impl Executor for PythonExecutor {
     fn name(&self) -> &str {
         "python"
@@ -200,6 +267,7 @@ impl Executor for PythonExecutor {
             let mut sources = Vec::new();
             let mut sinks = Vec::new();
             let mut sides = Vec::new();
+            let mut stateful: Vec<StatefulTransform> = Vec::new();
             let mut ids: Vec<&String> = d.transforms.keys().collect();
             ids.sort();
             for id in ids {
@@ -268,7 +336,7 @@ impl Executor for PythonExecutor {
                     prim::PAR_DO => {
                         let p = pb::ParDoPayload::decode(payload)
                             .map_err(|e| invalid(format!("ParDo payload of {id}"), e))?;
-                        let f = p.do_fn.unwrap_or_default();
+                        let f = p.do_fn.clone().unwrap_or_default();
                         if f.urn != urns::oxbeam_python::DO_FN {
                             return Err(Error::Unsupported {
                                 transform: label.to_string(),
@@ -288,13 +356,24 @@ impl Executor for PythonExecutor {
                                 main = Some(pcoll.clone());
                             }
                         }
-                        put(
-                            &entry,
-                            "input",
-                            main.ok_or_else(|| {
-                                invalid(format!("transform {id}"), "no main input")
-                            })?,
-                        )?;
+                        let main = main
+                            .ok_or_else(|| invalid(format!("transform {id}"), "no main input"))?;
+                        if !p.state_specs.is_empty() || !p.timer_family_specs.is_empty() {
+                            let st = stateful_transform(d, &components, id, &main, &p)?;
+                            let cells = PyDict::new(py);
+                            for (i, c) in st.cells.iter().enumerate() {
+                                cells.set_item(&c.id, i).map_err(internal)?;
+                            }
+                            let families = PyDict::new(py);
+                            for (i, f) in st.families.iter().enumerate() {
+                                families.set_item(f, i).map_err(internal)?;
+                            }
+                            put(&entry, "stateful", stateful.len())?;
+                            put(&entry, "state_cells", cells)?;
+                            put(&entry, "timer_families", families)?;
+                            stateful.push(st);
+                        }
+                        put(&entry, "input", main)?;
                         for local in &side_names {
                             let pcoll_id = t.inputs.get(*local).ok_or_else(|| {
                                 invalid(
@@ -385,6 +464,14 @@ impl Executor for PythonExecutor {
                 transforms.append(entry).map_err(internal)?;
             }
             let spec = PyDict::new(py);
+            let client = if stateful.is_empty() {
+                None
+            } else {
+                let c = Py::new(py, StateClient::new(helpers.clone_ref(py), stateful))
+                    .map_err(internal)?;
+                spec.set_item("state", c.clone_ref(py)).map_err(internal)?;
+                Some(c)
+            };
             spec.set_item("id", &d.id).map_err(internal)?;
             spec.set_item("transforms", transforms).map_err(internal)?;
             spec.set_item("sources", source_map).map_err(internal)?;
@@ -401,6 +488,7 @@ impl Executor for PythonExecutor {
                 sources,
                 sinks,
                 sides,
+                client,
                 errors: self.errors.clone(),
             }) as Box<dyn BundleProcessor>)
         })
@@ -435,30 +523,83 @@ pub(crate) fn user_error(py: Python<'_>, slot: &ErrorSlot, stage: &str, e: PyErr
     })
 }
 
+/// Outputs of Python calls, taken under the GIL and handed to the runner
+/// without it: per sink (index, encoded elements, element ends), and timers
+/// (transform id, family id, encoded timer) in the order user code set them.
+#[derive(Default)]
+struct Drained {
+    data: Vec<(usize, Vec<u8>, Vec<usize>)>,
+    timers: Vec<(String, String, Vec<u8>)>,
+}
+
 impl Processor {
-    fn drain(&self, py: Python<'_>) -> Vec<(usize, Vec<u8>, Vec<usize>)> {
-        let mut out = Vec::new();
+    fn drain(&self, py: Python<'_>) -> Drained {
+        let mut out = Drained::default();
         for (i, s) in self.sinks.iter().enumerate() {
             let mut b = s.buffer.bind(py).borrow_mut();
             if !b.ends.is_empty() {
-                out.push((i, std::mem::take(&mut b.buf), std::mem::take(&mut b.ends)));
+                out.data
+                    .push((i, std::mem::take(&mut b.buf), std::mem::take(&mut b.ends)));
+            }
+        }
+        if let Some(c) = &self.client {
+            let mut c = c.bind(py).borrow_mut();
+            let timers: PendingTimers = c.take_timers();
+            for (t, f, bytes) in timers {
+                let (transform, family) = c.timer_target(t, f);
+                out.timers
+                    .push((transform.to_string(), family.to_string(), bytes));
             }
         }
         out
     }
 
-    fn emit(
-        &self,
-        bundle: &mut Bundle<'_>,
-        drained: Vec<(usize, Vec<u8>, Vec<usize>)>,
-    ) -> Result<()> {
-        for (i, buf, ends) in drained {
+    fn emit(&self, bundle: &mut Bundle<'_>, drained: Drained) -> Result<()> {
+        for (i, buf, ends) in drained.data {
             let id = &self.sinks[i].id;
             let mut start = 0;
             for end in ends {
                 bundle.sink.emit(id, &buf[start..end])?;
                 start = end;
             }
+        }
+        for (transform, family, timer) in drained.timers {
+            bundle.sink.emit_timer(&transform, &family, &timer)?;
+        }
+        Ok(())
+    }
+
+    /// Fires the bundle's timers: one Python call per timer input.
+    fn fire_timers(&mut self, bundle: &mut Bundle<'_>) -> Result<()> {
+        let timers: Vec<(&str, &str, &[u8])> = bundle.timers.clone();
+        for (transform, family, bytes) in timers {
+            let drained = Python::attach(|py| -> Result<_> {
+                let client = self.client.as_ref().ok_or_else(|| {
+                    invalid(
+                        format!("timers of stage {}", self.stage),
+                        format!("transform {transform} has no state or timers here"),
+                    )
+                })?;
+                let (t, fired) = {
+                    let c = client.bind(py).borrow();
+                    let t = c.index_of(transform).ok_or_else(|| {
+                        invalid(
+                            format!("timers of stage {}", self.stage),
+                            format!("transform {transform} declares no timers here"),
+                        )
+                    })?;
+                    let fired = c
+                        .decode_timers(py, t, bytes)
+                        .map_err(|e| invalid(format!("timers of transform {transform}"), e))?;
+                    (t, fired)
+                };
+                self.runner
+                    .bind(py)
+                    .call_method1("fire_timers", (t, family, fired))
+                    .map_err(|e| user_error(py, &self.errors, &self.stage, e))?;
+                Ok(self.drain(py))
+            })?;
+            self.emit(bundle, drained)?;
         }
         Ok(())
     }
@@ -536,6 +677,9 @@ impl Processor {
                 self.emit(bundle, drained)?;
             }
         }
+        if !bundle.timers.is_empty() {
+            self.fire_timers(bundle)?;
+        }
         let (drained, metrics) = Python::attach(|py| -> Result<_> {
             let m = self
                 .runner
@@ -586,7 +730,13 @@ fn extract_metrics(m: &Bound<'_, PyAny>) -> PyResult<Metrics> {
 
 impl BundleProcessor for Processor {
     fn process_bundle(&mut self, bundle: &mut Bundle<'_>) -> Result<()> {
+        if let Some(c) = &self.client {
+            Python::attach(|py| c.bind(py).borrow_mut().attach(bundle));
+        }
         let r = self.run(bundle);
+        if let Some(c) = &self.client {
+            Python::attach(|py| c.bind(py).borrow_mut().detach());
+        }
         if r.is_err() {
             // Forget partial outputs of the failed bundle.
             Python::attach(|py| {

@@ -18,6 +18,9 @@
 //!   coder), windowed-value headers ↔ `(timestamp_micros, window)` metas.
 //! - [`PythonExecutor`]: the `oxbeam_fn_api::Executor` for Python stages.
 //! - [`errors`]: Rust errors → Python exceptions, in one table.
+//! - Wasm UDFs (`oxbeam.wasm`): stages in `oxbeam:env:wasm:v1` run in
+//!   `oxbeam_wasm::WasmExecutor`, one per process so each module compiles
+//!   once; [`wat_to_wasm`] compiles hand-written guests.
 //!
 //! The `_oxbeam` extension module (built by maturin with the
 //! `extension-module` feature) is [`_oxbeam`]; its Python signatures are in
@@ -26,12 +29,14 @@
 pub mod codec;
 pub mod errors;
 mod executor;
+mod state;
 
 use std::sync::{Arc, Mutex, OnceLock};
 
 use oxbeam_fn_api::Executors;
 use oxbeam_model::urns;
 use oxbeam_runner_local::{LocalOptions, LocalRunner};
+use oxbeam_wasm::WasmExecutor;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -79,6 +84,24 @@ fn decode_proto(message: &str, data: &[u8]) -> PyResult<String> {
     serde_json::to_string(&msg).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
+/// The process's Wasm executor: modules compile once per process, however
+/// many pipelines use them.
+fn wasm_executor() -> Arc<WasmExecutor> {
+    static EXEC: OnceLock<Arc<WasmExecutor>> = OnceLock::new();
+    EXEC.get_or_init(|| Arc::new(WasmExecutor::default()))
+        .clone()
+}
+
+/// Compiles WebAssembly text (WAT) to a binary module.
+///
+/// # Errors
+/// `ValueError` with the parser's message (line and column) for invalid text.
+#[pyfunction]
+fn wat_to_wasm<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyBytes>> {
+    let bytes = wat::parse_str(text).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(PyBytes::new(py, &bytes))
+}
+
 fn option<T>(options: &Bound<'_, PyDict>, key: &str) -> PyResult<Option<T>>
 where
     T: for<'a, 'py> FromPyObject<'a, 'py>,
@@ -98,7 +121,8 @@ where
 /// and `(transform, namespace, name, count, sum, min, max)`.
 ///
 /// Options (all optional): `parallelism` (int), `fusion`, `combiner_lifting`,
-/// `dump_plan` (bool).
+/// `dump_plan`, `streaming` (bool; run on the streaming engine even when
+/// every PCollection is bounded).
 ///
 /// # Errors
 /// As mapped by [`errors`]; a user exception is an `UserCodeError` whose
@@ -134,12 +158,17 @@ fn run_pipeline(
         if let Some(d) = option::<bool>(o, "dump_plan")? {
             opts.dump_plan = d;
         }
+        if let Some(s) = option::<bool>(o, "streaming")? {
+            opts.streaming = s;
+        }
     }
     let slot: ErrorSlot = Arc::new(Mutex::new(Vec::new()));
-    let executors = Executors::new().with(
-        urns::oxbeam_python::ENVIRONMENT,
-        Arc::new(PythonExecutor::new(slot.clone())),
-    );
+    let executors = Executors::new()
+        .with(
+            urns::oxbeam_python::ENVIRONMENT,
+            Arc::new(PythonExecutor::new(slot.clone())),
+        )
+        .with(urns::wasm_functions::ENVIRONMENT, wasm_executor());
     let runner = LocalRunner::new(opts);
     let result = py.detach(|| runner.run(&proto, &executors));
     match result {
@@ -197,7 +226,10 @@ pub fn _oxbeam(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_proto, m)?)?;
     m.add_function(wrap_pyfunction!(decode_proto, m)?)?;
     m.add_function(wrap_pyfunction!(run_pipeline, m)?)?;
+    m.add_function(wrap_pyfunction!(codec::encode_values, m)?)?;
+    m.add_function(wrap_pyfunction!(wat_to_wasm, m)?)?;
     m.add_class::<SinkBuffer>()?;
+    m.add_class::<state::StateClient>()?;
     m.add("BATCH_SIZE", BATCH)?;
     let table: std::collections::BTreeMap<&str, &str> = urns::ALL.iter().copied().collect();
     m.add("URNS", table)?;

@@ -15,6 +15,10 @@ pub enum Error {
     /// The runner failed for another reason (its own bug, disk spill errors, ...).
     #[error("runner failed: {0}")]
     Runner(String),
+    /// The pipeline was cancelled ([`PipelineHandle::cancel`](crate::PipelineHandle::cancel),
+    /// or a second Ctrl-C).
+    #[error("the pipeline was cancelled")]
+    Cancelled,
     /// `--runner` names no runner this binary has.
     #[error("unknown runner {0:?} (available: local)")]
     UnknownRunner(String),

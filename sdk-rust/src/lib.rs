@@ -28,8 +28,11 @@
 //!   `combine_per_key`, `combine_globally`, `count_per_element`, `distinct`,
 //!   `partition`, `flatten_with`, `reshuffle`, `with_timestamps`,
 //!   `window_into`, `par_do` ([`ParDo`] of a [`DoFn`] with tagged outputs
-//!   and [`SideInput`]s); sources on [`Pipeline`] (`create`,
-//!   `generate_sequence`, `impulse`); composites with [`PTransform`] and
+//!   and [`SideInput`]s), `stateful_par_do` (a [`StatefulDoFn`] with
+//!   per-key [`state`] and timers); sources on [`Pipeline`] (`create`,
+//!   `generate_sequence`, `impulse`); streaming sources: [`TestStream`]
+//!   (scripted events for tests) and [`io::Generate`] (synthetic, unbounded);
+//!   composites with [`PTransform`] and
 //!   `apply`; built-in combiners in [`combiners`]; file IO in [`io`].
 //! - The proto references your functions by name: every DoFn, closure and
 //!   CombineFn is registered in a [`Registry`] under its transform's unique
@@ -60,12 +63,15 @@ pub mod combiners;
 mod dofn;
 mod error;
 pub(crate) mod exec;
+mod handle;
 pub mod io;
 pub mod metrics;
 mod options;
 mod pipeline;
 pub mod registry;
 mod runner;
+pub mod state;
+pub mod test_stream;
 pub mod testing;
 mod transforms;
 mod view;
@@ -77,10 +83,13 @@ pub use combine::{CombineFn, CombineGlobally, CombinePerKey};
 pub use dofn::{DoFn, FinishBundleContext, ProcessContext, TupleTag};
 pub use error::{Error, Result};
 pub use exec::NativeExecutor;
+pub use handle::PipelineHandle;
 pub use options::{PipelineOptions, parse_bytes};
 pub use pipeline::{NATIVE_ENVIRONMENT_ID, PBegin, PCollection, PTransform, PValue, Pipeline};
 pub use registry::{Registry, global_registry};
 pub use runner::{LocalRunner, PipelineResult, Runner};
+pub use state::StatefulDoFn;
+pub use test_stream::{TestStream, TimestampedValue};
 pub use transforms::core::CoGrouped;
 pub use transforms::fns::{ByRef, ByValue, FlatMapFn, MapFn};
 pub use transforms::pardo::{ParDo, TaggedOutputs};

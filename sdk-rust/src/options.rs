@@ -12,9 +12,10 @@
 //!     #[arg(long)]
 //!     output: String,
 //! }
-//! let args = Args::parse_from(["prog", "--parallelism", "2", "--no-fusion", "--output", "out"]);
+//! let args = Args::parse_from(["prog", "--parallelism", "2", "--no-fusion", "--streaming", "--output", "out"]);
 //! assert_eq!(args.pipeline.parallelism, Some(2));
 //! assert!(args.pipeline.no_fusion);
+//! assert!(args.pipeline.streaming);
 //! ```
 
 use clap::Parser;
@@ -43,6 +44,10 @@ pub struct PipelineOptions {
     /// Never show a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Run on the streaming engine even when every PCollection is bounded
+    /// (unbounded sources and TestStreams always do).
+    #[arg(long)]
+    pub streaming: bool,
 }
 
 impl Default for PipelineOptions {
@@ -55,6 +60,7 @@ impl Default for PipelineOptions {
             memory_budget: None,
             dump_plan: false,
             no_progress: false,
+            streaming: false,
         }
     }
 }
@@ -128,5 +134,11 @@ mod tests {
         assert_eq!(parse_bytes("1000").unwrap(), 1000);
         assert!(parse_bytes("3 parsecs").is_err());
         assert!(PipelineOptions::try_parse_from(["p", "--parallelism", "x"]).is_err());
+        assert!(!o.streaming);
+        assert!(
+            PipelineOptions::try_parse_from(["p", "--streaming"])
+                .unwrap()
+                .streaming
+        );
     }
 }

@@ -21,9 +21,10 @@ use crate::Result;
 use crate::coder::{Coder, CoderSpec, Element};
 use crate::exec::NativeExecutor;
 use crate::exec::types::ops;
+use crate::handle::{InterruptGuard, PipelineHandle};
 use crate::options::PipelineOptions;
 use crate::registry::{NativeFn, Registry, global_registry};
-use crate::runner::{PipelineResult, Runner, runner_for};
+use crate::runner::{PipelineResult, Runner, local_error, local_options, runner_for};
 use crate::window::WindowFn;
 
 /// Id of the environment of native Rust user code in the pipeline proto.
@@ -316,7 +317,9 @@ impl Builder {
     ) -> String {
         let id = format!("{transform}.{tag}");
         let coder_id = self.coder_id(coder);
-        let windowing_strategy_id = self.windowing_id(wf);
+        let windowing_strategy_id = self
+            .inherited_windowing(transform, wf)
+            .unwrap_or_else(|| self.windowing_id(wf));
         self.components.pcollections.insert(
             id.clone(),
             pb::PCollection {
@@ -331,6 +334,48 @@ impl Builder {
             t.outputs.insert(tag.to_string(), id.clone());
         }
         id
+    }
+
+    /// The windowing strategy of `transform`'s input windowed by `wf` (the
+    /// main input first): outputs keep their input's trigger, allowed
+    /// lateness and accumulation mode, as in Beam.
+    fn inherited_windowing(&self, transform: &str, wf: WindowFn) -> Option<String> {
+        let t = self.components.transforms.get(transform)?;
+        let spec = wf.to_proto();
+        let main = t.inputs.get("in").into_iter();
+        main.chain(t.inputs.values()).find_map(|pc| {
+            let ws_id = &self.components.pcollections.get(pc)?.windowing_strategy_id;
+            let ws = self.components.windowing_strategies.get(ws_id)?;
+            (ws.window_fn.as_ref() == Some(&spec)).then(|| ws_id.clone())
+        })
+    }
+
+    /// Sets the windowing strategy of PCollection `pcollection` (WindowInto):
+    /// `ws`, or the plain strategy of `wf` when `None`.
+    pub(crate) fn set_windowing_strategy(
+        &mut self,
+        pcollection: &str,
+        wf: WindowFn,
+        ws: Option<pb::WindowingStrategy>,
+    ) {
+        let id = match ws {
+            None => self.windowing_id(wf),
+            Some(ws) => {
+                let window_coder_id = self.coder_id(&CoderSpec::new(wf.window_coder_urn(), vec![]));
+                let id = format!("ws{}_{pcollection}", self.windowing_ids.len());
+                self.components.windowing_strategies.insert(
+                    id.clone(),
+                    pb::WindowingStrategy {
+                        window_coder_id,
+                        ..ws
+                    },
+                );
+                id
+            }
+        };
+        if let Some(pc) = self.components.pcollections.get_mut(pcollection) {
+            pc.windowing_strategy_id = id;
+        }
     }
 
     pub(crate) fn register(&self, name: &str, f: NativeFn) {
@@ -409,7 +454,7 @@ impl Pipeline {
             components: Some(b.components.clone()),
             root_transform_ids: b.roots.clone(),
             display_data: Vec::new(),
-            requirements: Vec::new(),
+            requirements: crate::state::requirements(&b.components),
         }
     }
 
@@ -454,9 +499,73 @@ impl Pipeline {
     /// # Errors
     /// [`Error::Plan`] for an invalid pipeline, [`Error::Execution`] when user
     /// code or IO fails (the message names the transform and element).
+    ///
+    /// An unbounded pipeline (or one run with `--streaming`) runs until it
+    /// is drained: the first Ctrl-C drains it (every window fires, then
+    /// `run` returns `Ok`), a second one cancels it ([`Error::Cancelled`]).
+    /// Use [`Pipeline::start`] to drain or cancel it from code.
+    ///
+    /// [`Error::Cancelled`]: crate::Error::Cancelled
     pub fn run(&self) -> Result<PipelineResult> {
         let runner = runner_for(&self.options)?;
+        if self.is_unbounded() && runner.name() == "local" {
+            return self.start()?.wait();
+        }
         self.run_with(&*runner)
+    }
+
+    /// Starts the pipeline on the local runner in the background and
+    /// returns a handle to [drain](PipelineHandle::drain),
+    /// [cancel](PipelineHandle::cancel) or [wait](PipelineHandle::wait) for
+    /// it: how an unbounded pipeline is ended from code.
+    ///
+    /// ```
+    /// use oxbeam::io::Generate;
+    /// let p = oxbeam::Pipeline::default();
+    /// p.apply("Events", Generate::unbounded().rate_per_second(1000))
+    ///     .map("Seq", |(_, seq): &(u64, u64)| *seq);
+    /// let job = p.start()?;
+    /// std::thread::sleep(std::time::Duration::from_millis(50));
+    /// job.drain();
+    /// job.wait()?;
+    /// # Ok::<(), oxbeam::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Plan`](crate::Error::Plan) for an invalid pipeline,
+    /// [`Error::UnknownRunner`](crate::Error::UnknownRunner) for a runner
+    /// other than `local`, [`Error::Runner`](crate::Error::Runner) if
+    /// Ctrl-C cannot be handled; execution errors come from
+    /// [`PipelineHandle::wait`].
+    pub fn start(&self) -> Result<PipelineHandle> {
+        let runner = runner_for(&self.options)?;
+        if runner.name() != "local" {
+            return Err(crate::Error::UnknownRunner(self.options.runner.clone()));
+        }
+        let local = oxbeam_runner_local::LocalRunner::new(local_options(&self.options));
+        // Handle Ctrl-C before the job runs: none may kill the process.
+        let interrupts = if self.is_unbounded() {
+            Some(InterruptGuard::new()?)
+        } else {
+            None
+        };
+        let job = local
+            .start(&self.to_proto(), &self.executors())
+            .map_err(local_error)?;
+        Ok(PipelineHandle::new(job, interrupts))
+    }
+
+    /// Whether the pipeline runs until drained: it reads an unbounded
+    /// PCollection, or its options ask for the streaming engine.
+    fn is_unbounded(&self) -> bool {
+        self.options.streaming
+            || self
+                .b
+                .borrow()
+                .components
+                .pcollections
+                .values()
+                .any(|pc| pc.is_bounded == pb::is_bounded::Enum::Unbounded as i32)
     }
 
     /// Runs the pipeline with `runner`.
@@ -560,6 +669,26 @@ impl Pipeline {
 
     pub(crate) fn coder_id(&self, spec: &CoderSpec) -> String {
         self.b.borrow_mut().coder_id(spec)
+    }
+
+    /// Marks PCollection `pcollection` unbounded (streaming sources).
+    pub(crate) fn set_unbounded(&self, pcollection: &str) {
+        let mut b = self.b.borrow_mut();
+        if let Some(pc) = b.components.pcollections.get_mut(pcollection) {
+            pc.is_bounded = pb::is_bounded::Enum::Unbounded as i32;
+        }
+    }
+
+    /// Sets the windowing strategy of PCollection `pcollection` (WindowInto).
+    pub(crate) fn set_windowing_strategy(
+        &self,
+        pcollection: &str,
+        wf: WindowFn,
+        ws: Option<pb::WindowingStrategy>,
+    ) {
+        self.b
+            .borrow_mut()
+            .set_windowing_strategy(pcollection, wf, ws);
     }
 
     /// Impulse: one empty byte string in the global window (Beam's root of every source).

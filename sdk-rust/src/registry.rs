@@ -31,6 +31,10 @@ pub(crate) struct ParDoArgs<'a> {
     /// Additional outputs, in the order of [`ParDoFn::outputs`] after the main one.
     pub extra: Vec<ErasedOutput>,
     pub sides: SideCache,
+    /// Window coder of the main input.
+    pub input_window_coder: oxbeam_model::coders::WindowCoder,
+    /// Where a stateful ParDo registers the receiver of its timers.
+    pub timers: &'a mut crate::exec::TimerTargets,
 }
 
 /// Builds a ParDo operator; returns the `Box<dyn Receiver<In>>`, erased.

@@ -79,21 +79,29 @@ impl LocalRunner {
 
     /// A local runner configured from pipeline options.
     pub fn from_options(o: &PipelineOptions) -> Self {
-        let mut options = LocalOptions::default();
-        if let Some(p) = o.parallelism {
-            options.parallelism = p.max(1);
+        LocalRunner {
+            options: local_options(o),
         }
-        options.fusion = !o.no_fusion;
-        options.combiner_lifting = !o.no_combiner_lifting;
-        if let Some(m) = o.memory_budget {
-            options.memory_budget_bytes = m;
-        }
-        options.dump_plan = o.dump_plan;
-        if o.no_progress {
-            options.progress = false;
-        }
-        LocalRunner { options }
     }
+}
+
+/// The local runner's options for pipeline options `o`.
+pub(crate) fn local_options(o: &PipelineOptions) -> LocalOptions {
+    let mut options = LocalOptions::default();
+    if let Some(p) = o.parallelism {
+        options.parallelism = p.max(1);
+    }
+    options.fusion = !o.no_fusion;
+    options.combiner_lifting = !o.no_combiner_lifting;
+    if let Some(m) = o.memory_budget {
+        options.memory_budget_bytes = m;
+    }
+    options.dump_plan = o.dump_plan;
+    if o.no_progress {
+        options.progress = false;
+    }
+    options.streaming = o.streaming;
+    options
 }
 
 impl Runner for LocalRunner {
@@ -102,12 +110,20 @@ impl Runner for LocalRunner {
     }
 
     fn run(&self, pipeline: &pb::Pipeline, executors: &Executors) -> Result<PipelineResult> {
-        match oxbeam_runner_local::LocalRunner::new(self.options.clone()).run(pipeline, executors) {
-            Ok(r) => Ok(PipelineResult { metrics: r.metrics }),
-            Err(oxbeam_runner_local::Error::Plan(m)) => Err(Error::Plan(m)),
-            Err(oxbeam_runner_local::Error::Execution(e)) => Err(Error::Execution(e)),
-            Err(other) => Err(Error::Runner(other.to_string())),
-        }
+        oxbeam_runner_local::LocalRunner::new(self.options.clone())
+            .run(pipeline, executors)
+            .map(|r| PipelineResult { metrics: r.metrics })
+            .map_err(local_error)
+    }
+}
+
+/// The SDK error for an error of the local runner.
+pub(crate) fn local_error(e: oxbeam_runner_local::Error) -> Error {
+    match e {
+        oxbeam_runner_local::Error::Plan(m) => Error::Plan(m),
+        oxbeam_runner_local::Error::Execution(e) => Error::Execution(e),
+        oxbeam_runner_local::Error::Cancelled => Error::Cancelled,
+        other => Error::Runner(other.to_string()),
     }
 }
 

@@ -150,23 +150,6 @@ def test_unsupported_requirements_are_rejected_sorted(job_server):
     assert 'beam:requirement:aaa:v1, beam:requirement:zzz:v1' in e.value.details()
 
 
-class Stateful(beam.DoFn):
-    from apache_beam.coders import VarIntCoder
-    from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
-    STATE = ReadModifyWriteStateSpec('n', VarIntCoder())
-
-    def process(self, kv, n=beam.DoFn.StateParam(STATE)):
-        yield kv
-
-
-def test_stateful_dofns_are_rejected_clearly(job_server):
-    def build(p):
-        p | beam.Create([('a', 1)]) | beam.ParDo(Stateful())
-    with pytest.raises(grpc.RpcError) as e:
-        run_on(build, portable_options(job_server.endpoint))
-    assert 'beam:requirement:pardo:stateful:v1' in e.value.details()
-
-
 def test_streams_before_run_publish_current_state(job_server):
     s = stub(job_server)
     prep = s.Prepare(beam_job_api_pb2.PrepareJobRequest(

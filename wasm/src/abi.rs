@@ -37,35 +37,42 @@ impl BatchWriter {
         self.count = 0;
     }
 
+    #[inline]
     pub(crate) fn count(&self) -> u32 {
         self.count
     }
 
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.buf.len()
     }
 
     /// Starts the next record.
+    #[inline]
     pub(crate) fn record(&mut self) -> &mut Self {
         self.count += 1;
         self
     }
 
+    #[inline]
     pub(crate) fn u32(&mut self, v: u32) -> &mut Self {
         self.buf.extend_from_slice(&v.to_le_bytes());
         self
     }
 
+    #[inline]
     pub(crate) fn u8(&mut self, v: u8) -> &mut Self {
         self.buf.push(v);
         self
     }
 
+    #[inline]
     pub(crate) fn i64(&mut self, v: i64) -> &mut Self {
         self.buf.extend_from_slice(&v.to_le_bytes());
         self
     }
 
+    #[inline]
     pub(crate) fn bytes(&mut self, b: &[u8]) -> &mut Self {
         // Values are bounded by the bundle, far below 4 GiB; saturating keeps
         // the framing readable even if one were not.
@@ -103,34 +110,36 @@ impl<'a> Reader<'a> {
         self.buf.is_empty()
     }
 
+    #[inline]
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
         if n > self.buf.len() {
-            return Err(format!(
-                "malformed output: {what} needs {n} bytes, only {} left",
-                self.buf.len()
-            ));
+            return Err(short(what, n, self.buf.len()));
         }
         let (head, rest) = self.buf.split_at(n);
         self.buf = rest;
         Ok(head)
     }
 
+    #[inline]
     pub(crate) fn u32(&mut self, what: &str) -> Result<u32, String> {
         let b = self.take(4, what)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    #[inline]
     pub(crate) fn i64(&mut self, what: &str) -> Result<i64, String> {
         let mut a = [0u8; 8];
         a.copy_from_slice(self.take(8, what)?);
         Ok(i64::from_le_bytes(a))
     }
 
+    #[inline]
     pub(crate) fn bytes(&mut self, what: &str) -> Result<&'a [u8], String> {
         let n = self.u32(what)?;
         self.take(n as usize, what)
     }
 
+    #[inline]
     pub(crate) fn opt_bytes(&mut self, what: &str) -> Result<Option<&'a [u8]>, String> {
         let n = self.u32(what)?;
         if n == ABSENT {
@@ -143,6 +152,11 @@ impl<'a> Reader<'a> {
     pub(crate) fn rest(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.buf)
     }
+}
+
+#[cold]
+fn short(what: &str, n: usize, left: usize) -> String {
+    format!("malformed output: {what} needs {n} bytes, only {left} left")
 }
 
 /// Splits a packed export result into output pointer and length.

@@ -51,8 +51,21 @@ impl ValueCodec {
     }
 
     /// The outer encoding of a complete nested encoding `nested`.
+    #[inline]
     pub(crate) fn nested_to_outer<'a>(&self, nested: &'a [u8]) -> Result<Cow<'a, [u8]>, String> {
         match self {
+            // Fast path: values under 128 bytes have a one-byte length.
+            ValueCodec::Prefixed { .. } if nested.first().is_some_and(|&n| n < 0x80) => {
+                if nested.len() == 1 + usize::from(nested[0]) {
+                    Ok(Cow::Borrowed(&nested[1..]))
+                } else {
+                    Err(format!(
+                        "length prefix {} does not match the {} bytes after it",
+                        nested[0],
+                        nested.len() - 1
+                    ))
+                }
+            }
             ValueCodec::Prefixed { .. } => {
                 let mut input = nested;
                 wire::read_length_prefixed(&mut input)
@@ -115,10 +128,12 @@ impl ValueCodec {
 
     /// Appends the nested encoding of guest output `outer`, checking that it
     /// is one well-formed value of the coder.
+    #[inline]
     pub(crate) fn write_nested(&self, outer: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         match self {
             ValueCodec::Prefixed { utf8 } => {
-                if *utf8 && std::str::from_utf8(outer).is_err() {
+                // ASCII (the common case) is checked inline, word by word.
+                if *utf8 && !outer.is_ascii() && std::str::from_utf8(outer).is_err() {
                     return Err("string output is not valid UTF-8".into());
                 }
                 wire::write_length_prefixed(out, outer);

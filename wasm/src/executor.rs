@@ -5,6 +5,14 @@
 //! a data source, a buffer of the previous transform otherwise), batches
 //! them into its guest, and writes its outputs to the data sinks and/or a
 //! buffer for the next transform.
+//!
+//! Per element the host does only framing: bytes-like values are located
+//! by their length prefix (no decode, no UTF-8 pass on input), the batch
+//! remembers 24 bytes per record (no allocation), and outputs whose
+//! timestamp, windows and pane are the input's (map, flat map,
+//! extract_outputs) copy the input's encoded header instead of re-encoding
+//! it. Guest output is still checked to be one well-formed value of the
+//! output coder (ASCII fast path for strings).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -543,6 +551,9 @@ struct Elem<'a> {
     raw: &'a [u8],
     /// The value, nested.
     value: &'a [u8],
+    /// The value, outer, when the stage found it on the way (bytes-like
+    /// coders: the bytes after the length prefix).
+    outer: Option<&'a [u8]>,
 }
 
 fn for_each_element<'a>(
@@ -550,21 +561,35 @@ fn for_each_element<'a>(
     pcoll: &PColl,
     mut f: impl FnMut(Elem<'a>) -> Result<()>,
 ) -> Result<()> {
+    // Bytes-like values (strings, bytes) are only framed here, not checked:
+    // the guest sees them as they are, and outputs are checked.
+    let prefixed = matches!(pcoll.codec, ValueCodec::Prefixed { .. });
     for seg in segments {
         let mut input: &'a [u8] = seg;
         while !input.is_empty() {
             let before = input;
-            let r = decode_windowed_with(
-                &mut input,
-                pcoll.window_coder,
-                &pcoll.coder,
-                Context::Nested,
-            )
-            .map_err(|e| Error::invalid("input element", e))?;
+            let (header, value, outer) = if prefixed {
+                let header = WindowedValueHeader::decode(&mut input, pcoll.window_coder)
+                    .map_err(|e| Error::invalid("input element", e))?;
+                let start = input;
+                let outer = wire::read_length_prefixed(&mut input)
+                    .map_err(|e| Error::invalid("input element", e))?;
+                (header, &start[..start.len() - input.len()], Some(outer))
+            } else {
+                let r = decode_windowed_with(
+                    &mut input,
+                    pcoll.window_coder,
+                    &pcoll.coder,
+                    Context::Nested,
+                )
+                .map_err(|e| Error::invalid("input element", e))?;
+                (r.header, r.value, None)
+            };
             f(Elem {
-                header: r.header,
+                header,
                 raw: &before[..before.len() - input.len()],
-                value: r.value,
+                value,
+                outer,
             })?;
         }
     }
@@ -672,16 +697,56 @@ struct StepCx<'p> {
     batch_bytes: usize,
 }
 
-/// What the host remembers of each record of a pending batch.
+/// What the host remembers of each record of a pending batch: 24 bytes,
+/// allocation-free, so a 4k-record batch stays in cache. Outputs that keep
+/// their input's metadata copy the input's encoded header (`raw[..head]`)
+/// instead of re-encoding it; the value the guest saw is recomputed only
+/// for error messages.
+#[derive(Clone, Copy)]
 struct Pending<'a> {
-    header: WindowedValueHeader,
+    /// The whole encoded input element.
     raw: &'a [u8],
-    /// The value as the guest saw it, for error messages.
-    shown: Cow<'a, [u8]>,
-    /// The window of a DoFn record (elements are exploded per window).
-    window: BoundedWindow,
-    /// The key's nested bytes (extract_outputs).
-    key: &'a [u8],
+    /// Length of the element's encoded header (timestamp, windows, pane).
+    head: u32,
+}
+
+impl<'a> Pending<'a> {
+    fn new(e: &Elem<'a>) -> Self {
+        Pending {
+            raw: e.raw,
+            // A header is a few dozen bytes (13 for the global window).
+            head: (e.raw.len() - e.value.len()) as u32,
+        }
+    }
+
+    /// The input's encoded header: the output header of a record whose
+    /// timestamp, windows and pane are unchanged.
+    fn header(&self) -> &'a [u8] {
+        &self.raw[..self.head as usize]
+    }
+
+    /// The input's value, nested.
+    fn value(&self) -> &'a [u8] {
+        &self.raw[self.head as usize..]
+    }
+}
+
+/// The records of one batch, and what some ops need besides.
+#[derive(Default)]
+struct PendingBatch<'a> {
+    records: Vec<Pending<'a>>,
+    /// DO_FN: each record's window and its input's pane.
+    windows: Vec<(BoundedWindow, PaneInfo)>,
+    /// extract_outputs: each record's key, nested.
+    keys: Vec<&'a [u8]>,
+}
+
+impl PendingBatch<'_> {
+    fn clear(&mut self) {
+        self.records.clear();
+        self.windows.clear();
+        self.keys.clear();
+    }
 }
 
 impl StepCx<'_> {
@@ -698,7 +763,10 @@ impl StepCx<'_> {
         scratch: &mut Scratch,
         out: &mut Out<'_>,
     ) -> Result<()> {
-        let mut pending: Vec<Pending<'_>> = Vec::with_capacity(self.batch_elements);
+        let mut pending = PendingBatch {
+            records: Vec::with_capacity(self.batch_elements),
+            ..PendingBatch::default()
+        };
         scratch.batch.clear();
         let key_coder = match (&self.input.coder, step.op) {
             (Coder::Kv { key, .. }, Op::ExtractOutputs) => Some(key.clone()),
@@ -741,13 +809,8 @@ impl StepCx<'_> {
                             .i64(end)
                             .opt_bytes(key)
                             .bytes(&value);
-                        pending.push(Pending {
-                            header: e.header.clone(),
-                            raw: e.raw,
-                            shown: value.clone(),
-                            window: *w,
-                            key: &[],
-                        });
+                        pending.records.push(Pending::new(&e));
+                        pending.windows.push((*w, e.header.pane));
                     }
                 }
                 Op::ExtractOutputs => {
@@ -759,24 +822,16 @@ impl StepCx<'_> {
                         .map_err(|m| Error::invalid("input element", m))?;
                     let acc = to_outer(value_codec, rest)?;
                     scratch.batch.record().bytes(&acc);
-                    pending.push(Pending {
-                        header: e.header,
-                        raw: e.raw,
-                        shown: acc,
-                        window: BoundedWindow::Global,
-                        key,
-                    });
+                    pending.records.push(Pending::new(&e));
+                    pending.keys.push(key);
                 }
                 _ => {
-                    let value = to_outer(&self.input.codec, e.value)?;
+                    let value = match e.outer {
+                        Some(v) => Cow::Borrowed(v),
+                        None => to_outer(&self.input.codec, e.value)?,
+                    };
                     scratch.batch.record().bytes(&value);
-                    pending.push(Pending {
-                        header: e.header,
-                        raw: e.raw,
-                        shown: value,
-                        window: BoundedWindow::Global,
-                        key: &[],
-                    });
+                    pending.records.push(Pending::new(&e));
                 }
             }
             if self.full(&scratch.batch) {
@@ -784,26 +839,51 @@ impl StepCx<'_> {
             }
             Ok(())
         })?;
-        if !pending.is_empty() {
+        if !pending.records.is_empty() {
             self.flush(step, &mut pending, scratch, out)?;
         }
         Ok(())
     }
 
+    /// The value record `p` handed the guest (outer context), for error
+    /// messages; the nested bytes if they do not convert.
+    fn shown<'a>(&self, op: Op, p: &Pending<'a>) -> Cow<'a, [u8]> {
+        let value = p.value();
+        let codec = &self.input.codec;
+        let outer = match op {
+            Op::DoFn => match codec.split_kv_outer(value) {
+                Ok(Some((_, v))) => Ok(v),
+                Ok(None) => codec.nested_to_outer(value),
+                Err(m) => Err(m),
+            },
+            Op::ExtractOutputs => match &self.input.coder {
+                Coder::Kv { key, .. } => {
+                    let mut rest = value;
+                    match key.skip(&mut rest, Context::Nested) {
+                        Ok(()) => codec.kv_value().unwrap_or(codec).nested_to_outer(rest),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                _ => Err(String::new()),
+            },
+            _ => codec.nested_to_outer(value),
+        };
+        outer.unwrap_or(Cow::Borrowed(value))
+    }
+
     fn flush(
         &self,
         step: &mut Step,
-        pending: &mut Vec<Pending<'_>>,
+        batch: &mut PendingBatch<'_>,
         scratch: &mut Scratch,
         out: &mut Out<'_>,
     ) -> Result<()> {
         let name = step.name.as_str();
-        let failed = |f: Failure, pending: &[Pending<'_>]| {
-            let raw = f
-                .element
-                .and_then(|i| pending.get(i as usize))
-                .map(|p| &p.shown[..]);
-            user_error(name, f.message, raw)
+        let pending = &batch.records;
+        let shown = |i: usize| pending.get(i).map(|p| self.shown(step.op, p));
+        let failed = |f: Failure| {
+            let shown = f.element.and_then(|i| shown(i as usize));
+            user_error(name, f.message, shown.as_deref())
         };
         let op = if step.op == Op::ExtractOutputs {
             abi::OP_EXTRACT_OUTPUT
@@ -813,12 +893,12 @@ impl StepCx<'_> {
         let output = step
             .guest
             .call(op, scratch.batch.finish())
-            .map_err(|f| failed(f, pending))?;
+            .map_err(failed)?;
         let malformed = |m: String, i: Option<usize>| {
             user_error(
                 name,
                 format!("malformed output: {m}"),
-                i.and_then(|i| pending.get(i)).map(|p| &p.shown[..]),
+                i.and_then(shown).as_deref(),
             )
         };
         let codec = &self.output.codec;
@@ -829,9 +909,9 @@ impl StepCx<'_> {
                 for (i, p) in pending.iter().enumerate() {
                     let value = r.bytes("a map output").map_err(|m| malformed(m, Some(i)))?;
                     element.clear();
-                    p.header.encode(element);
+                    element.extend_from_slice(p.header());
                     if step.op == Op::ExtractOutputs {
-                        element.extend_from_slice(p.key);
+                        element.extend_from_slice(batch.keys.get(i).copied().unwrap_or_default());
                         codec
                             .kv_value()
                             .unwrap_or(codec)
@@ -862,7 +942,7 @@ impl StepCx<'_> {
                         .bytes("an output value")
                         .map_err(|m| malformed(m, Some(i)))?;
                     element.clear();
-                    p.header.encode(element);
+                    element.extend_from_slice(p.header());
                     codec
                         .write_nested(value, element)
                         .map_err(|m| malformed(m, Some(i)))?;
@@ -888,7 +968,7 @@ impl StepCx<'_> {
             Op::DoFn => {
                 while !r.is_empty() {
                     let i = r.u32("an input index").map_err(|m| malformed(m, None))? as usize;
-                    let p = pending.get(i).ok_or_else(|| {
+                    let (window, pane) = batch.windows.get(i).copied().ok_or_else(|| {
                         malformed(
                             format!("input index {i} in a batch of {}", pending.len()),
                             None,
@@ -901,8 +981,8 @@ impl StepCx<'_> {
                         .map_err(|m| malformed(m, Some(i)))?;
                     let header = WindowedValueHeader {
                         timestamp: Timestamp::from_millis(ts),
-                        windows: Windows::one(p.window),
-                        pane: p.header.pane,
+                        windows: Windows::one(window),
+                        pane,
                     };
                     element.clear();
                     header.encode(element);
@@ -916,7 +996,7 @@ impl StepCx<'_> {
             }
             _ => return Err(Error::Internal(format!("{:?} is not elementwise", step.op))),
         }
-        pending.clear();
+        batch.clear();
         scratch.batch.clear();
         Ok(())
     }

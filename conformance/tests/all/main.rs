@@ -37,3 +37,24 @@ fn a_wrong_expectation_fails() {
     let outcome = run_case(&case, &runner_configs()[0]);
     assert!(matches!(outcome, Outcome::Failed(_)), "{outcome:?}");
 }
+
+/// The Wasm mode really runs user functions in Wasm: the panicking DoFn's
+/// panic surfaces as a Wasm trap carrying the guest's message.
+#[test]
+fn wasm_mode_runs_user_functions_as_wasm_stages() {
+    let mut case = load_cases(cases_dir())
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "panicking_dofn_fails_the_job")
+        .expect("panicking_dofn_fails_the_job case");
+    case.expected = oxbeam_conformance::Expected::Failure(vec![
+        "S0MayPanic".into(),
+        "wasm trap in panic_on_value".into(),
+        "conformance: refusing value 2".into(),
+    ]);
+    let runners = runner_configs();
+    let wasm = runners.iter().find(|r| r.wasm).expect("a Wasm runner");
+    assert_eq!(run_case(&case, wasm), Outcome::Passed);
+    let native = runners.iter().find(|r| !r.wasm).expect("a native runner");
+    assert!(matches!(run_case(&case, native), Outcome::Failed(_)));
+}

@@ -28,6 +28,9 @@ use crate::{Error, Executor, Result};
 
 /// Lines of a harness process's output kept for error messages.
 const KEPT_OUTPUT_LINES: usize = 30;
+/// How long a background teardown keeps the Fn API server up after the
+/// harnesses were told to stop.
+const BACKGROUND_LINGER: Duration = Duration::from_secs(1);
 
 /// How harnesses are started.
 #[derive(Debug, Clone)]
@@ -44,6 +47,18 @@ pub struct HarnessOptions {
     /// stderr, prefixed with the worker id (they always go to `tracing`, at
     /// debug level, and their last lines into error messages).
     pub echo_output: bool,
+    /// Harnesses per environment (Beam's `sdk_worker_parallelism`). The
+    /// processors of a stage are dealt out over them in turn, so bundles of
+    /// one stage run on several harnesses (several cores for Beam Python,
+    /// whose harness runs user code under one interpreter lock). Each
+    /// harness starts when it gets its first processor. 0 counts as 1.
+    pub workers_per_environment: usize,
+    /// Stop the harnesses on a background thread when the [`Harnesses`] is
+    /// dropped, so a job's result is not held up by their shutdown. For
+    /// long-lived processes (a job server); a process that exits right
+    /// after its job should stop them in the foreground (the default), or
+    /// its harness processes outlive it.
+    pub stop_in_background: bool,
 }
 
 impl Default for HarnessOptions {
@@ -53,11 +68,14 @@ impl Default for HarnessOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             semi_persistent_dir: None,
             echo_output: false,
+            workers_per_environment: 1,
+            stop_in_background: false,
         }
     }
 }
 
-/// The SDK harnesses of one job, one per environment, over one [`FnServer`].
+/// The SDK harnesses of one job (one per environment, or
+/// [`HarnessOptions::workers_per_environment`]), over one [`FnServer`].
 ///
 /// ```no_run
 /// use oxbeam_fn_api::{HarnessOptions, Harnesses};
@@ -69,19 +87,47 @@ impl Default for HarnessOptions {
 /// ```
 pub struct Harnesses {
     options: HarnessOptions,
-    // Dropped in this order: executors (stopping harnesses), scratch
-    // directories, then the server.
-    executors: Mutex<HashMap<String, Arc<GrpcExecutor>>>,
+    /// Per environment id: its executor (one harness, or a `HarnessPool`).
+    executors: Mutex<HashMap<String, Arc<dyn Executor>>>,
     /// Default semi-persistent directories, removed when the job ends.
     scratch: Mutex<Vec<ScratchDir>>,
-    server: FnServer,
+    /// Shared with the teardown, which drops it last.
+    server: Arc<FnServer>,
 }
 
 impl Drop for Harnesses {
     fn drop(&mut self) {
-        // Let harnesses finish cleanly before they are stopped and the
-        // server goes away.
-        self.server.shared.close_workers(Duration::from_secs(2));
+        let executors =
+            std::mem::take(&mut *self.executors.lock().unwrap_or_else(|p| p.into_inner()));
+        let scratch = std::mem::take(&mut *self.scratch.lock().unwrap_or_else(|p| p.into_inner()));
+        let server = self.server.clone();
+        let background = self.options.stop_in_background;
+        // Let harnesses finish cleanly (their control streams end, they
+        // close their side), then stop them (kill, or StopWorker), remove
+        // their directories, and stop the server, in this order.
+        let teardown = move || {
+            server.shared.close_workers(Duration::from_secs(2));
+            drop(executors);
+            drop(scratch);
+            if background {
+                // A Beam harness closes its data and state streams only
+                // after its control stream: keep serving them a moment so
+                // a harness in a busy client (LOOPBACK) is not reset. Off
+                // the job's path, this costs no latency.
+                std::thread::sleep(BACKGROUND_LINGER);
+            }
+            drop(server);
+        };
+        if background {
+            let spawned = std::thread::Builder::new()
+                .name("oxbeam-harness-teardown".into())
+                .spawn(teardown);
+            if let Err(e) = spawned {
+                tracing::warn!("cannot stop the harnesses in the background: {e}");
+            }
+        } else {
+            teardown();
+        }
     }
 }
 
@@ -100,7 +146,7 @@ impl Harnesses {
     /// If the server cannot start, or the pipeline options are not a JSON
     /// object.
     pub fn start(options: HarnessOptions) -> Result<Harnesses> {
-        let server = FnServer::start()?;
+        let server = Arc::new(FnServer::start()?);
         server.set_pipeline_options(&options.pipeline_options_json)?;
         Ok(Harnesses {
             server,
@@ -145,60 +191,31 @@ impl Harnesses {
         if let Some(e) = executors.get(environment_id) {
             return Ok(e.clone());
         }
-        let worker_id = format!(
-            "{}-{}",
-            sanitize(environment_id),
-            self.server.shared.next_id()
-        );
         let what = || format!("payload of environment {environment_id}");
-        let (name, launcher): (String, Arc<dyn Launcher>) = match environment.urn.as_str() {
+        let kind = match environment.urn.as_str() {
             env_urns::PROCESS => {
                 let p = pb::ProcessPayload::decode(environment.payload.as_ref())
                     .map_err(|e| Error::invalid(what(), e))?;
                 if p.command.trim().is_empty() {
                     return Err(Error::invalid(what(), "the process command is empty"));
                 }
-                let dir = match &self.options.semi_persistent_dir {
-                    Some(d) => d.clone(),
-                    None => {
-                        let dir = ScratchDir::new(&worker_id)?;
-                        let path = dir.0.clone();
-                        if let Ok(mut s) = self.scratch.lock() {
-                            s.push(dir);
-                        }
-                        path
-                    }
-                };
-                (
-                    format!("process harness `{}`", p.command),
-                    Arc::new(ProcessLauncher {
-                        command: p.command,
-                        env: p.env,
-                        pipeline_options: self.options.pipeline_options_json.clone(),
-                        semi_persistent_dir: dir,
-                        child: Mutex::new(None),
-                        output: Arc::new(Mutex::new(VecDeque::new())),
-                        pipes_done: Arc::new(AtomicUsize::new(0)),
-                        echo: self.options.echo_output,
-                    }),
-                )
+                HarnessKind::Process(p)
             }
             env_urns::EXTERNAL => {
                 let p = pb::ExternalPayload::decode(environment.payload.as_ref())
                     .map_err(|e| Error::invalid(what(), e))?;
-                let pool = p.endpoint.map(|e| e.url).unwrap_or_default();
+                let pool = p
+                    .endpoint
+                    .as_ref()
+                    .map(|e| e.url.clone())
+                    .unwrap_or_default();
                 if pool.is_empty() {
                     return Err(Error::invalid(what(), "the worker pool endpoint is empty"));
                 }
-                (
-                    format!("external harness from pool {pool}"),
-                    Arc::new(ExternalLauncher {
-                        pool,
-                        params: p.params,
-                        runtime: self.server.runtime.clone(),
-                        started: Mutex::new(None),
-                    }),
-                )
+                HarnessKind::External {
+                    pool,
+                    params: p.params,
+                }
             }
             other => {
                 return Err(Error::Unsupported {
@@ -211,14 +228,79 @@ impl Harnesses {
                 });
             }
         };
-        let executor = Arc::new(
-            self.server
-                .executor(&worker_id)
-                .with_connect_timeout(self.options.connect_timeout)
-                .with_launcher(name, launcher),
-        );
+        let workers = self.options.workers_per_environment.max(1);
+        let mut members = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let worker_id = format!(
+                "{}-{}",
+                sanitize(environment_id),
+                self.server.shared.next_id()
+            );
+            let (name, launcher) = self.launcher(&kind, &worker_id)?;
+            members.push(Arc::new(
+                self.server
+                    .executor(&worker_id)
+                    .with_connect_timeout(self.options.connect_timeout)
+                    .with_launcher(name, launcher),
+            ));
+        }
+        let executor: Arc<dyn Executor> = if members.len() == 1 {
+            members.remove(0)
+        } else {
+            Arc::new(HarnessPool {
+                name: format!(
+                    "{} harnesses of environment {environment_id}",
+                    members.len()
+                ),
+                members,
+                dealt: Mutex::new(HashMap::new()),
+                warmed: std::sync::atomic::AtomicBool::new(false),
+            })
+        };
         executors.insert(environment_id.to_string(), executor.clone());
         Ok(executor)
+    }
+
+    /// A launcher for one harness of an environment, and its name for
+    /// error messages.
+    fn launcher(&self, kind: &HarnessKind, worker_id: &str) -> Result<(String, Arc<dyn Launcher>)> {
+        Ok(match kind {
+            HarnessKind::Process(p) => {
+                let dir = match &self.options.semi_persistent_dir {
+                    Some(d) => d.clone(),
+                    None => {
+                        let dir = ScratchDir::new(worker_id)?;
+                        let path = dir.0.clone();
+                        if let Ok(mut s) = self.scratch.lock() {
+                            s.push(dir);
+                        }
+                        path
+                    }
+                };
+                (
+                    format!("process harness `{}`", p.command),
+                    Arc::new(ProcessLauncher {
+                        command: p.command.clone(),
+                        env: p.env.clone(),
+                        pipeline_options: self.options.pipeline_options_json.clone(),
+                        semi_persistent_dir: dir,
+                        child: Mutex::new(None),
+                        output: Arc::new(Mutex::new(VecDeque::new())),
+                        pipes_done: Arc::new(AtomicUsize::new(0)),
+                        echo: self.options.echo_output,
+                    }),
+                )
+            }
+            HarnessKind::External { pool, params } => (
+                format!("external harness from pool {pool}"),
+                Arc::new(ExternalLauncher {
+                    pool: pool.clone(),
+                    params: params.clone(),
+                    runtime: self.server.runtime.clone(),
+                    started: Mutex::new(None),
+                }),
+            ),
+        })
     }
 
     /// The executor for a stage's environment, read from its descriptor.
@@ -251,6 +333,79 @@ fn sanitize(id: &str) -> String {
             }
         })
         .collect()
+}
+
+/// How the harnesses of one environment are started.
+enum HarnessKind {
+    Process(pb::ProcessPayload),
+    External {
+        pool: String,
+        params: BTreeMap<String, String>,
+    },
+}
+
+/// Several harnesses of one environment. Each new processor of a stage
+/// goes to the next harness in turn, so the runner threads running that
+/// stage's bundles each talk to their own harness. When the first one is
+/// dealt, the other harnesses start in the background: a harness takes a
+/// while to start (a Python process imports Beam), which then overlaps the
+/// first stages instead of delaying the first stage that needs it.
+struct HarnessPool {
+    name: String,
+    members: Vec<Arc<GrpcExecutor>>,
+    /// Per descriptor id: how many processors were dealt out.
+    dealt: Mutex<HashMap<String, usize>>,
+    warmed: std::sync::atomic::AtomicBool,
+}
+
+impl HarnessPool {
+    /// Starts every harness but `first` on threads of their own (a start
+    /// that fails is reported when that harness is next used).
+    fn warm_up(&self, first: usize, descriptor: &Arc<ProcessBundleDescriptor>) {
+        for (i, member) in self.members.iter().enumerate() {
+            if i == first {
+                continue;
+            }
+            let member = member.clone();
+            let descriptor = descriptor.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("oxbeam-harness-start-{}", member.worker_id()))
+                .spawn(move || {
+                    if let Err(e) = member.create_processor(descriptor) {
+                        tracing::debug!(worker = member.worker_id(), "harness start failed: {e}");
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::debug!("cannot start a harness in the background: {e}");
+            }
+        }
+    }
+}
+
+impl Executor for HarnessPool {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn create_processor(
+        &self,
+        descriptor: Arc<ProcessBundleDescriptor>,
+    ) -> Result<Box<dyn crate::BundleProcessor>> {
+        let turn = {
+            let mut dealt = self
+                .dealt
+                .lock()
+                .map_err(|_| Error::Internal("poisoned".into()))?;
+            let n = dealt.entry(descriptor.id.clone()).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        let member = turn % self.members.len();
+        if !self.warmed.swap(true, Ordering::AcqRel) {
+            self.warm_up(member, &descriptor);
+        }
+        self.members[member].create_processor(descriptor)
+    }
 }
 
 /// A temporary directory removed on drop.

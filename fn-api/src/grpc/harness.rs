@@ -8,7 +8,11 @@
 //! until every data source is closed, then the executor's processor runs on
 //! a blocking thread; outputs stream back in ~1 MB batches and each data
 //! sink is closed with `is_last` before the response. Side inputs are read
-//! over the State API, lazily, whole (see `state::ALL_ELEMENTS_KEY`).
+//! over the State API, lazily, whole (see `state::ALL_ELEMENTS_KEY`); user
+//! state is read, appended and cleared over the State API as the executor
+//! asks. Timers come in on the data stream (every timer family of the
+//! descriptor is an input closed with `is_last`) and go out on it, each
+//! family closed with `is_last` before the response.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -28,7 +32,10 @@ use tonic::transport::Channel;
 
 use super::state::all_elements_key;
 use super::{DATA_BATCH_BYTES, MAX_MESSAGE_BYTES, Ports, WORKER_ID_HEADER};
-use crate::{Bundle, BundleProcessor, Error, Executor, Metrics, OutputSink, Result, SideInputs};
+use crate::{
+    Bundle, BundleProcessor, Error, Executor, Metrics, OutputSink, Result, SideInputs, UserState,
+    UserStateKey, UserStateKind,
+};
 
 /// Where a harness connects and who it says it is.
 #[derive(Debug, Clone)]
@@ -116,6 +123,10 @@ struct Prepared {
     ports: Ports,
     data_url: Option<String>,
     side_inputs: Vec<(String, String)>,
+    /// Whether a ParDo declares user state.
+    user_state: bool,
+    /// `(transform, timer family)` of every timer family.
+    timer_families: Vec<(String, String)>,
 }
 
 type Pool = HashMap<String, Vec<Box<dyn BundleProcessor>>>;
@@ -267,8 +278,10 @@ impl Harness {
             Some(url) => Some(self.data_client(url).await?),
             None => None,
         };
-        // Inputs: whole elements per data source, until each is closed.
+        // Inputs: whole elements per data source, until each is closed;
+        // timers per timer family, until each is closed.
         let mut inputs: Vec<(String, Bytes)> = Vec::new();
+        let mut timers: Vec<(String, String, Bytes)> = Vec::new();
         if let Some(data) = &data {
             let mut inbox = data.subscribe(instruction);
             let mut open: HashSet<&str> = prepared
@@ -277,12 +290,42 @@ impl Harness {
                 .iter()
                 .map(|(s, _)| s.as_str())
                 .collect();
-            while !open.is_empty() {
-                let Some(d) = inbox.recv().await else {
+            let mut open_timers: HashSet<(&str, &str)> = prepared
+                .timer_families
+                .iter()
+                .map(|(t, f)| (t.as_str(), f.as_str()))
+                .collect();
+            while !open.is_empty() || !open_timers.is_empty() {
+                let Some(incoming) = inbox.recv().await else {
                     data.unsubscribe(instruction);
                     return Err(
                         "the data stream closed before the bundle's inputs were complete".into(),
                     );
+                };
+                let d = match incoming {
+                    Incoming::Data(d) => d,
+                    Incoming::Timers(t) => {
+                        let family = prepared
+                            .timer_families
+                            .iter()
+                            .find(|(tr, f)| *tr == t.transform_id && *f == t.timer_family_id)
+                            .map(|(tr, f)| (tr.as_str(), f.as_str()))
+                            .filter(|family| open_timers.contains(family));
+                        let Some(family) = family else {
+                            data.unsubscribe(instruction);
+                            return Err(format!(
+                                "timers of family {:?} of {:?}, which is not an open timer family of descriptor {}",
+                                t.timer_family_id, t.transform_id, prepared.descriptor.id
+                            ));
+                        };
+                        if t.is_last {
+                            open_timers.remove(&family);
+                        }
+                        if !t.timers.is_empty() {
+                            timers.push((t.transform_id, t.timer_family_id, t.timers));
+                        }
+                        continue;
+                    }
                 };
                 if !open.contains(d.transform_id.as_str()) {
                     data.unsubscribe(instruction);
@@ -300,7 +343,7 @@ impl Harness {
             }
             data.unsubscribe(instruction);
         }
-        let state = if prepared.side_inputs.is_empty() {
+        let state = if prepared.side_inputs.is_empty() && !prepared.user_state {
             None
         } else {
             let url = prepared
@@ -309,8 +352,18 @@ impl Harness {
                 .as_ref()
                 .map(|a| a.url.clone())
                 .filter(|u| !u.is_empty())
-                .ok_or("the descriptor reads side inputs but names no state endpoint")?;
+                .ok_or(
+                    "the descriptor reads side inputs or user state but names no state endpoint",
+                )?;
             Some(self.state_client(&url).await?)
+        };
+        let user_state = match (&state, prepared.user_state) {
+            (Some(client), true) => Some(HarnessUserState {
+                client: client.clone(),
+                instruction: instruction.to_string(),
+                handle: tokio::runtime::Handle::current(),
+            }),
+            _ => None,
         };
         let side_inputs = HarnessSideInputs {
             slots: prepared
@@ -337,9 +390,10 @@ impl Harness {
                 pooled,
                 &prep,
                 &instruction_id,
-                inputs,
+                (inputs, timers),
                 out,
                 &side_inputs,
+                user_state,
             )
         })
         .await
@@ -400,24 +454,37 @@ fn prepare(d: ProcessBundleDescriptor) -> Result<Prepared> {
     let mut side_inputs: Vec<(String, String)> =
         super::state::side_input_specs(&d)?.into_keys().collect();
     side_inputs.sort();
+    let user_state = !super::state::user_state_specs(&d)?.is_empty()
+        || d.transforms.values().any(|t| {
+            t.spec.as_ref().is_some_and(|s| {
+                s.urn == oxbeam_model::urns::standard_p_transforms::primitives::PAR_DO
+                    && oxbeam_model::pipeline::ParDoPayload::decode(s.payload.as_ref())
+                        .is_ok_and(|p| !p.state_specs.is_empty())
+            })
+        });
+    let timer_families = super::runner::timer_families(&d)?;
     Ok(Prepared {
         descriptor: Arc::new(d),
         ports,
         data_url,
         side_inputs,
+        user_state,
+        timer_families,
     })
 }
 
 /// Runs one bundle on a blocking thread; gives the processor back for reuse
 /// if it succeeded.
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn run_bundle(
     executor: Arc<dyn Executor>,
     pooled: Option<Box<dyn BundleProcessor>>,
     prepared: &Prepared,
     instruction: &str,
-    inputs: Vec<(String, Bytes)>,
+    (inputs, timers): (Vec<(String, Bytes)>, Vec<(String, String, Bytes)>),
     out: Option<mpsc::Sender<Elements>>,
     side_inputs: &HarnessSideInputs,
+    user_state: Option<HarnessUserState>,
 ) -> std::result::Result<Box<dyn BundleProcessor>, String> {
     let mut processor = match pooled {
         Some(p) => p,
@@ -436,19 +503,30 @@ fn run_bundle(
         out,
         instruction: instruction.to_string(),
         pending: Vec::new(),
+        pending_timers: Vec::new(),
         size: 0,
     };
     let mut metrics = Metrics::default();
+    let mut user_state = user_state;
     let result = {
-        let mut bundle = Bundle {
-            inputs: inputs
+        let mut bundle = Bundle::new(
+            inputs
                 .iter()
                 .map(|(s, b)| (s.as_str(), b.as_ref()))
                 .collect(),
-            sink: &mut sink,
+            &mut sink,
             side_inputs,
-            metrics: &mut metrics,
-        };
+            &mut metrics,
+        )
+        .with_timers(
+            timers
+                .iter()
+                .map(|(t, f, b)| (t.as_str(), f.as_str(), b.as_ref()))
+                .collect(),
+        );
+        if let Some(u) = user_state.as_mut() {
+            bundle = bundle.with_state(u);
+        }
         catch_unwind(AssertUnwindSafe(|| processor.process_bundle(&mut bundle)))
     };
     let failure = match result {
@@ -460,7 +538,7 @@ fn run_bundle(
         let _ = catch_unwind(AssertUnwindSafe(|| processor.teardown()));
         return Err(f);
     }
-    sink.close(&prepared.ports.sinks)
+    sink.close(&prepared.ports.sinks, &prepared.timer_families)
         .map_err(|e| e.to_string())?;
     Ok(processor)
 }
@@ -477,11 +555,39 @@ struct HarnessSink {
     out: Option<mpsc::Sender<Elements>>,
     instruction: String,
     pending: Vec<(String, Vec<u8>)>,
+    /// `(transform, timer family, timers)`.
+    pending_timers: Vec<(String, String, Vec<u8>)>,
     size: usize,
 }
 
 impl HarnessSink {
     fn flush(&mut self, last: &[(String, oxbeam_model::coders::Coder)]) -> Result<()> {
+        self.flush_with_timers(last, &[])
+    }
+
+    fn flush_with_timers(
+        &mut self,
+        last: &[(String, oxbeam_model::coders::Coder)],
+        last_timers: &[(String, String)],
+    ) -> Result<()> {
+        let mut timers: Vec<elements::Timers> = self
+            .pending_timers
+            .drain(..)
+            .map(|(transform_id, timer_family_id, bytes)| elements::Timers {
+                instruction_id: self.instruction.clone(),
+                transform_id,
+                timer_family_id,
+                timers: bytes.into(),
+                is_last: false,
+            })
+            .collect();
+        timers.extend(last_timers.iter().map(|(t, f)| elements::Timers {
+            instruction_id: self.instruction.clone(),
+            transform_id: t.clone(),
+            timer_family_id: f.clone(),
+            timers: Bytes::new(),
+            is_last: true,
+        }));
         let mut data: Vec<elements::Data> = self
             .pending
             .drain(..)
@@ -499,22 +605,23 @@ impl HarnessSink {
             is_last: true,
         }));
         self.size = 0;
-        if data.is_empty() {
+        if data.is_empty() && timers.is_empty() {
             return Ok(());
         }
         let out = self
             .out
             .as_ref()
             .ok_or_else(|| Error::Internal("output without a data stream".into()))?;
-        out.blocking_send(Elements {
-            data,
-            timers: vec![],
-        })
-        .map_err(|_| Error::Internal("the data stream to the runner closed".into()))
+        out.blocking_send(Elements { data, timers })
+            .map_err(|_| Error::Internal("the data stream to the runner closed".into()))
     }
 
-    fn close(&mut self, sinks: &[(String, oxbeam_model::coders::Coder)]) -> Result<()> {
-        self.flush(sinks)
+    fn close(
+        &mut self,
+        sinks: &[(String, oxbeam_model::coders::Coder)],
+        timer_families: &[(String, String)],
+    ) -> Result<()> {
+        self.flush_with_timers(sinks, timer_families)
     }
 }
 
@@ -531,6 +638,105 @@ impl OutputSink for HarnessSink {
             self.flush(&[])?;
         }
         Ok(())
+    }
+
+    fn emit_timer(&mut self, transform: &str, family: &str, timer: &[u8]) -> Result<()> {
+        match self.pending_timers.last_mut() {
+            Some((t, f, buf)) if t == transform && f == family => buf.extend_from_slice(timer),
+            _ => self.pending_timers.push((
+                transform.to_string(),
+                family.to_string(),
+                timer.to_vec(),
+            )),
+        }
+        self.size += timer.len();
+        if self.size >= DATA_BATCH_BYTES {
+            self.flush(&[])?;
+        }
+        Ok(())
+    }
+}
+
+/// User state read and written over the runner's State API.
+struct HarnessUserState {
+    client: Arc<StateClient>,
+    instruction: String,
+    handle: tokio::runtime::Handle,
+}
+
+/// The Fn API `StateKey` of a user state key.
+fn state_key(key: &UserStateKey<'_>) -> StateKey {
+    use fe::state_key::{self as k, Type};
+    let (transform_id, user_state_id) = (key.transform.to_string(), key.state_id.to_string());
+    let (window, user_key) = (key.window.to_vec().into(), key.key.to_vec().into());
+    let t = match key.kind {
+        UserStateKind::Bag => Type::BagUserState(k::BagUserState {
+            transform_id,
+            user_state_id,
+            window,
+            key: user_key,
+        }),
+        UserStateKind::MultimapKeys => Type::MultimapKeysUserState(k::MultimapKeysUserState {
+            transform_id,
+            user_state_id,
+            window,
+            key: user_key,
+        }),
+        UserStateKind::Multimap { map_key } => Type::MultimapUserState(k::MultimapUserState {
+            transform_id,
+            user_state_id,
+            window,
+            key: user_key,
+            map_key: map_key.to_vec().into(),
+        }),
+        UserStateKind::OrderedList { start, end } => {
+            Type::OrderedListUserState(k::OrderedListUserState {
+                transform_id,
+                user_state_id,
+                window,
+                key: user_key,
+                range: Some(fe::OrderedListRange { start, end }),
+            })
+        }
+    };
+    StateKey { r#type: Some(t) }
+}
+
+impl HarnessUserState {
+    fn fail(key: &UserStateKey<'_>, e: String) -> Error {
+        Error::Internal(format!(
+            "state {:?} of transform {} on the runner: {e}",
+            key.state_id, key.transform
+        ))
+    }
+}
+
+impl UserState for HarnessUserState {
+    fn get(&mut self, key: &UserStateKey<'_>, out: &mut Vec<u8>) -> Result<()> {
+        let data = self
+            .handle
+            .block_on(self.client.get_all(&self.instruction, state_key(key)))
+            .map_err(|e| Self::fail(key, e))?;
+        out.extend_from_slice(&data);
+        Ok(())
+    }
+
+    fn append(&mut self, key: &UserStateKey<'_>, data: &[u8]) -> Result<()> {
+        let request = fe::state_request::Request::Append(fe::StateAppendRequest {
+            data: data.to_vec().into(),
+        });
+        self.handle
+            .block_on(self.client.call(&self.instruction, state_key(key), request))
+            .map(|_| ())
+            .map_err(|e| Self::fail(key, e))
+    }
+
+    fn clear(&mut self, key: &UserStateKey<'_>) -> Result<()> {
+        let request = fe::state_request::Request::Clear(fe::StateClearRequest {});
+        self.handle
+            .block_on(self.client.call(&self.instruction, state_key(key), request))
+            .map(|_| ())
+            .map_err(|e| Self::fail(key, e))
     }
 }
 
@@ -584,9 +790,15 @@ struct Inboxes {
     closed: bool,
 }
 
+/// What the data stream brings a bundle.
+enum Incoming {
+    Data(elements::Data),
+    Timers(elements::Timers),
+}
+
 struct Inbox {
-    tx: mpsc::UnboundedSender<elements::Data>,
-    rx: Option<mpsc::UnboundedReceiver<elements::Data>>,
+    tx: mpsc::UnboundedSender<Incoming>,
+    rx: Option<mpsc::UnboundedReceiver<Incoming>>,
 }
 
 impl Inboxes {
@@ -620,7 +832,13 @@ impl DataClient {
                     break;
                 };
                 for d in elements.data {
-                    let _ = inboxes.inbox(&d.instruction_id).tx.send(d);
+                    let _ = inboxes.inbox(&d.instruction_id).tx.send(Incoming::Data(d));
+                }
+                for t in elements.timers {
+                    let _ = inboxes
+                        .inbox(&t.instruction_id)
+                        .tx
+                        .send(Incoming::Timers(t));
                 }
             }
             if let Ok(mut inboxes) = routes.lock() {
@@ -635,7 +853,7 @@ impl DataClient {
         self.inboxes.lock().map_or(true, |i| i.closed)
     }
 
-    fn subscribe(&self, instruction: &str) -> mpsc::UnboundedReceiver<elements::Data> {
+    fn subscribe(&self, instruction: &str) -> mpsc::UnboundedReceiver<Incoming> {
         match self.inboxes.lock() {
             Ok(mut i) if !i.closed => match i.inbox(instruction).rx.take() {
                 Some(rx) => rx,
@@ -696,6 +914,34 @@ impl StateClient {
 
     fn closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
+    }
+
+    /// One request for `key`; its response (an error text if it failed).
+    async fn call(
+        &self,
+        instruction: &str,
+        key: StateKey,
+        request: fe::state_request::Request,
+    ) -> std::result::Result<StateResponse, String> {
+        let id = format!("s{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .map_err(|_| "poisoned")?
+            .insert(id.clone(), tx);
+        self.tx
+            .send(StateRequest {
+                id,
+                instruction_id: instruction.to_string(),
+                state_key: Some(key),
+                request: Some(request),
+            })
+            .map_err(|_| "the state stream is closed")?;
+        let response = rx.await.map_err(|_| "the state stream closed")?;
+        if !response.error.is_empty() {
+            return Err(response.error);
+        }
+        Ok(response)
     }
 
     /// Every page of a state key, concatenated.

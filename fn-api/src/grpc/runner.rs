@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::state::{self, SideInputSpecs, StateCache};
+use super::state::{self, SideInputSpecs, StateCache, UserStateAccess, UserStateSpecs};
 use super::{DATA_BATCH_BYTES, MAX_MESSAGE_BYTES, Ports, WORKER_ID_HEADER};
 use crate::{Bundle, BundleProcessor, Error, Executor, Result, UserCodeError};
 
@@ -42,6 +42,7 @@ type ResponseTx<T> = mpsc::UnboundedSender<std::result::Result<T, Status>>;
 /// Everything that can happen to a running bundle.
 pub(crate) enum BundleEvent {
     Data(elements::Data),
+    Timers(elements::Timers),
     State(StateRequest, ResponseTx<StateResponse>),
     Response(InstructionResponse),
     Failed(String),
@@ -305,13 +306,10 @@ impl beam_fn_data_server::BeamFnData for Services {
                             }
                         }
                         for t in elements.timers {
-                            shared.route(
-                                &t.instruction_id,
-                                BundleEvent::Failed(format!(
-                                    "it sent timers for transform {}, which Oxbeam does not support over the Fn API yet",
-                                    t.transform_id
-                                )),
-                            );
+                            let id = t.instruction_id.clone();
+                            if !shared.route(&id, BundleEvent::Timers(t)) {
+                                tracing::debug!(instruction = %id, "timers for an unknown bundle dropped");
+                            }
                         }
                     }
                     Ok(None) => break,
@@ -622,6 +620,31 @@ struct Registered {
     harness_id: String,
     ports: Ports,
     side_inputs: SideInputSpecs,
+    user_state: UserStateSpecs,
+    /// `(transform id, timer family id)` of every timer family of the stage.
+    timer_families: Vec<(String, String)>,
+}
+
+/// The timer families of every ParDo of `d`, sorted.
+pub(crate) fn timer_families(d: &ProcessBundleDescriptor) -> Result<Vec<(String, String)>> {
+    use oxbeam_model::pipeline as pb;
+    use oxbeam_model::urns::standard_p_transforms::primitives::PAR_DO;
+    let mut out = Vec::new();
+    for (id, t) in &d.transforms {
+        let Some(spec) = t.spec.as_ref().filter(|s| s.urn == PAR_DO) else {
+            continue;
+        };
+        let payload = pb::ParDoPayload::decode(spec.payload.as_ref())
+            .map_err(|e| Error::invalid(format!("ParDoPayload of transform {id}"), e))?;
+        out.extend(
+            payload
+                .timer_family_specs
+                .keys()
+                .map(|f| (id.clone(), f.clone())),
+        );
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Runs bundles on one SDK harness over the Fn API.
@@ -758,8 +781,14 @@ impl GrpcExecutor {
             spec.payload = port.encode_to_vec().into();
         }
         hd.state_api_service_descriptor = Some(super::api_descriptor(url));
+        let timer_families = timer_families(&hd)?;
+        if !timer_families.is_empty() {
+            // Timers travel on the data channel.
+            hd.timer_api_service_descriptor = Some(super::api_descriptor(url));
+        }
         let ports = Ports::of(&hd)?;
         let side_inputs = state::side_input_specs(&hd)?;
+        let user_state = state::user_state_specs(&hd)?;
         let hd = Arc::new(hd);
         self.shared
             .descriptors
@@ -807,6 +836,8 @@ impl GrpcExecutor {
             harness_id: hd.id.clone(),
             ports,
             side_inputs,
+            user_state,
+            timer_families,
         });
         self.registered
             .lock()
@@ -906,6 +937,7 @@ impl GrpcProcessor {
         data: &mpsc::Sender<std::result::Result<Elements, Status>>,
         instruction: &str,
         inputs: &[(&str, &[u8])],
+        timers: &[(&str, &str, &[u8])],
     ) -> Result<()> {
         let send = |batch: Vec<elements::Data>| {
             data.blocking_send(Ok(Elements {
@@ -951,7 +983,36 @@ impl GrpcProcessor {
                 is_last: true,
             });
         }
-        send(batch)
+        send(batch)?;
+        if self.registered.timer_families.is_empty() {
+            return Ok(());
+        }
+        // Every timer family of the stage is an input the harness waits
+        // for: its timers (if any), then `is_last`.
+        let mut out: Vec<elements::Timers> = Vec::new();
+        for &(transform, family, bytes) in timers {
+            out.push(elements::Timers {
+                instruction_id: instruction.to_string(),
+                transform_id: transform.to_string(),
+                timer_family_id: family.to_string(),
+                timers: Bytes::copy_from_slice(bytes),
+                is_last: false,
+            });
+        }
+        for (transform, family) in &self.registered.timer_families {
+            out.push(elements::Timers {
+                instruction_id: instruction.to_string(),
+                transform_id: transform.clone(),
+                timer_family_id: family.clone(),
+                timers: Bytes::new(),
+                is_last: true,
+            });
+        }
+        data.blocking_send(Ok(Elements {
+            data: vec![],
+            timers: out,
+        }))
+        .map_err(|_| self.harness_error("its data stream closed while the runner sent timers"))
     }
 }
 
@@ -1043,15 +1104,21 @@ impl BundleProcessor for GrpcProcessor {
                     )));
                 }
             };
-            self.send_inputs(&data, &instruction, &bundle.inputs)?;
+            self.send_inputs(&data, &instruction, &bundle.inputs, &bundle.timers)?;
         }
 
         let mut open: HashSet<&str> = reg.ports.sinks.iter().map(|(id, _)| id.as_str()).collect();
+        // Timer families whose output timers the harness has not closed yet.
+        let mut open_timers: HashSet<(&str, &str)> = reg
+            .timer_families
+            .iter()
+            .map(|(t, f)| (t.as_str(), f.as_str()))
+            .collect();
         let mut carry: HashMap<String, Vec<u8>> = HashMap::new();
         let mut answered_at: Option<Instant> = None;
         let mut state_cache = StateCache::default();
         loop {
-            if answered_at.is_some() && open.is_empty() {
+            if answered_at.is_some() && open.is_empty() && open_timers.is_empty() {
                 return Ok(());
             }
             let event = match backlog.pop_front() {
@@ -1066,7 +1133,13 @@ impl BundleProcessor for GrpcProcessor {
                             )));
                         }
                         if answered_at.is_some_and(|t| t.elapsed() > OUTPUT_LINGER) {
-                            let mut still: Vec<&str> = open.iter().copied().collect();
+                            let mut still: Vec<String> =
+                                open.iter().map(|s| s.to_string()).collect();
+                            still.extend(
+                                open_timers
+                                    .iter()
+                                    .map(|(t, f)| format!("timers {f} of {t}")),
+                            );
                             still.sort_unstable();
                             return Err(self.harness_error(format!(
                                 "finished a bundle of stage {} without closing outputs {}",
@@ -1123,11 +1196,34 @@ impl BundleProcessor for GrpcProcessor {
                         open.remove(sink.as_str());
                     }
                 }
+                BundleEvent::Timers(t) => {
+                    let Some((transform, family)) = reg
+                        .timer_families
+                        .iter()
+                        .find(|(tr, f)| *tr == t.transform_id && *f == t.timer_family_id)
+                    else {
+                        return Err(self.harness_error(format!(
+                            "sent timers of family {:?} of transform {:?}, which stage {} does not declare",
+                            t.timer_family_id, t.transform_id, reg.stage
+                        )));
+                    };
+                    if !t.timers.is_empty() {
+                        bundle.sink.emit_timer(transform, family, &t.timers)?;
+                    }
+                    if t.is_last {
+                        open_timers.remove(&(transform.as_str(), family.as_str()));
+                    }
+                }
                 BundleEvent::State(request, reply) => {
+                    let mut user = UserStateAccess {
+                        state: &mut *bundle.state,
+                        specs: &reg.user_state,
+                    };
                     let response = state::answer(
                         &request,
                         &reg.side_inputs,
                         bundle.side_inputs,
+                        &mut user,
                         &mut state_cache,
                     );
                     let _ = reply.send(Ok(response));

@@ -1,5 +1,7 @@
 //! The runner's State API: side inputs served from a bundle's
-//! [`SideInputs`], decoded and filtered by window as Beam does.
+//! [`SideInputs`], decoded and filtered by window as Beam does, and user
+//! state (bag, multimap keys, multimap, ordered list: get, append, clear)
+//! served from the bundle's [`UserState`].
 //!
 //! - `iterable_side_input`: the values of the elements in the window.
 //! - `multimap_side_input`: the values under one encoded (nested) key.
@@ -16,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use oxbeam_model::coders::{Coder, Context};
+use oxbeam_model::coders::{Coder, Context, wire};
 use oxbeam_model::fn_execution::{
     ProcessBundleDescriptor, StateGetResponse, StateRequest, StateResponse, state_key,
     state_request, state_response,
@@ -25,7 +27,7 @@ use oxbeam_model::pipeline as pb;
 use prost::Message;
 
 use super::{STATE_PAGE_BYTES, read_windowed};
-use crate::{Error, Result, SideInputs};
+use crate::{Error, Result, SideInputs, UserState, UserStateKey, UserStateKind};
 
 /// Prefix of the `StateKey.runner.key` an Oxbeam harness sends for all
 /// elements of a side input: followed by the transform id, a zero byte and
@@ -91,6 +93,144 @@ pub(crate) fn side_input_specs(d: &ProcessBundleDescriptor) -> Result<SideInputS
     Ok(specs)
 }
 
+/// Element coders of the user state of a descriptor's ParDos, by
+/// (transform id, state id): how to split a state's bytes into pages at
+/// element boundaries. `(values, map keys)`; map keys only for map and
+/// multimap state.
+pub(crate) type UserStateSpecs = HashMap<(String, String), (Coder, Option<Coder>)>;
+
+/// The user state every ParDo of `d` declares, with its coders. States
+/// whose coders do not resolve are left out (their answers are one page).
+///
+/// # Errors
+/// [`Error::Invalid`] for undecodable ParDo payloads.
+pub(crate) fn user_state_specs(d: &ProcessBundleDescriptor) -> Result<UserStateSpecs> {
+    use oxbeam_model::urns::standard_p_transforms::primitives::PAR_DO;
+    use pb::state_spec::Spec;
+    let components = pb::Components {
+        coders: d.coders.clone(),
+        ..Default::default()
+    };
+    let coder = |id: &str| Coder::from_proto(id, &components).ok();
+    let mut specs = UserStateSpecs::new();
+    for (id, t) in &d.transforms {
+        let Some(spec) = t.spec.as_ref().filter(|s| s.urn == PAR_DO) else {
+            continue;
+        };
+        let payload = pb::ParDoPayload::decode(spec.payload.as_ref())
+            .map_err(|e| Error::invalid(format!("ParDoPayload of transform {id}"), e))?;
+        for (state_id, s) in &payload.state_specs {
+            let coders = match &s.spec {
+                Some(Spec::ReadModifyWriteSpec(x)) => coder(&x.coder_id).map(|c| (c, None)),
+                Some(Spec::BagSpec(x)) => coder(&x.element_coder_id).map(|c| (c, None)),
+                Some(Spec::SetSpec(x)) => coder(&x.element_coder_id).map(|c| (c, None)),
+                Some(Spec::CombiningSpec(x)) => coder(&x.accumulator_coder_id).map(|c| (c, None)),
+                Some(Spec::MapSpec(x)) => {
+                    coder(&x.value_coder_id).map(|v| (v, coder(&x.key_coder_id)))
+                }
+                Some(Spec::MultimapSpec(x)) => {
+                    coder(&x.value_coder_id).map(|v| (v, coder(&x.key_coder_id)))
+                }
+                Some(Spec::OrderedListSpec(_)) | None => None,
+            };
+            if let Some(c) = coders {
+                specs.insert((id.clone(), state_id.clone()), c);
+            }
+        }
+    }
+    Ok(specs)
+}
+
+/// A user state key of a request, if it is one.
+fn user_state_key(key: &oxbeam_model::fn_execution::StateKey) -> Option<UserStateKey<'_>> {
+    use state_key::Type;
+    fn k<'a>(
+        transform: &'a str,
+        state_id: &'a str,
+        window: &'a [u8],
+        key: &'a [u8],
+        kind: UserStateKind<'a>,
+    ) -> UserStateKey<'a> {
+        UserStateKey {
+            transform,
+            state_id,
+            window,
+            key,
+            kind,
+        }
+    }
+    match &key.r#type {
+        Some(Type::BagUserState(b)) => Some(k(
+            &b.transform_id,
+            &b.user_state_id,
+            &b.window,
+            &b.key,
+            UserStateKind::Bag,
+        )),
+        Some(Type::MultimapKeysUserState(b)) => Some(k(
+            &b.transform_id,
+            &b.user_state_id,
+            &b.window,
+            &b.key,
+            UserStateKind::MultimapKeys,
+        )),
+        Some(Type::MultimapUserState(b)) => Some(k(
+            &b.transform_id,
+            &b.user_state_id,
+            &b.window,
+            &b.key,
+            UserStateKind::Multimap {
+                map_key: &b.map_key,
+            },
+        )),
+        Some(Type::OrderedListUserState(b)) => {
+            let (start, end) = b
+                .range
+                .as_ref()
+                .map_or((i64::MIN, i64::MAX), |r| (r.start, r.end));
+            Some(k(
+                &b.transform_id,
+                &b.user_state_id,
+                &b.window,
+                &b.key,
+                UserStateKind::OrderedList { start, end },
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Where each element of a user state answer ends, if its coder is known.
+fn element_ends(data: &[u8], key: &UserStateKey<'_>, specs: &UserStateSpecs) -> Option<Vec<usize>> {
+    let mut ends = Vec::new();
+    let mut rest = data;
+    let spec = specs.get(&(key.transform.to_string(), key.state_id.to_string()));
+    while !rest.is_empty() {
+        match key.kind {
+            UserStateKind::OrderedList { .. } => {
+                let mut r = rest;
+                let _sort_key = wire::read_varint_u64(&mut r).ok()?;
+                let len = usize::try_from(wire::read_varint_u64(&mut r).ok()?).ok()?;
+                rest = r.get(len..)?;
+            }
+            UserStateKind::MultimapKeys => {
+                spec?.1.as_ref()?.skip(&mut rest, Context::Nested).ok()?;
+            }
+            UserStateKind::Bag | UserStateKind::Multimap { .. } => {
+                spec?.0.skip(&mut rest, Context::Nested).ok()?;
+            }
+        }
+        ends.push(data.len() - rest.len());
+    }
+    Some(ends)
+}
+
+/// The user state a bundle's state requests are served from.
+pub(crate) struct UserStateAccess<'a> {
+    pub state: &'a mut dyn UserState,
+    pub specs: &'a UserStateSpecs,
+}
+
 /// One computed answer: its bytes and where each element ends.
 pub(crate) struct Paged {
     data: Vec<u8>,
@@ -105,23 +245,41 @@ impl Paged {
 }
 
 /// Answers computed during one bundle, by encoded state key, so paging
-/// through a large one does not recompute it.
+/// through a large one does not recompute it. User state answers are
+/// dropped at every append or clear.
 #[derive(Default)]
-pub(crate) struct StateCache(HashMap<Vec<u8>, Arc<Paged>>);
+pub(crate) struct StateCache {
+    side_inputs: HashMap<Vec<u8>, Arc<Paged>>,
+    user: HashMap<Vec<u8>, Arc<Paged>>,
+}
 
-/// Answers one state request from `side_inputs`; failures become the
-/// response's error text.
+/// Answers one state request from `side_inputs` or `user`; failures become
+/// the response's error text.
 pub(crate) fn answer(
     request: &StateRequest,
     specs: &SideInputSpecs,
     side_inputs: &dyn SideInputs,
+    user: &mut UserStateAccess<'_>,
     cache: &mut StateCache,
 ) -> StateResponse {
-    match get(request, specs, side_inputs, cache) {
-        Ok(page) => StateResponse {
+    let response = match &request.request {
+        Some(state_request::Request::Get(_)) => {
+            get(request, specs, side_inputs, user, cache).map(state_response::Response::Get)
+        }
+        Some(state_request::Request::Append(a)) => write(request, user, cache, Some(&a.data))
+            .map(|()| state_response::Response::Append(Default::default())),
+        Some(state_request::Request::Clear(_)) => write(request, user, cache, None)
+            .map(|()| state_response::Response::Clear(Default::default())),
+        None => Err(Error::invalid(
+            "state request",
+            "has no get, append or clear",
+        )),
+    };
+    match response {
+        Ok(r) => StateResponse {
             id: request.id.clone(),
             error: String::new(),
-            response: Some(state_response::Response::Get(page)),
+            response: Some(r),
         },
         Err(e) => StateResponse {
             id: request.id.clone(),
@@ -131,29 +289,65 @@ pub(crate) fn answer(
     }
 }
 
+/// An append (`data`) or a clear (`None`) of user state.
+fn write(
+    request: &StateRequest,
+    user: &mut UserStateAccess<'_>,
+    cache: &mut StateCache,
+    data: Option<&[u8]>,
+) -> Result<()> {
+    let key = request
+        .state_key
+        .as_ref()
+        .and_then(user_state_key)
+        .ok_or_else(|| {
+            Error::invalid(
+                "state request",
+                "appends and clears are only for user state (bag, multimap, ordered list)",
+            )
+        })?;
+    cache.user.clear();
+    match data {
+        Some(d) => user.state.append(&key, d),
+        None => user.state.clear(&key),
+    }
+}
+
 fn get(
     request: &StateRequest,
     specs: &SideInputSpecs,
     side_inputs: &dyn SideInputs,
+    user: &mut UserStateAccess<'_>,
     cache: &mut StateCache,
 ) -> Result<StateGetResponse> {
     let Some(state_request::Request::Get(get)) = &request.request else {
-        return Err(Error::invalid(
-            "state request",
-            "the runner serves side inputs only: state append and clear are not supported over the Fn API yet",
-        ));
+        return Err(Error::Internal("not a get request".into()));
     };
     let key = request
         .state_key
         .as_ref()
         .ok_or_else(|| Error::invalid("state request", "has no state key"))?;
     let encoded = key.encode_to_vec();
-    let paged = match cache.0.get(&encoded) {
-        Some(p) => p.clone(),
-        None => {
-            let p = Arc::new(compute(key, specs, side_inputs)?);
-            cache.0.insert(encoded, p.clone());
-            p
+    let paged = if let Some(uk) = user_state_key(key) {
+        match cache.user.get(&encoded) {
+            Some(p) if !get.continuation_token.is_empty() => p.clone(),
+            _ => {
+                let mut data = Vec::new();
+                user.state.get(&uk, &mut data)?;
+                let ends = element_ends(&data, &uk, user.specs).unwrap_or_else(|| vec![data.len()]);
+                let p = Arc::new(Paged { data, ends });
+                cache.user.insert(encoded, p.clone());
+                p
+            }
+        }
+    } else {
+        match cache.side_inputs.get(&encoded) {
+            Some(p) => p.clone(),
+            None => {
+                let p = Arc::new(compute(key, specs, side_inputs)?);
+                cache.side_inputs.insert(encoded, p.clone());
+                p
+            }
         }
     };
     let offset = match get.continuation_token.len() {
@@ -346,11 +540,224 @@ fn compute(
             };
             return Err(Error::invalid(
                 "state request",
-                format!(
-                    "state key {kind}: the runner serves side inputs only (user state is not supported over the Fn API yet)"
-                ),
+                format!("state key {kind} is not one the runner serves"),
             ));
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use oxbeam_model::fn_execution::{
+        StateAppendRequest, StateClearRequest, StateGetRequest, StateKey,
+    };
+    use oxbeam_model::urns;
+
+    use super::*;
+    use crate::NoSideInputs;
+
+    /// User state as plain bags by (state id, kind).
+    #[derive(Default)]
+    struct Bags(HashMap<(String, String), Vec<u8>>);
+
+    fn id(key: &UserStateKey<'_>) -> (String, String) {
+        (key.state_id.to_string(), format!("{:?}", key.kind))
+    }
+
+    impl UserState for Bags {
+        fn get(&mut self, key: &UserStateKey<'_>, out: &mut Vec<u8>) -> Result<()> {
+            out.extend(self.0.get(&id(key)).cloned().unwrap_or_default());
+            Ok(())
+        }
+        fn append(&mut self, key: &UserStateKey<'_>, data: &[u8]) -> Result<()> {
+            self.0.entry(id(key)).or_default().extend_from_slice(data);
+            Ok(())
+        }
+        fn clear(&mut self, key: &UserStateKey<'_>) -> Result<()> {
+            self.0.remove(&id(key));
+            Ok(())
+        }
+    }
+
+    fn descriptor() -> ProcessBundleDescriptor {
+        let payload = pb::ParDoPayload {
+            state_specs: [(
+                "bag".to_string(),
+                pb::StateSpec {
+                    spec: Some(pb::state_spec::Spec::BagSpec(pb::BagStateSpec {
+                        element_coder_id: "str".into(),
+                    })),
+                    protocol: None,
+                },
+            )]
+            .into(),
+            ..Default::default()
+        };
+        ProcessBundleDescriptor {
+            transforms: [(
+                "t".to_string(),
+                pb::PTransform {
+                    spec: Some(pb::FunctionSpec {
+                        urn: urns::standard_p_transforms::primitives::PAR_DO.into(),
+                        payload: payload.encode_to_vec().into(),
+                    }),
+                    ..Default::default()
+                },
+            )]
+            .into(),
+            coders: [(
+                "str".to_string(),
+                pb::Coder {
+                    spec: Some(pb::FunctionSpec {
+                        urn: urns::standard_coders::STRING_UTF8.into(),
+                        payload: Default::default(),
+                    }),
+                    component_coder_ids: vec![],
+                },
+            )]
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    fn bag_key() -> StateKey {
+        StateKey {
+            r#type: Some(state_key::Type::BagUserState(state_key::BagUserState {
+                transform_id: "t".into(),
+                user_state_id: "bag".into(),
+                window: Default::default(),
+                key: b"\x01k".to_vec().into(),
+            })),
+        }
+    }
+
+    fn request(r: state_request::Request) -> StateRequest {
+        StateRequest {
+            id: "1".into(),
+            instruction_id: "b".into(),
+            state_key: Some(bag_key()),
+            request: Some(r),
+        }
+    }
+
+    #[test]
+    fn user_state_appends_clears_and_pages_at_element_boundaries() {
+        let d = descriptor();
+        let specs = user_state_specs(&d).unwrap();
+        let mut bags = Bags::default();
+        let mut cache = StateCache::default();
+        let ask = |r: state_request::Request, bags: &mut Bags, cache: &mut StateCache| {
+            let mut user = UserStateAccess {
+                state: bags,
+                specs: &specs,
+            };
+            answer(
+                &request(r),
+                &HashMap::new(),
+                &NoSideInputs,
+                &mut user,
+                cache,
+            )
+        };
+        // 3000 strings of 1002 bytes each (2-byte length prefix + 1000).
+        let mut all = Vec::new();
+        for i in 0..3000 {
+            let s = format!("{i:04}{}", "x".repeat(996));
+            let mut e = Vec::new();
+            wire::write_length_prefixed(&mut e, s.as_bytes());
+            all.extend_from_slice(&e);
+            let r = ask(
+                state_request::Request::Append(StateAppendRequest { data: e.into() }),
+                &mut bags,
+                &mut cache,
+            );
+            assert!(r.error.is_empty(), "{}", r.error);
+        }
+        let mut read = Vec::new();
+        let mut token = Vec::new();
+        let mut pages = 0;
+        loop {
+            let r = ask(
+                state_request::Request::Get(StateGetRequest {
+                    continuation_token: token.clone().into(),
+                }),
+                &mut bags,
+                &mut cache,
+            );
+            let Some(state_response::Response::Get(page)) = r.response else {
+                panic!("no page: {}", r.error)
+            };
+            // Every page decodes on its own.
+            let mut rest = &page.data[..];
+            while !rest.is_empty() {
+                wire::read_length_prefixed(&mut rest).unwrap();
+            }
+            read.extend_from_slice(&page.data);
+            pages += 1;
+            if page.continuation_token.is_empty() {
+                break;
+            }
+            token = page.continuation_token.to_vec();
+        }
+        assert_eq!(read, all);
+        assert_eq!(pages, 3);
+        let r = ask(
+            state_request::Request::Clear(StateClearRequest {}),
+            &mut bags,
+            &mut cache,
+        );
+        assert!(matches!(
+            r.response,
+            Some(state_response::Response::Clear(_))
+        ));
+        let r = ask(
+            state_request::Request::Get(StateGetRequest::default()),
+            &mut bags,
+            &mut cache,
+        );
+        let Some(state_response::Response::Get(page)) = r.response else {
+            panic!("no page")
+        };
+        assert!(page.data.is_empty() && page.continuation_token.is_empty());
+    }
+
+    #[test]
+    fn appends_to_side_inputs_are_refused() {
+        let mut bags = Bags::default();
+        let specs = UserStateSpecs::new();
+        let mut user = UserStateAccess {
+            state: &mut bags,
+            specs: &specs,
+        };
+        let r = answer(
+            &StateRequest {
+                id: "7".into(),
+                instruction_id: "b".into(),
+                state_key: Some(StateKey {
+                    r#type: Some(state_key::Type::IterableSideInput(
+                        state_key::IterableSideInput {
+                            transform_id: "t".into(),
+                            side_input_id: "s".into(),
+                            window: Default::default(),
+                        },
+                    )),
+                }),
+                request: Some(state_request::Request::Append(StateAppendRequest {
+                    data: b"x".to_vec().into(),
+                })),
+            },
+            &HashMap::new(),
+            &NoSideInputs,
+            &mut user,
+            &mut StateCache::default(),
+        );
+        assert_eq!(r.id, "7");
+        assert_eq!(
+            r.error,
+            "invalid state request: appends and clears are only for user state (bag, multimap, ordered list)"
+        );
+    }
 }

@@ -90,12 +90,12 @@ pub fn run_bundle(
         Ok(())
     };
     let mut metrics = Metrics::default();
-    let mut bundle = Bundle {
-        inputs: vec![(SOURCE, input)],
-        sink: &mut sink,
-        side_inputs: side.unwrap_or(&NoSideInputs),
-        metrics: &mut metrics,
-    };
+    let mut bundle = Bundle::new(
+        vec![(SOURCE, input)],
+        &mut sink,
+        side.unwrap_or(&NoSideInputs),
+        &mut metrics,
+    );
     p.process_bundle(&mut bundle)?;
     drop(bundle);
     Ok(values(&out))

@@ -6,3 +6,4 @@ mod harness;
 mod malformed;
 mod testing;
 mod throughput;
+mod user_state;

@@ -36,12 +36,7 @@ fn measure_data_plane_throughput_and_control_round_trip() {
             Ok(())
         };
         let mut m = Metrics::default();
-        let mut b = Bundle {
-            inputs: vec![(SOURCE, input)],
-            sink: &mut sink,
-            side_inputs: &NoSideInputs,
-            metrics: &mut m,
-        };
+        let mut b = Bundle::new(vec![(SOURCE, input)], &mut sink, &NoSideInputs, &mut m);
         p.process_bundle(&mut b).unwrap();
         drop(b);
         bytes

@@ -122,10 +122,13 @@ fn unsupported_requirements_are_listed_sorted() {
     runtime().block_on(async {
         let mut c = client(&server).await;
         let mut p = impulse_pipeline(vec![]);
+        // Made-up requirements (so the test holds as Oxbeam learns more),
+        // one twice, and a supported one that must not be listed.
         p.requirements = vec![
-            "beam:requirement:pardo:stateful:v1".into(),
+            "beam:requirement:zzz:v1".into(),
             "beam:requirement:pardo:splittable_dofn:v1".into(),
             "beam:requirement:example:v1".into(),
+            "beam:requirement:zzz:v1".into(),
         ];
         let err = c
             .prepare(PrepareJobRequest {
@@ -138,7 +141,7 @@ fn unsupported_requirements_are_listed_sorted() {
         assert_eq!(err.code(), Code::InvalidArgument);
         assert!(
             err.message().contains(
-                "does not support: beam:requirement:example:v1, beam:requirement:pardo:stateful:v1 ("
+                "does not support: beam:requirement:example:v1, beam:requirement:zzz:v1 ("
             ),
             "{err:?}"
         );

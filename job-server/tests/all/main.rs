@@ -3,4 +3,5 @@
 
 mod artifacts;
 mod bad_input;
+mod fuzz;
 mod testing;

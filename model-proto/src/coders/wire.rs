@@ -472,8 +472,10 @@ pub fn read_pane(input: &mut &[u8]) -> Result<PaneInfo> {
 fn read_pane_with_indices(input: &mut &[u8]) -> Result<PaneInfo> {
     let before = *input;
     let byte = read_u8(input)?;
-    let base = WELL_KNOWN_PANES[usize::from(byte & 0x0F)];
-    match byte >> 4 {
+    let mut base = WELL_KNOWN_PANES[usize::from(byte & 0x0F)];
+    base.is_retraction = byte & PaneInfo::RETRACTION_BIT != 0;
+    // The retraction bit is not part of the index count.
+    match (byte & !PaneInfo::RETRACTION_BIT) >> 4 {
         0 => Ok(base),
         1 => {
             let index = read_varint_i64(input).inspect_err(|_| *input = before)?;
@@ -661,6 +663,7 @@ mod tests {
             timing: PaneTiming::OnTime,
             index: 30,
             on_time_index: 40,
+            is_retraction: false,
         };
         let bytes = enc(|o| write_pane(o, &pane));
         assert_eq!(bytes, [0x26, 0x1E, 0x28]);
@@ -672,10 +675,20 @@ mod tests {
             timing: PaneTiming::Early,
             index: 3,
             on_time_index: -1,
+            is_retraction: false,
         };
         let bytes = enc(|o| write_pane(o, &early));
         assert_eq!(bytes, [0x10, 3]);
         assert_eq!(read_pane(&mut &bytes[..]).unwrap(), early);
+        // The retraction bit rides on top of every encoding.
+        for p in [pane, early, PaneInfo::NO_FIRING] {
+            let r = p.into_retraction();
+            let bytes = enc(|o| write_pane(o, &r));
+            let plain = enc(|o| write_pane(o, &p));
+            assert_eq!(bytes[0], plain[0] | 0x80);
+            assert_eq!(bytes[1..], plain[1..]);
+            assert_eq!(read_pane(&mut &bytes[..]).unwrap(), r);
+        }
         let mut input: &[u8] = &[0x3F];
         assert!(matches!(
             read_pane(&mut input),

@@ -179,6 +179,7 @@ fn arb_pane() -> impl Strategy<Value = PaneInfo> {
                 timing: PaneTiming::from_bits(t),
                 index,
                 on_time_index,
+                is_retraction: false,
             };
             let mut out = Vec::new();
             wire::write_pane(&mut out, &pane);

@@ -105,6 +105,7 @@ fn pane(y: Option<&Yaml>) -> PaneInfo {
         },
         index: as_i64(field(y, "index")),
         on_time_index: as_i64(field(y, "on_time_index")),
+        is_retraction: false,
     }
 }
 

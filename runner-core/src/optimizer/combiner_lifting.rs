@@ -64,7 +64,11 @@ fn liftable(g: &Graph, t: &Transform, acc: &str, expansion: &[Transform]) -> Opt
     let input = g.pcollections.get(t.inputs.values().next()?)?;
     let ws = g.windowing_strategies.get(&input.windowing_strategy_id)?;
     let coder = g.coders.get(&input.coder_id)?;
-    if ws.merging || coder.urn != standard_coders::KV || coder.components.len() != 2 {
+    if ws.merging
+        || !ws.allows_combiner_lifting()
+        || coder.urn != standard_coders::KV
+        || coder.components.len() != 2
+    {
         return None;
     }
     let env = if t.environment_id.is_empty() {

@@ -5,11 +5,18 @@
 //! input; sibling fusion joins transforms reading the same PCollection, so it
 //! is read once. Both need the same environment, and never make a stage
 //! depend on itself: fusion breaks at runner primitives (GroupByKey, Flatten,
-//! Impulse), at side inputs (a side input must be fully materialized before
+//! Impulse), before stateful ParDos (their input is partitioned by key, so
+//! it must be a stage input), before a splittable DoFn's
+//! process-sized-elements-and-restrictions (as Beam's runners do: the split
+//! restrictions are materialized, so the runner can spread them over
+//! bundles and workers instead of processing them all where they were
+//! split), at side inputs (a side input must be fully materialized before
 //! its reader runs) and where a merge would create a cycle between stages.
 //! With fusion disabled every executable transform is its own stage.
 
 use std::collections::BTreeMap;
+
+use oxbeam_model::urns::standard_p_transforms::splittable_par_do_components as sdf;
 
 use crate::graph::Graph;
 
@@ -45,7 +52,7 @@ pub(crate) fn fuse(g: &Graph, topo: &[String], enabled: bool) -> Vec<Vec<String>
         let edges = edges(g, topo, &index, &producers);
         for (i, id) in topo.iter().enumerate() {
             let t = &g.transforms[id];
-            if !t.is_executable() {
+            if !t.is_executable() || starts_stage(g, id) {
                 continue;
             }
             for p in t.main_inputs() {
@@ -62,6 +69,7 @@ pub(crate) fn fuse(g: &Graph, topo: &[String], enabled: bool) -> Vec<Vec<String>
                     let j = index[other];
                     if j < i
                         && ot.is_executable()
+                        && !starts_stage(g, other)
                         && ot.environment_id == t.environment_id
                         && ot.main_inputs().any(|q| q == p)
                     {
@@ -80,6 +88,14 @@ pub(crate) fn fuse(g: &Graph, topo: &[String], enabled: bool) -> Vec<Vec<String>
     let mut out: Vec<Vec<String>> = groups.into_values().collect();
     out.sort_by_key(|s| index[s[0].as_str()]);
     out
+}
+
+/// Whether transform `id` must read its main input as a stage input: a
+/// stateful ParDo (the runner partitions that input by key) or a splittable
+/// DoFn's process step (the runner distributes its restrictions).
+fn starts_stage(g: &Graph, id: &str) -> bool {
+    g.transforms[id].urn == sdf::PROCESS_SIZED_ELEMENTS_AND_RESTRICTIONS
+        || crate::state::is_stateful(g, id)
 }
 
 /// A data dependency between transforms `from` → `to`, and whether it is a
@@ -185,6 +201,88 @@ mod tests {
         let g = b.gbk("Group", &kv);
         let _a = b.pardo("Left", &g, "str");
         let _c = b.pardo("Right", &g, "str");
+        insta::assert_snapshot!(plan_text(&b.build(), PlanOptions::default()));
+    }
+
+    /// Makes transform `id` of `b` stateful: a bag state and an event-time
+    /// and a processing-time timer family.
+    fn make_stateful(b: &mut Builder, id: &str) {
+        use oxbeam_model::pipeline as pb;
+        use prost::Message;
+        let t =
+            b.p.components
+                .as_mut()
+                .unwrap()
+                .transforms
+                .get_mut(id)
+                .unwrap();
+        let mut payload =
+            pb::ParDoPayload::decode(t.spec.as_ref().unwrap().payload.as_ref()).unwrap();
+        payload.state_specs.insert(
+            "buffer".into(),
+            pb::StateSpec {
+                spec: Some(pb::state_spec::Spec::BagSpec(pb::BagStateSpec {
+                    element_coder_id: "varint".into(),
+                })),
+                protocol: None,
+            },
+        );
+        for (family, domain) in [
+            ("flush", pb::time_domain::Enum::EventTime),
+            ("tick", pb::time_domain::Enum::ProcessingTime),
+        ] {
+            payload.timer_family_specs.insert(
+                family.into(),
+                pb::TimerFamilySpec {
+                    time_domain: domain as i32,
+                    timer_family_coder_id: "str".into(),
+                },
+            );
+        }
+        t.spec.as_mut().unwrap().payload = payload.encode_to_vec().into();
+    }
+
+    /// A stateful ParDo starts a new stage (its input is partitioned by key);
+    /// what follows it fuses into its stage; the stage records its state.
+    #[test]
+    fn stateful_pardo_starts_a_stage() {
+        let mut b = Builder::new();
+        let imp = b.impulse("Impulse");
+        let kv = b.pardo("MakeKV", &imp, "kv_str");
+        let sibling = b.pardo("Sibling", &kv, "str");
+        let counted = b.pardo("Count", &kv, "kv_str");
+        let _after = b.pardo("Format", &counted, "str");
+        let _ = sibling;
+        make_stateful(&mut b, "Count");
+        insta::assert_snapshot!(plan_text(&b.build(), PlanOptions::default()));
+    }
+
+    /// A splittable DoFn's process step starts a new stage reading the
+    /// materialized split restrictions (so the runner can spread them over
+    /// workers); what follows it fuses into its stage.
+    #[test]
+    fn splittable_process_starts_a_stage() {
+        use oxbeam_model::pipeline as pb;
+        use prost::Message;
+        let mut b = Builder::new();
+        let imp = b.impulse("Impulse");
+        let source = b.pardo("EmitSource", &imp, "str");
+        let lines = b.pardo("Read", &source, "str");
+        let words = b.pardo("Split", &lines, "str");
+        let _pairs = b.pardo("PairWithOne", &words, "kv_str");
+        b.p.requirements =
+            vec![oxbeam_model::urns::standard_requirements::REQUIRES_SPLITTABLE_DOFN.into()];
+        let t =
+            b.p.components
+                .as_mut()
+                .unwrap()
+                .transforms
+                .get_mut("Read")
+                .unwrap();
+        let mut payload =
+            pb::ParDoPayload::decode(t.spec.as_ref().unwrap().payload.as_ref()).unwrap();
+        payload.restriction_coder_id = "str".into();
+        t.spec.as_mut().unwrap().payload = payload.encode_to_vec().into();
         insta::assert_snapshot!(plan_text(&b.build(), PlanOptions::default()));
     }
 

@@ -334,8 +334,102 @@ impl Builder {
         out
     }
 
+    /// A TestStream of strings (coder `str`) with `events`, output `out`
+    /// in the global window, marked unbounded.
+    pub fn test_stream(
+        &mut self,
+        name: &str,
+        events: Vec<pb::test_stream_payload::Event>,
+    ) -> String {
+        let out = self.pcoll(name, "str", "global");
+        self.comps().pcollections.get_mut(&out).unwrap().is_bounded =
+            pb::is_bounded::Enum::Unbounded as i32;
+        let payload = pb::TestStreamPayload {
+            coder_id: "str".into(),
+            events,
+            endpoint: None,
+        }
+        .encode_to_vec();
+        self.add(
+            name,
+            t::primitives::TEST_STREAM,
+            payload,
+            &[],
+            Some(&out),
+            "",
+            true,
+        );
+        out
+    }
+
+    /// A generator source with this payload and output coder, unbounded.
+    pub fn generate(&mut self, name: &str, payload: Vec<u8>, coder: &str) -> String {
+        if !self.comps().coders.contains_key("kv_varint") {
+            self.comps().coders.insert(
+                "kv_varint".into(),
+                pb::Coder {
+                    spec: spec(c::KV, vec![]),
+                    component_coder_ids: vec!["varint".into(), "varint".into()],
+                },
+            );
+        }
+        let out = self.pcoll(name, coder, "global");
+        self.comps().pcollections.get_mut(&out).unwrap().is_bounded =
+            pb::is_bounded::Enum::Unbounded as i32;
+        self.add(
+            name,
+            urns::oxbeam_transforms::GENERATE,
+            payload,
+            &[],
+            Some(&out),
+            "",
+            true,
+        );
+        out
+    }
+
     pub fn build(self) -> Pipeline {
         self.p
+    }
+}
+
+/// TestStream events for planner tests.
+pub(crate) mod events {
+    use oxbeam_model::pipeline::test_stream_payload::{Event, TimestampedElement, event};
+
+    /// Strings (outer encoding: the UTF-8 bytes) at their timestamps.
+    pub fn elements(tag: &str, items: &[(&str, i64)]) -> Event {
+        Event {
+            event: Some(event::Event::ElementEvent(event::AddElements {
+                elements: items
+                    .iter()
+                    .map(|(s, ts)| TimestampedElement {
+                        encoded_element: s.as_bytes().to_vec().into(),
+                        timestamp: *ts,
+                    })
+                    .collect(),
+                tag: tag.into(),
+            })),
+        }
+    }
+
+    pub fn watermark(tag: &str, to: i64) -> Event {
+        Event {
+            event: Some(event::Event::WatermarkEvent(event::AdvanceWatermark {
+                new_watermark: to,
+                tag: tag.into(),
+            })),
+        }
+    }
+
+    pub fn processing_time(by: i64) -> Event {
+        Event {
+            event: Some(event::Event::ProcessingTimeEvent(
+                event::AdvanceProcessingTime {
+                    advance_duration: by,
+                },
+            )),
+        }
     }
 }
 

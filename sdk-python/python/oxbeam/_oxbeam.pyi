@@ -35,7 +35,45 @@ class SinkBuffer:
     ``oxbeam._runtime``)."""
 
     def emit_batch(self, values: list, metas: list) -> None:
-        """Encodes ``values[i]`` with ``metas[i] = (timestamp_micros, window)``."""
+        """Encodes ``values[i]`` with ``metas[i] = (timestamp_micros, window)``
+        or ``(timestamp_micros, window, pane_info)``."""
+
+class StateClient:
+    """User state and timers of a stage's stateful DoFns (used by
+    ``oxbeam._runtime``): ``t`` indexes the stage's stateful transforms,
+    ``c`` a transform's state cells, ``f`` its timer families. Requests
+    address the current key and window and are served from the running
+    bundle's user state; outside a bundle they raise ``RuntimeError``."""
+
+    def set_current(self, t: int, key: object, window: object) -> None:
+        """Makes ``key`` (encoded with the input's key coder) and ``window`` current."""
+    def set_current_encoded(self, t: int, key: bytes, window: object) -> None:
+        """As ``set_current``, with the key already encoded (a fired timer's)."""
+    def read(self, t: int, c: int) -> list:
+        """Every value of bag cell ``c``, in append order."""
+    def append(self, t: int, c: int, value: object) -> None:
+        """Appends ``value`` to bag cell ``c``."""
+    def write(self, t: int, c: int, values: list) -> None:
+        """Replaces the contents of bag cell ``c`` by ``values``."""
+    def clear(self, t: int, c: int) -> None:
+        """Empties bag cell ``c``."""
+    def ordered_read(self, t: int, c: int, start: int, end: int) -> List[Tuple[int, object]]:
+        """Entries ``(sort key micros, value)`` of ordered-list cell ``c`` in ``[start, end)``."""
+    def ordered_append(self, t: int, c: int, sort_key: int, value: object) -> None:
+        """Adds ``value`` at ``sort_key`` (micros) to ordered-list cell ``c``."""
+    def ordered_clear(self, t: int, c: int, start: int, end: int) -> None:
+        """Removes the entries of ordered-list cell ``c`` in ``[start, end)``."""
+    def set_timer(self, t: int, f: int, tag: str, fire: int, hold: int, pane: Optional[object] = None) -> None:
+        """Sets timer ``tag`` of family ``f`` to fire at ``fire`` with output
+        timestamp ``hold`` (micros), for the current key and window."""
+    def clear_timer(self, t: int, f: int, tag: str) -> None:
+        """Clears timer ``tag`` of family ``f`` for the current key and window."""
+
+def encode_values(components: bytes, coder_id: str, values: list) -> List[bytes]:
+    """Encodes each value (outer context) with coder ``coder_id`` of the
+    serialized ``Components`` message (TestStream elements).
+
+    Raises ``ValueError`` if a value does not fit the coder."""
 
 def encode_proto(message: str, json: str) -> bytes:
     """Encodes proto message ``message`` (full name) from proto3 JSON.
@@ -52,13 +90,21 @@ def run_pipeline(
     List[Tuple[str, str, str, int, int, int, int]],
 ]:
     """Plans and runs a serialized Beam ``Pipeline`` on Oxbeam's local runner,
-    with Python stages in this process and the GIL released meanwhile.
+    with Python stages in this process and the GIL released meanwhile; Wasm
+    stages (``oxbeam:env:wasm:v1``) run in the process's Wasm executor.
 
     Options: ``parallelism`` (int), ``fusion``, ``combiner_lifting``,
-    ``dump_plan`` (bool). Returns ``(counters, distributions)`` as
+    ``dump_plan``, ``streaming`` (bool: run on the streaming engine; plans
+    with a TestStream or unbounded PCollections always do). Returns ``(counters, distributions)`` as
     ``(transform, namespace, name, value)`` and
     ``(transform, namespace, name, count, sum, min, max)`` rows.
 
     Raises ``NotImplementedError`` for unsupported features,
     ``PipelineError``, ``UserCodeError``, ``ExecutionError``, ``InternalError``.
     """
+
+def wat_to_wasm(text: str) -> bytes:
+    """Compiles WebAssembly text (WAT) to a binary module, e.g. a Wasm UDF
+    guest written by hand (see ``oxbeam.wasm``).
+
+    Raises ``ValueError`` (with line and column) for invalid text."""

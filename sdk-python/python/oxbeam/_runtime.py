@@ -20,7 +20,7 @@ from collections import _count_elements
 from operator import itemgetter, length_hint
 
 from oxbeam.utils.timestamp import MIN_TIMESTAMP_MICROS, Timestamp
-from oxbeam.utils.windowed_value import WindowedValue
+from oxbeam.utils.windowed_value import PANE_INFO_UNKNOWN, WindowedValue
 from oxbeam.window import GlobalWindow, TimestampedValue, _from_runner_tuple
 
 _MAX_REPR = 256
@@ -195,7 +195,7 @@ class SinkOp(Op):
 
 
 def _params_of(fn):
-    """``[(name, 'timestamp'|'window')]`` for DoFn params in ``fn``'s signature."""
+    """``[(name, 'timestamp'|'window'|'pane')]`` for DoFn params in ``fn``'s signature."""
     from oxbeam.transforms.core import DoFn
 
     try:
@@ -209,9 +209,17 @@ def _params_of(fn):
             out.append((name, "timestamp"))
         elif d is DoFn.WindowParam:
             out.append((name, "window"))
-        elif d is DoFn.PaneInfoParam or d is DoFn.StateParam or d is DoFn.TimerParam:
-            raise NotImplementedError("DoFn parameter %s is not supported by Oxbeam" % name)
+        elif d is DoFn.PaneInfoParam:
+            out.append((name, "pane"))
     return out
+
+
+def _param_value(kind, meta):
+    if kind == "timestamp":
+        return Timestamp(micros=meta[0])
+    if kind == "window":
+        return meta[1]
+    return meta[2] if len(meta) > 2 else PANE_INFO_UNKNOWN
 
 
 def _route_specials(values, metas, main_tag):
@@ -226,15 +234,19 @@ def _route_specials(values, metas, main_tag):
             v = v.value
         t = type(v)
         if t is TimestampedValue:
-            m = (v.timestamp.micros, m[1])
+            m = (v.timestamp.micros,) + m[1:]
             v = v.value
         elif t is WindowedValue:
             r = routed.get(tag)
             if r is None:
                 r = routed[tag] = ([], [])
+            pane = v.pane_info
             for w in v.windows:
                 r[0].append(v.value)
-                r[1].append((v.timestamp.micros, w))
+                if pane is PANE_INFO_UNKNOWN or pane == PANE_INFO_UNKNOWN:
+                    r[1].append((v.timestamp.micros, w))
+                else:
+                    r[1].append((v.timestamp.micros, w, pane))
             continue
         r = routed.get(tag)
         if r is None:
@@ -368,7 +380,7 @@ class ParDoOp(Op):
                     if params:
                         kwargs = dict(kwargs)
                         for name, kind in params:
-                            kwargs[name] = Timestamp(micros=m[0]) if kind == "timestamp" else m[1]
+                            kwargs[name] = _param_value(kind, m)
                 if star:
                     app(fn(*v, *args, **kwargs))
                 else:
@@ -480,6 +492,309 @@ class ParDoOp(Op):
     def teardown(self):
         if self.dofn is not None:
             self.dofn.teardown()
+
+
+# ---------------------------------------------------------------------------
+# Stateful DoFns: state cells and timers over the stage's Rust StateClient.
+
+_I64_MIN = -(1 << 63)
+_I64_MAX = (1 << 63) - 1
+
+
+def _state_classes():
+    from oxbeam.transforms import userstate as us
+
+    class ValueState(us.ReadModifyWriteRuntimeState):
+        __slots__ = ("_c", "_t", "_i")
+
+        def __init__(self, client, t, i):
+            self._c, self._t, self._i = client, t, i
+
+        def read(self):
+            vs = self._c.read(self._t, self._i)
+            return vs[-1] if vs else None
+
+        def write(self, value):
+            self._c.write(self._t, self._i, [value])
+
+        def clear(self):
+            self._c.clear(self._t, self._i)
+
+        def commit(self):
+            pass
+
+    class BagState(us.BagRuntimeState):
+        __slots__ = ("_c", "_t", "_i")
+
+        def __init__(self, client, t, i):
+            self._c, self._t, self._i = client, t, i
+
+        def read(self):
+            return self._c.read(self._t, self._i)
+
+        def add(self, value):
+            self._c.append(self._t, self._i, value)
+
+        def clear(self):
+            self._c.clear(self._t, self._i)
+
+        def commit(self):
+            pass
+
+    class SetState(us.SetRuntimeState):
+        __slots__ = ("_c", "_t", "_i")
+
+        def __init__(self, client, t, i):
+            self._c, self._t, self._i = client, t, i
+
+        def read(self):
+            return set(self._c.read(self._t, self._i))
+
+        def add(self, value):
+            if value not in self._c.read(self._t, self._i):
+                self._c.append(self._t, self._i, value)
+
+        def clear(self):
+            self._c.clear(self._t, self._i)
+
+        def commit(self):
+            pass
+
+    class CombiningState(us.CombiningValueRuntimeState):
+        __slots__ = ("_c", "_t", "_i", "_cf")
+
+        def __init__(self, client, t, i, combine_fn):
+            self._c, self._t, self._i, self._cf = client, t, i, combine_fn
+
+        def read(self):
+            cf = self._cf
+            accs = self._c.read(self._t, self._i)
+            if not accs:
+                return cf.extract_output(cf.create_accumulator())
+            if len(accs) == 1:
+                return cf.extract_output(accs[0])
+            acc = cf.merge_accumulators(accs)
+            # Keep the bag short: one merged accumulator.
+            self._c.write(self._t, self._i, [acc])
+            return cf.extract_output(acc)
+
+        def add(self, value):
+            cf = self._cf
+            self._c.append(self._t, self._i, cf.add_input(cf.create_accumulator(), value))
+
+        def clear(self):
+            self._c.clear(self._t, self._i)
+
+        def commit(self):
+            pass
+
+    class OrderedListState(us.OrderedListRuntimeState):
+        __slots__ = ("_c", "_t", "_i")
+
+        def __init__(self, client, t, i):
+            self._c, self._t, self._i = client, t, i
+
+        def read(self):
+            return self.read_range(None, None)
+
+        def add(self, value):
+            ts, v = value
+            self._c.ordered_append(self._t, self._i, Timestamp.of(ts).micros, v)
+
+        def read_range(self, min_timestamp, limit_timestamp):
+            lo = _I64_MIN if min_timestamp is None else Timestamp.of(min_timestamp).micros
+            hi = _I64_MAX if limit_timestamp is None else Timestamp.of(limit_timestamp).micros
+            return [(Timestamp(micros=k), v) for k, v in self._c.ordered_read(self._t, self._i, lo, hi)]
+
+        def clear(self):
+            self._c.ordered_clear(self._t, self._i, _I64_MIN, _I64_MAX)
+
+        def clear_range(self, min_timestamp, limit_timestamp):
+            self._c.ordered_clear(
+                self._t, self._i, Timestamp.of(min_timestamp).micros, Timestamp.of(limit_timestamp).micros
+            )
+
+        def commit(self):
+            pass
+
+    return {
+        us.ReadModifyWriteStateSpec: ValueState,
+        us.BagStateSpec: BagState,
+        us.SetStateSpec: SetState,
+        us.CombiningValueStateSpec: CombiningState,
+        us.OrderedListStateSpec: OrderedListState,
+    }
+
+
+class _Timer(object):
+    """A timer of the current key and window (``DoFn.TimerParam``)."""
+
+    __slots__ = ("_c", "_t", "_f", "_event", "_op")
+
+    def __init__(self, client, t, f, event_time, op):
+        self._c, self._t, self._f, self._event, self._op = client, t, f, event_time, op
+
+    def set(self, timestamp, dynamic_timer_tag=""):
+        fire = Timestamp.of(timestamp).micros
+        # As Beam: event-time timers hold output at their fire time,
+        # processing-time ones at the input element's timestamp.
+        hold = fire if self._event else self._op._input_ts
+        self._c.set_timer(self._t, self._f, dynamic_timer_tag, fire, hold)
+
+    def clear(self, dynamic_timer_tag=""):
+        self._c.clear_timer(self._t, self._f, dynamic_timer_tag)
+
+
+class StatefulParDoOp(ParDoOp):
+    """A DoFn with state and timers: per element (and fired timer), the
+    key and window are made current in the stage's ``StateClient``, and
+    results are materialized at once (state reads in generators must see
+    the current key)."""
+
+    def __init__(self, spec, client):
+        ParDoOp.__init__(self, spec)
+        self.client = client
+        self.t = spec["stateful"]
+        self.cells = dict(spec.get("state_cells", {}))
+        self.families = dict(spec.get("timer_families", {}))
+        self._input_ts = MIN_TIMESTAMP_MICROS
+
+    def setup(self):
+        ParDoOp.setup(self)
+        from oxbeam.transforms import userstate as us
+        from oxbeam.transforms.core import DoFn, _StateDoFnParam, _TimerDoFnParam
+
+        classes = _state_classes()
+        dofn = self.dofn
+        states, timers = us.get_dofn_specs(dofn)
+        self._states = {}
+        for s in states:
+            i = self.cells.get(s.name)
+            if i is None:
+                raise RuntimeError("state %s of %s is not in the transform's payload" % (s.name, self.label))
+            cls = classes[type(s)]
+            if type(s) is us.CombiningValueStateSpec:
+                self._states[s.name] = cls(self.client, self.t, i, s.combine_fn)
+            else:
+                self._states[s.name] = cls(self.client, self.t, i)
+        self._timers = {}
+        self._callbacks = {}
+        for tspec in timers:
+            f = self.families.get(tspec.name)
+            if f is None:
+                raise RuntimeError("timer %s of %s is not in the transform's payload" % (tspec.name, self.label))
+            self._timers[tspec.name] = _Timer(
+                self.client, self.t, f, tspec.time_domain == us.TimeDomain.WATERMARK, self
+            )
+            cb = tspec._attached_callback
+            if cb is not None:
+                self._callbacks[tspec.name] = getattr(dofn, cb.__name__)
+        for name in dir(dofn):
+            try:
+                m = getattr(dofn, name, None)
+            except Exception:  # noqa: BLE001 - e.g. a property that raises
+                continue
+            fam = getattr(m, "_oxbeam_on_timer", None)
+            if fam is not None and fam not in self._callbacks:
+                self._callbacks[fam] = m
+
+        def plan(fn):
+            try:
+                params = inspect.signature(fn).parameters.values()
+            except (TypeError, ValueError):
+                return []
+            out = []
+            for p in params:
+                d = p.default
+                if isinstance(d, _StateDoFnParam):
+                    out.append((p.name, "obj", self._states[d.state_spec.name]))
+                elif isinstance(d, _TimerDoFnParam):
+                    out.append((p.name, "obj", self._timers[d.timer_spec.name]))
+                elif d is DoFn.TimestampParam:
+                    out.append((p.name, "timestamp", None))
+                elif d is DoFn.WindowParam:
+                    out.append((p.name, "window", None))
+                elif d is DoFn.PaneInfoParam:
+                    out.append((p.name, "pane", None))
+                elif d is DoFn.KeyParam:
+                    out.append((p.name, "key", None))
+                elif d is DoFn.DynamicTimerTagParam:
+                    out.append((p.name, "tag", None))
+            return out
+
+        self._process_plan = plan(self.fn)
+        self._timer_plans = {fam: plan(cb) for fam, cb in self._callbacks.items()}
+
+    @staticmethod
+    def _kwargs(base, plan, ts_micros, meta, key, tag):
+        kw = dict(base)
+        for name, kind, obj in plan:
+            if kind == "obj":
+                kw[name] = obj
+            elif kind == "timestamp":
+                kw[name] = Timestamp(micros=ts_micros)
+            elif kind == "window":
+                kw[name] = meta[1]
+            elif kind == "pane":
+                kw[name] = meta[2] if len(meta) > 2 else PANE_INFO_UNKNOWN
+            elif kind == "key":
+                kw[name] = key
+            else:
+                kw[name] = tag
+        return kw
+
+    def _collect(self, r, meta, ov, om):
+        if r is None:
+            return
+        r = list(r)
+        ov.extend(r)
+        om.extend([meta] * len(r))
+
+    def process_batch(self, values, metas):
+        _current.label = self.label
+        fn = self.fn
+        plan = self._process_plan
+        set_current = self.client.set_current
+        t = self.t
+        ov, om = [], []
+        v = None
+        try:
+            for v, m in zip(values, metas):
+                key = v[0]
+                set_current(t, key, m[1])
+                self._input_ts = m[0]
+                args, kwargs = self._args(m[1])
+                kw = self._kwargs(kwargs, plan, m[0], m, key, "")
+                self._collect(fn(v, *args, **kw), m, ov, om)
+        except Exception as e:
+            _annotate(e, self.label, v)
+            raise
+        self._emit(ov, om)
+
+    def fire(self, family, fired):
+        """Runs the ``on_timer`` callback of ``family`` for each fired timer
+        ``(key bytes, key, tag, window, fire micros, hold micros, pane)``."""
+        _current.label = self.label
+        cb = self._callbacks.get(family)
+        if cb is None:
+            raise RuntimeError("timer family %s of %s has no on_timer callback" % (family, self.label))
+        plan = self._timer_plans[family]
+        set_current = self.client.set_current_encoded
+        t = self.t
+        ov, om = [], []
+        key = None
+        try:
+            for key_bytes, key, tag, window, fire, hold, pane in fired:
+                set_current(t, key_bytes, window)
+                self._input_ts = hold
+                meta = (hold, window)
+                args, kwargs = self._args(window)
+                kw = self._kwargs(kwargs, plan, fire, meta, key, tag)
+                self._collect(cb(*args, **kw), meta, ov, om)
+        except Exception as e:
+            _annotate(e, self.label, key)
+            raise
+        self._emit(ov, om)
 
 
 class WindowIntoOp(Op):
@@ -689,9 +1004,13 @@ class StageRunner(object):
         }
         ops = []
         consumers = {}
+        self.stateful = {}
         for t in spec["transforms"]:
             urn = t["urn"]
-            if urn == pardo:
+            if urn == pardo and "stateful" in t:
+                op = StatefulParDoOp(t, spec["state"])
+                self.stateful[t["stateful"]] = op
+            elif urn == pardo:
                 op = ParDoOp(t)
             elif urn == window_into:
                 op = WindowIntoOp(t)
@@ -736,6 +1055,9 @@ class StageRunner(object):
 
     def process(self, source_id, values, metas):
         self.sources[source_id](values, metas)
+
+    def fire_timers(self, t, family, fired):
+        self.stateful[t].fire(family, fired)
 
     def finish_bundle(self):
         for op in self.ops:

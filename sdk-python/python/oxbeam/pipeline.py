@@ -9,6 +9,7 @@ GroupByKey / Flatten / Impulse itself and Python stages in this process.
 """
 
 import base64
+import hashlib
 import json
 import logging
 
@@ -47,9 +48,13 @@ class AppliedPTransform(object):
         self.primitive = None
 
     def _add_output(self, tag="None", element_type=None, windowing=None):
+        """A new output PCollection; ``windowing`` is a Windowing or WindowFn
+        (default: the first input's)."""
         if windowing is None:
             windowing = self.inputs[0].windowing if self.inputs else None
         pc = PCollection(self.pipeline, self, tag, element_type, windowing)
+        # As in Beam: unbounded if any input is.
+        pc.is_bounded = all(i.is_bounded for i in self.inputs)
         self.outputs[tag] = pc
         return pc
 
@@ -150,11 +155,13 @@ class Pipeline(object):
                 "runner %r: Oxbeam's Python SDK runs pipelines on Oxbeam's local runner "
                 "(use --runner=DirectRunner or OxbeamRunner)" % self.runner
             )
-        if self._options.view_as(StandardOptions).streaming:
-            raise NotImplementedError("streaming pipelines (--streaming)")
         proto = self.to_runner_api_bytes()
         workers = self._options.view_as(DirectOptions).direct_num_workers
         opts = {"parallelism": int(workers) if workers else None}
+        if self._options.view_as(StandardOptions).streaming:
+            # The streaming engine; pipelines with a TestStream or an
+            # unbounded PCollection run on it anyway.
+            opts["streaming"] = True
         self._ran = True
         try:
             counters, dists = _oxbeam.run_pipeline(proto, opts)
@@ -238,6 +245,9 @@ class _ProtoBuilder(object):
         self.strategies = {}
         self.pcollections = {}
         self.transforms = {}
+        self.requirements = set()
+        # Environments besides Python's (e.g. Wasm), by id.
+        self.environments = {}
 
     def urn(self, key):
         return self.urns[key]
@@ -284,22 +294,39 @@ class _ProtoBuilder(object):
             spec["payload"] = _b64(_oxbeam.encode_proto(message, json.dumps(payload)))
         return spec
 
-    def strategy(self, wf):
+    def strategy(self, windowing):
+        from oxbeam.transforms.trigger import AccumulationMode
+        from oxbeam.window import _as_windowing
+
+        windowing = _as_windowing(windowing)
+        wf = windowing.windowfn
         spec = self.window_fn_spec(wf)
+        msg = {
+            "windowFn": spec,
+            "mergeStatus": "NEEDS_MERGE" if wf.merging else "NON_MERGING",
+            "windowCoderId": self.window_coder(wf),
+            "trigger": windowing.triggerfn.to_runner_api(),
+            "accumulationMode": AccumulationMode._proto_name(windowing.accumulation_mode),
+            "outputTime": windowing.timestamp_combiner,
+            "closingBehavior": "EMIT_IF_NONEMPTY",
+            "onTimeBehavior": "FIRE_IF_NONEMPTY",
+            "allowedLateness": str(windowing.allowed_lateness.micros // 1000),
+            "environmentId": _ENV,
+        }
+        plain = (msg["trigger"] == {"default": {}} and msg["accumulationMode"] == "DISCARDING"
+                 and msg["outputTime"] == "END_OF_WINDOW" and msg["allowedLateness"] == "0")
+        if not plain:
+            # Beam Python writes FIRE_ALWAYS, and its runners emit the on-time
+            # pane even when early panes took all data (discarding). The
+            # final pane at expiry only when new data arrived (as they do).
+            msg["onTimeBehavior"] = "FIRE_ALWAYS"
+        # A strategy beyond the window fn's defaults gets an id of its own.
         sid = "ws(%s)" % json.dumps(spec, sort_keys=True)
+        if not plain:
+            digest = hashlib.sha1(json.dumps(msg, sort_keys=True).encode()).hexdigest()[:12]
+            sid = "ws(%s)" % digest
         if sid not in self.strategies:
-            self.strategies[sid] = {
-                "windowFn": spec,
-                "mergeStatus": "NEEDS_MERGE" if wf.merging else "NON_MERGING",
-                "windowCoderId": self.window_coder(wf),
-                "trigger": {"default": {}},
-                "accumulationMode": "DISCARDING",
-                "outputTime": "END_OF_WINDOW",
-                "closingBehavior": "EMIT_IF_NONEMPTY",
-                "onTimeBehavior": "FIRE_IF_NONEMPTY",
-                "allowedLateness": "0",
-                "environmentId": _ENV,
-            }
+            self.strategies[sid] = msg
         return sid
 
     def pcollection(self, pc):
@@ -307,7 +334,7 @@ class _ProtoBuilder(object):
             self.pcollections[pc.id] = {
                 "uniqueName": "%s.%s" % (pc.producer.full_label if pc.producer else "", pc.tag),
                 "coderId": self.coder(pc.element_type),
-                "isBounded": "BOUNDED",
+                "isBounded": "BOUNDED" if pc.is_bounded else "UNBOUNDED",
                 "windowingStrategyId": self.strategy(pc.windowing),
             }
         return pc.id
@@ -331,7 +358,9 @@ class _ProtoBuilder(object):
                 spec["payload"] = _b64(payload_fn(self))
             t["spec"] = spec
             if in_env:
-                t["environmentId"] = _ENV
+                # True: the Python environment; a string: that environment
+                # (registered in ``environments`` by the payload builder).
+                t["environmentId"] = _ENV if in_env is True else in_env
         if node.parts:
             t["subtransforms"] = [self.transform(c) for c in node.parts]
         self.transforms[node.full_label] = t
@@ -339,13 +368,18 @@ class _ProtoBuilder(object):
 
     def build(self):
         roots = [self.transform(c) for c in self.p._root.parts]
-        return {
+        out = {
             "components": {
                 "transforms": self.transforms,
                 "pcollections": self.pcollections,
                 "windowingStrategies": self.strategies,
                 "coders": self.coders,
-                "environments": {_ENV: {"urn": self.urn("oxbeam_python::ENVIRONMENT")}},
+                "environments": dict(
+                    {_ENV: {"urn": self.urn("oxbeam_python::ENVIRONMENT")}}, **self.environments
+                ),
             },
             "rootTransformIds": roots,
         }
+        if self.requirements:
+            out["requirements"] = sorted(self.requirements)
+        return out

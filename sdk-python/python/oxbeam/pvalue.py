@@ -40,13 +40,15 @@ class PCollection(PValue):
     def __init__(self, pipeline, producer=None, tag=None, element_type=None, windowing=None):
         PValue.__init__(self, pipeline)
         from oxbeam import typehints
-        from oxbeam.window import GlobalWindows
+        from oxbeam.window import GlobalWindows, _as_windowing
 
         self.producer = producer
         self.tag = tag
         self.element_type = typehints.Any if element_type is None else element_type
-        self.windowing = windowing if windowing is not None else GlobalWindows()
+        # A Windowing (window fn, trigger, ...), as in Beam.
+        self.windowing = _as_windowing(windowing if windowing is not None else GlobalWindows())
         self.id = pipeline._new_pcollection_id()
+        self.is_bounded = True
 
     def __repr__(self):
         label = self.producer.full_label if self.producer is not None else "?"
@@ -116,7 +118,7 @@ class AsSideInput(object):
     def _view_spec(self):
         from oxbeam._runtime import ViewSpec
 
-        return ViewSpec(self._kind, self.pvalue.windowing)
+        return ViewSpec(self._kind, self.pvalue.windowing.windowfn)
 
 
 class AsSingleton(AsSideInput):
@@ -133,7 +135,7 @@ class AsSingleton(AsSideInput):
         from oxbeam._runtime import _MISSING, ViewSpec
 
         d = _MISSING if self.default_value is AsSingleton._NO_DEFAULT else self.default_value
-        return ViewSpec("singleton", self.pvalue.windowing, d)
+        return ViewSpec("singleton", self.pvalue.windowing.windowfn, d)
 
 
 class AsIter(AsSideInput):

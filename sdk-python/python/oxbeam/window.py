@@ -25,6 +25,7 @@ __all__ = [
     "Sessions",
     "TimestampedValue",
     "TimestampCombiner",
+    "Windowing",
 ]
 
 _GLOBAL_MAX_MICROS = MAX_TIMESTAMP_MICROS - 24 * 3600 * 1000 * 1000
@@ -147,11 +148,98 @@ class TimestampedValue(object):
 
 
 class TimestampCombiner(object):
-    """Output time of grouped values (only END_OF_WINDOW is supported)."""
+    """Output time of grouped values: the end of the window (default), or
+    the earliest / latest input timestamp of the pane. The values are the
+    names of Beam's ``OutputTime.Enum``."""
 
     OUTPUT_AT_EOW = "END_OF_WINDOW"
     OUTPUT_AT_EARLIEST = "EARLIEST_IN_PANE"
     OUTPUT_AT_LATEST = "LATEST_IN_PANE"
+
+    _ALL = ("END_OF_WINDOW", "EARLIEST_IN_PANE", "LATEST_IN_PANE")
+    # Beam's enum values (apache_beam passes these ints).
+    _FROM_INT = {1: "END_OF_WINDOW", 2: "LATEST_IN_PANE", 3: "EARLIEST_IN_PANE"}
+
+    @staticmethod
+    def _normalize(tc):
+        if tc is None:
+            return TimestampCombiner.OUTPUT_AT_EOW
+        if isinstance(tc, int) and tc in TimestampCombiner._FROM_INT:
+            return TimestampCombiner._FROM_INT[tc]
+        if tc in TimestampCombiner._ALL:
+            return tc
+        if tc == "OUTPUT_AT_EARLIEST_TRANSFORMED":
+            raise NotImplementedError("TimestampCombiner.OUTPUT_AT_EARLIEST_TRANSFORMED")
+        raise ValueError("unknown timestamp combiner %r" % (tc,))
+
+
+class Windowing(object):
+    """A windowing strategy: the window fn, and when and how groupings emit
+    panes (trigger, accumulation mode, timestamp combiner, allowed lateness
+    in seconds), as ``apache_beam.transforms.core.Windowing``."""
+
+    def __init__(self, windowfn, triggerfn=None, accumulation_mode=None, timestamp_combiner=None,
+                 allowed_lateness=0, environment_id=None):
+        from oxbeam.transforms.trigger import AccumulationMode, DefaultTrigger, TriggerFn
+
+        if triggerfn is None:
+            triggerfn = DefaultTrigger()
+        if not isinstance(triggerfn, TriggerFn):
+            raise TypeError("trigger must be a trigger of oxbeam.transforms.trigger, got %r" % (triggerfn,))
+        if accumulation_mode is None:
+            if triggerfn == DefaultTrigger():
+                accumulation_mode = AccumulationMode.DISCARDING
+            else:
+                raise ValueError("accumulation_mode must be provided for non-trivial triggers")
+        AccumulationMode._proto_name(accumulation_mode)
+        self.windowfn = windowfn
+        self.triggerfn = triggerfn
+        self.accumulation_mode = accumulation_mode
+        self.timestamp_combiner = TimestampCombiner._normalize(timestamp_combiner)
+        self.allowed_lateness = Duration.of(allowed_lateness)
+        if self.allowed_lateness.micros < 0:
+            raise ValueError("allowed_lateness must not be negative")
+        self.environment_id = environment_id
+
+    def is_default(self):
+        from oxbeam.transforms.trigger import AccumulationMode, DefaultTrigger
+
+        return (
+            isinstance(self.windowfn, GlobalWindows)
+            and self.triggerfn == DefaultTrigger()
+            and self.accumulation_mode == AccumulationMode.DISCARDING
+            and self.timestamp_combiner == TimestampCombiner.OUTPUT_AT_EOW
+            and self.allowed_lateness.micros == 0
+        )
+
+    def _key(self):
+        return (self.windowfn, repr(self.triggerfn), self.accumulation_mode, self.timestamp_combiner,
+                self.allowed_lateness.micros)
+
+    def __eq__(self, other):
+        return isinstance(other, Windowing) and self._key() == other._key()
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return "Windowing(%s, %s, %s, %s, %s)" % (
+            self.windowfn, self.triggerfn, self.accumulation_mode, self.timestamp_combiner,
+            self.allowed_lateness)
+
+    def _continuation(self):
+        """The windowing of a grouping's output: the continuation trigger."""
+        return Windowing(self.windowfn, self.triggerfn.get_continuation_trigger(), self.accumulation_mode,
+                         self.timestamp_combiner, self.allowed_lateness, self.environment_id)
+
+
+def _as_windowing(w):
+    if w is None or isinstance(w, Windowing):
+        return w
+    return Windowing(w)
 
 
 def _ms(x):

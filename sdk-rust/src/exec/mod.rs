@@ -12,9 +12,12 @@
 //!   transform. A PCollection with several consumers clones into each (the
 //!   last one gets the original).
 //! - A batch keeps values and their metadata (timestamp, window, pane) in
-//!   separate columns: a Map touches only values and hands the metadata
-//!   column on by swapping vectors, so its cost is the user function plus
-//!   one move of each value.
+//!   separate columns: a Map touches only values. One that keeps the
+//!   element type maps the batch's values in place and hands the same batch
+//!   on (a chain of them passes one batch down, metadata untouched); one
+//!   that changes it fills its own value column and takes the metadata
+//!   column by swapping vectors. Either way its cost is the user function
+//!   plus one move of each value.
 //! - Types are erased only while the tree is built: each registered function
 //!   knows its input and output element types ([`types::TypeOps`]), and the
 //!   builder downcasts each `Box<dyn Any>` receiver once.
@@ -170,18 +173,24 @@ impl<T> Batch<T> {
     }
 }
 
-/// What a bundle offers operators: the runner's output sink and side inputs.
+/// What a bundle offers operators: the runner's output sink, side inputs,
+/// user state and timers.
 pub(crate) trait Cx {
     /// Emits one encoded element to a data sink.
     fn emit(&mut self, sink_transform: &str, element: &[u8]) -> Result<()>;
     /// The encoded elements of a side input.
     fn side_input(&self, transform: &str, local_name: &str) -> Result<&[u8]>;
+    /// The bundle's user state.
+    fn state(&mut self) -> &mut dyn oxbeam_fn_api::UserState;
+    /// Sets or clears one encoded timer.
+    fn emit_timer(&mut self, transform: &str, family: &str, timer: &[u8]) -> Result<()>;
 }
 
 /// The [`Cx`] of one `process_bundle` call.
 pub(crate) struct BundleCx<'a> {
     pub sink: &'a mut dyn oxbeam_fn_api::OutputSink,
     pub side_inputs: &'a dyn oxbeam_fn_api::SideInputs,
+    pub state: &'a mut dyn oxbeam_fn_api::UserState,
 }
 
 impl Cx for BundleCx<'_> {
@@ -193,7 +202,26 @@ impl Cx for BundleCx<'_> {
     fn side_input(&self, transform: &str, local_name: &str) -> Result<&[u8]> {
         self.side_inputs.side_input(transform, local_name)
     }
+
+    fn state(&mut self) -> &mut dyn oxbeam_fn_api::UserState {
+        &mut *self.state
+    }
+
+    fn emit_timer(&mut self, transform: &str, family: &str, timer: &[u8]) -> Result<()> {
+        self.sink.emit_timer(transform, family, timer)
+    }
 }
+
+/// Receives the timers of one stateful transform (its operator's timer
+/// side, sharing the operator's state).
+pub(crate) trait TimerTarget: Send {
+    /// Fires `timers` (concatenated `beam:coder:timer:v1` encodings) of
+    /// timer family `family`.
+    fn fire(&mut self, family: &str, timers: &[u8], cx: &mut dyn Cx) -> Result<()>;
+}
+
+/// The timer targets of a processor, by transform id.
+pub(crate) type TimerTargets = Vec<(String, Box<dyn TimerTarget>)>;
 
 /// An operator consuming elements of type `T`.
 ///

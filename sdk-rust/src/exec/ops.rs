@@ -1,6 +1,7 @@
 //! The typed operators of the native executor: ParDo over a [`DoFn`],
 //! closures (map, flat map, filter, ...), and the combine components.
 
+use std::any::{Any, TypeId};
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -67,6 +68,45 @@ fn fn_panic<T: Debug>(
 fn pass_meta<T, U>(from: &mut Batch<T>, to: &mut Batch<U>) {
     to.meta.clear();
     std::mem::swap(&mut to.meta, &mut from.meta);
+}
+
+/// Whether an element-wise operator from `T` to `U` keeps the type, so it
+/// can map its input batch in place (see [`map_in_place`]).
+#[inline(always)]
+fn keeps_type<T: 'static, U: 'static>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<U>()
+}
+
+/// Maps the values of `batch` with `f` in place when `U` is `T`, and hands
+/// `batch` itself on as a batch of `U`: collecting a mapped `vec::IntoIter`
+/// into a vector of the same element type reuses its allocation, so each
+/// value is read and written back in the same slot, there is no second
+/// buffer to fill, and the metadata column is not touched at all. A chain of
+/// such Maps passes one batch down the chain. `f`'s panic is returned
+/// (`batch` is then empty); `None` if `U` is not `T`.
+#[inline]
+fn map_in_place<T: 'static, U: 'static>(
+    batch: &mut Batch<T>,
+    f: impl FnMut(T) -> U,
+) -> Option<std::thread::Result<&mut Batch<U>>> {
+    if !keeps_type::<T, U>() {
+        return None;
+    }
+    let values = std::mem::take(&mut batch.values);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        values.into_iter().map(f).collect::<Vec<U>>()
+    }));
+    let same = (batch as &mut dyn Any).downcast_mut::<Batch<U>>()?;
+    Some(match r {
+        Ok(values) => {
+            same.values = values;
+            Ok(same)
+        }
+        Err(p) => {
+            same.clear();
+            Err(p)
+        }
+    })
 }
 
 /// Identity of an operator running user code.
@@ -298,11 +338,16 @@ impl<T: Element, U: Element, K: 'static, F: MapFn<T, U, K>> Receiver<T> for MapO
     fn receive_batch(&mut self, batch: &mut Batch<T>, cx: &mut dyn Cx) -> Result<()> {
         set_current_transform(self.info.index);
         let f = &*self.f;
+        let mut slot = None;
+        match map_in_place(batch, |v| f.call(v, &mut slot)) {
+            Some(Ok(same)) => return self.next.receive_batch(same, cx),
+            Some(Err(p)) => return Err(fn_panic(&self.info.name, F::BY_VALUE, p, slot)),
+            None => {}
+        }
         let out = &mut self.out;
         out.values.clear();
         pass_meta(batch, out);
         let values = &mut batch.values;
-        let mut slot = None;
         // `extend` over a draining iterator writes straight into reserved
         // capacity: no per-element temporary on the stack.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -561,6 +606,13 @@ impl<T: Element, U: Element, F: FnMut(T) -> U + Send + 'static> Receiver<T> for 
     }
 
     fn receive_batch(&mut self, batch: &mut Batch<T>, cx: &mut dyn Cx) -> Result<()> {
+        match map_in_place(batch, &mut self.f) {
+            Some(Ok(same)) => return self.next.receive_batch(same, cx),
+            // SDK-internal functions do not panic; if one does, it
+            // propagates as it would from the loop below.
+            Some(Err(p)) => std::panic::resume_unwind(p),
+            None => {}
+        }
         self.out.values.clear();
         self.out
             .values

@@ -15,7 +15,7 @@ use prost::Message;
 use super::ops::OpInfo;
 use super::side::{SideCache, SideSlot};
 use super::types::{SourceOp, TypeOps};
-use super::{BundleCx, Erased};
+use super::{BundleCx, Erased, TimerTargets};
 use crate::metrics;
 use crate::registry::{CombineEntry, NativeFn, ParDoArgs, Registry, global_registry};
 use crate::window::WindowFn;
@@ -73,6 +73,8 @@ enum Node {
         f: Arc<NativeFn>,
         params: Vec<u8>,
         input: String,
+        /// Window coder of the main input (stateful DoFns decode timers with it).
+        input_window_coder: WindowCoder,
         outputs: BTreeMap<String, String>,
         sides: Vec<SideArgs>,
     },
@@ -108,6 +110,7 @@ struct StageBuilder<'a> {
     types: HashMap<String, Arc<dyn TypeOps>>,
     consumers: HashMap<String, Vec<usize>>,
     names: Vec<Arc<str>>,
+    timers: TimerTargets,
 }
 
 fn single<'m>(m: &'m BTreeMap<String, String>, id: &str, what: &str) -> Result<&'m String> {
@@ -218,7 +221,11 @@ impl<'a> StageBuilder<'a> {
                         };
                         sides.push(SideArgs { local_name: local.clone(), window_coder: window_coder_of(&ws.window_coder_id, pcoll_id)?, mapping });
                     }
-                    Node::ParDo { f, params: native.params.to_vec(), input: input.clone(), outputs: t.outputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), sides }
+                    let input_window_coder = match descriptor.pcollections.get(input).and_then(|pc| descriptor.windowing_strategies.get(&pc.windowing_strategy_id)) {
+                        Some(ws) => window_coder_of(&ws.window_coder_id, input).unwrap_or(WindowCoder::Global),
+                        None => WindowCoder::Global,
+                    };
+                    Node::ParDo { f, params: native.params.to_vec(), input: input.clone(), input_window_coder, outputs: t.outputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), sides }
                 }
                 urns::standard_p_transforms::combine_components::COMBINE_PER_KEY_PRECOMBINE
                 | urns::standard_p_transforms::combine_components::COMBINE_PER_KEY_MERGE_ACCUMULATORS
@@ -273,6 +280,7 @@ impl<'a> StageBuilder<'a> {
             types: HashMap::new(),
             consumers: HashMap::new(),
             names: Vec::new(),
+            timers: Vec::new(),
         })
     }
 
@@ -443,9 +451,11 @@ impl<'a> StageBuilder<'a> {
                 params,
                 outputs,
                 sides,
+                input_window_coder,
                 ..
             } => {
                 let (f, params, outputs) = (f.clone(), params.clone(), outputs.clone());
+                let input_window_coder = *input_window_coder;
                 let sides: Vec<(String, WindowCoder, WindowFn)> = sides
                     .iter()
                     .map(|s| (s.local_name.clone(), s.window_coder, s.mapping))
@@ -493,6 +503,8 @@ impl<'a> StageBuilder<'a> {
                     main,
                     extra,
                     sides: cache,
+                    input_window_coder,
+                    timers: &mut self.timers,
                 })
             }
         }
@@ -534,6 +546,7 @@ impl<'a> StageBuilder<'a> {
             id: self.descriptor.id.clone(),
             sources,
             names: self.names,
+            timers: self.timers,
         }))
     }
 }
@@ -542,6 +555,7 @@ struct Processor {
     id: String,
     sources: Vec<(String, Box<dyn SourceOp>)>,
     names: Vec<Arc<str>>,
+    timers: TimerTargets,
 }
 
 impl Processor {
@@ -549,6 +563,7 @@ impl Processor {
         let mut cx = BundleCx {
             sink: &mut *bundle.sink,
             side_inputs: bundle.side_inputs,
+            state: &mut *bundle.state,
         };
         for (_, s) in &mut self.sources {
             s.start()?;
@@ -561,6 +576,15 @@ impl Processor {
                 ));
             };
             s.process(bytes, &mut cx)?;
+        }
+        for (transform, family, timers) in &bundle.timers {
+            let Some((_, target)) = self.timers.iter_mut().find(|(t, _)| t == transform) else {
+                return Err(Error::invalid(
+                    format!("timer input of stage {}", self.id),
+                    format!("transform {transform} of this stage has no timers"),
+                ));
+            };
+            target.fire(family, timers, &mut cx)?;
         }
         for (_, s) in &mut self.sources {
             s.finish(&mut cx)?;

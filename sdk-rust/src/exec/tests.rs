@@ -133,12 +133,12 @@ fn run(
         Ok(())
     };
     let mut metrics = Metrics::default();
-    proc.process_bundle(&mut Bundle {
-        inputs: vec![("source", input)],
-        sink: &mut sink,
-        side_inputs: sides,
-        metrics: &mut metrics,
-    })?;
+    proc.process_bundle(&mut Bundle::new(
+        vec![("source", input)],
+        &mut sink,
+        sides,
+        &mut metrics,
+    ))?;
     proc.teardown();
     Ok(emitted)
 }
@@ -326,4 +326,61 @@ fn bad_descriptors_are_errors_not_panics() {
     let err = run(d, &p, &[], &NoSideInputs).unwrap_err();
     assert!(err.to_string().contains("mystery"), "{err}");
     let _ = CoderSpec::new(urns::standard_coders::BYTES, vec![]);
+}
+
+/// Consecutive Maps that keep the element type map one batch in place and
+/// hand it on: values change, metadata (timestamps) stays with its
+/// value, across batch boundaries, through a Filter and a type change; a
+/// panic names the Map it happened in and its element.
+#[test]
+fn same_type_maps_keep_metadata_and_report_panics() {
+    let p = Pipeline::default();
+    let xs = p.create("Xs", vec![0i64]);
+    let a = xs.map("Double", |x: i64| x * 2);
+    let b = a.map("Inc", |x: &i64| x + 1);
+    let c = b.filter("NotTens", |x: &i64| x % 10 != 1);
+    let d = c.map("Show", |x: i64| format!("#{x}"));
+    let e = d.map("Shout", |mut s: String| {
+        assert!(s != "#7", "no 7");
+        s.push('!');
+        s
+    });
+    let f = e.map("Check", |s: &String| {
+        assert!(s != "#205!", "no 205");
+        s.clone()
+    });
+    let desc = descriptor(
+        &p,
+        &["Double", "Inc", "NotTens", "Show", "Shout", "Check"],
+        xs.id(),
+        &[f.id()],
+    );
+    let n = 250i64;
+    let input: Vec<(i64, i64, BoundedWindow)> = (0..n)
+        .filter(|i| ![3, 102].contains(i))
+        .map(|i| (i, 1000 + i, G))
+        .collect();
+    let out = run(desc.clone(), &p, &encode(&input), &NoSideInputs).unwrap();
+    let expected: Vec<(String, i64, BoundedWindow)> = (0..n)
+        .filter(|i| ![3, 102].contains(i) && (2 * i + 1) % 10 != 1)
+        .map(|i| (format!("#{}!", 2 * i + 1), 1000 + i, G))
+        .collect();
+    assert_eq!(
+        decode::<String>(&out[&format!("sink:{}", f.id())], WindowCoder::Global),
+        expected
+    );
+
+    let fails = |x: i64| {
+        let input = encode(&[(1i64, 0, G), (x, 0, G)]);
+        match run(desc.clone(), &p, &input, &NoSideInputs) {
+            Err(Error::UserCode(u)) => (u.transform, u.message, u.element),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let (transform, message, element) = fails(3);
+    assert_eq!((transform.as_str(), message.as_str()), ("Shout", "no 7"));
+    assert_eq!(element.as_deref(), Some(super::MOVED_ELEMENT));
+    let (transform, message, element) = fails(102);
+    assert_eq!((transform.as_str(), message.as_str()), ("Check", "no 205"));
+    assert_eq!(element.as_deref(), Some("\"#205!\""));
 }

@@ -1,4 +1,6 @@
-//! File IO: text files (one element per line) and JSON lines (serde).
+//! File IO: text files (one element per line) and JSON lines (serde);
+//! [`Generate`], a synthetic unbounded source for streaming pipelines; and
+//! [`redis`]: Redis Streams as a replayable source and an exactly-once sink.
 //!
 //! Reading expands a glob into byte-range splits of each file, reshuffles
 //! them over workers, and reads the lines that *start* in each split (so a
@@ -9,8 +11,11 @@
 //! has been written does a single finalize step rename them into place. A
 //! job that fails leaves no file that looks complete.
 
+mod generate;
 mod json;
+pub mod redis;
 mod text;
 
+pub use generate::Generate;
 pub use json::{ReadJsonLines, WriteJsonLines};
 pub use text::{ReadFromText, WriteToText, shard_name};

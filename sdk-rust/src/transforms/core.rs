@@ -18,7 +18,7 @@ use crate::metrics::set_current_transform;
 use crate::pipeline::{MAIN_TAG, PCollection, Pipeline};
 use crate::registry::{ParDoArgs, ParDoFn};
 use crate::transforms::pardo::{add_pardo, main_output};
-use crate::window::WindowFn;
+use crate::window::{Window, WindowFn};
 
 /// Elements per chunk of a large `Create`, distributed by a reshuffle.
 const CREATE_CHUNK: usize = 10_000;
@@ -264,8 +264,13 @@ impl<K: Element, V: Element> PCollection<(K, V)> {
 }
 
 impl<T: Element> PCollection<T> {
-    /// `WindowInto`: assigns each element to windows of `window_fn` by its timestamp.
-    pub fn window_into(&self, label: &str, window_fn: WindowFn) -> PCollection<T> {
+    /// `WindowInto`: assigns each element to windows of a window fn by its
+    /// timestamp. Pass a [`WindowFn`], or a [`Window`] to also set the
+    /// trigger, accumulation mode, allowed lateness and timestamp combiner
+    /// of the GroupByKeys downstream.
+    pub fn window_into(&self, label: &str, window: impl Into<Window>) -> PCollection<T> {
+        let window = window.into();
+        let window_fn = window.window_fn();
         let payload = pb::WindowIntoPayload {
             window_fn: Some(window_fn.to_proto()),
         };
@@ -276,7 +281,10 @@ impl<T: Element> PCollection<T> {
         let id = self
             .pipeline
             .add_transform(label, Some(spec), self.main_input(), true);
-        self.pipeline.add_output::<T>(&id, MAIN_TAG, window_fn)
+        let out = self.pipeline.add_output::<T>(&id, MAIN_TAG, window_fn);
+        self.pipeline
+            .set_windowing_strategy(out.id(), window_fn, window.to_proto());
+        out
     }
 
     /// Union with `others` (see [`Pipeline::flatten`]).

@@ -1,8 +1,15 @@
 //! Wasm UDF benchmark: native vs Wasm stage time (Map, wordcount
 //! tokenizer), per-batch call overhead, cold start and instantiate.
 //!
-//! `cargo run --release -p oxbeam-wasm --bin oxbeam-wasm-bench -- [ELEMENTS]`
+//! `cargo run --release -p oxbeam-wasm --bin oxbeam-wasm-bench -- [ELEMENTS] [WORKLOAD]`
 //! (builds the example guest for wasm32-unknown-unknown if needed).
+//! `WORKLOAD` (`start`, `map`, `tokenize` or `overhead`; default all) runs
+//! one part alone, e.g. under a profiler. `OXBEAM_WASM_BENCH_GUEST=path`
+//! uses that module instead of building `guest_udfs`.
+//!
+//! Native and Wasm runs alternate, three of each; the best of each is
+//! reported, in wall time and in the thread's CPU time (steadier on a
+//! shared machine).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -22,6 +29,10 @@ use prost::Message;
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn guest() -> Res<Vec<u8>> {
+    // A prebuilt module (e.g. built with other flags) instead of building one.
+    if let Some(path) = std::env::var_os("OXBEAM_WASM_BENCH_GUEST") {
+        return Ok(std::fs::read(path)?);
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&root)
@@ -162,35 +173,35 @@ fn run_wasm(
     exec: &WasmExecutor,
     d: Arc<ProcessBundleDescriptor>,
     input: &[Vec<u8>],
-) -> Res<(Duration, u64)> {
+) -> Res<(Timing, u64)> {
     let mut p = exec.create_processor(d)?;
     let mut n = 0u64;
-    let start = Instant::now();
+    let start = Timing::start();
     for b in input {
         let mut sink = |_: &str, e: &[u8]| {
             n += e.len() as u64 & 1 | 1;
             Ok(())
         };
         let mut metrics = Metrics::default();
-        p.process_bundle(&mut Bundle {
-            inputs: vec![("src", b)],
-            sink: &mut sink,
-            side_inputs: &NoSideInputs,
-            metrics: &mut metrics,
-        })?;
+        p.process_bundle(&mut Bundle::new(
+            vec![("src", b)],
+            &mut sink,
+            &NoSideInputs,
+            &mut metrics,
+        ))?;
     }
-    Ok((start.elapsed(), n))
+    Ok((Timing::since(start), n))
 }
 
 /// The same stage natively: decode each element, call `f`, encode outputs.
 fn run_native(
     input: &[Vec<u8>],
     mut f: impl FnMut(&[u8], &mut dyn FnMut(&[u8])),
-) -> Res<(Duration, u64)> {
+) -> Res<(Timing, u64)> {
     let mut n = 0u64;
     let mut element = Vec::new();
     let mut value = Vec::new();
-    let start = Instant::now();
+    let start = Timing::start();
     for b in input {
         let mut rest = &b[..];
         while !rest.is_empty() {
@@ -206,7 +217,87 @@ fn run_native(
             });
         }
     }
-    Ok((start.elapsed(), n))
+    Ok((Timing::since(start), n))
+}
+
+/// CPU time of the calling thread (Linux `/proc/thread-self/schedstat`),
+/// which other processes on a shared machine inflate far less than wall
+/// time; the Wasm guest runs on the calling thread too.
+fn thread_cpu() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// Wall and thread CPU time of one measured run.
+#[derive(Clone, Copy)]
+struct Timing {
+    wall: Duration,
+    cpu: Option<Duration>,
+}
+
+impl Timing {
+    fn start() -> (Instant, Option<Duration>) {
+        (Instant::now(), thread_cpu())
+    }
+
+    fn since((wall, cpu): (Instant, Option<Duration>)) -> Timing {
+        Timing {
+            wall: wall.elapsed(),
+            cpu: cpu.zip(thread_cpu()).map(|(a, b)| b.saturating_sub(a)),
+        }
+    }
+
+    /// The faster of two runs (the one least disturbed by other load).
+    fn min(self, other: Timing) -> Timing {
+        Timing {
+            wall: self.wall.min(other.wall),
+            cpu: match (self.cpu, other.cpu) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+}
+
+/// Runs of each side of a comparison; the best is reported.
+const RUNS: usize = 3;
+
+/// `native` and `wasm` alternately, [`RUNS`] times each; the best of each.
+fn compare(
+    mut native: impl FnMut() -> Res<(Timing, u64)>,
+    mut wasm: impl FnMut() -> Res<(Timing, u64)>,
+) -> Res<(Timing, Timing, u64)> {
+    let (mut nt, mut wt) = (None::<Timing>, None::<Timing>);
+    let mut outputs = 0;
+    for _ in 0..RUNS {
+        let (t, nn) = native()?;
+        nt = Some(nt.map_or(t, |b| b.min(t)));
+        let (t, wn) = wasm()?;
+        wt = Some(wt.map_or(t, |b| b.min(t)));
+        assert_eq!(nn, wn, "native and Wasm outputs differ");
+        outputs = wn;
+    }
+    Ok((nt.ok_or("no run")?, wt.ok_or("no run")?, outputs))
+}
+
+/// `native {ms} | wasm {ms} | ratio {x}` in wall time, then CPU time.
+fn ratios(nt: Timing, wt: Timing) -> String {
+    let mut s = format!(
+        "native {:8.1} ms | wasm {:8.1} ms | ratio {:.2}x",
+        ms(nt.wall),
+        ms(wt.wall),
+        wt.wall.as_secs_f64() / nt.wall.as_secs_f64()
+    );
+    if let (Some(n), Some(w)) = (nt.cpu, wt.cpu) {
+        s.push_str(&format!(
+            " | cpu: native {:8.1} ms | wasm {:8.1} ms | ratio {:.2}x",
+            ms(n),
+            ms(w),
+            w.as_secs_f64() / n.as_secs_f64()
+        ));
+    }
+    s
 }
 
 fn ms(d: Duration) -> f64 {
@@ -217,6 +308,8 @@ fn main() -> Res<()> {
     let elements: usize = std::env::args()
         .nth(1)
         .map_or(Ok(10_000_000), |a| a.parse())?;
+    let only = std::env::args().nth(2);
+    let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
     let module = guest()?;
     println!(
         "guest module: {} bytes; {elements} elements, 4096-element batches",
@@ -228,10 +321,31 @@ fn main() -> Res<()> {
     let exec = WasmExecutor::new(WasmOptions::default());
     let loaded = exec.load(&module)?;
     let compile = t.elapsed();
+    if run("start") {
+        cold_start(&exec, &loaded, &module, compile)?;
+    }
+    if run("map") {
+        map(&exec, &module, elements)?;
+    }
+    if run("tokenize") {
+        tokenize(&exec, &module, elements)?;
+    }
+    if run("overhead") {
+        overhead(&exec, &module, elements)?;
+    }
+    Ok(())
+}
+
+fn cold_start(
+    exec: &WasmExecutor,
+    loaded: &oxbeam_wasm::LoadedModule,
+    module: &[u8],
+    compile: Duration,
+) -> Res<()> {
     let reps = 200;
     let t = Instant::now();
     for _ in 0..reps {
-        exec.load(&module)?.instantiate("upper", false)?;
+        exec.load(module)?.instantiate("upper", false)?;
     }
     let cold = t.elapsed() / reps;
     let t = Instant::now();
@@ -245,74 +359,73 @@ fn main() -> Res<()> {
         cold.as_secs_f64() * 1e6,
         inst.as_secs_f64() * 1e6
     );
+    Ok(())
+}
 
-    // Map.
+fn map(exec: &WasmExecutor, module: &[u8], elements: usize) -> Res<()> {
     let words = bundles((0..elements).map(|i| format!("word{i:08}")));
-    let (nt, nn) = run_native(&words, |v, emit| {
+    let upper = |v: &[u8], emit: &mut dyn FnMut(&[u8])| {
         let mut up = [0u8; 64];
         let up = &mut up[..v.len().min(64)];
         for (o, i) in up.iter_mut().zip(v) {
             *o = i.to_ascii_uppercase();
         }
         emit(up)
-    })?;
-    let (wt, wn) = run_wasm(
-        &exec,
-        descriptor(&module, "upper", WasmFunctionKind::Map),
-        &words,
+    };
+    let d = descriptor(module, "upper", WasmFunctionKind::Map);
+    let (nt, wt, _) = compare(
+        || run_native(&words, upper),
+        || run_wasm(exec, d.clone(), &words),
     )?;
-    assert_eq!(nn, wn);
     println!(
-        "map upper:        native {:8.1} ms | wasm {:8.1} ms | ratio {:.2}x | {:.1} ns/element wasm",
-        ms(nt),
-        ms(wt),
-        wt.as_secs_f64() / nt.as_secs_f64(),
-        wt.as_secs_f64() * 1e9 / elements as f64
+        "map upper:        {} | {:.1} ns/element wasm",
+        ratios(nt, wt),
+        wt.wall.as_secs_f64() * 1e9 / elements as f64
     );
+    Ok(())
+}
 
-    // Wordcount tokenizer: lines of 10 words, `elements` words out.
+fn tokenize(exec: &WasmExecutor, module: &[u8], elements: usize) -> Res<()> {
+    // Lines of 10 words, `elements` words out.
     let lines = bundles((0..elements / 10).map(|i| {
         (0..10)
             .map(|j| format!("w{}", (i * 7 + j) % 1000))
             .collect::<Vec<_>>()
             .join(" ")
     }));
-    let (nt, nn) = run_native(&lines, |v, emit| {
+    let split = |v: &[u8], emit: &mut dyn FnMut(&[u8])| {
         for w in v.split(u8::is_ascii_whitespace) {
             if !w.is_empty() {
                 emit(w)
             }
         }
-    })?;
-    let (wt, wn) = run_wasm(
-        &exec,
-        descriptor(&module, "tokenize", WasmFunctionKind::FlatMap),
-        &lines,
+    };
+    let d = descriptor(module, "tokenize", WasmFunctionKind::FlatMap);
+    let (nt, wt, words) = compare(
+        || run_native(&lines, split),
+        || run_wasm(exec, d.clone(), &lines),
     )?;
-    assert_eq!(nn, wn);
-    println!(
-        "tokenize:         native {:8.1} ms | wasm {:8.1} ms | ratio {:.2}x ({wn} words)",
-        ms(nt),
-        ms(wt),
-        wt.as_secs_f64() / nt.as_secs_f64()
-    );
+    println!("tokenize:         {} ({words} words)", ratios(nt, wt));
+    Ok(())
+}
 
-    // Per-batch overhead: identity over 1-byte values, batches of 1 vs 4096.
+fn overhead(exec: &WasmExecutor, module: &[u8], elements: usize) -> Res<()> {
+    // Identity over 1-byte values, batches of 1 vs 4096.
     let n = 1_000_000usize.min(elements);
     let tiny = bundles((0..n).map(|i| ((b'a' + (i % 26) as u8) as char).to_string()));
-    let d = descriptor(&module, "identity", WasmFunctionKind::Map);
+    let d = descriptor(module, "identity", WasmFunctionKind::Map);
     let one = WasmExecutor::new(WasmOptions {
         batch_elements: 1,
         ..WasmOptions::default()
     });
     let (t1, _) = run_wasm(&one, d.clone(), &tiny)?;
-    let (t4k, _) = run_wasm(&exec, d, &tiny)?;
+    let (t4k, _) = run_wasm(exec, d, &tiny)?;
     let calls = n as f64 - n as f64 / 4096.0;
     println!(
         "per-batch call overhead: {:.0} ns (batches of 1: {:.1} ms, of 4096: {:.1} ms, {n} elements)",
-        (t1.as_secs_f64() - t4k.as_secs_f64()) * 1e9 / calls,
-        ms(t1),
-        ms(t4k)
+        (t1.wall.as_secs_f64() - t4k.wall.as_secs_f64()) * 1e9 / calls,
+        ms(t1.wall),
+        ms(t4k.wall)
     );
     Ok(())
 }

@@ -303,12 +303,7 @@ pub fn run_bundle(
         Ok(())
     };
     let mut metrics = Metrics::default();
-    let mut bundle = Bundle {
-        inputs: vec![("src", input)],
-        sink: &mut sink,
-        side_inputs: &NoSideInputs,
-        metrics: &mut metrics,
-    };
+    let mut bundle = Bundle::new(vec![("src", input)], &mut sink, &NoSideInputs, &mut metrics);
     processor.process_bundle(&mut bundle)?;
     Ok(raw
         .iter()

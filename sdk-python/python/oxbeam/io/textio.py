@@ -6,7 +6,7 @@ import gzip
 import os
 
 from oxbeam.pvalue import AsList
-from oxbeam.transforms.core import Create, FlatMap
+from oxbeam.transforms.core import Create, DoFn, FlatMap
 from oxbeam.transforms.ptransform import PTransform
 
 __all__ = ["ReadFromText", "ReadAllFromText", "WriteToText"]
@@ -92,6 +92,11 @@ class ReadAllFromText(PTransform):
         return pcoll | "ReadLines" >> FlatMap(self.fn).with_output_types(str)
 
 
+def _mark_retraction(element, pane=DoFn.PaneInfoParam):
+    line = element if isinstance(element, str) else str(element)
+    return "-" + line if pane.is_retraction else line
+
+
 class _WriteShards(object):
     def __init__(self, prefix, suffix, num_shards, template, header, newline):
         self.prefix = prefix
@@ -158,10 +163,14 @@ class WriteToText(PTransform):
                                shard_name_template, header, append_trailing_newlines)
 
     def expand(self, pcoll):
-        from oxbeam.transforms.core import WindowInto
+        from oxbeam.transforms.core import Map, WindowInto
+        from oxbeam.transforms.trigger import AccumulationMode
         from oxbeam.window import GlobalWindows
 
-        if not isinstance(pcoll.windowing, GlobalWindows):
+        if pcoll.windowing.accumulation_mode == AccumulationMode.RETRACTING:
+            # A retraction is written as its record prefixed by "-".
+            pcoll = pcoll | "MarkRetractions" >> Map(_mark_retraction).with_output_types(str)
+        if not pcoll.windowing.is_default():
             pcoll = pcoll | "Rewindow" >> WindowInto(GlobalWindows())
         return (
             pcoll.pipeline

@@ -85,7 +85,7 @@ class _AssertThat(PTransform):
         self.use_global_window = use_global_window
 
     def expand(self, pcoll):
-        if self.use_global_window and not isinstance(pcoll.windowing, GlobalWindows):
+        if self.use_global_window and not pcoll.windowing.is_default():
             pcoll = pcoll | "WindowInto" >> WindowInto(GlobalWindows())
         return (
             pcoll.pipeline

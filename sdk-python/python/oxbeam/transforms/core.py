@@ -11,7 +11,7 @@ from oxbeam import typehints
 from oxbeam._runtime import DoFnSpec, SideArg
 from oxbeam.pvalue import AsSideInput, DoOutputsTuple, PBegin, PCollection, TaggedOutput
 from oxbeam.transforms.ptransform import PTransform
-from oxbeam.window import GlobalWindows, TimestampedValue, WindowFn
+from oxbeam.window import GlobalWindows, TimestampedValue, WindowFn, Windowing
 
 __all__ = [
     "DoFn",
@@ -32,6 +32,7 @@ __all__ = [
     "Partition",
     "PartitionFn",
     "WindowInto",
+    "Windowing",
     "Keys",
     "Values",
     "KvSwap",
@@ -75,24 +76,68 @@ def _param(name):
     return getattr(DoFn, name)
 
 
+class _StateDoFnParam(object):
+    """``DoFn.StateParam(spec)``: the state cell of ``spec``."""
+
+    def __init__(self, state_spec):
+        from oxbeam.transforms.userstate import StateSpec
+
+        if not isinstance(state_spec, StateSpec):
+            raise ValueError("DoFn.StateParam expected StateSpec object.")
+        self.state_spec = state_spec
+        self.param_id = "StateParam(%s)" % state_spec.name
+
+    def __repr__(self):
+        return self.param_id
+
+
+class _TimerDoFnParam(object):
+    """``DoFn.TimerParam(spec)``: the timer of ``spec``."""
+
+    def __init__(self, timer_spec):
+        from oxbeam.transforms.userstate import TimerSpec
+
+        if not isinstance(timer_spec, TimerSpec):
+            raise ValueError("DoFn.TimerParam expected TimerSpec object.")
+        self.timer_spec = timer_spec
+        self.param_id = "TimerParam(%s)" % timer_spec.name
+
+    def __repr__(self):
+        return self.param_id
+
+
+class _ParamFactory(_Param):
+    def __init__(self, name, cls):
+        _Param.__init__(self, name)
+        self.cls = cls
+
+    def __call__(self, spec):
+        return self.cls(spec)
+
+
 class DoFn(object):
     """A function applied to each element by ``ParDo``.
 
     Override ``process(self, element, *args, **kwargs)`` (return or yield
     outputs); optionally ``setup``, ``start_bundle``, ``finish_bundle``
     (yield ``WindowedValue``s) and ``teardown``. Default arguments
-    ``DoFn.TimestampParam`` / ``DoFn.WindowParam`` receive the element's
-    timestamp and window.
+    ``DoFn.TimestampParam`` / ``DoFn.WindowParam`` / ``DoFn.PaneInfoParam``
+    receive the element's timestamp, window and pane. Stateful DoFns (over
+    ``(key, value)`` input) also take ``DoFn.StateParam(spec)``,
+    ``DoFn.TimerParam(spec)`` and ``DoFn.KeyParam``, and define
+    ``@userstate.on_timer(spec)`` callbacks (which may take
+    ``DoFn.DynamicTimerTagParam``); see :mod:`oxbeam.transforms.userstate`.
     """
 
     TimestampParam = _Param("TimestampParam")
     WindowParam = _Param("WindowParam")
     PaneInfoParam = _Param("PaneInfoParam")
-    StateParam = _Param("StateParam")
-    TimerParam = _Param("TimerParam")
+    StateParam = _ParamFactory("StateParam", _StateDoFnParam)
+    TimerParam = _ParamFactory("TimerParam", _TimerDoFnParam)
     ElementParam = _Param("ElementParam")
     SideInputParam = _Param("SideInputParam")
     KeyParam = _Param("KeyParam")
+    DynamicTimerTagParam = _Param("DynamicTimerTagParam")
 
     def default_label(self):
         return self.__class__.__name__
@@ -153,12 +198,33 @@ class _DoFnTransform(PTransform):
     def _output_element_type(self, pcoll):
         return self._output_type
 
+    def _stateful(self):
+        """``(state specs, timer specs)`` sorted by name, for stateful DoFns."""
+        if self._kind != "dofn":
+            return None
+        from oxbeam.transforms.userstate import get_dofn_specs, validate_stateful_dofn
+
+        states, timers = get_dofn_specs(self.fn)
+        if not states and not timers:
+            return None
+        validate_stateful_dofn(self.fn)
+        return (sorted(states, key=lambda s: s.name), sorted(timers, key=lambda t: t.name))
+
     def expand(self, pcoll):
         if not isinstance(pcoll, PCollection):
             raise TypeError("%s must be applied to a PCollection, got %r" % (self.label, pcoll))
         node = _node(pcoll.pipeline)
+        stateful = self._stateful()
+        if stateful is not None:
+            try:
+                _coerce_kv(pcoll)
+            except TypeError:
+                raise TypeError(
+                    "%s uses state or timers, so its input must be (key, value) pairs; got elements of "
+                    "type %r" % (self.label, pcoll.element_type)
+                ) from None
         spec = self._spec(pcoll, node)
-        _set_pardo(node, spec)
+        _set_pardo(node, spec, stateful, pcoll)
         main = node._add_output("None", self._output_element_type(pcoll), pcoll.windowing)
         if self._tags is None:
             return main
@@ -169,7 +235,7 @@ class _DoFnTransform(PTransform):
         return out
 
 
-def _set_pardo(node, spec):
+def _set_pardo(node, spec, stateful=None, pcoll=None):
     def payload(b):
         from oxbeam import _oxbeam
         import json
@@ -186,6 +252,21 @@ def _set_pardo(node, spec):
         }
         if side:
             msg["sideInputs"] = side
+        if stateful is not None:
+            states, timers = stateful
+            if states:
+                msg["stateSpecs"] = {s.name: s.to_runner_api(b) for s in states}
+            if timers:
+                k, _ = typehints.kv_parts(pcoll.element_type)
+                key_coder = b.coder(k)
+                window_coder = b.window_coder(pcoll.windowing.windowfn)
+                timer_coder = "timer(%s,%s)" % (key_coder, window_coder)
+                b.coders[timer_coder] = {
+                    "spec": {"urn": b.urn("standard_coders::TIMER")},
+                    "componentCoderIds": [key_coder, window_coder],
+                }
+                msg["timerFamilySpecs"] = {t.name: t.to_runner_api(b, timer_coder) for t in timers}
+            b.requirements.add(b.urn("standard_requirements::REQUIRES_STATEFUL_PROCESSING"))
         return _oxbeam.encode_proto("org.apache.beam.model.pipeline.v1.ParDoPayload", json.dumps(msg))
 
     node.primitive = ("standard_p_transforms::primitives::PAR_DO", payload, True)
@@ -204,6 +285,9 @@ class ParDo(_DoFnTransform):
         if not isinstance(fn, DoFn):
             raise TypeError("ParDo must be called with a DoFn instance, got %r" % (fn,))
         _check_unsupported_params(fn)
+        from oxbeam.transforms.userstate import validate_stateful_dofn
+
+        validate_stateful_dofn(fn)
         _DoFnTransform.__init__(self, fn, *args, **kwargs)
 
     def default_label(self):
@@ -219,13 +303,8 @@ def _check_unsupported_params(dofn):
         return
     for p in sig.parameters.values():
         d = p.default
-        if d is DoFn.StateParam or type(d).__name__ in ("BagStateSpec", "ReadModifyWriteStateSpec",
-                                                         "CombiningValueStateSpec"):
-            raise NotImplementedError("stateful DoFns (DoFn.StateParam)")
-        if d is DoFn.TimerParam or type(d).__name__ == "TimerSpec":
-            raise NotImplementedError("timers (DoFn.TimerParam)")
-        if d is DoFn.PaneInfoParam:
-            raise NotImplementedError("DoFn.PaneInfoParam")
+        if d is DoFn.StateParam or d is DoFn.TimerParam:
+            raise TypeError("%s needs a spec: DoFn.%s(spec)" % (p.name, d.name))
     if hasattr(dofn, "process_batch"):
         raise NotImplementedError("batched DoFns (process_batch)")
 
@@ -406,7 +485,9 @@ class GroupByKey(PTransform):
         node = _node(pcoll.pipeline)
         node.primitive = ("standard_p_transforms::primitives::GROUP_BY_KEY", None, False)
         k, v = typehints.kv_parts(pcoll.element_type)
-        return node._add_output("None", typehints.KV[k, typehints.iterable_of(v)], pcoll.windowing)
+        # As in Beam: the output continues the input's trigger.
+        return node._add_output("None", typehints.KV[k, typehints.iterable_of(v)],
+                                pcoll.windowing._continuation())
 
 
 class CombineFn(object):
@@ -610,7 +691,9 @@ class CombineGlobally(PTransform):
             | "CombinePerKey" >> CombinePerKey(self.fn).with_output_types(out_t)
             | "UnKey" >> Map(_value).with_output_types(out_t)
         )
-        if not self.has_defaults or not isinstance(pcoll.windowing, GlobalWindows):
+        # The default is injected for the global window with the default
+        # trigger only: under a trigger, panes replace the single result.
+        if not self.has_defaults or not pcoll.windowing.is_default():
             return combined
         return (
             pcoll.pipeline
@@ -715,23 +798,30 @@ class _FlattenPrimitive(PTransform):
 
 
 class WindowInto(PTransform):
-    """Assigns every element to windows of ``windowfn``."""
+    """Assigns every element to windows of ``windowfn`` and sets the
+    windowing strategy of the output: ``trigger`` (a
+    :class:`~oxbeam.transforms.trigger.TriggerFn`), ``accumulation_mode``
+    (required with a non-default trigger), ``timestamp_combiner`` and
+    ``allowed_lateness`` (seconds). ``windowfn`` may be a ``Windowing``,
+    whose settings the other arguments override."""
 
     def __init__(self, windowfn, trigger=None, accumulation_mode=None, timestamp_combiner=None,
-                 allowed_lateness=0, **kwargs):
+                 allowed_lateness=0):
         PTransform.__init__(self)
+        if isinstance(windowfn, Windowing):
+            w = windowfn
+            windowfn = w.windowfn
+            trigger = trigger or w.triggerfn
+            accumulation_mode = accumulation_mode or w.accumulation_mode
+            timestamp_combiner = timestamp_combiner or w.timestamp_combiner
         if not isinstance(windowfn, WindowFn):
             raise TypeError("WindowInto needs a WindowFn, got %r" % (windowfn,))
-        if trigger is not None:
-            raise NotImplementedError("triggers (WindowInto(trigger=...))")
-        if accumulation_mode is not None:
-            raise NotImplementedError("accumulation modes (WindowInto(accumulation_mode=...))")
-        if timestamp_combiner not in (None, "END_OF_WINDOW") and str(timestamp_combiner) != "OUTPUT_AT_EOW":
-            raise NotImplementedError("timestamp combiners other than OUTPUT_AT_EOW")
-        if allowed_lateness:
-            raise NotImplementedError("allowed lateness")
         windowfn._proto()
+        self.windowing = Windowing(windowfn, trigger, accumulation_mode, timestamp_combiner, allowed_lateness)
         self.windowfn = windowfn
+
+    def get_windowing(self, unused_inputs=None):
+        return self.windowing
 
     def expand(self, pcoll):
         node = _node(pcoll.pipeline)
@@ -747,7 +837,7 @@ class WindowInto(PTransform):
             )
 
         node.primitive = ("standard_p_transforms::primitives::ASSIGN_WINDOWS", payload, True)
-        return node._add_output("None", pcoll.element_type, wf)
+        return node._add_output("None", pcoll.element_type, self.windowing)
 
 
 class Keys(PTransform):
@@ -796,12 +886,29 @@ class Reshuffle(PTransform):
     def expand(self, pcoll):
         node = _node(pcoll.pipeline)
         node.primitive = ("standard_p_transforms::composites::RESHUFFLE", None, False)
-        return (
-            pcoll
-            | "AddRandomKeys" >> ParDo(_AddRandomKey(self.num_buckets))
+        keyed = pcoll | "AddRandomKeys" >> ParDo(_AddRandomKey(self.num_buckets))
+        saved = pcoll.windowing
+        if not saved.is_default() or not pcoll.is_bounded:
+            # As Beam's Reshuffle: pass every element on at once, whatever
+            # the trigger, and never drop late data; the grouping keeps the
+            # windows, the output gets the input's windowing back.
+            from oxbeam.transforms.trigger import AccumulationMode, Always
+
+            keyed.windowing = Windowing(saved.windowfn, Always(), AccumulationMode.DISCARDING,
+                                        allowed_lateness=_RESHUFFLE_LATENESS_SECONDS)
+        out = (
+            keyed
             | "GroupByKey" >> GroupByKey()
             | "RemoveRandomKeys" >> FlatMap(_restore).with_output_types(pcoll.element_type)
         )
+        out.windowing = saved
+        return out
+
+
+# Allowed lateness of Reshuffle's grouping: late data is never dropped in
+# practice (ten years), without overflowing window expiry times.
+_RESHUFFLE_LATENESS_SECONDS = 10 * 365 * 24 * 3600
+
 
 
 class Distinct(PTransform):
