@@ -5,7 +5,6 @@
 //! built for wasm32-unknown-unknown on first use.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use oxbeam::wasm::{WasmCombinePerKey, WasmDoFn, WasmFilter, WasmFn, WasmMap};
@@ -30,34 +29,7 @@ pub(crate) fn guest() -> anyhow::Result<Arc<Vec<u8>>> {
 
 fn build_guest() -> anyhow::Result<Vec<u8>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(&root)
-        // Small modules: no debug info in the guest.
-        .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "oxbeam-wasm-guest",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--release",
-            "--example",
-            "guest_udfs",
-        ])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "building the Wasm guest failed (rustup target add wasm32-unknown-unknown?):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"));
-    let path = target.join("wasm32-unknown-unknown/release/examples/guest_udfs.wasm");
-    std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
+    oxbeam_wasm::dev::build_guest_udfs(&root).map_err(anyhow::Error::msg)
 }
 
 /// Registers the process's Wasm executor (modules compile once per process).

@@ -55,6 +55,7 @@
 
 mod abi;
 mod codec;
+pub mod dev;
 mod executor;
 mod guest;
 mod runtime;

@@ -12,7 +12,6 @@
 //! shared machine).
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,33 +33,7 @@ fn guest() -> Res<Vec<u8>> {
         return Ok(std::fs::read(path)?);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&root)
-        // Small modules: no debug info in the guest (the workspace release
-        // profile keeps it for the host).
-        .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
-        .args([
-            "build",
-            "-q",
-            "-p",
-            "oxbeam-wasm-guest",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--release",
-            "--example",
-            "guest_udfs",
-        ])
-        .status()?;
-    if !status.success() {
-        return Err("building the guest failed (rustup target add wasm32-unknown-unknown?)".into());
-    }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"));
-    Ok(std::fs::read(target.join(
-        "wasm32-unknown-unknown/release/examples/guest_udfs.wasm",
-    ))?)
+    Ok(oxbeam_wasm::dev::build_guest_udfs(&root)?)
 }
 
 /// source → one Wasm ParDo over strings → sink.

@@ -38,36 +38,7 @@ fn build_rust_guest() -> Vec<u8> {
              (scripts/env.sh does it)"
         );
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(&root)
-        // Small modules: no debug info in the guest (the workspace release
-        // profile keeps it for the host).
-        .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
-        .args([
-            "build",
-            "-p",
-            "oxbeam-wasm-guest",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--release",
-            "--example",
-            "guest_udfs",
-        ])
-        .output()
-        .expect("running cargo to build the Wasm guest");
-    assert!(
-        out.status.success(),
-        "building the Wasm guest failed (is the wasm32-unknown-unknown target installed? \
-         `rustup target add wasm32-unknown-unknown`):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"));
-    let path = target.join("wasm32-unknown-unknown/release/examples/guest_udfs.wasm");
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    oxbeam_wasm::dev::build_guest_udfs(&root).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Coder ids of [`descriptor`]'s coders.

@@ -1,0 +1,52 @@
+//! Development helper shared by tests, benchmarks and the conformance suite:
+//! builds the guest SDK's `guest_udfs` example module with cargo.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Builds `oxbeam-wasm-guest`'s `guest_udfs` example for
+/// `wasm32-unknown-unknown` (release, without debug info) in the workspace at
+/// `workspace_root`, and returns the module's bytes.
+///
+/// The module lands in `$CARGO_TARGET_DIR` (or `<root>/target`), so repeated
+/// calls reuse cargo's build.
+///
+/// # Errors
+/// If cargo cannot run, the build fails (typically: the Rust target is not
+/// installed — `rustup target add wasm32-unknown-unknown`; scripts/env.sh
+/// does it), or the module cannot be read. The message carries cargo's
+/// diagnostics.
+pub fn build_guest_udfs(workspace_root: &Path) -> Result<Vec<u8>, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(workspace_root)
+        // Small modules: no debug info in the guest (the workspace release
+        // profile keeps it for the host).
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "0")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "oxbeam-wasm-guest",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--release",
+            "--example",
+            "guest_udfs",
+        ])
+        .output()
+        .map_err(|e| format!("running cargo to build the Wasm guest: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "building the Wasm guest failed (is the wasm32-unknown-unknown target installed? \
+             `rustup target add wasm32-unknown-unknown`):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root.join("target"));
+    let path = target.join("wasm32-unknown-unknown/release/examples/guest_udfs.wasm");
+    std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))
+}
