@@ -672,6 +672,44 @@ impl Pipeline {
     }
 
     /// Marks PCollection `pcollection` unbounded (streaming sources).
+    /// Gives GroupByKey output `output` its input's windowing strategy with
+    /// the continuation of the input's trigger, as Beam does (see
+    /// [`crate::window`]'s `continuation_trigger`).
+    pub(crate) fn set_continuation_windowing(&self, input: &str, output: &str) {
+        let mut b = self.b.borrow_mut();
+        let Some(ws) = b
+            .components
+            .pcollections
+            .get(input)
+            .and_then(|pc| {
+                b.components
+                    .windowing_strategies
+                    .get(&pc.windowing_strategy_id)
+            })
+            .cloned()
+        else {
+            return;
+        };
+        let Some(trigger) = ws.trigger.as_ref() else {
+            return;
+        };
+        let continuation = crate::window::continuation_trigger(trigger);
+        if &continuation == trigger {
+            return;
+        }
+        let id = format!("ws{}_{output}", b.windowing_ids.len());
+        b.components.windowing_strategies.insert(
+            id.clone(),
+            pb::WindowingStrategy {
+                trigger: Some(continuation),
+                ..ws
+            },
+        );
+        if let Some(pc) = b.components.pcollections.get_mut(output) {
+            pc.windowing_strategy_id = id;
+        }
+    }
+
     pub(crate) fn set_unbounded(&self, pcollection: &str) {
         let mut b = self.b.borrow_mut();
         if let Some(pc) = b.components.pcollections.get_mut(pcollection) {

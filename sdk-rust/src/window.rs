@@ -771,3 +771,119 @@ mod tests {
         );
     }
 }
+
+/// The trigger Beam gives the output of a GroupByKey whose input fires by
+/// `t` (Java's `Trigger.getContinuationTrigger`): downstream groupings fire
+/// as soon as upstream panes arrive instead of waiting again. Element counts
+/// become 1, processing-time delays become synchronized processing time,
+/// AfterEach becomes Repeatedly(AfterAny(continuations)); composite triggers
+/// continue their subtriggers; Default, Never, Always and synchronized
+/// processing time continue as themselves.
+pub(crate) fn continuation_trigger(t: &pb::Trigger) -> pb::Trigger {
+    use pb::trigger as k;
+    let cont = |x: &pb::Trigger| Box::new(continuation_trigger(x));
+    let list = |s: &[pb::Trigger]| s.iter().map(continuation_trigger).collect::<Vec<_>>();
+    let trigger = match &t.trigger {
+        None => None,
+        Some(k::Trigger::ElementCount(_)) => Some(k::Trigger::ElementCount(k::ElementCount {
+            element_count: 1,
+        })),
+        Some(k::Trigger::AfterProcessingTime(_)) => Some(
+            k::Trigger::AfterSynchronizedProcessingTime(k::AfterSynchronizedProcessingTime {}),
+        ),
+        Some(k::Trigger::AfterAll(a)) => Some(k::Trigger::AfterAll(k::AfterAll {
+            subtriggers: list(&a.subtriggers),
+        })),
+        Some(k::Trigger::AfterAny(a)) => Some(k::Trigger::AfterAny(k::AfterAny {
+            subtriggers: list(&a.subtriggers),
+        })),
+        Some(k::Trigger::AfterEach(a)) => Some(k::Trigger::Repeat(Box::new(k::Repeat {
+            subtrigger: Some(Box::new(pb::Trigger {
+                trigger: Some(k::Trigger::AfterAny(k::AfterAny {
+                    subtriggers: list(&a.subtriggers),
+                })),
+            })),
+        }))),
+        Some(k::Trigger::AfterEndOfWindow(w)) => Some(k::Trigger::AfterEndOfWindow(Box::new(
+            k::AfterEndOfWindow {
+                early_firings: w.early_firings.as_deref().map(cont),
+                late_firings: w.late_firings.as_deref().map(cont),
+            },
+        ))),
+        Some(k::Trigger::OrFinally(o)) => Some(k::Trigger::OrFinally(Box::new(k::OrFinally {
+            main: o.main.as_deref().map(cont),
+            finally: o.finally.as_deref().map(cont),
+        }))),
+        Some(k::Trigger::Repeat(r)) => Some(k::Trigger::Repeat(Box::new(k::Repeat {
+            subtrigger: r.subtrigger.as_deref().map(cont),
+        }))),
+        Some(
+            same @ (k::Trigger::AfterSynchronizedProcessingTime(_)
+            | k::Trigger::Always(_)
+            | k::Trigger::Default(_)
+            | k::Trigger::Never(_)),
+        ) => Some(same.clone()),
+    };
+    pb::Trigger { trigger }
+}
+
+#[cfg(test)]
+mod continuation_tests {
+    use super::*;
+
+    #[test]
+    fn continuations_follow_beam() {
+        let c = |t: Trigger| continuation_trigger(&t.to_proto());
+        // Early counts continue as counts of one; late firings continue too.
+        assert_eq!(
+            c(Trigger::AfterWatermark {
+                early: Some(Box::new(Trigger::AfterCount(5))),
+                late: Some(Box::new(Trigger::AfterCount(2))),
+            }),
+            Trigger::AfterWatermark {
+                early: Some(Box::new(Trigger::AfterCount(1))),
+                late: Some(Box::new(Trigger::AfterCount(1))),
+            }
+            .to_proto()
+        );
+        assert_eq!(
+            c(Trigger::Repeatedly(Box::new(Trigger::AfterCount(3)))),
+            Trigger::Repeatedly(Box::new(Trigger::AfterCount(1))).to_proto()
+        );
+        // AfterEach continues as Repeatedly(AfterAny(continuations)).
+        assert_eq!(
+            c(Trigger::AfterEach(vec![
+                Trigger::AfterCount(2),
+                Trigger::AfterCount(4)
+            ])),
+            Trigger::Repeatedly(Box::new(Trigger::AfterAny(vec![
+                Trigger::AfterCount(1),
+                Trigger::AfterCount(1)
+            ])))
+            .to_proto()
+        );
+        // Processing-time delays become synchronized processing time.
+        let sync = c(Trigger::AfterProcessingTime {
+            delay_ms: 1000,
+            align: None,
+        });
+        assert!(matches!(
+            sync.trigger,
+            Some(pb::trigger::Trigger::AfterSynchronizedProcessingTime(_))
+        ));
+        for same in [Trigger::Default, Trigger::Never, Trigger::Always] {
+            assert_eq!(c(same.clone()), same.to_proto());
+        }
+        assert_eq!(
+            c(Trigger::OrFinally(
+                Box::new(Trigger::Repeatedly(Box::new(Trigger::AfterCount(2)))),
+                Box::new(Trigger::AfterCount(9))
+            )),
+            Trigger::OrFinally(
+                Box::new(Trigger::Repeatedly(Box::new(Trigger::AfterCount(1)))),
+                Box::new(Trigger::AfterCount(1))
+            )
+            .to_proto()
+        );
+    }
+}

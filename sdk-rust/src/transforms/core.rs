@@ -223,8 +223,11 @@ impl<K: Element, V: Element> PCollection<(K, V)> {
         let id = self
             .pipeline
             .add_transform(label, Some(spec), self.main_input(), false);
-        self.pipeline
-            .add_output::<(K, Vec<V>)>(&id, MAIN_TAG, self.window_fn)
+        let out = self
+            .pipeline
+            .add_output::<(K, Vec<V>)>(&id, MAIN_TAG, self.window_fn);
+        self.pipeline.set_continuation_windowing(&self.id, out.id());
+        out
     }
 
     /// `CoGroupByKey` of two keyed collections: per key and window, the

@@ -271,6 +271,42 @@ fn triggered_strategies_reach_the_pipeline_proto() {
 }
 
 #[test]
+fn grouped_output_fires_by_the_continuation_trigger() {
+    let p = pipeline();
+    let grouped = p
+        .create("Xs", vec![("k".to_string(), 1i64)])
+        .window_into(
+            "Window",
+            Window::into(WindowFn::fixed(Duration::from_secs(60)))
+                .triggering(
+                    AfterWatermark::past_end_of_window()
+                        .with_early_firings(AfterCount::new(3))
+                        .with_late_firings(AfterCount::new(2)),
+                )
+                .with_allowed_lateness(Duration::from_secs(5))
+                .accumulating_fired_panes(),
+        )
+        .group_by_key("Group");
+    let proto = p.to_proto();
+    let components = proto.components.unwrap();
+    let ws = &components.windowing_strategies
+        [&components.pcollections[grouped.id()].windowing_strategy_id];
+    // As Beam: counts continue as counts of one; the rest of the strategy
+    // is the input's.
+    let t = format!("{:?}", ws.trigger);
+    assert_eq!(t.matches("element_count: 1").count(), 2, "{t}");
+    assert!(
+        !t.contains("element_count: 3") && !t.contains("element_count: 2"),
+        "{t}"
+    );
+    assert_eq!(ws.allowed_lateness, 5000);
+    assert_eq!(
+        ws.accumulation_mode,
+        oxbeam_model::pipeline::accumulation_mode::Enum::Accumulating as i32
+    );
+}
+
+#[test]
 fn combiners_after_a_triggered_grouping_see_every_pane() {
     // Combiner lifting would pre-combine before the shuffle and hide the
     // element count from AfterCount; with triggers it is skipped, and the
