@@ -10,6 +10,7 @@
 //! released.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use oxbeam_fn_api::MetricKey;
@@ -20,6 +21,7 @@ use oxbeam_model::pipeline as pb;
 use oxbeam_model::urns;
 use oxbeam_model::urns::standard_p_transforms::{combine_components as cc, primitives as prim};
 use prost::Message;
+use pyo3::exceptions::PyKeyboardInterrupt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
@@ -33,15 +35,90 @@ pub const BATCH: usize = 2048;
 /// SDK can re-raise the original exception from `Pipeline.run()`.
 pub type ErrorSlot = Arc<Mutex<Vec<PyErr>>>;
 
+/// Stops a job's Python stages when the job is cancelled (Ctrl-C).
+///
+/// The runner starts no new bundles once cancelled, but a Python call
+/// already running on a worker thread (a batch of up to [`BATCH`] elements
+/// through user code) would run to its end. So every call into a stage is
+/// made through [`Interrupt::call`], which records the calling thread, and
+/// [`Interrupt::cancel`] raises `KeyboardInterrupt` asynchronously in every
+/// recorded thread (`PyThreadState_SetAsyncExc`): it fires at the next
+/// bytecode the thread runs (not inside a blocking C call such as a long
+/// `time.sleep`, which ends first). Calls made after the cancel fail at once.
+/// Both sides hold the GIL, so no exception can reach a thread after its
+/// call returned (a pending one is cleared there).
+#[derive(Debug, Default)]
+pub struct Interrupt {
+    cancelled: AtomicBool,
+    /// `threading.get_ident()` of each thread inside a stage call.
+    threads: Mutex<Vec<u64>>,
+}
+
+/// `PyThreadState_SetAsyncExc(thread, exc)`: `exc` null clears a pending one.
+fn set_async_exc(thread: u64, exc: *mut pyo3::ffi::PyObject) {
+    // The thread id is CPython's `unsigned long`, passed through its C type
+    // (`c_long` in pyo3-ffi's signature) bit for bit.
+    #[allow(clippy::cast_possible_wrap)]
+    let id = thread as std::os::raw::c_long;
+    // SAFETY: called with the GIL held (callers hold a `Python` token);
+    // `exc` is null or an exception type object that lives for the whole
+    // interpreter (a built-in exception class).
+    unsafe {
+        pyo3::ffi::PyThreadState_SetAsyncExc(id, exc);
+    }
+}
+
+impl Interrupt {
+    /// Whether [`Interrupt::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Cancels: calls in progress raise `KeyboardInterrupt`, new ones fail.
+    pub fn cancel(&self, _py: Python<'_>) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        let threads = self.threads.lock().map(|t| t.clone()).unwrap_or_default();
+        for t in threads {
+            // SAFETY of the pointer read: a static set once at interpreter start.
+            set_async_exc(t, unsafe { pyo3::ffi::PyExc_KeyboardInterrupt });
+        }
+    }
+
+    /// Runs `f` (a call into Python user code), interruptible by
+    /// [`Interrupt::cancel`].
+    fn call<'py, T>(&self, py: Python<'py>, f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+        if self.is_cancelled() {
+            return Err(PyKeyboardInterrupt::new_err("the job was cancelled"));
+        }
+        let id: u64 = py
+            .import("_thread")
+            .and_then(|m| m.getattr("get_ident")?.call0()?.extract())?;
+        if let Ok(mut t) = self.threads.lock() {
+            t.push(id);
+        }
+        let r = f();
+        if let Ok(mut t) = self.threads.lock() {
+            if let Some(i) = t.iter().position(|&x| x == id) {
+                t.swap_remove(i);
+            }
+        }
+        // A cancel that came after the call's last bytecode: drop it here.
+        set_async_exc(id, std::ptr::null_mut());
+        r
+    }
+}
+
 /// Runs stages in environment `oxbeam:env:python:v1` in this process.
 pub struct PythonExecutor {
     errors: ErrorSlot,
+    interrupt: Arc<Interrupt>,
 }
 
 impl PythonExecutor {
-    /// An executor that records user exceptions in `errors`.
-    pub fn new(errors: ErrorSlot) -> Self {
-        PythonExecutor { errors }
+    /// An executor that records user exceptions in `errors`; `interrupt`
+    /// stops its stages' Python code when the job is cancelled.
+    pub fn new(errors: ErrorSlot, interrupt: Arc<Interrupt>) -> Self {
+        PythonExecutor { errors, interrupt }
     }
 }
 
@@ -101,6 +178,7 @@ struct Processor {
     /// User state and timers, for stages with stateful DoFns.
     client: Option<Py<StateClient>>,
     errors: ErrorSlot,
+    interrupt: Arc<Interrupt>,
 }
 
 fn invalid(what: impl Into<String>, e: impl std::fmt::Display) -> Error {
@@ -479,7 +557,7 @@ impl Executor for PythonExecutor {
             let runtime = py.import("oxbeam._runtime").map_err(internal)?;
             let runner = runtime
                 .getattr("StageRunner")
-                .and_then(|c| c.call1((spec,)))
+                .and_then(|c| self.interrupt.call(py, || c.call1((spec,))))
                 .map_err(|e| user_error(py, &self.errors, &d.id, e))?;
             Ok(Box::new(Processor {
                 stage: d.id.clone(),
@@ -490,6 +568,7 @@ impl Executor for PythonExecutor {
                 sides,
                 client,
                 errors: self.errors.clone(),
+                interrupt: self.interrupt.clone(),
             }) as Box<dyn BundleProcessor>)
         })
     }
@@ -593,9 +672,11 @@ impl Processor {
                         .map_err(|e| invalid(format!("timers of transform {transform}"), e))?;
                     (t, fired)
                 };
-                self.runner
-                    .bind(py)
-                    .call_method1("fire_timers", (t, family, fired))
+                let runner = self.runner.bind(py);
+                self.interrupt
+                    .call(py, || {
+                        runner.call_method1("fire_timers", (t, family, fired))
+                    })
                     .map_err(|e| user_error(py, &self.errors, &self.stage, e))?;
                 Ok(self.drain(py))
             })?;
@@ -640,9 +721,9 @@ impl Processor {
     fn run(&mut self, bundle: &mut Bundle<'_>) -> Result<()> {
         let drained = Python::attach(|py| -> Result<_> {
             let sides = self.side_inputs(py, bundle)?;
-            self.runner
-                .bind(py)
-                .call_method1("start_bundle", (sides,))
+            let runner = self.runner.bind(py);
+            self.interrupt
+                .call(py, || runner.call_method1("start_bundle", (sides,)))
                 .map_err(|e| user_error(py, &self.errors, &self.stage, e))?;
             Ok(self.drain(py))
         })?;
@@ -668,9 +749,11 @@ impl Processor {
                         .decoder
                         .decode_into(py, &self.helpers, &mut input, BATCH, &values, &metas)
                         .map_err(|e| invalid(format!("input of data source {source_id}"), e))?;
-                    self.runner
-                        .bind(py)
-                        .call_method1("process", (source_id, values, metas))
+                    let runner = self.runner.bind(py);
+                    self.interrupt
+                        .call(py, || {
+                            runner.call_method1("process", (source_id, values, metas))
+                        })
                         .map_err(|e| user_error(py, &self.errors, &self.stage, e))?;
                     Ok(self.drain(py))
                 })?;
@@ -681,10 +764,10 @@ impl Processor {
             self.fire_timers(bundle)?;
         }
         let (drained, metrics) = Python::attach(|py| -> Result<_> {
+            let runner = self.runner.bind(py);
             let m = self
-                .runner
-                .bind(py)
-                .call_method0("finish_bundle")
+                .interrupt
+                .call(py, || runner.call_method0("finish_bundle"))
                 .map_err(|e| user_error(py, &self.errors, &self.stage, e))?;
             let metrics = extract_metrics(&m).map_err(internal)?;
             Ok((self.drain(py), metrics))

@@ -32,6 +32,7 @@ mod executor;
 mod state;
 
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use oxbeam_fn_api::Executors;
 use oxbeam_model::urns;
@@ -43,7 +44,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-pub use executor::{BATCH, ErrorSlot, PythonExecutor, SinkBuffer};
+pub use executor::{BATCH, ErrorSlot, Interrupt, PythonExecutor, SinkBuffer};
 
 fn pool() -> PyResult<&'static DescriptorPool> {
     static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
@@ -124,6 +125,15 @@ where
 /// `dump_plan`, `streaming` (bool; run on the streaming engine even when
 /// every PCollection is bounded).
 ///
+/// Ctrl-C (or any exception a Python signal handler raises) while the job
+/// runs, when called from the main thread: the job is cancelled — no new
+/// bundles start, Python user code running on worker threads gets
+/// `KeyboardInterrupt` at its next bytecode — and once it stopped, the
+/// handler's exception (`KeyboardInterrupt`) is raised. For a streaming
+/// pipeline (`streaming`, or an unbounded PCollection) the first Ctrl-C
+/// drains the job instead (sources stop, every window fires, it returns
+/// normally) and a second one cancels it, as in the Rust SDK.
+///
 /// # Errors
 /// As mapped by [`errors`]; a user exception is an `UserCodeError` whose
 /// `original` attribute is the exception the user function raised.
@@ -163,14 +173,16 @@ fn run_pipeline(
         }
     }
     let slot: ErrorSlot = Arc::new(Mutex::new(Vec::new()));
+    let interrupt = Arc::new(Interrupt::default());
     let executors = Executors::new()
         .with(
             urns::oxbeam_python::ENVIRONMENT,
-            Arc::new(PythonExecutor::new(slot.clone())),
+            Arc::new(PythonExecutor::new(slot.clone(), interrupt.clone())),
         )
         .with(urns::wasm_functions::ENVIRONMENT, wasm_executor());
+    let drains = opts.streaming || is_unbounded(&proto);
     let runner = LocalRunner::new(opts);
-    let result = py.detach(|| runner.run(&proto, &executors));
+    let result = run_interruptible(py, &runner, &proto, &executors, &interrupt, drains)?;
     match result {
         Ok(r) => {
             let counters = r
@@ -217,6 +229,60 @@ fn run_pipeline(
             }
             Err(err)
         }
+    }
+}
+
+/// Whether `pipeline` has an unbounded PCollection.
+fn is_unbounded(pipeline: &oxbeam_model::pipeline::Pipeline) -> bool {
+    let unbounded = oxbeam_model::pipeline::is_bounded::Enum::Unbounded as i32;
+    pipeline
+        .components
+        .as_ref()
+        .is_some_and(|c| c.pcollections.values().any(|p| p.is_bounded == unbounded))
+}
+
+/// Longest wait between two checks for Ctrl-C while a job runs.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+
+/// Runs the job on its own thread, the GIL released, and checks for
+/// signals every [`SIGNAL_POLL`] (see [`run_pipeline`]). `Err` is the
+/// signal handler's exception, raised once the cancelled job stopped.
+fn run_interruptible(
+    py: Python<'_>,
+    runner: &LocalRunner,
+    proto: &oxbeam_model::pipeline::Pipeline,
+    executors: &Executors,
+    interrupt: &Interrupt,
+    drains: bool,
+) -> PyResult<Result<oxbeam_runner_local::PipelineResult, oxbeam_runner_local::Error>> {
+    let job = match py.detach(|| runner.start(proto, executors)) {
+        Ok(job) => job,
+        Err(e) => return Ok(Err(e)),
+    };
+    // Short jobs end within the first, short waits.
+    let mut wait = Duration::from_micros(200);
+    let mut draining = false;
+    let mut signal = None;
+    while !job.is_finished() {
+        py.detach(|| std::thread::sleep(wait));
+        wait = (wait * 2).min(SIGNAL_POLL);
+        if let Err(e) = py.check_signals() {
+            if drains && !draining {
+                eprintln!("oxbeam: draining the pipeline (Ctrl-C again to cancel)");
+                draining = true;
+                job.drain();
+                continue;
+            }
+            job.cancel();
+            interrupt.cancel(py);
+            signal = Some(e);
+            break;
+        }
+    }
+    let result = py.detach(|| job.wait());
+    match signal {
+        Some(e) => Err(e),
+        None => Ok(result),
     }
 }
 

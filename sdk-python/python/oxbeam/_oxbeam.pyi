@@ -101,6 +101,12 @@ def run_pipeline(
 
     Raises ``NotImplementedError`` for unsupported features,
     ``PipelineError``, ``UserCodeError``, ``ExecutionError``, ``InternalError``.
+
+    Ctrl-C (called from the main thread) cancels the job — Python user code
+    on worker threads gets ``KeyboardInterrupt`` at its next bytecode — and
+    raises ``KeyboardInterrupt`` once it stopped (~0.1 s). For a streaming
+    pipeline the first Ctrl-C drains it (it then returns normally), the
+    second cancels it.
     """
 
 def wat_to_wasm(text: str) -> bytes:

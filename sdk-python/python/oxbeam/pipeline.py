@@ -145,6 +145,12 @@ class Pipeline(object):
         A user function's exception is re-raised (same type), with the
         transform label, the element and the original traceback in its
         message; ``transform``, ``element`` and ``traceback_text`` are set on it.
+
+        Ctrl-C cancels the job and raises ``KeyboardInterrupt`` once it
+        stopped (within ~0.1 s, also while user code runs; a blocking C call
+        such as a long ``time.sleep`` in it ends first); no output of the
+        job is written. A streaming pipeline (``--streaming`` or an unbounded
+        source) is drained by the first Ctrl-C and cancelled by the second.
         """
         from oxbeam import _oxbeam
         from oxbeam.runners.runner import PipelineResult

@@ -133,14 +133,21 @@ class _WriteShards(object):
         for i, shard in enumerate(shards):
             name = self._name(i, n)
             tmp = name + ".oxbeam-tmp"
-            with open(tmp, "w", encoding="utf-8", newline="") as f:
-                if self.header is not None:
-                    f.write(self.header + "\n")
-                if self.newline:
-                    f.write("".join(s + "\n" for s in shard))
-                else:
-                    f.write("".join(shard))
-            os.replace(tmp, name)
+            try:
+                with open(tmp, "w", encoding="utf-8", newline="") as f:
+                    if self.header is not None:
+                        f.write(self.header + "\n")
+                    if self.newline:
+                        f.write("".join(s + "\n" for s in shard))
+                    else:
+                        f.write("".join(shard))
+                os.replace(tmp, name)
+            except BaseException:
+                # E.g. KeyboardInterrupt when the job is cancelled: no
+                # half-written file is left behind.
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+                raise
             names.append(name)
         return names
 
