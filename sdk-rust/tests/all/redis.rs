@@ -159,11 +159,13 @@ fn max_entries_bounds_a_run() {
     assert_eq!(stream_data(&mut c, "out"), expected(0..30));
 }
 
-#[test]
-fn a_cancelled_job_restarts_without_losing_or_duplicating_records() {
-    let server = RedisServer::start();
-    let mut c = server.connection();
-    add_entries(&mut c, "in", 0..2000);
+/// Adds 2000 entries to "in" and starts a slow, checkpointed
+/// read → map → write job over them (batches of 25).
+fn start_slow_checkpointed_job(
+    server: &RedisServer,
+    c: &mut redis::Connection,
+) -> oxbeam::PipelineHandle {
+    add_entries(c, "in", 0..2000);
     let url = server.url();
     let p = pipeline();
     build(
@@ -174,7 +176,14 @@ fn a_cancelled_job_restarts_without_losing_or_duplicating_records() {
             .batch_size(25),
         true,
     );
-    let job = p.start().unwrap();
+    p.start().unwrap()
+}
+
+#[test]
+fn a_cancelled_job_restarts_without_losing_or_duplicating_records() {
+    let server = RedisServer::start();
+    let mut c = server.connection();
+    let job = start_slow_checkpointed_job(&server, &mut c);
     wait_for_output(&mut c, 300);
     job.cancel();
     assert!(matches!(job.wait(), Err(Error::Cancelled)));
@@ -189,18 +198,7 @@ fn a_cancelled_job_restarts_without_losing_or_duplicating_records() {
 fn draining_commits_everything_read_and_ends_done() {
     let server = RedisServer::start();
     let mut c = server.connection();
-    add_entries(&mut c, "in", 0..2000);
-    let url = server.url();
-    let p = pipeline();
-    build(
-        &p,
-        &url,
-        ReadFromRedisStream::new(&url, "in")
-            .checkpoint_key("ckpt")
-            .batch_size(25),
-        true,
-    );
-    let job = p.start().unwrap();
+    let job = start_slow_checkpointed_job(&server, &mut c);
     wait_for_output(&mut c, 100);
     job.drain();
     job.wait().unwrap();
