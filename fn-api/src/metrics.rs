@@ -1,6 +1,6 @@
 use oxbeam_model::coders::wire;
 use oxbeam_model::pipeline::MonitoringInfo;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Identifies a user metric: the transform reporting it, and its namespace
 /// and name as the user gave them.
@@ -56,6 +56,8 @@ pub struct Metrics {
     pub distributions: BTreeMap<MetricKey, DistributionData>,
     /// User gauges: the latest value, with the millisecond timestamp it was set.
     pub gauges: BTreeMap<MetricKey, (i64, i64)>,
+    /// User string sets: every distinct string reported.
+    pub string_sets: BTreeMap<MetricKey, BTreeSet<String>>,
     /// Elements produced per PCollection id.
     pub element_counts: BTreeMap<String, u64>,
 }
@@ -96,10 +98,41 @@ impl Metrics {
         for (k, (v, t)) in &other.gauges {
             self.set_gauge(k.clone(), *v, *t);
         }
+        for (k, set) in &other.string_sets {
+            self.string_sets
+                .entry(k.clone())
+                .or_default()
+                .extend(set.iter().cloned());
+        }
         for (k, n) in &other.element_counts {
             *self.element_counts.entry(k.clone()).or_default() += n;
         }
     }
+}
+
+/// A string set's payload: a Beam iterable (big-endian 4-byte count) of
+/// length-prefixed UTF-8 strings.
+fn decode_string_set(mut p: &[u8]) -> Option<BTreeSet<String>> {
+    let (count, rest) = p.split_first_chunk::<4>()?;
+    p = rest;
+    let mut out = BTreeSet::new();
+    for _ in 0..u32::from_be_bytes(*count) {
+        let len = usize::try_from(wire::read_varint_u64(&mut p).ok()?).ok()?;
+        let (s, rest) = (p.get(..len)?, p.get(len..)?);
+        out.insert(std::str::from_utf8(s).ok()?.to_string());
+        p = rest;
+    }
+    Some(out)
+}
+
+fn encode_string_set(set: &BTreeSet<String>) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&u32::try_from(set.len()).unwrap_or(u32::MAX).to_be_bytes());
+    for s in set {
+        wire::write_varint_u64(&mut p, s.len() as u64);
+        p.extend_from_slice(s.as_bytes());
+    }
+    p
 }
 
 /// Label names of Beam's `MonitoringInfo`s (from the `label_props`
@@ -151,6 +184,11 @@ impl Metrics {
                     let mut read = || wire::read_varint_i64(&mut p);
                     if let (Ok(ts), Ok(v)) = (read(), read()) {
                         self.set_gauge(key(), v, ts);
+                    }
+                }
+                spec::USER_SET_STRING => {
+                    if let Some(set) = decode_string_set(p) {
+                        self.string_sets.entry(key()).or_default().extend(set);
                     }
                 }
                 spec::ELEMENT_COUNT => {
@@ -205,6 +243,14 @@ impl Metrics {
             wire::write_varint_i64(&mut p, *v);
             out.push(user(spec::USER_LATEST_INT64, ty::LATEST_INT64_TYPE, k, p));
         }
+        for (k, set) in &self.string_sets {
+            out.push(user(
+                spec::USER_SET_STRING,
+                ty::SET_STRING_TYPE,
+                k,
+                encode_string_set(set),
+            ));
+        }
         for (pcollection, n) in &self.element_counts {
             let mut p = Vec::new();
             wire::write_varint_i64(&mut p, i64::try_from(*n).unwrap_or(i64::MAX));
@@ -238,8 +284,20 @@ mod tests {
         m.update_distribution(key("d"), 3);
         m.update_distribution(key("d"), 300);
         m.set_gauge(key("g"), 42, 1_700_000_000_000);
+        m.string_sets
+            .insert(key("s"), ["a".to_string(), "zzz".to_string()].into());
         let mut back = Metrics::default();
         back.merge_monitoring_infos(&m.to_monitoring_infos());
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn string_sets_decode_as_beam_python_encodes_them() {
+        // `monitoring_infos.user_set_string('ns', 'n', {'a', 'zzz'}).payload`
+        // in apache-beam 2.77.
+        let payload = b"\x00\x00\x00\x02\x03zzz\x01a";
+        let set = decode_string_set(payload).unwrap();
+        assert_eq!(set, ["a".to_string(), "zzz".to_string()].into());
+        assert!(decode_string_set(b"\x00\x00\x00\x02\x03zz").is_none());
     }
 }

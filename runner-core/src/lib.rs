@@ -42,6 +42,7 @@ pub mod coder;
 mod error;
 pub mod gabw;
 mod graph;
+pub mod merge_windows;
 mod optimizer;
 mod plan;
 mod redis;

@@ -57,6 +57,9 @@ pub struct GroupByKeyStep {
     pub key_coder: Coder,
     /// Windowing of the input: window encoding, merging, output time.
     pub windowing: WindowingStrategy,
+    /// For a merging window fn the runner does not know: how to have the
+    /// SDK merge windows (see [`crate::merge_windows`]).
+    pub merge_windows: Option<crate::merge_windows::MergeWindowsSpec>,
 }
 
 /// Runner primitive: the union of its inputs (present only when flatten
@@ -585,13 +588,27 @@ pub(crate) fn assemble(
                 else {
                     return Err(Error::Internal(format!("GroupByKey {id} input is not KV")));
                 };
+                let windowing = &g.windowing_strategies[&pc.windowing_strategy_id];
                 Step::GroupByKey(GroupByKeyStep {
                     transform: id.clone(),
                     unique_name: display_name(g, id),
                     inputs: flatten_unzip::resolve(g, &producers, &input, true),
                     output: out(),
                     key_coder: (*key).clone(),
-                    windowing: g.windowing_strategies[&pc.windowing_strategy_id].clone(),
+                    windowing: windowing.clone(),
+                    merge_windows: if windowing.merging
+                        && matches!(
+                            windowing.window_fn,
+                            crate::windowing::WindowFn::Custom { .. }
+                        ) {
+                        Some(crate::merge_windows::spec(
+                            g,
+                            &pc.windowing_strategy_id,
+                            &display_name(g, id),
+                        )?)
+                    } else {
+                        None
+                    },
                 })
             }
             Kind::TestStream(spec) => Step::TestStream(test_stream_step(g, t, spec)?),

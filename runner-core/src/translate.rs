@@ -76,6 +76,31 @@ pub(crate) fn to_graph(p: &pb::Pipeline) -> Result<Graph> {
         );
     }
 
+    // A TestStream's elements are encoded with its payload's coder, which
+    // Beam Python lets differ from its output's coder (e.g. `StrUtf8Coder`
+    // events into a PCollection of pickled objects); its outputs carry the
+    // payload's encoding, so consumers decode them with that coder.
+    for t in comps.transforms.values() {
+        let Some(spec) = t
+            .spec
+            .as_ref()
+            .filter(|s| s.urn == urns::standard_p_transforms::primitives::TEST_STREAM)
+        else {
+            continue;
+        };
+        let Ok(payload) = pb::TestStreamPayload::decode(spec.payload.as_ref()) else {
+            continue; // reported when the transform is translated
+        };
+        if !g.coders.contains_key(&payload.coder_id) {
+            continue;
+        }
+        for out in t.outputs.values() {
+            if let Some(pc) = g.pcollections.get_mut(out) {
+                pc.coder_id = payload.coder_id.clone();
+            }
+        }
+    }
+
     // The runner reads every element's bytes (shuffle, side inputs, data
     // ports), so coders it does not know travel length-prefixed, in the
     // runner and in the descriptors sent to harnesses alike.

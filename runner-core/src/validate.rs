@@ -12,9 +12,11 @@ use crate::plan::GenerateSpec;
 use crate::windowing::{WindowCoderKind, WindowFn};
 
 /// Pipeline requirements (`Pipeline.requirements`) Oxbeam meets: splittable
-/// DoFns run without runner-initiated splits; stateful DoFns (state and
-/// timers).
+/// DoFns (self-checkpointing residuals are resumed; no runner-initiated
+/// splits yet); stateful DoFns (state and timers); bundle finalization
+/// (callbacks run once a bundle's output is committed).
 pub const SUPPORTED_REQUIREMENTS: &[&str] = &[
+    oxbeam_model::urns::standard_requirements::REQUIRES_BUNDLE_FINALIZATION,
     oxbeam_model::urns::standard_requirements::REQUIRES_SPLITTABLE_DOFN,
     oxbeam_model::urns::standard_requirements::REQUIRES_STATEFUL_PROCESSING,
 ];
@@ -408,10 +410,18 @@ fn check_gbk(g: &Graph, t: &Transform) -> Result<()> {
             ),
         ));
     }
-    if ws.merging && !matches!(ws.window_fn, WindowFn::Sessions { .. }) {
+    // Merging window fns other than sessions merge in their SDK
+    // (crate::merge_windows), which needs windows the runner can read.
+    if ws.merging
+        && !matches!(ws.window_fn, WindowFn::Sessions { .. })
+        && ws.window_coder != WindowCoderKind::Interval
+    {
         return Err(Error::not_implemented(
             what(),
-            format!("merging window fn {}", ws.window_fn),
+            format!(
+                "merging window fn {} with windows of coder '{}' (only interval windows merge)",
+                ws.window_fn, ws.window_coder_id
+            ),
         ));
     }
     // Triggers and accumulation modes are the engines' business (a batch
@@ -853,7 +863,7 @@ mod tests {
         let mut b = Builder::new();
         b.p.requirements = vec![
             oxbeam_model::urns::standard_requirements::REQUIRES_TIME_SORTED_INPUT.into(),
-            oxbeam_model::urns::standard_requirements::REQUIRES_BUNDLE_FINALIZATION.into(),
+            oxbeam_model::urns::standard_requirements::REQUIRES_ON_WINDOW_EXPIRATION.into(),
         ];
         insta::assert_snapshot!(err(&b.build()));
     }

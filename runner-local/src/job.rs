@@ -17,6 +17,7 @@ use oxbeam_runner_core::coder::write_timestamp;
 use oxbeam_runner_core::{Coder, ExecutionPlan, Stage, Step};
 
 use crate::data::{Chunk, Slot, SlotWriter};
+use crate::merge::SdkWindowMerger;
 use crate::progress::Progress;
 use crate::shuffle::Shuffle;
 use crate::{Error, LocalOptions, PipelineResult, StepReport};
@@ -207,7 +208,21 @@ impl<'p> Job<'p> {
                             slots[i].shuffles.push(shuffles.len());
                         }
                     }
-                    shuffles.push(Shuffle::new(g, partitions, options.memory_budget_bytes));
+                    let mut shuffle = Shuffle::new(g, partitions, options.memory_budget_bytes);
+                    if let Some(spec) = &g.merge_windows {
+                        let e = executor_of(
+                            &spec.environment_id,
+                            &spec.environment_urn,
+                            &spec.descriptor,
+                            || format!("window merging of GroupByKey '{}'", g.unique_name),
+                            executors,
+                            &mut harnesses,
+                            options,
+                        )?;
+                        let merger = SdkWindowMerger::new(&g.unique_name, spec, &e)?;
+                        shuffle = shuffle.with_merger(Arc::new(merger));
+                    }
+                    shuffles.push(shuffle);
                 }
                 Step::Flatten(_) | Step::Stage(_) => {
                     for r in step.reads() {
@@ -216,37 +231,15 @@ impl<'p> Job<'p> {
                         }
                     }
                     if let Step::Stage(s) = step {
-                        executor = Some(
-                            match executors.for_environment(&s.environment_id, &s.environment_urn) {
-                                Some(e) => e.clone(),
-                                None if Harnesses::handles(&s.environment_urn) => {
-                                    let h = match harnesses {
-                                        Some(ref h) => h,
-                                        None => harnesses
-                                            .insert(Harnesses::start(options.harness.clone())?),
-                                    };
-                                    h.executor_for_descriptor(&s.descriptor, &s.environment_id)?
-                                }
-                                None => {
-                                    return Err(Error::MissingExecutor {
-                                        stage: format!(
-                                            "{} ({})",
-                                            s.id,
-                                            s.transform_names.join(", ")
-                                        ),
-                                        environment_urn: s.environment_urn.clone(),
-                                        available: {
-                                            let v: Vec<&str> = executors.env_urns().collect();
-                                            if v.is_empty() {
-                                                "(none)".to_string()
-                                            } else {
-                                                v.join(", ")
-                                            }
-                                        },
-                                    });
-                                }
-                            },
-                        );
+                        executor = Some(executor_of(
+                            &s.environment_id,
+                            &s.environment_urn,
+                            &s.descriptor,
+                            || format!("{} ({})", s.id, s.transform_names.join(", ")),
+                            executors,
+                            &mut harnesses,
+                            options,
+                        )?);
                     }
                 }
                 Step::Impulse(_)
@@ -949,6 +942,40 @@ fn split_restrictions(
     Ok(bundles)
 }
 
+/// The executor of environment `env_id` (URN `env_urn`): a registered
+/// one, else an SDK harness over the gRPC Fn API (started on first use);
+/// `what` names the work needing it, for the error when there is none.
+fn executor_of(
+    env_id: &str,
+    env_urn: &str,
+    descriptor: &oxbeam_model::fn_execution::ProcessBundleDescriptor,
+    what: impl FnOnce() -> String,
+    executors: &Executors,
+    harnesses: &mut Option<Harnesses>,
+    options: &LocalOptions,
+) -> Result<Arc<dyn Executor>, Error> {
+    if let Some(e) = executors.for_environment(env_id, env_urn) {
+        return Ok(e.clone());
+    }
+    if !Harnesses::handles(env_urn) {
+        let available: Vec<&str> = executors.env_urns().collect();
+        return Err(Error::MissingExecutor {
+            stage: what(),
+            environment_urn: env_urn.to_string(),
+            available: if available.is_empty() {
+                "(none)".to_string()
+            } else {
+                available.join(", ")
+            },
+        });
+    }
+    let h = match harnesses {
+        Some(h) => h,
+        None => harnesses.insert(Harnesses::start(options.harness.clone())?),
+    };
+    Ok(h.executor_for_descriptor(descriptor, env_id)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1017,3 +1044,4 @@ mod tests {
         assert!(split_restrictions(vec![("sized", (0, bad))], coders).is_err());
     }
 }
+

@@ -46,6 +46,7 @@
 
 mod data;
 mod job;
+mod merge;
 mod progress;
 mod shuffle;
 mod stateful;

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use oxbeam_model::urns::beam_constants::constants;
 use oxbeam_model::window::{BoundedWindow, Timestamp};
@@ -59,6 +59,8 @@ pub(crate) struct Shuffle {
     /// trigger or accumulating panes): groups then go through
     /// [`GroupAlsoByWindow`] instead of the one-pane fast path.
     triggered: Option<WindowingStrategy>,
+    /// For merging window fns the runner does not know: the SDK merges.
+    merger: Option<Arc<dyn WindowMerger>>,
     partitions: Vec<Mutex<Partition>>,
     partition_bytes: Vec<AtomicU64>,
     in_memory: AtomicU64,
@@ -84,6 +86,7 @@ impl Shuffle {
             merging: step.windowing.merging,
             output_time: step.windowing.output_time,
             triggered: (!step.windowing.is_simple_batch_grouping()).then(|| step.windowing.clone()),
+            merger: None,
             partitions: (0..partitions)
                 .map(|_| Mutex::new(Partition::default()))
                 .collect(),
@@ -96,6 +99,13 @@ impl Shuffle {
 
     pub fn partitions(&self) -> usize {
         self.partitions.len()
+    }
+
+    /// Has `merger` merge each key's windows (a window fn the runner does
+    /// not know); groups are then formed per merged window.
+    pub fn with_merger(mut self, merger: Arc<dyn WindowMerger>) -> Self {
+        self.merger = Some(merger);
+        self
     }
 
     fn bad_input(&self, e: impl std::fmt::Display) -> Error {
@@ -147,6 +157,14 @@ impl Shuffle {
             (std::mem::take(&mut p.blocks), std::mem::take(&mut p.runs))
         };
         if let Some(strategy) = &self.triggered {
+            if self.merger.is_some() {
+                return Err(Error::Execution(oxbeam_fn_api::Error::Unsupported {
+                    transform: self.transform.clone(),
+                    message: "a merging window fn of the SDK with a non-default trigger or \
+                              accumulating panes"
+                        .into(),
+                }));
+            }
             let mut grouper = TriggeredGrouper::new(strategy, &self.transform)?;
             if runs.is_empty() {
                 for e in sorted_index(&blocks)? {
@@ -163,6 +181,7 @@ impl Shuffle {
             return grouper.flush(out);
         }
         let mut grouper = Grouper::new(self.merging, self.output_time);
+        grouper.merger = self.merger.clone();
         if runs.is_empty() {
             for e in sorted_index(&blocks)? {
                 grouper.push(&record_at(&blocks, e)?, out)?;
@@ -177,6 +196,17 @@ impl Shuffle {
         }
         grouper.finish(out)
     }
+}
+
+/// Merges one key's windows for a grouping (see
+/// `oxbeam_runner_core::merge_windows`).
+pub(crate) trait WindowMerger: Send + Sync {
+    /// Every window of `windows` mapped to the window it merges into.
+    fn merge(
+        &self,
+        key: &[u8],
+        windows: &[(i64, i64)],
+    ) -> Result<oxbeam_runner_core::merge_windows::WindowMap, Error>;
 }
 
 /// One record, borrowed.
@@ -523,6 +553,8 @@ struct Grouper {
     /// Sessions: (start, end, ts, value offset, value len) of the current key.
     session: Vec<(i64, i64, i64, usize, usize)>,
     session_values: Vec<u8>,
+    /// Merges windows instead of the sessions rule.
+    merger: Option<Arc<dyn WindowMerger>>,
 }
 
 impl Grouper {
@@ -541,6 +573,7 @@ impl Grouper {
             max_ts: i64::MIN,
             session: Vec::new(),
             session_values: Vec::new(),
+            merger: None,
         }
     }
 
@@ -629,15 +662,33 @@ impl Grouper {
         }
         let mut recs = std::mem::take(&mut self.session);
         let values = std::mem::take(&mut self.session_values);
+        if let Some(merger) = &self.merger {
+            let mut windows: Vec<(i64, i64)> = recs.iter().map(|r| (r.0, r.1)).collect();
+            windows.sort_unstable();
+            windows.dedup();
+            let merged = merger.merge(&self.key, &windows)?;
+            for r in recs.iter_mut() {
+                if let Some(&(start, end)) = merged.get(&(r.0, r.1)) {
+                    (r.0, r.1) = (start, end);
+                }
+            }
+        }
         recs.sort_by_key(|r| (r.0, r.1));
         let mut i = 0;
         let mut window = Vec::new();
         while i < recs.len() {
             let (start, mut end) = (recs[i].0, recs[i].1);
             let mut j = i + 1;
-            while j < recs.len() && recs[j].0 < end {
-                end = end.max(recs[j].1);
-                j += 1;
+            if self.merger.is_some() {
+                // Windows are merged already: group equal ones.
+                while j < recs.len() && (recs[j].0, recs[j].1) == (start, end) {
+                    j += 1;
+                }
+            } else {
+                while j < recs.len() && recs[j].0 < end {
+                    end = end.max(recs[j].1);
+                    j += 1;
+                }
             }
             window.clear();
             write_interval_window(&mut window, start, end);

@@ -623,6 +623,8 @@ struct Registered {
     user_state: UserStateSpecs,
     /// `(transform id, timer family id)` of every timer family of the stage.
     timer_families: Vec<(String, String)>,
+    /// The descriptor as registered with the harness.
+    descriptor: Arc<ProcessBundleDescriptor>,
 }
 
 /// The timer families of every ParDo of `d`, sorted.
@@ -838,6 +840,7 @@ impl GrpcExecutor {
             side_inputs,
             user_state,
             timer_families,
+            descriptor: hd.clone(),
         });
         self.registered
             .lock()
@@ -1044,6 +1047,131 @@ fn split_elements<'a>(bytes: &'a [u8], coder: &Coder) -> Result<Vec<&'a [u8]>> {
 
 impl BundleProcessor for GrpcProcessor {
     fn process_bundle(&mut self, bundle: &mut Bundle<'_>) -> Result<()> {
+        let inputs = std::mem::take(&mut bundle.inputs);
+        let timers = std::mem::take(&mut bundle.timers);
+        let result = self.run_with_residuals(bundle, &inputs, &timers);
+        bundle.inputs = inputs;
+        bundle.timers = timers;
+        result
+    }
+}
+
+impl GrpcProcessor {
+    /// Runs one bundle, then the residuals a splittable DoFn deferred
+    /// (self-checkpointing), as further bundles of the same stage after
+    /// their requested delay, until none is left. Each answered bundle that
+    /// asks for it is finalized before the next one starts.
+    fn run_with_residuals(
+        &mut self,
+        bundle: &mut Bundle<'_>,
+        inputs: &[(&str, &[u8])],
+        timers: &[(&str, &str, &[u8])],
+    ) -> Result<()> {
+        let mut outcome = self.run_instruction(bundle, inputs, timers)?;
+        loop {
+            if outcome.requires_finalization {
+                self.finalize(&outcome.instruction);
+            }
+            if outcome.residuals.is_empty() {
+                return Ok(());
+            }
+            let (resume, delay) = self.residual_inputs(&outcome.residuals)?;
+            tracing::debug!(
+                stage = %self.registered.stage,
+                residuals = outcome.residuals.len(),
+                ?delay,
+                "resuming deferred residuals"
+            );
+            if !delay.is_zero() {
+                std::thread::sleep(delay.min(MAX_RESUME_DELAY));
+            }
+            let refs: Vec<(&str, &[u8])> = resume
+                .iter()
+                .map(|(s, b)| (s.as_str(), b.as_slice()))
+                .collect();
+            outcome = self.run_instruction(bundle, &refs, &[])?;
+        }
+    }
+
+    /// Residual applications as inputs of the stage's data sources (their
+    /// elements are encoded as those sources' elements are), and the
+    /// shortest delay any of them asked for.
+    fn residual_inputs(
+        &self,
+        residuals: &[fe::DelayedBundleApplication],
+    ) -> Result<(ResumeInputs, Duration)> {
+        let mut by_source: ResumeInputs = Vec::new();
+        let mut delay: Option<Duration> = None;
+        for r in residuals {
+            let Some(app) = r.application.as_ref() else {
+                return Err(self.harness_error(format!(
+                    "deferred a residual without an application in stage {}",
+                    self.registered.stage
+                )));
+            };
+            let source = residual_source(&self.registered, &app.transform_id, &app.input_id)
+                .ok_or_else(|| {
+                    self.harness_error(format!(
+                        "deferred a residual of input {:?} of transform {:?}, which no data source of stage {} feeds",
+                        app.input_id, app.transform_id, self.registered.stage
+                    ))
+                })?;
+            match by_source.iter_mut().find(|(s, _)| *s == source) {
+                Some((_, bytes)) => bytes.extend_from_slice(&app.element),
+                None => by_source.push((source, app.element.to_vec())),
+            }
+            let d = r
+                .requested_time_delay
+                .as_ref()
+                .map(|d| {
+                    Duration::from_secs(d.seconds.max(0) as u64)
+                        + Duration::from_nanos(d.nanos.max(0) as u64)
+                })
+                .unwrap_or_default();
+            delay = Some(delay.map_or(d, |m| m.min(d)));
+        }
+        Ok((by_source, delay.unwrap_or_default()))
+    }
+
+    /// Asks the harness to run the bundle finalization callbacks of
+    /// `instruction` (its outputs are committed by now). A failing callback
+    /// is logged; it does not fail the job, as in Beam.
+    fn finalize(&self, instruction: &str) {
+        let id = format!("finalize-{}", self.shared.next_id());
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.worker.pending.lock() {
+            p.insert(id.clone(), tx);
+        }
+        let sent = self.worker.send(InstructionRequest {
+            instruction_id: id,
+            request: Some(instruction_request::Request::FinalizeBundle(
+                fe::FinalizeBundleRequest {
+                    instruction_id: instruction.to_string(),
+                },
+            )),
+        });
+        let outcome = sent.and_then(|()| self.shared.runtime_wait(rx, PROTOCOL_TIMEOUT));
+        match outcome {
+            Ok(r) if r.error.is_empty() => {}
+            Ok(r) => tracing::warn!(
+                stage = %self.registered.stage,
+                "a bundle finalization callback failed: {}",
+                r.error.trim()
+            ),
+            Err(e) => tracing::warn!(
+                stage = %self.registered.stage,
+                "bundle {instruction} was not finalized: {e}"
+            ),
+        }
+    }
+
+    /// Runs one ProcessBundle instruction with `inputs` and `timers`.
+    fn run_instruction(
+        &mut self,
+        bundle: &mut Bundle<'_>,
+        inputs: &[(&str, &[u8])],
+        timers: &[(&str, &str, &[u8])],
+    ) -> Result<Outcome> {
         let shared = &*self.shared;
         let reg = self.registered.clone();
         let instruction = format!("bundle-{}", shared.next_id());
@@ -1104,7 +1232,7 @@ impl BundleProcessor for GrpcProcessor {
                     )));
                 }
             };
-            self.send_inputs(&data, &instruction, &bundle.inputs, &bundle.timers)?;
+            self.send_inputs(&data, &instruction, inputs, timers)?;
         }
 
         let mut open: HashSet<&str> = reg.ports.sinks.iter().map(|(id, _)| id.as_str()).collect();
@@ -1116,10 +1244,15 @@ impl BundleProcessor for GrpcProcessor {
             .collect();
         let mut carry: HashMap<String, Vec<u8>> = HashMap::new();
         let mut answered_at: Option<Instant> = None;
+        let mut outcome = Outcome {
+            instruction: instruction.clone(),
+            residuals: Vec::new(),
+            requires_finalization: false,
+        };
         let mut state_cache = StateCache::default();
         loop {
             if answered_at.is_some() && open.is_empty() && open_timers.is_empty() {
-                return Ok(());
+                return Ok(outcome);
             }
             let event = match backlog.pop_front() {
                 Some(ev) => ev,
@@ -1231,16 +1364,8 @@ impl BundleProcessor for GrpcProcessor {
                 BundleEvent::Response(r) => {
                     if let Some(fe::instruction_response::Response::ProcessBundle(pb)) = &r.response
                     {
-                        if !pb.residual_roots.is_empty() {
-                            return Err(Error::Unsupported {
-                                transform: format!("stage {}", reg.stage),
-                                message: format!(
-                                    "the SDK harness deferred {} residual(s) of a splittable DoFn \
-                                     (checkpointing); Oxbeam does not resume residuals yet",
-                                    pb.residual_roots.len()
-                                ),
-                            });
-                        }
+                        outcome.residuals = pb.residual_roots.clone();
+                        outcome.requires_finalization = pb.requires_finalization;
                         bundle.metrics.merge_monitoring_infos(&pb.monitoring_infos);
                     }
                     answered_at = Some(Instant::now());
@@ -1250,6 +1375,52 @@ impl BundleProcessor for GrpcProcessor {
             }
         }
     }
+}
+
+/// Encoded elements per data source, to resume residuals with.
+type ResumeInputs = Vec<(String, Vec<u8>)>;
+
+/// What an answered ProcessBundle instruction left to do.
+struct Outcome {
+    instruction: String,
+    residuals: Vec<fe::DelayedBundleApplication>,
+    requires_finalization: bool,
+}
+
+/// The longest the runner waits before resuming deferred residuals (a
+/// residual asking for more is resumed early and may defer itself again).
+const MAX_RESUME_DELAY: Duration = Duration::from_secs(1);
+
+/// The data source of `reg`'s stage whose elements feed input `input_id`
+/// of `transform_id`, directly or through the SDF truncation transform.
+fn residual_source(reg: &Registered, transform_id: &str, input_id: &str) -> Option<String> {
+    use oxbeam_model::urns::standard_p_transforms::splittable_par_do_components::TRUNCATE_SIZED_RESTRICTION;
+    let d = &*reg.descriptor;
+    let feeding = |pcoll: &str| {
+        reg.ports
+            .sources
+            .iter()
+            .find(|(id, _)| {
+                d.transforms
+                    .get(id)
+                    .is_some_and(|t| t.outputs.values().any(|o| o == pcoll))
+            })
+            .map(|(id, _)| id.clone())
+    };
+    let pcoll = d.transforms.get(transform_id)?.inputs.get(input_id)?;
+    feeding(pcoll).or_else(|| {
+        d.transforms.values().find_map(|t| {
+            let truncates = t
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.urn == TRUNCATE_SIZED_RESTRICTION);
+            if truncates && t.outputs.values().any(|o| o == pcoll) {
+                t.inputs.values().find_map(|i| feeding(i))
+            } else {
+                None
+            }
+        })
+    })
 }
 
 impl GrpcProcessor {
