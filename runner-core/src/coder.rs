@@ -28,10 +28,15 @@ pub struct CoderSpec {
 /// A message if `id` or a component is missing, a standard coder has the
 /// wrong components or payload, or the tree is cyclic or too deep.
 pub fn build_coder(id: &str, specs: &BTreeMap<String, CoderSpec>) -> Result<Coder, String> {
-    build(id, specs, 0)
+    build(id, specs, 0, false)
 }
 
-fn build(id: &str, specs: &BTreeMap<String, CoderSpec>, depth: usize) -> Result<Coder, String> {
+fn build(
+    id: &str,
+    specs: &BTreeMap<String, CoderSpec>,
+    depth: usize,
+    inside_length_prefix: bool,
+) -> Result<Coder, String> {
     if depth > MAX_CODER_DEPTH {
         return Err(format!(
             "coder {id:?} nests deeper than {MAX_CODER_DEPTH} (cyclic?)"
@@ -44,13 +49,21 @@ fn build(id: &str, specs: &BTreeMap<String, CoderSpec>, depth: usize) -> Result<
     let components = if is_known_urn(&spec.urn) {
         spec.components
             .iter()
-            .map(|cid| build(cid, specs, depth + 1))
+            .map(|cid| build(cid, specs, depth + 1, spec.urn == c::LENGTH_PREFIX))
             .collect::<Result<Vec<_>, _>>()?
     } else {
         Vec::new()
     };
-    Coder::from_parts(&spec.urn, &spec.payload, components)
-        .map_err(|e| format!("coder {id:?}: {e}"))
+    match Coder::from_parts(&spec.urn, &spec.payload, components) {
+        Ok(c) => Ok(c),
+        // A row whose schema the runner cannot read travels length-prefixed
+        // (Graph::length_prefix_unknown): opaque, like an unknown coder.
+        Err(_) if spec.urn == c::ROW && inside_length_prefix => Ok(Coder::Opaque {
+            urn: spec.urn.clone(),
+            payload: spec.payload.clone().into(),
+        }),
+        Err(e) => Err(format!("coder {id:?}: {e}")),
+    }
 }
 
 /// Whether the runner understands coders with this URN (their bytes, and so

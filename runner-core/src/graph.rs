@@ -234,7 +234,12 @@ impl Graph {
         {
             return id.to_string();
         }
-        if !crate::coder::is_known_urn(&spec.urn) {
+        // A row coder whose schema the runner cannot read (e.g. Beam
+        // Python's `pythonsdk_any` logical type, pickled in the row) is as
+        // opaque as an unknown coder.
+        let opaque_row = spec.urn == oxbeam_model::urns::standard_coders::ROW
+            && crate::coder::build_coder(id, &self.coders).is_err();
+        if !crate::coder::is_known_urn(&spec.urn) || opaque_row {
             return self.add_coder(
                 &format!("{id}/length_prefixed"),
                 CoderSpec {

@@ -409,6 +409,16 @@ def regex_and_strings(p):
     assert_that(r, equal_to([['1', '22'], ['333']]))
 
 
+def schema_group_by(p):
+    # beam.Row fields of no declared type are Beam Python's `pythonsdk_any`
+    # logical type: pickled inside the row, so the row is opaque to runners.
+    rows = p | beam.Create([('a', 1, 'x'), ('b', 2, 'y'), ('a', 3, 'z')]) | beam.Map(
+        lambda t: beam.Row(key=t[0], value=t[1], sign=t[2]))
+    r = (rows | beam.GroupBy('key').aggregate_field('value', sum, 'total')
+         | beam.Map(lambda row: (row.key, row.total)))
+    assert_that(r, equal_to([('a', 4), ('b', 2)]))
+
+
 ALL = {f.__name__.rstrip('_'): f for f in [
     map_, flat_map, filter_, dofn_lifecycle, tagged_outputs, group_by_key, combine_per_key,
     combine_globally, combine_globally_empty, mean_globally, mean_per_key, count_per_element,
@@ -419,4 +429,5 @@ ALL = {f.__name__.rstrip('_'): f for f in [
     sliding_windows, session_windows, window_then_global, windowed_side_input,
     timestamps_survive, read_from_text, read_text_wordcount, write_then_read_text,
     splittable_dofn, with_metrics, larger_input, chained_groups, regex_and_strings,
+    schema_group_by,
 ]}

@@ -901,6 +901,12 @@ struct ProtoBuilder<'p> {
 }
 
 impl<'p> ProtoBuilder<'p> {
+    /// URN of the coder whose components are being built.
+    fn parent_urn(&self) -> Option<&str> {
+        let parent = self.coders.get(*self.stack.last()?)?;
+        parent.spec.as_ref().map(|s| s.urn.as_str())
+    }
+
     fn build(&mut self, id: &str) -> Result<Arc<Coder>> {
         let Some((id, proto)) = self.coders.get_key_value(id) else {
             return Err(CoderError::UnknownCoderId(id.to_string()));
@@ -932,7 +938,21 @@ impl<'p> ProtoBuilder<'p> {
                 .map(|c| self.build(c))
                 .collect::<Result<Vec<_>>>();
             self.stack.pop();
-            from_parts_arc(&spec.urn, &spec.payload, components?)?
+            match from_parts_arc(&spec.urn, &spec.payload, components?) {
+                Ok(c) => c,
+                // A row whose schema Oxbeam cannot read (e.g. Beam Python's
+                // `pythonsdk_any` logical type) is opaque inside a length
+                // prefix, as runners send it.
+                Err(CoderError::BadSchema(_))
+                    if spec.urn == urn::ROW && self.parent_urn() == Some(urn::LENGTH_PREFIX) =>
+                {
+                    Coder::Opaque {
+                        urn: spec.urn.clone(),
+                        payload: spec.payload.clone(),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             from_parts_arc(&spec.urn, &spec.payload, Vec::new())?
         };

@@ -3,4 +3,5 @@
 mod beam_python;
 mod coder_props;
 mod coder_vectors;
+mod opaque_rows;
 mod wire_compat;
