@@ -59,7 +59,15 @@ pub struct HarnessOptions {
     /// after its job should stop them in the foreground (the default), or
     /// its harness processes outlive it.
     pub stop_in_background: bool,
+    /// How many times a runner tries a bundle whose harness died or
+    /// disconnected ([`Error::Harness`]) before failing the job; each retry
+    /// runs on a fresh harness (see [`Harnesses::restart`]). User-code
+    /// errors are never retried. 0 counts as 1; the default is 3.
+    pub max_bundle_attempts: usize,
 }
+
+/// Default of [`HarnessOptions::max_bundle_attempts`].
+pub(crate) const DEFAULT_MAX_BUNDLE_ATTEMPTS: usize = 3;
 
 impl Default for HarnessOptions {
     fn default() -> Self {
@@ -70,6 +78,7 @@ impl Default for HarnessOptions {
             echo_output: false,
             workers_per_environment: 1,
             stop_in_background: false,
+            max_bundle_attempts: DEFAULT_MAX_BUNDLE_ATTEMPTS,
         }
     }
 }
@@ -87,8 +96,11 @@ impl Default for HarnessOptions {
 /// ```
 pub struct Harnesses {
     options: HarnessOptions,
-    /// Per environment id: its executor (one harness, or a `HarnessPool`).
-    executors: Mutex<HashMap<String, Arc<dyn Executor>>>,
+    /// Per environment id: how its harnesses start, and its current
+    /// executor (one harness, or a `HarnessPool`).
+    executors: Mutex<HashMap<String, EnvironmentHarnesses>>,
+    /// Set by [`Harnesses::cancel`]: no harness restarts after it.
+    cancelled: std::sync::atomic::AtomicBool,
     /// Default semi-persistent directories, removed when the job ends.
     scratch: Mutex<Vec<ScratchDir>>,
     /// Shared with the teardown, which drops it last.
@@ -152,6 +164,7 @@ impl Harnesses {
             server,
             options,
             executors: Mutex::new(HashMap::new()),
+            cancelled: std::sync::atomic::AtomicBool::new(false),
             scratch: Mutex::new(Vec::new()),
         })
     }
@@ -165,7 +178,68 @@ impl Harnesses {
     /// `reason`, and their control streams close (so Beam harnesses exit).
     /// For cancelling a job; the harnesses are not restarted.
     pub fn cancel(&self, reason: &str) {
+        self.cancelled.store(true, Ordering::SeqCst);
         self.server.shared.cancel_all(reason);
+    }
+
+    /// How many times a bundle is tried on this job's harnesses
+    /// ([`HarnessOptions::max_bundle_attempts`], at least 1).
+    pub fn max_bundle_attempts(&self) -> usize {
+        self.options.max_bundle_attempts.max(1)
+    }
+
+    /// The current executor of environment `environment_id`, if
+    /// [`Harnesses::executor_for`] created one.
+    pub fn current(&self, environment_id: &str) -> Option<Arc<dyn Executor>> {
+        self.executors
+            .lock()
+            .ok()?
+            .get(environment_id)
+            .map(|(_, e)| e.clone())
+    }
+
+    /// Replaces the harnesses of `environment_id` after `failed` (an
+    /// executor this returned earlier) lost one: fresh harnesses with new
+    /// worker ids, started on first use. Returns the environment's current
+    /// executor: the fresh one, or one that already replaced `failed` (so
+    /// runner threads that see the same death restart it once). The old
+    /// harnesses are stopped when the last processor using them is dropped;
+    /// bundles still running on them finish.
+    ///
+    /// # Errors
+    /// [`Error::Harness`] after [`Harnesses::cancel`]; [`Error::Internal`]
+    /// for an environment this never created an executor for.
+    pub fn restart(
+        &self,
+        environment_id: &str,
+        failed: &Arc<dyn Executor>,
+    ) -> Result<Arc<dyn Executor>> {
+        if self.cancelled.load(Ordering::SeqCst) {
+            return Err(Error::Harness {
+                worker: environment_id.to_string(),
+                message: "the job was cancelled; harnesses are not restarted".into(),
+            });
+        }
+        let mut executors = self
+            .executors
+            .lock()
+            .map_err(|_| Error::Internal("poisoned".into()))?;
+        let Some((kind, current)) = executors.get(environment_id).cloned() else {
+            return Err(Error::Internal(format!(
+                "no harness was started for environment {environment_id}"
+            )));
+        };
+        if !Arc::ptr_eq(&current, failed) {
+            return Ok(current);
+        }
+        let fresh = self.new_executor(environment_id, &kind)?;
+        tracing::info!(
+            environment = environment_id,
+            "restarting the SDK harnesses of the environment: {}",
+            fresh.name()
+        );
+        executors.insert(environment_id.to_string(), (kind, fresh.clone()));
+        Ok(fresh)
     }
 
     /// The job's Fn API server.
@@ -188,7 +262,7 @@ impl Harnesses {
             .executors
             .lock()
             .map_err(|_| Error::Internal("poisoned".into()))?;
-        if let Some(e) = executors.get(environment_id) {
+        if let Some((_, e)) = executors.get(environment_id) {
             return Ok(e.clone());
         }
         let what = || format!("payload of environment {environment_id}");
@@ -228,6 +302,15 @@ impl Harnesses {
                 });
             }
         };
+        let kind = Arc::new(kind);
+        let executor = self.new_executor(environment_id, &kind)?;
+        executors.insert(environment_id.to_string(), (kind, executor.clone()));
+        Ok(executor)
+    }
+
+    /// A new executor for the harnesses of environment `environment_id`
+    /// (none started yet).
+    fn new_executor(&self, environment_id: &str, kind: &HarnessKind) -> Result<Arc<dyn Executor>> {
         let workers = self.options.workers_per_environment.max(1);
         let mut members = Vec::with_capacity(workers);
         for _ in 0..workers {
@@ -236,7 +319,7 @@ impl Harnesses {
                 sanitize(environment_id),
                 self.server.shared.next_id()
             );
-            let (name, launcher) = self.launcher(&kind, &worker_id)?;
+            let (name, launcher) = self.launcher(kind, &worker_id)?;
             members.push(Arc::new(
                 self.server
                     .executor(&worker_id)
@@ -257,7 +340,6 @@ impl Harnesses {
                 warmed: std::sync::atomic::AtomicBool::new(false),
             })
         };
-        executors.insert(environment_id.to_string(), executor.clone());
         Ok(executor)
     }
 
@@ -334,6 +416,9 @@ fn sanitize(id: &str) -> String {
         })
         .collect()
 }
+
+/// How the harnesses of an environment start, and its current executor.
+type EnvironmentHarnesses = (Arc<HarnessKind>, Arc<dyn Executor>);
 
 /// How the harnesses of one environment are started.
 enum HarnessKind {
