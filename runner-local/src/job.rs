@@ -115,7 +115,7 @@ pub(crate) struct Job<'p> {
     pub slot_index: HashMap<&'p str, usize>,
     shuffles: Vec<Shuffle>,
     /// Per step: its executor (stages only).
-    executors: Vec<Option<Arc<dyn Executor>>>,
+    executors: Vec<Option<StageExecutor>>,
     pub side_inputs: Mutex<HashMap<usize, Arc<StageSideInputs>>>,
     metrics: Mutex<Metrics>,
     /// Workers skip the tasks they receive once this is set.
@@ -231,7 +231,7 @@ impl<'p> Job<'p> {
                         }
                     }
                     if let Step::Stage(s) = step {
-                        executor = Some(executor_of(
+                        let e = executor_of(
                             &s.environment_id,
                             &s.environment_urn,
                             &s.descriptor,
@@ -239,7 +239,14 @@ impl<'p> Job<'p> {
                             executors,
                             &mut harnesses,
                             options,
-                        )?);
+                        )?;
+                        let on_harness = executors
+                            .for_environment(&s.environment_id, &s.environment_urn)
+                            .is_none();
+                        executor = Some(StageExecutor {
+                            first: e,
+                            harness_environment: on_harness.then(|| s.environment_id.clone()),
+                        });
                     }
                 }
                 Step::Impulse(_)
@@ -645,7 +652,7 @@ impl<'p> Job<'p> {
     /// A worker thread's loop: runs tasks until the channel closes, with
     /// one `BundleProcessor` per stage reused across bundles.
     pub(crate) fn worker(&self, tasks: &Mutex<Receiver<Task>>, done: Sender<Done>) {
-        let mut processors: BTreeMap<usize, Box<dyn BundleProcessor>> = BTreeMap::new();
+        let mut processors: Processors = BTreeMap::new();
         loop {
             let task = match tasks.lock() {
                 Ok(rx) => rx.recv(),
@@ -668,16 +675,12 @@ impl<'p> Job<'p> {
                 break;
             }
         }
-        for (_, mut p) in processors {
+        for (_, (_, mut p)) in processors {
             let _ = catch_unwind(AssertUnwindSafe(|| p.teardown()));
         }
     }
 
-    fn run_task(
-        &self,
-        task: Task,
-        processors: &mut BTreeMap<usize, Box<dyn BundleProcessor>>,
-    ) -> Result<(), Error> {
+    fn run_task(&self, task: Task, processors: &mut Processors) -> Result<(), Error> {
         match task {
             Task::Emit {
                 step,
@@ -702,93 +705,186 @@ impl<'p> Job<'p> {
                 let Step::Stage(stage) = &self.plan.steps()[step] else {
                     return Err(Error::Internal("bundle task for a non-stage step".into()));
                 };
-                let processor = match processors.entry(step) {
-                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(v) => {
-                        let executor = self.executors[step].as_ref().ok_or_else(|| {
-                            Error::Internal(format!("stage {} has no executor", stage.id))
-                        })?;
-                        v.insert(executor.create_processor(stage.descriptor.clone())?)
-                    }
-                };
-                let side: Option<Arc<StageSideInputs>> = self
-                    .side_inputs
-                    .lock()
-                    .map_err(|_| Error::Internal("poisoned".into()))?
-                    .get(&step)
-                    .cloned();
-                let mut sink = BundleSink {
-                    writers: Vec::with_capacity(stage.outputs.len()),
-                    last: 0,
-                    error: None,
-                };
-                for o in &stage.outputs {
-                    sink.writers
-                        .push((o.sink_transform.as_str(), self.writer(&o.pcollection)?));
-                }
-                let bundle_inputs: Vec<(&str, &[u8])> = inputs
-                    .iter()
-                    .map(|(idx, c)| {
-                        (
-                            stage.inputs[*idx].source_transform.as_str(),
-                            c.bytes.as_slice(),
-                        )
-                    })
-                    .collect();
-                let mut metrics = Metrics::default();
-                let result = {
-                    let side: &dyn SideInputs = match &side {
-                        Some(s) => s.as_ref(),
-                        None => &NoSideInputs,
-                    };
-                    catch_unwind(AssertUnwindSafe(|| match (&stage.state, &keyed) {
-                        (Some(state), Some(run)) => crate::streaming::run_keyed_bundle(
-                            state,
-                            &mut **processor,
-                            bundle_inputs,
-                            &mut sink,
-                            side,
-                            &mut metrics,
-                            run,
-                        ),
-                        (Some(state), None) => crate::stateful::run_partition(
-                            state,
-                            &mut **processor,
-                            bundle_inputs,
-                            &mut sink,
-                            side,
-                            &mut metrics,
-                        ),
-                        (None, _) => processor.process_bundle(&mut Bundle::new(
-                            bundle_inputs,
-                            &mut sink,
-                            side,
-                            &mut metrics,
-                        )),
-                    }))
-                    .unwrap_or_else(|p| {
-                        Err(oxbeam_fn_api::Error::Internal(format!(
-                            "executor panicked in stage {}: {}",
-                            stage.id,
-                            panic_message(&p)
-                        )))
-                    })
-                };
-                if let Some(e) = sink.error {
-                    return Err(e);
-                }
-                result?;
-                for (_, w) in sink.writers {
-                    w.commit()?;
-                }
-                self.metrics
-                    .lock()
-                    .map_err(|_| Error::Internal("poisoned metrics".into()))?
-                    .merge(&metrics);
-                Ok(())
+                self.run_bundle_with_retries(step, stage, &inputs, keyed.as_ref(), processors)
             }
         }
     }
+
+    /// The executor stage `step` runs on now: its registered one, or the
+    /// current harnesses of its environment (replaced when one dies).
+    fn current_executor(&self, step: usize, stage: &Stage) -> Result<Arc<dyn Executor>, Error> {
+        let e = self.executors[step]
+            .as_ref()
+            .ok_or_else(|| Error::Internal(format!("stage {} has no executor", stage.id)))?;
+        Ok(e.harness_environment
+            .as_deref()
+            .zip(self.harnesses.as_ref())
+            .and_then(|(env, h)| h.current(env))
+            .unwrap_or_else(|| e.first.clone()))
+    }
+
+    /// Runs one bundle; if its SDK harness dies or disconnects
+    /// ([`oxbeam_fn_api::Error::Harness`]), retries it on fresh harnesses up
+    /// to `HarnessOptions::max_bundle_attempts` times in all. Each attempt
+    /// writes to its own uncommitted writers, so a failed attempt's output
+    /// is dropped: nothing is lost or duplicated. User-code errors, and
+    /// bundles of streaming key partitions (whose state the attempt has
+    /// already changed), are not retried.
+    fn run_bundle_with_retries(
+        &self,
+        step: usize,
+        stage: &Stage,
+        inputs: &BundleInputs,
+        keyed: Option<&KeyedRun>,
+        processors: &mut Processors,
+    ) -> Result<(), Error> {
+        let restartable = self.executors[step]
+            .as_ref()
+            .and_then(|e| e.harness_environment.as_deref())
+            .zip(self.harnesses.as_ref())
+            .filter(|_| keyed.is_none());
+        let attempts = restartable.map_or(1, |(_, h)| h.max_bundle_attempts());
+        let mut attempt = 1;
+        loop {
+            let executor = self.current_executor(step, stage)?;
+            // A processor of replaced harnesses would only fail again.
+            if processors
+                .get(&step)
+                .is_some_and(|(made_by, _)| !Arc::ptr_eq(made_by, &executor))
+            {
+                processors.remove(&step);
+            }
+            let result = self.run_bundle(step, stage, inputs, keyed, processors, &executor);
+            let Err(Error::Execution(oxbeam_fn_api::Error::Harness { worker, message })) = result
+            else {
+                return result;
+            };
+            let Some((environment, harnesses)) = restartable
+                .filter(|_| attempt < attempts && !self.cancelled.load(Ordering::Relaxed))
+            else {
+                let message = if attempt > 1 {
+                    format!("{message} (the bundle failed on harnesses {attempt} times)")
+                } else {
+                    message
+                };
+                return Err(Error::Execution(oxbeam_fn_api::Error::Harness {
+                    worker,
+                    message,
+                }));
+            };
+            processors.remove(&step);
+            harnesses.restart(environment, &executor)?;
+            attempt += 1;
+        }
+    }
+
+    /// One attempt at a bundle on `executor`: outputs are committed only
+    /// if it succeeds.
+    fn run_bundle(
+        &self,
+        step: usize,
+        stage: &Stage,
+        inputs: &BundleInputs,
+        keyed: Option<&KeyedRun>,
+        processors: &mut Processors,
+        executor: &Arc<dyn Executor>,
+    ) -> Result<(), Error> {
+        let (_, processor) = match processors.entry(step) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => v.insert((
+                executor.clone(),
+                executor.create_processor(stage.descriptor.clone())?,
+            )),
+        };
+        let side: Option<Arc<StageSideInputs>> = self
+            .side_inputs
+            .lock()
+            .map_err(|_| Error::Internal("poisoned".into()))?
+            .get(&step)
+            .cloned();
+        let mut sink = BundleSink {
+            writers: Vec::with_capacity(stage.outputs.len()),
+            last: 0,
+            error: None,
+        };
+        for o in &stage.outputs {
+            sink.writers
+                .push((o.sink_transform.as_str(), self.writer(&o.pcollection)?));
+        }
+        let bundle_inputs: Vec<(&str, &[u8])> = inputs
+            .iter()
+            .map(|(idx, c)| {
+                (
+                    stage.inputs[*idx].source_transform.as_str(),
+                    c.bytes.as_slice(),
+                )
+            })
+            .collect();
+        let mut metrics = Metrics::default();
+        let result = {
+            let side: &dyn SideInputs = match &side {
+                Some(s) => s.as_ref(),
+                None => &NoSideInputs,
+            };
+            catch_unwind(AssertUnwindSafe(|| match (&stage.state, keyed) {
+                (Some(state), Some(run)) => crate::streaming::run_keyed_bundle(
+                    state,
+                    &mut **processor,
+                    bundle_inputs,
+                    &mut sink,
+                    side,
+                    &mut metrics,
+                    run,
+                ),
+                (Some(state), None) => crate::stateful::run_partition(
+                    state,
+                    &mut **processor,
+                    bundle_inputs,
+                    &mut sink,
+                    side,
+                    &mut metrics,
+                ),
+                (None, _) => processor.process_bundle(&mut Bundle::new(
+                    bundle_inputs,
+                    &mut sink,
+                    side,
+                    &mut metrics,
+                )),
+            }))
+            .unwrap_or_else(|p| {
+                Err(oxbeam_fn_api::Error::Internal(format!(
+                    "executor panicked in stage {}: {}",
+                    stage.id,
+                    panic_message(&p)
+                )))
+            })
+        };
+        if let Some(e) = sink.error {
+            return Err(e);
+        }
+        result?;
+        for (_, w) in sink.writers {
+            w.commit()?;
+        }
+        self.metrics
+            .lock()
+            .map_err(|_| Error::Internal("poisoned metrics".into()))?
+            .merge(&metrics);
+        Ok(())
+    }
+}
+
+/// A worker thread's processors per stage, with the executor that made each.
+type Processors = BTreeMap<usize, (Arc<dyn Executor>, Box<dyn BundleProcessor>)>;
+
+/// The executor of a stage.
+struct StageExecutor {
+    /// The executor found when the job started.
+    first: Arc<dyn Executor>,
+    /// The stage's environment when the job's [`Harnesses`] run it: its
+    /// harnesses can be restarted, so the current executor is looked up
+    /// there.
+    harness_environment: Option<String>,
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
@@ -1044,4 +1140,3 @@ mod tests {
         assert!(split_restrictions(vec![("sized", (0, bad))], coders).is_err());
     }
 }
-
