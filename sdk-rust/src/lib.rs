@@ -45,7 +45,8 @@
 //!   the panic message and the element.
 //! - [`PipelineOptions`] parse `--runner`, `--parallelism`, `--no-fusion`,
 //!   `--memory-budget`, `--dump-plan` with clap; flatten them into your own
-//!   parser. [`metrics`] are counters, distributions and gauges usable in
+//!   parser. `--environment-type PROCESS` runs the native stages in SDK
+//!   harness processes: this same binary in [`worker`] mode. [`metrics`] are counters, distributions and gauges usable in
 //!   user code, reported in [`PipelineResult`].
 //!
 //! ## Costs
@@ -77,6 +78,7 @@ mod transforms;
 mod view;
 pub mod wasm;
 pub mod window;
+pub mod worker;
 
 pub use coder::{Coder, CoderSpec, Element};
 pub use combine::{CombineFn, CombineGlobally, CombinePerKey};
@@ -84,7 +86,7 @@ pub use dofn::{DoFn, FinishBundleContext, ProcessContext, TupleTag};
 pub use error::{Error, Result};
 pub use exec::NativeExecutor;
 pub use handle::PipelineHandle;
-pub use options::{PipelineOptions, parse_bytes};
+pub use options::{EnvironmentType, PipelineOptions, WorkerOptions, parse_bytes};
 pub use pipeline::{NATIVE_ENVIRONMENT_ID, PBegin, PCollection, PTransform, PValue, Pipeline};
 pub use registry::{Registry, global_registry};
 pub use runner::{LocalRunner, PipelineResult, Runner};

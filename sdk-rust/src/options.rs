@@ -48,6 +48,97 @@ pub struct PipelineOptions {
     /// (unbounded sources and TestStreams always do).
     #[arg(long)]
     pub streaming: bool,
+    /// Where native Rust stages run (Beam's `--environment_type`):
+    /// `EMBEDDED` in this process, or `PROCESS`: in SDK harness processes,
+    /// each this same binary re-run with the same arguments plus `--worker`
+    /// (see [`crate::worker`]), over the gRPC Fn API on 127.0.0.1.
+    #[arg(
+        long,
+        alias = "environment_type",
+        value_enum,
+        ignore_case = true,
+        default_value = "embedded"
+    )]
+    pub environment_type: EnvironmentType,
+    /// SDK harness processes per environment with `--environment-type
+    /// PROCESS` (Beam's `--sdk_worker_parallelism`; default 1).
+    #[arg(long, alias = "sdk_worker_parallelism")]
+    pub sdk_worker_parallelism: Option<usize>,
+    /// Times a bundle is tried when its SDK harness process dies or
+    /// disconnects (each retry on a fresh harness; user-code errors are
+    /// never retried). Default 3.
+    #[arg(long, alias = "max_bundle_attempts")]
+    pub max_bundle_attempts: Option<usize>,
+    /// Beam's boot flags, given to this binary when a runner starts it as
+    /// an SDK harness (`--worker`).
+    #[command(flatten)]
+    pub worker: WorkerOptions,
+}
+
+/// Where the native Rust stages of a pipeline run.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EnvironmentType {
+    /// In the runner's process (`oxbeam:env:native:v1`).
+    #[default]
+    Embedded,
+    /// In SDK harness processes (`beam:env:process:v1`) running this
+    /// binary in worker mode.
+    Process,
+}
+
+/// The flags a runner passes when it starts a pipeline binary as an SDK
+/// harness, as in Beam's boot protocol (`beam:env:process:v1`).
+///
+/// With `--worker`, [`Pipeline::run`](crate::Pipeline::run) serves bundles
+/// of the pipeline's native stages on the runner's control endpoint until
+/// the runner closes it, then exits the process, instead of running the
+/// pipeline. Only `--worker`, `--id` and `--control_endpoint` are used; the
+/// other endpoints are accepted (Oxbeam serves them all on the control
+/// endpoint's server).
+#[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
+#[command(next_help_heading = "SDK harness (set by the runner)")]
+pub struct WorkerOptions {
+    /// Serve as an SDK harness for a runner instead of running the pipeline.
+    #[arg(long)]
+    pub worker: bool,
+    /// Worker id the runner gave this harness.
+    #[arg(long, requires = "worker")]
+    pub id: Option<String>,
+    /// The runner's Fn API control endpoint (`host:port`).
+    #[arg(
+        long = "control_endpoint",
+        alias = "control-endpoint",
+        requires = "worker"
+    )]
+    pub control_endpoint: Option<String>,
+    /// The runner's logging endpoint (accepted, unused).
+    #[arg(
+        long = "logging_endpoint",
+        alias = "logging-endpoint",
+        requires = "worker"
+    )]
+    pub logging_endpoint: Option<String>,
+    /// The runner's artifact endpoint (accepted, unused).
+    #[arg(
+        long = "artifact_endpoint",
+        alias = "artifact-endpoint",
+        requires = "worker"
+    )]
+    pub artifact_endpoint: Option<String>,
+    /// The runner's provision endpoint (accepted, unused).
+    #[arg(
+        long = "provision_endpoint",
+        alias = "provision-endpoint",
+        requires = "worker"
+    )]
+    pub provision_endpoint: Option<String>,
+    /// Beam's semi-persistent directory (accepted, unused).
+    #[arg(
+        long = "semi_persist_dir",
+        alias = "semi-persist-dir",
+        requires = "worker"
+    )]
+    pub semi_persist_dir: Option<String>,
 }
 
 impl Default for PipelineOptions {
@@ -61,6 +152,10 @@ impl Default for PipelineOptions {
             dump_plan: false,
             no_progress: false,
             streaming: false,
+            environment_type: EnvironmentType::Embedded,
+            sdk_worker_parallelism: None,
+            max_bundle_attempts: None,
+            worker: WorkerOptions::default(),
         }
     }
 }

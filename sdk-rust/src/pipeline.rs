@@ -506,7 +506,12 @@ impl Pipeline {
     /// Use [`Pipeline::start`] to drain or cancel it from code.
     ///
     /// [`Error::Cancelled`]: crate::Error::Cancelled
+    ///
+    /// In a harness process (`--worker`, see [`crate::worker`]) this serves
+    /// the runner's bundles instead, and exits the process when the runner
+    /// is done with it.
     pub fn run(&self) -> Result<PipelineResult> {
+        self.serve_if_worker();
         let runner = runner_for(&self.options)?;
         if self.is_unbounded() && runner.name() == "local" {
             return self.start()?.wait();
@@ -538,6 +543,7 @@ impl Pipeline {
     /// Ctrl-C cannot be handled; execution errors come from
     /// [`PipelineHandle::wait`].
     pub fn start(&self) -> Result<PipelineHandle> {
+        self.serve_if_worker();
         let runner = runner_for(&self.options)?;
         if runner.name() != "local" {
             return Err(crate::Error::UnknownRunner(self.options.runner.clone()));
@@ -549,9 +555,8 @@ impl Pipeline {
         } else {
             None
         };
-        let job = local
-            .start(&self.to_proto(), &self.executors())
-            .map_err(local_error)?;
+        let (proto, executors) = self.proto_and_executors()?;
+        let job = local.start(&proto, &executors).map_err(local_error)?;
         Ok(PipelineHandle::new(job, interrupts))
     }
 
@@ -573,8 +578,37 @@ impl Pipeline {
     /// # Errors
     /// As [`Pipeline::run`].
     pub fn run_with(&self, runner: &dyn Runner) -> Result<PipelineResult> {
-        let proto = self.to_proto();
-        runner.run(&proto, &self.executors())
+        self.serve_if_worker();
+        let (proto, executors) = self.proto_and_executors()?;
+        runner.run(&proto, &executors)
+    }
+
+    /// In worker mode, serves as an SDK harness and exits the process.
+    fn serve_if_worker(&self) {
+        if let Some(worker) = crate::worker::worker_options(self) {
+            crate::worker::serve_and_exit(self, &worker);
+        }
+    }
+
+    /// The proto and executors a runner gets: with `--environment-type
+    /// PROCESS`, the native environment is a process environment running
+    /// this binary as a worker, and has no in-process executor.
+    fn proto_and_executors(&self) -> Result<(pb::Pipeline, Executors)> {
+        let mut proto = self.to_proto();
+        if self.options.environment_type != crate::options::EnvironmentType::Process {
+            return Ok((proto, self.executors()));
+        }
+        if let Some(c) = proto.components.as_mut() {
+            c.environments.insert(
+                NATIVE_ENVIRONMENT_ID.to_string(),
+                crate::worker::process_environment()?,
+            );
+        }
+        let b = self.b.borrow();
+        let executors = b.executors.iter().fold(Executors::new(), |e, (urn, x)| {
+            e.with(urn.clone(), x.clone())
+        });
+        Ok((proto, executors))
     }
 
     /// The input of source transforms.

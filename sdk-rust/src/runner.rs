@@ -101,6 +101,12 @@ pub(crate) fn local_options(o: &PipelineOptions) -> LocalOptions {
         options.progress = false;
     }
     options.streaming = o.streaming;
+    if let Some(n) = o.sdk_worker_parallelism {
+        options.harness.workers_per_environment = n.max(1);
+    }
+    if let Some(n) = o.max_bundle_attempts {
+        options.harness.max_bundle_attempts = n.max(1);
+    }
     options
 }
 
