@@ -177,3 +177,140 @@ fn user_sessions_from_json_lines() {
         ]
     );
 }
+
+/// `process_workers`' exact output for `--count n`: `digit: sum` lines, sorted.
+fn digit_sums(n: i64) -> Vec<String> {
+    let mut sums = [0i64; 10];
+    for x in 0..n {
+        sums[(x % 10) as usize] += x;
+    }
+    let mut lines: Vec<String> = (0..10).map(|d| format!("{d}: {}", sums[d])).collect();
+    lines.sort();
+    lines
+}
+
+/// Runs `process_workers` with its stages in harness processes; returns
+/// whether it succeeded, its stderr, its pid, and the attempt log's lines.
+fn run_process_workers(dir: &std::path::Path, extra: &[&str]) -> (bool, String, u32, Vec<String>) {
+    let prefix = dir.join("sums").to_string_lossy().into_owned();
+    let log = dir.join("attempts.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_process_workers"))
+        .args(["--environment-type", "PROCESS", "--count", "200000"])
+        .args(["--output", &prefix, "--attempt-log", &log.to_string_lossy()])
+        .args(["--parallelism", "2", "--no-progress"])
+        .args(extra)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let attempts = fs::read_to_string(&log)
+        .map(|s| s.lines().map(str::to_string).collect())
+        .unwrap_or_default();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        pid,
+        attempts,
+    )
+}
+
+/// With `--environment-type PROCESS` every stage runs in harness processes
+/// (this binary in worker mode) and the output is exactly that of the
+/// in-process run.
+#[test]
+fn process_environment_runs_native_stages_in_worker_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    // Number 7 is seen once, in a harness process: its pid is logged.
+    let (ok, stderr, pid, attempts) = run_process_workers(
+        dir.path(),
+        &[
+            "--fail-on",
+            "7",
+            "--fail-how",
+            "exit-once",
+            "--max-bundle-attempts",
+            "1",
+        ],
+    );
+    // exit-once exits the first time: with one attempt the job fails, but
+    // only because a harness process, not this one, exited.
+    assert!(!ok);
+    assert!(stderr.contains("exit status: 3"), "{stderr}");
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_ne!(attempts[0], format!("pid {pid}"));
+
+    let embedded = dir.path().join("embedded");
+    run(
+        env!("CARGO_BIN_EXE_process_workers"),
+        &["--count", "200000", "--output", &embedded.to_string_lossy()],
+    );
+    assert_eq!(read_shards(&embedded.to_string_lossy()), digit_sums(200000));
+    let (ok, stderr, _, _) = run_process_workers(dir.path(), &[]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        read_shards(&dir.path().join("sums").to_string_lossy()),
+        digit_sums(200000)
+    );
+}
+
+/// A harness process that dies mid-bundle (after emitting half its
+/// output) is replaced and the bundle retried: the output is exact, with
+/// nothing lost or duplicated.
+#[test]
+fn a_bundle_whose_harness_died_is_retried_on_a_fresh_harness() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stderr, pid, attempts) = run_process_workers(
+        dir.path(),
+        &["--fail-on", "150000", "--fail-how", "exit-once"],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        read_shards(&dir.path().join("sums").to_string_lossy()),
+        digit_sums(200000)
+    );
+    // Two attempts, in two different harness processes, neither this one.
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_ne!(attempts[0], attempts[1]);
+    assert!(!attempts.contains(&format!("pid {pid}")));
+}
+
+/// User-code errors are not retried; a harness that dies every time fails
+/// the job after `--max-bundle-attempts`, saying so.
+#[test]
+fn user_code_errors_fail_fast_and_harness_deaths_stop_after_max_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stderr, _, attempts) =
+        run_process_workers(dir.path(), &["--fail-on", "150000", "--fail-how", "panic"]);
+    assert!(!ok);
+    assert!(stderr.contains("refusing number 150000"), "{stderr}");
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stderr, _, attempts) = run_process_workers(
+        dir.path(),
+        &[
+            "--fail-on",
+            "150000",
+            "--fail-how",
+            "exit",
+            "--max-bundle-attempts",
+            "2",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("the bundle failed on harnesses 2 times"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("exit status: 3"), "{stderr}");
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert!(
+        fs::read_dir(dir.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("sums-")),
+        "a failed job writes no output"
+    );
+}
