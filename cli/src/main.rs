@@ -1,6 +1,7 @@
 //! `oxbeam`: the command-line entry point to Oxbeam.
 
 mod log;
+mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -38,6 +39,14 @@ enum Command {
     /// --job_endpoint=HOST:PORT`; each job runs on the local runner.
     #[command(name = "job-server")]
     JobServer(JobServerArgs),
+    /// Serve as an SDK harness for a runner (Beam's boot protocol): the
+    /// command of a `beam:env:process:v1` environment, started by the
+    /// runner with `--id`, `--control_endpoint` and the other boot flags.
+    /// Runs stages of WebAssembly functions and of Beam's built-in
+    /// transforms until the runner closes the control stream. (Native Rust
+    /// functions need their own pipeline binary as the harness: see
+    /// `--environment-type PROCESS` of the Rust SDK.)
+    Worker(worker::WorkerArgs),
     /// Run a serialized Pipeline proto on the local runner. Stages in
     /// `beam:env:process:v1` / `beam:env:external:v1` environments run on SDK
     /// harnesses over the gRPC Fn API (e.g. Beam Python's
@@ -269,6 +278,7 @@ fn main() -> anyhow::Result<()> {
             streaming,
         )?,
         Command::JobServer(args) => job_server(args)?,
+        Command::Worker(args) => worker::worker(args)?,
         Command::Urns { filter } => {
             for (path, value) in oxbeam_model::urns::ALL {
                 if filter

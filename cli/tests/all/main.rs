@@ -1,0 +1,3 @@
+//! The `oxbeam` binary, run as a user or a runner would.
+
+mod worker;
