@@ -444,7 +444,13 @@ fn check_flatten(g: &Graph, t: &Transform) -> Result<()> {
     for input in t.inputs.values() {
         let pc = &g.pcollections[input];
         let ws = &g.windowing_strategies[&pc.windowing_strategy_id];
-        if !ws.compatible_with(out_ws) {
+        // Elements keep their windows through a Flatten (Beam Python
+        // flattens e.g. FixedWindows(25) with FixedWindows(100)); their
+        // windows must only be encoded alike.
+        let same_windows = ws.window_coder == out_ws.window_coder
+            && (ws.window_coder != WindowCoderKind::Other
+                || ws.window_coder_id == out_ws.window_coder_id);
+        if !same_windows {
             return Err(Error::plan(
                 t.describe(),
                 format!(
@@ -664,6 +670,18 @@ mod tests {
         let w = b.window_into("Window", &c, "fixed");
         b.flatten("Flatten", &[&a, &w], "str");
         insta::assert_snapshot!(err(&b.build()));
+    }
+
+    #[test]
+    fn flatten_of_different_interval_windows_is_valid() {
+        let mut b = Builder::new();
+        let imp = b.impulse("Impulse");
+        let a = b.pardo("A", &imp, "str");
+        let c = b.pardo("B", &imp, "str");
+        let wa = b.window_into("WindowA", &a, "fixed");
+        let wc = b.window_into("WindowB", &c, "sessions");
+        b.flatten("Flatten", &[&wa, &wc], "str");
+        crate::plan(&b.build(), &crate::PlanOptions::default()).unwrap();
     }
 
     #[test]
