@@ -60,6 +60,14 @@ pub struct PipelineOptions {
         default_value = "embedded"
     )]
     pub environment_type: EnvironmentType,
+    /// With `--environment-type PROCESS`: the harness command, run by a
+    /// shell with Beam's boot flags appended (Beam's
+    /// `--environment_config`; a JSON `{"command": ...}` is accepted too).
+    /// It must build the same pipeline and serve it (e.g. the program
+    /// itself with `--worker`). Default: this binary with the arguments it
+    /// was started with, plus `--worker`.
+    #[arg(long, alias = "environment_config")]
+    pub environment_config: Option<String>,
     /// SDK harness processes per environment with `--environment-type
     /// PROCESS` (Beam's `--sdk_worker_parallelism`; default 1).
     #[arg(long, alias = "sdk_worker_parallelism")]
@@ -153,6 +161,7 @@ impl Default for PipelineOptions {
             no_progress: false,
             streaming: false,
             environment_type: EnvironmentType::Embedded,
+            environment_config: None,
             sdk_worker_parallelism: None,
             max_bundle_attempts: None,
             worker: WorkerOptions::default(),

@@ -601,7 +601,7 @@ impl Pipeline {
         if let Some(c) = proto.components.as_mut() {
             c.environments.insert(
                 NATIVE_ENVIRONMENT_ID.to_string(),
-                crate::worker::process_environment()?,
+                crate::worker::process_environment(self.options.environment_config.as_deref())?,
             );
         }
         let b = self.b.borrow();

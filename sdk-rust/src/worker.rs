@@ -141,21 +141,38 @@ pub(crate) fn serve_and_exit(pipeline: &Pipeline, options: &WorkerOptions) -> ! 
     }
 }
 
-/// The `beam:env:process:v1` environment running this binary, with the
-/// arguments it was started with, as a worker.
+/// The `beam:env:process:v1` environment running `config` (see
+/// `--environment-config`), by default this binary with the arguments it
+/// was started with, as a worker.
 ///
 /// # Errors
-/// [`Error::Runner`] if the path of this executable is unknown.
-pub(crate) fn process_environment() -> Result<pb::Environment> {
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::Runner(format!("cannot find this program's executable: {e}")))?;
-    let mut words = vec![shell_quote(&exe.to_string_lossy())];
-    words.extend(std::env::args().skip(1).map(|a| shell_quote(&a)));
-    words.push(WORKER_FLAG.to_string());
+/// [`Error::Runner`] if the path of this executable is unknown, or
+/// `config` is JSON without a `command` string.
+pub(crate) fn process_environment(config: Option<&str>) -> Result<pb::Environment> {
+    let command = match config.map(str::trim) {
+        Some(c) if c.starts_with('{') => serde_json::from_str::<serde_json::Value>(c)
+            .ok()
+            .and_then(|v| v.get("command")?.as_str().map(str::to_string))
+            .ok_or_else(|| {
+                Error::Runner(format!(
+                    "--environment-config {c:?}: expected a command or {{\"command\": \"...\"}}"
+                ))
+            })?,
+        Some(c) => c.to_string(),
+        None => {
+            let exe = std::env::current_exe().map_err(|e| {
+                Error::Runner(format!("cannot find this program's executable: {e}"))
+            })?;
+            let mut words = vec![shell_quote(&exe.to_string_lossy())];
+            words.extend(std::env::args().skip(1).map(|a| shell_quote(&a)));
+            words.push(WORKER_FLAG.to_string());
+            words.join(" ")
+        }
+    };
     Ok(pb::Environment {
         urn: environments::PROCESS.to_string(),
         payload: pb::ProcessPayload {
-            command: words.join(" "),
+            command,
             ..Default::default()
         }
         .encode_to_vec()
@@ -165,7 +182,7 @@ pub(crate) fn process_environment() -> Result<pb::Environment> {
 }
 
 /// `s` as one word of a POSIX shell command.
-fn shell_quote(s: &str) -> String {
+pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
@@ -199,6 +216,20 @@ mod tests {
         assert_eq!(o.harness_config().unwrap().control_endpoint, "127.0.0.1:5");
         let bare = WorkerOptions::from_args(args(&["--worker"])).unwrap();
         assert!(bare.harness_config().is_err());
+    }
+
+    #[test]
+    fn environment_config_names_the_harness_command() {
+        let command = |config| {
+            let env = process_environment(config).unwrap();
+            pb::ProcessPayload::decode(env.payload.as_ref())
+                .unwrap()
+                .command
+        };
+        assert_eq!(command(Some("/bin/w --a --worker")), "/bin/w --a --worker");
+        assert_eq!(command(Some(r#"{"command": "/bin/w"}"#)), "/bin/w");
+        assert!(command(None).ends_with(" --worker"));
+        assert!(process_environment(Some(r#"{"cmd": 1}"#)).is_err());
     }
 
     #[test]
