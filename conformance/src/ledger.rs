@@ -36,7 +36,26 @@ pub fn run_case(case: &Case, runner: &RunnerConfig) -> Outcome {
         Err(e) => return Outcome::Failed(format!("no temp dir: {e}")),
     };
     let prefix = dir.path().join("out");
-    let p = Pipeline::new(runner.options.clone());
+    let mut options = runner.options.clone();
+    if let Some(worker) = &runner.harness {
+        // The harness rebuilds this case's pipeline and serves it.
+        let (worker, prefix) = (worker.to_string_lossy(), prefix.to_string_lossy());
+        let words = [
+            worker.as_ref(),
+            "--case",
+            &case.name,
+            "--output",
+            prefix.as_ref(),
+            "--worker",
+        ];
+        let command: Vec<String> = words
+            .iter()
+            .map(|w| oxbeam::worker::shell_quote(w))
+            .collect();
+        options.environment_type = oxbeam::EnvironmentType::Process;
+        options.environment_config = Some(command.join(" "));
+    }
+    let p = Pipeline::new(options);
     let guest = if runner.wasm {
         match crate::wasm::guest() {
             Ok(m) => {

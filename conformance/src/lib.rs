@@ -14,6 +14,11 @@
 //! wasm32-unknown-unknown on first use): same expected outputs, same
 //! failures.
 //!
+//! A runner configuration with [`RunnerConfig::harness`] set runs every
+//! native stage out of process, in SDK harness processes of the
+//! `oxbeam-conformance-worker` binary over the gRPC Fn API (see
+//! [`out_of_process_configs`]): same expected outputs, same failures.
+//!
 //! Each case names the capabilities it needs; a runner that lacks one counts
 //! the case as *Unimplemented* in the [`Ledger`] instead of running it, so the
 //! ledger says honestly what each runner supports.
@@ -37,7 +42,7 @@ mod wasm;
 pub use case::{Case, Expected, Input, Step, WindowSpec, load_cases};
 pub use interpret::{build, build_with};
 pub use ledger::{Ledger, Outcome, run_case};
-pub use runners::{RunnerConfig, runner_configs};
+pub use runners::{RunnerConfig, out_of_process_configs, runner_configs};
 
 /// The directory holding the bundled cases.
 pub fn cases_dir() -> std::path::PathBuf {

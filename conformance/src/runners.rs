@@ -15,6 +15,11 @@ pub struct RunnerConfig {
     /// Run the steps' user functions as Wasm stages where they have a Wasm
     /// twin (see [`crate::build_with`]).
     pub wasm: bool,
+    /// Run the native stages out of process: in SDK harness processes of
+    /// this conformance worker binary (`oxbeam-conformance-worker`), which
+    /// rebuilds the case's pipeline and serves it over the gRPC Fn API
+    /// (`--environment-type PROCESS` of the Rust SDK).
+    pub harness: Option<std::path::PathBuf>,
 }
 
 /// Everything runner-local implements today.
@@ -47,6 +52,7 @@ pub fn runner_configs() -> Vec<RunnerConfig> {
         options: local(args),
         capabilities: LOCAL_CAPABILITIES,
         wasm,
+        harness: None,
     };
     vec![
         config("local", &["--parallelism", "2"], false),
@@ -65,6 +71,33 @@ pub fn runner_configs() -> Vec<RunnerConfig> {
             "wasm-unlifted",
             &["--parallelism", "1", "--no-fusion", "--no-combiner-lifting"],
             true,
+        ),
+    ]
+}
+
+/// Runner-local with every native stage in SDK harness processes started
+/// from `worker` (the `oxbeam-conformance-worker` binary), fused and
+/// unfused: the same cases must give the same outputs and failures as in
+/// process.
+pub fn out_of_process_configs(worker: &std::path::Path) -> Vec<RunnerConfig> {
+    let config = |name, args: &[&str]| RunnerConfig {
+        name,
+        options: local(args),
+        capabilities: LOCAL_CAPABILITIES,
+        wasm: false,
+        harness: Some(worker.to_path_buf()),
+    };
+    vec![
+        config("process", &["--parallelism", "2"]),
+        config(
+            "process-unfused",
+            &[
+                "--parallelism",
+                "2",
+                "--no-fusion",
+                "--sdk-worker-parallelism",
+                "2",
+            ],
         ),
     ]
 }

@@ -58,3 +58,38 @@ fn wasm_mode_runs_user_functions_as_wasm_stages() {
     let native = runners.iter().find(|r| !r.wasm).expect("a native runner");
     assert!(matches!(run_case(&case, native), Outcome::Failed(_)));
 }
+
+/// Every case gives the same outcome with its native stages in SDK harness
+/// processes (the conformance worker binary, over the gRPC Fn API) as in
+/// process.
+#[test]
+fn every_case_passes_with_native_stages_in_harness_processes() {
+    let cases = load_cases(cases_dir()).expect("load cases");
+    let worker = std::path::Path::new(env!("CARGO_BIN_EXE_oxbeam-conformance-worker"));
+    let mut ledger = Ledger::default();
+    for runner in oxbeam_conformance::out_of_process_configs(worker) {
+        for case in &cases {
+            ledger.record(&case.name, runner.name, run_case(case, &runner));
+        }
+    }
+    println!("{ledger}");
+    let failures = ledger.failures();
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    let (passed, _, _) = ledger.totals();
+    assert!(passed >= cases.len() * 2, "too few cases ran: {passed}");
+
+    // The stages really run in the worker processes: with a harness that
+    // exits at once, the case fails saying so.
+    let sum = cases.iter().find(|c| c.name == "sum_per_key").unwrap();
+    let broken = oxbeam_conformance::out_of_process_configs(std::path::Path::new("/bin/false"));
+    let outcome = run_case(sum, &broken[0]);
+    assert!(
+        matches!(&outcome, Outcome::Failed(m) if m.contains("exited before connecting")),
+        "{outcome:?}"
+    );
+}
