@@ -531,7 +531,7 @@ fn run_bundle(
     };
     let failure = match result {
         Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
+        Ok(Err(e)) => Some(error_text(&e)),
         Err(p) => Some(format!("the executor panicked: {}", panic_text(&p))),
     };
     if let Some(f) = failure {
@@ -541,6 +541,24 @@ fn run_bundle(
     sink.close(&prepared.ports.sinks, &prepared.timer_families)
         .map_err(|e| e.to_string())?;
     Ok(processor)
+}
+
+/// A bundle's error as the response's `error`: a user-code error in
+/// Beam's convention (`message [while running 'transform']`, as Beam
+/// Python's harness reports it), which the runner turns back into a
+/// user-code error of that transform without repeating its prefix.
+fn error_text(e: &Error) -> String {
+    match e {
+        Error::UserCode(u) => {
+            let element = u
+                .element
+                .as_ref()
+                .map(|e| format!(" (element: {e})"))
+                .unwrap_or_default();
+            format!("{}{element} [while running '{}']", u.message, u.transform)
+        }
+        other => other.to_string(),
+    }
 }
 
 fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
