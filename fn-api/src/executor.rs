@@ -62,6 +62,26 @@ pub struct Bundle<'a> {
     /// the transform's input and the window coder of its windowing. A
     /// bundle may carry timers only, elements only, or both (elements first).
     pub timers: Vec<(&'a str, &'a str, &'a [u8])>,
+    /// Where work a splittable DoFn deferred (self-checkpointing) goes, if
+    /// the runner schedules it itself (streaming). `None`: the executor
+    /// resumes it within the bundle, until none is left.
+    pub residuals: Option<&'a mut Vec<Residual>>,
+}
+
+/// Work a splittable DoFn deferred in a bundle: one element for a data
+/// source of the same stage, to run after `delay`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Residual {
+    /// The data source transform (of the stage) the element goes to.
+    pub source: String,
+    /// The element, encoded as that source's elements are.
+    pub element: Vec<u8>,
+    /// How long the SDK asked the runner to wait before resuming it.
+    pub delay: std::time::Duration,
+    /// The SDK's estimate of the output watermark of the residual's work
+    /// (milliseconds), if it gave one: the stage's output watermark may
+    /// advance to it while the residual waits.
+    pub watermark_millis: Option<i64>,
 }
 
 impl<'a> Bundle<'a> {
@@ -80,12 +100,19 @@ impl<'a> Bundle<'a> {
             // A zero-sized value: leaking it allocates nothing.
             state: Box::leak(Box::new(NoUserState)),
             timers: Vec::new(),
+            residuals: None,
         }
     }
 
     /// Serves user state from `state`.
     pub fn with_state(mut self, state: &'a mut dyn UserState) -> Self {
         self.state = state;
+        self
+    }
+
+    /// Hands deferred work back to the runner (see [`Bundle::residuals`]).
+    pub fn with_residuals(mut self, residuals: &'a mut Vec<Residual>) -> Self {
+        self.residuals = Some(residuals);
         self
     }
 

@@ -73,7 +73,7 @@ mod metrics;
 pub use error::UserCodeError;
 pub use error::{Error, Result};
 pub use executor::{
-    Bundle, BundleProcessor, Executor, Executors, NoSideInputs, NoUserState, OutputSink,
+    Bundle, BundleProcessor, Executor, Executors, NoSideInputs, NoUserState, OutputSink, Residual,
     SideInputs, UserState, UserStateKey, UserStateKind,
 };
 pub use grpc::{FnServer, GrpcExecutor, HarnessConfig, HarnessOptions, Harnesses, serve_harness};

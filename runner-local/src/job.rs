@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use oxbeam_fn_api::{
     Bundle, BundleProcessor, Executor, Executors, Harnesses, Metrics, NoSideInputs, OutputSink,
-    SideInputs,
+    Residual, SideInputs,
 };
 use oxbeam_model::urns::beam_constants::constants;
 use oxbeam_runner_core::coder::write_timestamp;
@@ -41,6 +41,9 @@ pub(crate) enum Task {
         tag: usize,
         /// Streaming: the key partition of a stateful stage to run on.
         keyed: Option<KeyedRun>,
+        /// Streaming: hand work a splittable DoFn defers back in
+        /// [`Done::residuals`] instead of resuming it within the bundle.
+        defer_residuals: bool,
     },
     /// Emit one partition of a GroupByKey.
     Emit {
@@ -86,6 +89,9 @@ pub(crate) struct Done {
     /// The task's tag.
     pub tag: usize,
     pub result: Result<(), Error>,
+    /// Work the bundle's splittable DoFns deferred (see
+    /// [`Task::Bundle::defer_residuals`]).
+    pub residuals: Vec<Residual>,
 }
 
 /// Materialized side inputs of one stage: `(transform, local name)` →
@@ -571,6 +577,7 @@ impl<'p> Job<'p> {
                         inputs: bundle,
                         tag: 0,
                         keyed: None,
+                        defer_residuals: false,
                     })?;
                     queued += 1;
                 }
@@ -660,18 +667,27 @@ impl<'p> Job<'p> {
             };
             let Ok(task) = task else { break };
             let (step, tag) = (task.step(), task.tag());
+            let mut residuals = Vec::new();
             let result = if self.cancelled.load(Ordering::Relaxed) {
                 Ok(())
             } else {
-                catch_unwind(AssertUnwindSafe(|| self.run_task(task, &mut processors)))
-                    .unwrap_or_else(|panic| {
-                        Err(Error::Internal(format!(
-                            "panic in runner worker: {}",
-                            panic_message(&panic)
-                        )))
-                    })
+                catch_unwind(AssertUnwindSafe(|| {
+                    self.run_task(task, &mut processors, &mut residuals)
+                }))
+                .unwrap_or_else(|panic| {
+                    Err(Error::Internal(format!(
+                        "panic in runner worker: {}",
+                        panic_message(&panic)
+                    )))
+                })
             };
-            if done.send(Done { step, tag, result }).is_err() {
+            let done_msg = Done {
+                step,
+                tag,
+                result,
+                residuals,
+            };
+            if done.send(done_msg).is_err() {
                 break;
             }
         }
@@ -680,7 +696,12 @@ impl<'p> Job<'p> {
         }
     }
 
-    fn run_task(&self, task: Task, processors: &mut Processors) -> Result<(), Error> {
+    fn run_task(
+        &self,
+        task: Task,
+        processors: &mut Processors,
+        residuals: &mut Vec<Residual>,
+    ) -> Result<(), Error> {
         match task {
             Task::Emit {
                 step,
@@ -700,12 +721,21 @@ impl<'p> Job<'p> {
                 step,
                 inputs,
                 keyed,
+                defer_residuals,
                 ..
             } => {
                 let Step::Stage(stage) = &self.plan.steps()[step] else {
                     return Err(Error::Internal("bundle task for a non-stage step".into()));
                 };
-                self.run_bundle_with_retries(step, stage, &inputs, keyed.as_ref(), processors)
+                let residuals = defer_residuals.then_some(residuals);
+                self.run_bundle_with_retries(
+                    step,
+                    stage,
+                    &inputs,
+                    keyed.as_ref(),
+                    processors,
+                    residuals,
+                )
             }
         }
     }
@@ -737,6 +767,7 @@ impl<'p> Job<'p> {
         inputs: &BundleInputs,
         keyed: Option<&KeyedRun>,
         processors: &mut Processors,
+        mut residuals: Option<&mut Vec<Residual>>,
     ) -> Result<(), Error> {
         let restartable = self.executors[step]
             .as_ref()
@@ -754,7 +785,17 @@ impl<'p> Job<'p> {
             {
                 processors.remove(&step);
             }
-            let result = self.run_bundle(step, stage, inputs, keyed, processors, &executor);
+            if let Some(r) = residuals.as_deref_mut() {
+                r.clear(); // a failed attempt's residuals go with its output
+            }
+            let result = self.run_bundle(
+                step,
+                inputs,
+                keyed,
+                processors,
+                &executor,
+                residuals.as_deref_mut(),
+            );
             let Err(Error::Execution(oxbeam_fn_api::Error::Harness { worker, message })) = result
             else {
                 return result;
@@ -783,12 +824,15 @@ impl<'p> Job<'p> {
     fn run_bundle(
         &self,
         step: usize,
-        stage: &Stage,
         inputs: &BundleInputs,
         keyed: Option<&KeyedRun>,
         processors: &mut Processors,
         executor: &Arc<dyn Executor>,
+        residuals: Option<&mut Vec<Residual>>,
     ) -> Result<(), Error> {
+        let Step::Stage(stage) = &self.plan.steps()[step] else {
+            return Err(Error::Internal("bundle of a non-stage step".into()));
+        };
         let (_, processor) = match processors.entry(step) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => v.insert((
@@ -844,12 +888,11 @@ impl<'p> Job<'p> {
                     side,
                     &mut metrics,
                 ),
-                (None, _) => processor.process_bundle(&mut Bundle::new(
-                    bundle_inputs,
-                    &mut sink,
-                    side,
-                    &mut metrics,
-                )),
+                (None, _) => {
+                    let mut bundle = Bundle::new(bundle_inputs, &mut sink, side, &mut metrics);
+                    bundle.residuals = residuals;
+                    processor.process_bundle(&mut bundle)
+                }
             }))
             .unwrap_or_else(|p| {
                 Err(oxbeam_fn_api::Error::Internal(format!(

@@ -26,7 +26,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::state::{self, SideInputSpecs, StateCache, UserStateAccess, UserStateSpecs};
 use super::{DATA_BATCH_BYTES, MAX_MESSAGE_BYTES, Ports, WORKER_ID_HEADER};
-use crate::{Bundle, BundleProcessor, Error, Executor, Result, UserCodeError};
+use crate::{Bundle, BundleProcessor, Error, Executor, Residual, Result, UserCodeError};
 
 /// How long a harness may take to connect its control stream.
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -1075,6 +1075,13 @@ impl GrpcProcessor {
             if outcome.residuals.is_empty() {
                 return Ok(());
             }
+            if bundle.residuals.is_some() {
+                let handed = self.handed_back(&outcome.residuals)?;
+                if let Some(out) = bundle.residuals.as_deref_mut() {
+                    out.extend(handed);
+                }
+                return Ok(());
+            }
             let (resume, delay) = self.residual_inputs(&outcome.residuals)?;
             tracing::debug!(
                 stage = %self.registered.stage,
@@ -1091,6 +1098,39 @@ impl GrpcProcessor {
                 .collect();
             outcome = self.run_instruction(bundle, &refs, &[])?;
         }
+    }
+
+    /// Residual applications as [`Residual`]s for the runner to schedule.
+    fn handed_back(&self, residuals: &[fe::DelayedBundleApplication]) -> Result<Vec<Residual>> {
+        residuals
+            .iter()
+            .map(|r| {
+                let app = r.application.as_ref().ok_or_else(|| {
+                    self.harness_error(format!(
+                        "deferred a residual without an application in stage {}",
+                        self.registered.stage
+                    ))
+                })?;
+                let source = residual_source(&self.registered, &app.transform_id, &app.input_id)
+                    .ok_or_else(|| {
+                        self.harness_error(format!(
+                            "deferred a residual of input {:?} of transform {:?}, which no data source of stage {} feeds",
+                            app.input_id, app.transform_id, self.registered.stage
+                        ))
+                    })?;
+                let watermark_millis = app
+                    .output_watermarks
+                    .values()
+                    .map(|t| t.seconds.saturating_mul(1000) + i64::from(t.nanos) / 1_000_000)
+                    .min();
+                Ok(Residual {
+                    source,
+                    element: app.element.to_vec(),
+                    delay: requested_delay(r),
+                    watermark_millis,
+                })
+            })
+            .collect()
     }
 
     /// Residual applications as inputs of the stage's data sources (their
@@ -1120,14 +1160,7 @@ impl GrpcProcessor {
                 Some((_, bytes)) => bytes.extend_from_slice(&app.element),
                 None => by_source.push((source, app.element.to_vec())),
             }
-            let d = r
-                .requested_time_delay
-                .as_ref()
-                .map(|d| {
-                    Duration::from_secs(d.seconds.max(0) as u64)
-                        + Duration::from_nanos(d.nanos.max(0) as u64)
-                })
-                .unwrap_or_default();
+            let d = requested_delay(r);
             delay = Some(delay.map_or(d, |m| m.min(d)));
         }
         Ok((by_source, delay.unwrap_or_default()))
@@ -1375,6 +1408,17 @@ impl GrpcProcessor {
             }
         }
     }
+}
+
+/// The delay a residual asked for (none if negative or absent).
+fn requested_delay(r: &fe::DelayedBundleApplication) -> Duration {
+    r.requested_time_delay
+        .as_ref()
+        .map(|d| {
+            Duration::from_secs(d.seconds.max(0) as u64)
+                + Duration::from_nanos(d.nanos.max(0) as u64)
+        })
+        .unwrap_or_default()
 }
 
 /// Encoded elements per data source, to resume residuals with.

@@ -158,9 +158,20 @@ struct Queued {
     since: Instant,
 }
 
+/// Work a splittable DoFn deferred (a residual), waiting until `due`;
+/// meanwhile it holds the stage's output watermark at `hold`.
+struct Deferred {
+    input: usize,
+    chunk: Arc<Chunk>,
+    hold: Watermark,
+    due: Instant,
+}
+
 #[derive(Default)]
 struct StageRt {
     queue: VecDeque<Queued>,
+    /// Residuals waiting for their resume time.
+    deferred: Vec<Deferred>,
     queued_bytes: usize,
     /// `(bundle tag, hold)` of bundles in flight.
     in_flight: Vec<(usize, Watermark)>,
@@ -506,6 +517,9 @@ impl<'j, 'p> Engine<'j, 'p> {
                     if let Some(q) = s.queue.front() {
                         wait = wait.min(MAX_BUNDLE_DELAY.saturating_sub(q.since.elapsed()));
                     }
+                    for r in &s.deferred {
+                        wait = wait.min(r.due.saturating_duration_since(Instant::now()));
+                    }
                     for part in s.keyed.iter().flatten() {
                         if let Some(q) = part.queue.front() {
                             wait = wait.min(MAX_BUNDLE_DELAY.saturating_sub(q.since.elapsed()));
@@ -527,9 +541,50 @@ impl<'j, 'p> Engine<'j, 'p> {
         d.result?;
         // Route the outputs while the bundle's hold is still in place.
         self.collect(d.step)?;
+        let draining = self.draining;
         let Op::Stage(s) = &mut self.ops[d.step] else {
             return Ok(());
         };
+        if !d.residuals.is_empty() {
+            let Step::Stage(stage) = &self.job.plan.steps()[d.step] else {
+                return Err(internal("bundle of a non-stage step"));
+            };
+            let bundle_hold = s
+                .in_flight
+                .iter()
+                .find(|(t, _)| *t == d.tag)
+                .map_or(END_OF_TIME, |(_, h)| *h);
+            // Draining: sources stop, and so does deferred work (dropped).
+            if !draining {
+                for r in d.residuals {
+                    let input = stage
+                        .inputs
+                        .iter()
+                        .position(|i| i.source_transform == r.source)
+                        .ok_or_else(|| {
+                            internal(format!(
+                                "residual for {}, not a data source of stage {}",
+                                r.source, stage.id
+                            ))
+                        })?;
+                    // The SDK's watermark estimate, else the element's own
+                    // timestamp (a windowed value starts with it).
+                    let hold = r
+                        .watermark_millis
+                        .or_else(|| {
+                            let ts = r.element.first_chunk::<8>()?;
+                            Some((u64::from_be_bytes(*ts) ^ (1 << 63)) as i64)
+                        })
+                        .map_or(bundle_hold, to_watermark);
+                    s.deferred.push(Deferred {
+                        input,
+                        chunk: Arc::new(Chunk { bytes: r.element }),
+                        hold,
+                        due: Instant::now() + r.delay,
+                    });
+                }
+            }
+        }
         if let Some(parts) = &mut s.keyed {
             let part = parts
                 .get_mut(d.tag)
@@ -698,14 +753,31 @@ impl<'j, 'p> Engine<'j, 'p> {
                     // moving chunks from the queue to a bundle in flight
                     // leaves the hold below unchanged.
                     self.materialize_side_inputs(i)?;
-                    let Op::Stage(s) = &self.ops[i] else {
+                    let Op::Stage(s) = &mut self.ops[i] else {
                         continue;
                     };
+                    let now = Instant::now();
+                    let mut k = 0;
+                    while k < s.deferred.len() {
+                        if s.deferred[k].due <= now {
+                            let r = s.deferred.swap_remove(k);
+                            s.queued_bytes += r.chunk.bytes.len();
+                            s.queue.push_back(Queued {
+                                input: r.input,
+                                chunk: r.chunk,
+                                hold: r.hold,
+                                since: now,
+                            });
+                        } else {
+                            k += 1;
+                        }
+                    }
                     let mut hold = s
                         .queue
                         .iter()
                         .map(|q| q.hold)
                         .chain(s.in_flight.iter().map(|(_, h)| *h))
+                        .chain(s.deferred.iter().map(|r| r.hold))
                         .min()
                         .unwrap_or(END_OF_TIME);
                     for part in s.keyed.iter().flatten() {
@@ -896,6 +968,7 @@ impl<'j, 'p> Engine<'j, 'p> {
                             input_watermark: in_wm,
                             processing_time: pt,
                         }),
+                        defer_residuals: false,
                     })
                     .map_err(|_| internal("worker pool is gone"))?;
             }
@@ -923,6 +996,7 @@ impl<'j, 'p> Engine<'j, 'p> {
                     inputs,
                     tag,
                     keyed: None,
+                    defer_residuals: true,
                 })
                 .map_err(|_| internal("worker pool is gone"))?;
         }
