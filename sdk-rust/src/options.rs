@@ -102,49 +102,55 @@ pub enum EnvironmentType {
 /// the runner closes it, then exits the process, instead of running the
 /// pipeline. Only `--worker`, `--id` and `--control_endpoint` are used; the
 /// other endpoints are accepted (Oxbeam serves them all on the control
-/// endpoint's server).
+/// endpoint's server). The flags are global: a program with subcommands
+/// accepts them after its subcommand, where the runner appends them.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
 #[command(next_help_heading = "SDK harness (set by the runner)")]
 pub struct WorkerOptions {
     /// Serve as an SDK harness for a runner instead of running the pipeline.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub worker: bool,
     /// Worker id the runner gave this harness.
-    #[arg(long, requires = "worker")]
+    #[arg(long, requires = "worker", global = true)]
     pub id: Option<String>,
     /// The runner's Fn API control endpoint (`host:port`).
     #[arg(
         long = "control_endpoint",
         alias = "control-endpoint",
-        requires = "worker"
+        requires = "worker",
+        global = true
     )]
     pub control_endpoint: Option<String>,
     /// The runner's logging endpoint (accepted, unused).
     #[arg(
         long = "logging_endpoint",
         alias = "logging-endpoint",
-        requires = "worker"
+        requires = "worker",
+        global = true
     )]
     pub logging_endpoint: Option<String>,
     /// The runner's artifact endpoint (accepted, unused).
     #[arg(
         long = "artifact_endpoint",
         alias = "artifact-endpoint",
-        requires = "worker"
+        requires = "worker",
+        global = true
     )]
     pub artifact_endpoint: Option<String>,
     /// The runner's provision endpoint (accepted, unused).
     #[arg(
         long = "provision_endpoint",
         alias = "provision-endpoint",
-        requires = "worker"
+        requires = "worker",
+        global = true
     )]
     pub provision_endpoint: Option<String>,
     /// Beam's semi-persistent directory (accepted, unused).
     #[arg(
         long = "semi_persist_dir",
         alias = "semi-persist-dir",
-        requires = "worker"
+        requires = "worker",
+        global = true
     )]
     pub semi_persist_dir: Option<String>,
 }
