@@ -221,3 +221,34 @@ fn a_harness_that_cannot_start_is_a_clear_error() {
     assert!(text.contains("exit status: 3"), "{text}");
     assert!(text.contains("no harness here"), "{text}");
 }
+
+#[test]
+fn restart_replaces_a_dead_harness_once_and_not_after_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    let harnesses = Harnesses::start(options()).unwrap();
+    let exec = harnesses
+        .executor_for("env", &process_environment(dir.path()))
+        .unwrap();
+    let err = run_bundle(&*exec, SIGKILL, b"", &elements(&["a"]), None).unwrap_err();
+    assert!(matches!(err, Error::Harness { .. }), "{err}");
+
+    // Threads that saw the same death get the same fresh harness.
+    let fresh = harnesses.restart("env", &exec).unwrap();
+    assert!(!Arc::ptr_eq(&fresh, &exec));
+    assert!(Arc::ptr_eq(
+        &harnesses.restart("env", &exec).unwrap(),
+        &fresh
+    ));
+    assert!(Arc::ptr_eq(&harnesses.current("env").unwrap(), &fresh));
+    assert_eq!(
+        run_bundle(&*fresh, UPPER, b"", &elements(&["a", "b"]), None).unwrap(),
+        ["A", "B"]
+    );
+    assert_eq!(harnesses.max_bundle_attempts(), 3);
+
+    harnesses.cancel("the test is done");
+    let Err(err) = harnesses.restart("env", &fresh) else {
+        panic!("a cancelled job's harness restarted");
+    };
+    assert!(err.to_string().contains("cancelled"), "{err}");
+}
