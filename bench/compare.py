@@ -351,16 +351,54 @@ def streaming(quick, build):
           f"{f'{ox_state / bw_state:.1f}x' if bw_state else '-'} |")
 
 
+def fnapi(quick, build):
+    """The Fn API across processes: raw data plane and control round trip
+    (`oxbeam-fnapi`, harness in a process and in a thread), and B1 chain with
+    the native stages in SDK harness processes vs in process."""
+    if build:
+        sh(["cargo", "build", "--release", "--locked", "-p", "oxbeam-bench", "--bins"])
+    bin_dir = os.path.join(TARGET, "release")
+    scale = 10 if quick else 1
+    raw = {}
+    for mode in ("process", "thread"):
+        cmd = [os.path.join(bin_dir, "oxbeam-fnapi"), "--bundles", str(max(20 // scale, 3)),
+               "--round-trips", str(2000 // scale)]
+        if mode == "thread":
+            cmd.append("--in-process")
+        raw[mode], _, _ = measure(cmd)
+    n = 10_000_000 // scale
+    chain = {}
+    for env in ("EMBEDDED", "PROCESS"):
+        r, wall, rss = measure([os.path.join(bin_dir, "oxbeam-batch"), "--no-progress", "--parallelism", "1",
+                                "--environment-type", env, "chain", "--elements", str(n), "--stages", "1"])
+        chain[env] = (r["elements"] / r["seconds"], wall, rss)
+    print()
+    print("| Fn API over loopback gRPC, 100-byte elements | harness process | harness thread |")
+    print("|---|---|---|")
+    p, t = raw["process"], raw["thread"]
+    print(f"| data plane, each way | {p['mb_per_sec_each_way']:.0f} MB/s ({p['elements_per_sec']/1e6:.2f}M elem/s) "
+          f"| {t['mb_per_sec_each_way']:.0f} MB/s ({t['elements_per_sec']/1e6:.2f}M elem/s) |")
+    print(f"| control round trip (empty bundle) | {p['round_trip_us']:.0f} µs | {t['round_trip_us']:.0f} µs |")
+    print(f"| harness start to first processor | {p['connect_ms']:.0f} ms | {t['connect_ms']:.0f} ms |")
+    print()
+    # Generate, Map and the count's precombine fuse into one stage that runs
+    # in the harness: only the precombined counts cross the Fn API.
+    print("| B1 chain 1 Map, 100 B, 1 thread (stages in the harness) | in process | SDK harness process | process/in-process |")
+    print("|---|---|---|---|")
+    e, pr = chain["EMBEDDED"], chain["PROCESS"]
+    print(f"| rate | {e[0]/1e6:.2f}M elem/s | {pr[0]/1e6:.2f}M elem/s | {pr[0]/e[0]:.2f}x |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("suite", nargs="?", default="all", choices=["coders", "batch", "beam", "streaming", "all"])
+    ap.add_argument("suite", nargs="?", default="all", choices=["coders", "batch", "beam", "streaming", "fnapi", "all"])
     ap.add_argument("--quick", action="store_true", help="1/10 of the data, for a smoke run")
     ap.add_argument("--words", type=int, default=2_500_000,
                     help="beam: words of the wordcount corpus (~8 bytes each; default ~20 MB)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="beam: harness workers for the multi-worker runs (default: cores)")
     ap.add_argument("--no-build", dest="build", action="store_false",
-                    help="beam, streaming: use the release binaries already built ($OXBEAM_BIN for oxbeam)")
+                    help="beam, streaming, fnapi: use the release binaries already built ($OXBEAM_BIN for oxbeam)")
     args = ap.parse_args()
     if args.suite in ("coders", "all"):
         coders()
@@ -370,6 +408,8 @@ def main():
         beam(args.quick, args.words, args.workers, args.build)
     if args.suite in ("streaming", "all"):
         streaming(args.quick, args.build)
+    if args.suite in ("fnapi", "all"):
+        fnapi(args.quick, args.build)
 
 
 if __name__ == "__main__":
