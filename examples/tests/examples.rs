@@ -314,3 +314,42 @@ fn user_code_errors_fail_fast_and_harness_deaths_stop_after_max_attempts() {
         "a failed job writes no output"
     );
 }
+
+/// A harness process killed from outside (SIGKILL) in the middle of a
+/// bundle: the bundle is retried on a fresh harness and the output is
+/// exact.
+#[test]
+fn a_harness_killed_by_a_signal_mid_bundle_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("attempts.log");
+    let worker = std::thread::spawn({
+        let log = log.clone();
+        move || {
+            // The first attempt logs its pid and hangs: kill that process.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                let text = fs::read_to_string(&log).unwrap_or_default();
+                if let Some(pid) = text.lines().next().and_then(|l| l.strip_prefix("pid ")) {
+                    let status = Command::new("kill").args(["-9", pid]).status().unwrap();
+                    assert!(status.success());
+                    return pid.to_string();
+                }
+                assert!(std::time::Instant::now() < deadline, "no attempt logged");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    });
+    let (ok, stderr, _, attempts) = run_process_workers(
+        dir.path(),
+        &["--fail-on", "150000", "--fail-how", "hang-once"],
+    );
+    let killed = worker.join().unwrap();
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        read_shards(&dir.path().join("sums").to_string_lossy()),
+        digit_sums(200000)
+    );
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[0], format!("pid {killed}"));
+    assert_ne!(attempts[1], attempts[0]);
+}

@@ -16,7 +16,9 @@
 //! process the first time (the runner restarts the harness and retries the
 //! bundle, with exactly the same output), `exit` every time (the job fails
 //! after `--max-bundle-attempts`), `panic` raises a user-code error (never
-//! retried). Each time, a line is appended to `--attempt-log`.
+//! retried), `hang-once` hangs the first time (for a test to kill the
+//! harness). Each time, a line with the harness's pid is appended to
+//! `--attempt-log`.
 
 use std::io::Write;
 
@@ -33,6 +35,9 @@ enum FailHow {
     Exit,
     /// Panic (a user-code error).
     Panic,
+    /// Hang the first time (for a test to kill the harness process, whose
+    /// pid is in the attempt log).
+    HangOnce,
 }
 
 /// Sums numbers by last digit, in SDK harness processes with
@@ -85,6 +90,10 @@ fn main() -> anyhow::Result<()> {
                     FailHow::ExitOnce => {}
                     FailHow::Exit => std::process::exit(3),
                     FailHow::Panic => panic!("refusing number {x}"),
+                    FailHow::HangOnce if attempts == 1 => {
+                        std::thread::sleep(std::time::Duration::from_secs(120));
+                    }
+                    FailHow::HangOnce => {}
                 }
             }
             *x
