@@ -107,6 +107,9 @@ pub(crate) fn local_options(o: &PipelineOptions) -> LocalOptions {
     if let Some(n) = o.max_bundle_attempts {
         options.harness.max_bundle_attempts = n.max(1);
     }
+    // Output of harness processes running the user's own code (its prints,
+    // its panics) shows on stderr, as it would in process.
+    options.harness.echo_output = o.environment_type == crate::options::EnvironmentType::Process;
     options
 }
 
