@@ -68,6 +68,11 @@ enum Command {
         /// exit status 0); a second Ctrl-C cancels it.
         #[arg(long)]
         streaming: bool,
+        /// Times a bundle is tried when its SDK harness process dies or
+        /// disconnects; each retry runs on a fresh harness. User-code errors
+        /// are never retried.
+        #[arg(long, alias = "max_bundle_attempts", default_value_t = 3)]
+        max_bundle_attempts: usize,
     },
 }
 
@@ -178,13 +183,23 @@ fn job_server(args: JobServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(
-    path: &std::path::Path,
+/// Flags of `oxbeam run` past the pipeline file.
+struct RunFlags {
     parallelism: Option<usize>,
     pipeline_options: String,
     dump_plan: bool,
     streaming: bool,
-) -> anyhow::Result<()> {
+    max_bundle_attempts: usize,
+}
+
+fn run(path: &std::path::Path, flags: RunFlags) -> anyhow::Result<()> {
+    let RunFlags {
+        parallelism,
+        pipeline_options,
+        dump_plan,
+        streaming,
+        max_bundle_attempts,
+    } = flags;
     use anyhow::Context;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let pipeline = oxbeam_runner_core::decode_pipeline(&bytes)
@@ -196,6 +211,7 @@ fn run(
         harness: oxbeam_fn_api::HarnessOptions {
             pipeline_options_json: pipeline_options,
             echo_output: true,
+            max_bundle_attempts: max_bundle_attempts.max(1),
             ..Default::default()
         },
         streaming,
@@ -270,12 +286,16 @@ fn main() -> anyhow::Result<()> {
             pipeline_options,
             dump_plan,
             streaming,
+            max_bundle_attempts,
         } => run(
             &pipeline,
-            parallelism,
-            pipeline_options,
-            dump_plan,
-            streaming,
+            RunFlags {
+                parallelism,
+                pipeline_options,
+                dump_plan,
+                streaming,
+                max_bundle_attempts,
+            },
         )?,
         Command::JobServer(args) => job_server(args)?,
         Command::Worker(args) => worker::worker(args)?,
