@@ -131,7 +131,15 @@ pub(crate) fn worker_options(pipeline: &Pipeline) -> Option<WorkerOptions> {
 }
 
 /// Serves as a worker (see [`serve`]) and exits the process.
+///
+/// Ctrl-C in a terminal reaches the whole process group: the runner
+/// decides what it means (drain, cancel), so the worker ignores SIGINT and
+/// ends with its control stream.
 pub(crate) fn serve_and_exit(pipeline: &Pipeline, options: &WorkerOptions) -> ! {
+    let ignored = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGINT, ignored) {
+        eprintln!("oxbeam worker: cannot ignore SIGINT: {e}");
+    }
     match serve(pipeline, options) {
         Ok(()) => std::process::exit(0),
         Err(e) => {
