@@ -60,6 +60,12 @@ pub(crate) fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         control_endpoint,
         id: args.id,
     };
+    // Ctrl-C in a terminal reaches the whole process group; the runner
+    // decides what it means, and this harness ends with its control stream.
+    let ignored = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGINT, ignored) {
+        eprintln!("oxbeam worker: cannot ignore SIGINT: {e}");
+    }
     oxbeam_fn_api::serve_harness(config, Arc::new(WorkerExecutor::new()))
         .map_err(|e| anyhow::anyhow!("oxbeam worker: {e}"))
 }
