@@ -51,7 +51,7 @@ pub struct PipelineOptions {
     /// Where native Rust stages run (Beam's `--environment_type`):
     /// `EMBEDDED` in this process, or `PROCESS`: in SDK harness processes,
     /// each this same binary re-run with the same arguments plus `--worker`
-    /// (see [`crate::worker`]), over the gRPC Fn API on 127.0.0.1.
+    /// (see `oxbeam::worker`), over the gRPC Fn API on 127.0.0.1.
     #[arg(
         long,
         alias = "environment_type",
@@ -83,6 +83,9 @@ pub struct PipelineOptions {
     pub worker: WorkerOptions,
 }
 
+/// The `--help` heading of [`WorkerOptions`].
+const HARNESS_FLAGS: &str = "SDK harness (set by the runner)";
+
 /// Where the native Rust stages of a pipeline run.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum EnvironmentType {
@@ -105,20 +108,19 @@ pub enum EnvironmentType {
 /// endpoint's server). The flags are global: a program with subcommands
 /// accepts them after its subcommand, where the runner appends them.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
-#[command(next_help_heading = "SDK harness (set by the runner)")]
 pub struct WorkerOptions {
     /// Serve as an SDK harness for a runner instead of running the pipeline.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = HARNESS_FLAGS)]
     pub worker: bool,
     /// Worker id the runner gave this harness.
-    #[arg(long, requires = "worker", global = true)]
+    #[arg(long, requires = "worker", global = true, help_heading = HARNESS_FLAGS)]
     pub id: Option<String>,
     /// The runner's Fn API control endpoint (`host:port`).
     #[arg(
         long = "control_endpoint",
         alias = "control-endpoint",
         requires = "worker",
-        global = true
+        global = true, help_heading = HARNESS_FLAGS
     )]
     pub control_endpoint: Option<String>,
     /// The runner's logging endpoint (accepted, unused).
@@ -126,7 +128,7 @@ pub struct WorkerOptions {
         long = "logging_endpoint",
         alias = "logging-endpoint",
         requires = "worker",
-        global = true
+        global = true, help_heading = HARNESS_FLAGS
     )]
     pub logging_endpoint: Option<String>,
     /// The runner's artifact endpoint (accepted, unused).
@@ -134,7 +136,7 @@ pub struct WorkerOptions {
         long = "artifact_endpoint",
         alias = "artifact-endpoint",
         requires = "worker",
-        global = true
+        global = true, help_heading = HARNESS_FLAGS
     )]
     pub artifact_endpoint: Option<String>,
     /// The runner's provision endpoint (accepted, unused).
@@ -142,7 +144,7 @@ pub struct WorkerOptions {
         long = "provision_endpoint",
         alias = "provision-endpoint",
         requires = "worker",
-        global = true
+        global = true, help_heading = HARNESS_FLAGS
     )]
     pub provision_endpoint: Option<String>,
     /// Beam's semi-persistent directory (accepted, unused).
@@ -150,7 +152,7 @@ pub struct WorkerOptions {
         long = "semi_persist_dir",
         alias = "semi-persist-dir",
         requires = "worker",
-        global = true
+        global = true, help_heading = HARNESS_FLAGS
     )]
     pub semi_persist_dir: Option<String>,
 }
