@@ -25,6 +25,10 @@ pub const CAPTURE: &str = "test:dofn:capture:v1";
 pub const FAIL_ON: &str = "test:dofn:fail_on:v1";
 /// Appends the number of elements of side input `side` to each string.
 pub const WITH_SIDE_COUNT: &str = "test:dofn:with_side_count:v1";
+/// Payload `mode|log path|value`: on `value`, appends `pid N` to the log,
+/// then with mode `exit-once` exits the process if that was the first
+/// line, with mode `fail` fails (user code); passes elements through.
+pub const ATTEMPT: &str = "test:dofn:attempt:v1";
 
 #[derive(Clone, Default)]
 pub struct TestExecutor {
@@ -63,7 +67,10 @@ enum WindowFn {
 }
 
 enum Op {
-    Sink { id: String, coder: TCoder },
+    Sink {
+        id: String,
+        coder: TCoder,
+    },
     Identity,
     Create(Vec<(i64, String)>),
     Split,
@@ -71,7 +78,15 @@ enum Op {
     Format,
     Capture,
     FailOn(String),
-    WithSideCount { side: String, coder: TCoder },
+    Attempt {
+        mode: String,
+        log: String,
+        value: String,
+    },
+    WithSideCount {
+        side: String,
+        coder: TCoder,
+    },
     Window(WindowFn),
     Precombine,
     SumIterable,
@@ -143,6 +158,15 @@ impl Processor {
                         FORMAT => Op::Format,
                         CAPTURE => Op::Capture,
                         FAIL_ON => Op::FailOn(arg),
+                        ATTEMPT => {
+                            let mut parts = arg.splitn(3, '|').map(str::to_string);
+                            let mut next = || parts.next().unwrap_or_default();
+                            Op::Attempt {
+                                mode: next(),
+                                log: next(),
+                                value: next(),
+                            }
+                        }
                         WITH_SIDE_COUNT => {
                             let side_pcoll = tr
                                 .inputs
@@ -296,6 +320,31 @@ impl Processor {
                         message: format!("cannot handle {bad:?}"),
                         element: Some(wv.value.to_string()),
                     }));
+                }
+                self.push(&out, wv, bundle)
+            }
+            Op::Attempt { mode, log, value } => {
+                if wv.value == TV::Str(value.clone()) {
+                    use std::io::Write;
+                    let mut f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(log)
+                        .map_err(|e| invalid(log, e))?;
+                    writeln!(f, "pid {}", std::process::id()).map_err(|e| invalid(log, e))?;
+                    drop(f);
+                    let attempts = std::fs::read_to_string(log).map_or(0, |s| s.lines().count());
+                    match mode.as_str() {
+                        "exit-once" if attempts == 1 => std::process::exit(3),
+                        "fail" => {
+                            return Err(Error::UserCode(UserCodeError {
+                                transform: id,
+                                message: format!("refusing {value:?}"),
+                                element: Some(wv.value.to_string()),
+                            }));
+                        }
+                        _ => {}
+                    }
                 }
                 self.push(&out, wv, bundle)
             }

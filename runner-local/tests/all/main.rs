@@ -4,6 +4,7 @@ mod codec;
 mod executor;
 mod perf;
 mod pipelines;
+mod retry;
 mod streaming;
 
 use std::sync::Arc;
