@@ -4,7 +4,9 @@
 //! [`Harnesses`] owns one [`FnServer`] for the job and one [`GrpcExecutor`]
 //! per environment. A harness starts when its executor first builds a
 //! processor, serves every stage and bundle of its environment, and is
-//! stopped (killed, or StopWorker) when the `Harnesses` is dropped.
+//! stopped (killed, or StopWorker) when the `Harnesses` is dropped. When a
+//! harness dies, [`Harnesses::restart`] gives its environment fresh ones
+//! (new worker ids) for the runner to retry the bundle on.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{BufRead, BufReader};

@@ -7,7 +7,10 @@
 //! - [`serve_harness`] (harness side) connects to a runner's control
 //!   endpoint and runs its bundles on any in-process [`crate::Executor`].
 //! - [`Harnesses`] starts harnesses for `beam:env:process:v1` and
-//!   `beam:env:external:v1` environments, once per job.
+//!   `beam:env:external:v1` environments, once per job, and replaces an
+//!   environment's harnesses when one dies ([`Harnesses::restart`]; the
+//!   runner then retries the bundle, up to
+//!   [`HarnessOptions::max_bundle_attempts`]).
 
 mod env;
 mod harness;
