@@ -497,8 +497,9 @@ impl Pipeline {
     /// (`--runner`, default `local`).
     ///
     /// # Errors
-    /// [`Error::Plan`] for an invalid pipeline, [`Error::Execution`] when user
-    /// code or IO fails (the message names the transform and element).
+    /// [`Error::Plan`](crate::Error::Plan) for an invalid pipeline,
+    /// [`Error::Execution`](crate::Error::Execution) when user code or IO
+    /// fails (the message names the transform and element).
     ///
     /// An unbounded pipeline (or one run with `--streaming`) runs until it
     /// is drained: the first Ctrl-C drains it (every window fires, then
