@@ -514,14 +514,15 @@ impl<'j, 'p> Engine<'j, 'p> {
                     }
                 }
                 Op::Stage(s) => {
-                    if let Some(q) = s.queue.front() {
+                    // Waiting for side inputs, a queue is not due.
+                    if let Some(q) = s.queue.front().filter(|_| s.side.is_none()) {
                         wait = wait.min(MAX_BUNDLE_DELAY.saturating_sub(q.since.elapsed()));
                     }
                     for r in &s.deferred {
                         wait = wait.min(r.due.saturating_duration_since(Instant::now()));
                     }
                     for part in s.keyed.iter().flatten() {
-                        if let Some(q) = part.queue.front() {
+                        if let Some(q) = part.queue.front().filter(|_| s.side.is_none()) {
                             wait = wait.min(MAX_BUNDLE_DELAY.saturating_sub(q.since.elapsed()));
                         }
                         if let (Some(t), Clock::Wall) = (part.next_processing_time, &self.clock) {

@@ -557,14 +557,17 @@ impl Engine<'_, '_> {
         if self.redis.is_empty() || self.in_flight > 0 {
             return Ok(false);
         }
+        // A stage waiting for its side inputs (`side` is set until they are
+        // complete) cannot take its queue before sources advance.
         let quiescent = self.ops.iter().all(|o| match o {
             Op::Stage(s) => {
-                s.queue.is_empty()
+                let blocked = s.side.is_some();
+                (blocked || s.queue.is_empty())
                     && s.in_flight.is_empty()
                     && s.keyed
                         .iter()
                         .flatten()
-                        .all(|p| p.queue.is_empty() && p.busy.is_none())
+                        .all(|p| (blocked || p.queue.is_empty()) && p.busy.is_none())
             }
             _ => true,
         });
