@@ -66,6 +66,25 @@ pub struct Bundle<'a> {
     /// the runner schedules it itself (streaming). `None`: the executor
     /// resumes it within the bundle, until none is left.
     pub residuals: Option<&'a mut Vec<Residual>>,
+    /// Dynamic work rebalancing: if set, an executor that can split a
+    /// running bundle asks it whether to, and hands it what it split off.
+    pub rebalancer: Option<&'a dyn Rebalancer>,
+}
+
+/// The runner's side of dynamic work rebalancing (Flume's liquid
+/// sharding): a straggling bundle gives part of its remaining work away,
+/// for idle workers to run as new bundles of the same stage.
+pub trait Rebalancer: Sync {
+    /// The fraction of its remaining work a bundle that has run for
+    /// `elapsed` should give away now (in `(0, 1)`), or `None` to keep it.
+    fn split_fraction(&self, elapsed: std::time::Duration) -> Option<f64>;
+
+    /// Work split off a running bundle: encoded elements per data source
+    /// of the stage (as that source's elements are encoded), to run as a
+    /// new bundle. The running bundle no longer processes it; `kept` is
+    /// what it still covers from its start, in the same form (what to
+    /// run again if this attempt at the bundle fails).
+    fn hand_off(&self, work: Vec<(String, Vec<u8>)>, kept: Vec<(String, Vec<u8>)>);
 }
 
 /// Work a splittable DoFn deferred in a bundle: one element for a data
@@ -101,7 +120,15 @@ impl<'a> Bundle<'a> {
             state: Box::leak(Box::new(NoUserState)),
             timers: Vec::new(),
             residuals: None,
+            rebalancer: None,
         }
+    }
+
+    /// Lets the executor split this bundle while it runs (see
+    /// [`Bundle::rebalancer`]).
+    pub fn with_rebalancer(mut self, rebalancer: &'a dyn Rebalancer) -> Self {
+        self.rebalancer = Some(rebalancer);
+        self
     }
 
     /// Serves user state from `state`.

@@ -15,6 +15,7 @@
 mod env;
 mod harness;
 mod runner;
+mod split;
 mod state;
 
 use std::time::Duration;

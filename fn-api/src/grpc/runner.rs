@@ -24,9 +24,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::split::Ledger;
 use super::state::{self, SideInputSpecs, StateCache, UserStateAccess, UserStateSpecs};
 use super::{DATA_BATCH_BYTES, MAX_MESSAGE_BYTES, Ports, WORKER_ID_HEADER};
-use crate::{Bundle, BundleProcessor, Error, Executor, Residual, Result, UserCodeError};
+use crate::{
+    Bundle, BundleProcessor, Error, Executor, Rebalancer, Residual, Result, UserCodeError,
+};
 
 /// How long a harness may take to connect its control stream.
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -1067,7 +1070,8 @@ impl GrpcProcessor {
         inputs: &[(&str, &[u8])],
         timers: &[(&str, &str, &[u8])],
     ) -> Result<()> {
-        let mut outcome = self.run_instruction(bundle, inputs, timers)?;
+        let rebalancer = bundle.rebalancer;
+        let mut outcome = self.run_instruction(bundle, inputs, timers, rebalancer)?;
         loop {
             if outcome.requires_finalization {
                 self.finalize(&outcome.instruction);
@@ -1096,7 +1100,9 @@ impl GrpcProcessor {
                 .iter()
                 .map(|(s, b)| (s.as_str(), b.as_slice()))
                 .collect();
-            outcome = self.run_instruction(bundle, &refs, &[])?;
+            // Only a bundle's first instruction is split: what a bundle
+            // still covers is then that instruction's primary.
+            outcome = self.run_instruction(bundle, &refs, &[], None)?;
         }
     }
 
@@ -1198,12 +1204,14 @@ impl GrpcProcessor {
         }
     }
 
-    /// Runs one ProcessBundle instruction with `inputs` and `timers`.
+    /// Runs one ProcessBundle instruction with `inputs` and `timers`,
+    /// splitting it when `rebalancer` asks for it.
     fn run_instruction(
         &mut self,
         bundle: &mut Bundle<'_>,
         inputs: &[(&str, &[u8])],
         timers: &[(&str, &str, &[u8])],
+        rebalancer: Option<&dyn Rebalancer>,
     ) -> Result<Outcome> {
         let shared = &*self.shared;
         let reg = self.registered.clone();
@@ -1283,13 +1291,39 @@ impl GrpcProcessor {
             requires_finalization: false,
         };
         let mut state_cache = StateCache::default();
+        let mut splits = match rebalancer {
+            Some(r) if !inputs.is_empty() => Some(Splits {
+                rebalancer: r,
+                ledger: Ledger::new(inputs, |s| {
+                    reg.ports
+                        .sources
+                        .iter()
+                        .find(|(id, _)| id == s)
+                        .map(|(_, c)| c)
+                })
+                .map_err(|e| Error::Internal(e.to_string()))?,
+                started: Instant::now(),
+                next_try: Instant::now(),
+                pending: None,
+            }),
+            _ => None,
+        };
         loop {
             if answered_at.is_some() && open.is_empty() && open_timers.is_empty() {
                 return Ok(outcome);
             }
+            if answered_at.is_none() {
+                if let Some(s) = splits.as_mut() {
+                    self.poll_split(s, &instruction, false)?;
+                }
+            }
+            let wait = match &splits {
+                Some(_) if answered_at.is_none() => SPLIT_POLL,
+                _ => Duration::from_millis(500),
+            };
             let event = match backlog.pop_front() {
                 Some(ev) => ev,
-                None => match rx.recv_timeout(Duration::from_millis(500)) {
+                None => match rx.recv_timeout(wait) {
                     Ok(ev) => ev,
                     Err(std_mpsc::RecvTimeoutError::Timeout) => {
                         if let Some(reason) = self.worker.gone() {
@@ -1395,6 +1429,10 @@ impl GrpcProcessor {
                     let _ = reply.send(Ok(response));
                 }
                 BundleEvent::Response(r) => {
+                    // A split answered before the bundle ended applies.
+                    if let Some(s) = splits.as_mut() {
+                        self.poll_split(s, &instruction, true)?;
+                    }
                     if let Some(fe::instruction_response::Response::ProcessBundle(pb)) = &r.response
                     {
                         outcome.residuals = pb.residual_roots.clone();
@@ -1407,6 +1445,123 @@ impl GrpcProcessor {
                 BundleEvent::Failed(_) => {}
             }
         }
+    }
+}
+
+/// How often a bundle that may be split asks its rebalancer whether to.
+const SPLIT_POLL: Duration = Duration::from_millis(20);
+/// After a split request, how long before the next one.
+const SPLIT_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Runner-initiated splitting of one running instruction.
+struct Splits<'a> {
+    rebalancer: &'a dyn Rebalancer,
+    /// What the instruction still covers.
+    ledger: Ledger<'a>,
+    started: Instant,
+    /// No split request before this.
+    next_try: Instant,
+    /// The answer to the split request in flight.
+    pending: Option<oneshot::Receiver<InstructionResponse>>,
+}
+
+impl GrpcProcessor {
+    /// Splits a running instruction: sends a `ProcessBundleSplit` request
+    /// when the rebalancer asks for one, and when the harness answers,
+    /// hands the residual to the rebalancer. `finished`: the instruction
+    /// has answered; wait for the answer of a request in flight.
+    fn poll_split(&self, s: &mut Splits<'_>, instruction: &str, finished: bool) -> Result<()> {
+        if let Some(mut rx) = s.pending.take() {
+            let response = if finished {
+                match self.shared.runtime_wait(rx, PROTOCOL_TIMEOUT) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return Err(self.harness_error(format!(
+                            "did not answer a split request of a bundle of stage {}: {e}",
+                            self.registered.stage
+                        )));
+                    }
+                }
+            } else {
+                match rx.try_recv() {
+                    Ok(r) => r,
+                    Err(oneshot::error::TryRecvError::Empty) => {
+                        s.pending = Some(rx);
+                        return Ok(());
+                    }
+                    Err(oneshot::error::TryRecvError::Closed) => return Ok(()),
+                }
+            };
+            s.next_try = Instant::now() + SPLIT_BACKOFF;
+            let split = match response.response {
+                Some(fe::instruction_response::Response::ProcessBundleSplit(split))
+                    if response.error.is_empty() =>
+                {
+                    split
+                }
+                // A harness may decline (e.g. the bundle is nearly done).
+                _ => {
+                    tracing::debug!(
+                        stage = %self.registered.stage,
+                        error = %response.error.trim(),
+                        "split request declined"
+                    );
+                    return Ok(());
+                }
+            };
+            let reg = &self.registered;
+            let residual = s
+                .ledger
+                .apply(&split, |app| {
+                    residual_source(reg, &app.transform_id, &app.input_id)
+                })
+                .map_err(|message| Error::Invalid {
+                    what: format!(
+                        "split of a bundle of stage {} by harness {}",
+                        reg.stage, self.worker.id
+                    ),
+                    message,
+                })?;
+            if !residual.is_empty() {
+                tracing::debug!(
+                    stage = %reg.stage,
+                    elapsed = ?s.started.elapsed(),
+                    "split a running bundle"
+                );
+                s.rebalancer.hand_off(residual, s.ledger.kept());
+            }
+            return Ok(());
+        }
+        if finished || Instant::now() < s.next_try {
+            return Ok(());
+        }
+        let Some(fraction) = s.rebalancer.split_fraction(s.started.elapsed()) else {
+            return Ok(());
+        };
+        // Beam's fraction is the share of the remainder the primary keeps.
+        let desired_splits = s.ledger.desired_splits(1.0 - fraction.clamp(0.0, 1.0));
+        if desired_splits.is_empty() {
+            return Ok(());
+        }
+        let id = format!("split-{}", self.shared.next_id());
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.worker.pending.lock() {
+            p.insert(id.clone(), tx);
+        }
+        s.next_try = Instant::now() + SPLIT_BACKOFF;
+        let sent = self.worker.send(InstructionRequest {
+            instruction_id: id,
+            request: Some(instruction_request::Request::ProcessBundleSplit(
+                fe::ProcessBundleSplitRequest {
+                    instruction_id: instruction.to_string(),
+                    desired_splits,
+                },
+            )),
+        });
+        if sent.is_ok() {
+            s.pending = Some(rx);
+        }
+        Ok(())
     }
 }
 

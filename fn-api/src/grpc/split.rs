@@ -1,0 +1,260 @@
+//! Runner-initiated splits of a running bundle (`ProcessBundleSplit`), the
+//! harness half of dynamic work rebalancing.
+//!
+//! A [`Ledger`] keeps, per data source of the bundle, the elements the
+//! bundle still covers, in the order they were sent: after a split, the
+//! elements up to the channel split's `last_primary_element`, then the
+//! primary roots of the element being processed. What the split gives away
+//! (the elements from `first_residual_element` on, and the residual roots)
+//! becomes new work for the runner.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use oxbeam_model::coders::{Coder, Context};
+use oxbeam_model::fn_execution::{
+    BundleApplication, ProcessBundleSplitResponse, process_bundle_split_request::DesiredSplit,
+};
+
+/// Encoded elements per data source.
+pub(crate) type SourceElements = Vec<(String, Vec<u8>)>;
+
+/// What a running bundle still covers.
+pub(crate) struct Ledger<'a> {
+    /// Per data source: its elements, each one encoded element (or one
+    /// primary root standing for the part of an element the bundle kept).
+    sources: Vec<(String, Vec<Cow<'a, [u8]>>)>,
+}
+
+impl<'a> Ledger<'a> {
+    /// The ledger of a bundle sent `inputs` (data source, concatenated
+    /// elements; a source may appear several times), whose elements
+    /// `coder_of(source)` delimits.
+    pub(crate) fn new<'c>(
+        inputs: &[(&str, &'a [u8])],
+        coder_of: impl Fn(&str) -> Option<&'c Coder>,
+    ) -> Result<Self, String> {
+        let mut sources: Vec<(String, Vec<Cow<'a, [u8]>>)> = Vec::new();
+        for &(source, bytes) in inputs {
+            let coder = coder_of(source)
+                .ok_or_else(|| format!("bundle input for {source}, which is not a data source"))?;
+            let at = match sources.iter().position(|(s, _)| s == source) {
+                Some(i) => i,
+                None => {
+                    sources.push((source.to_string(), Vec::new()));
+                    sources.len() - 1
+                }
+            };
+            let mut rest = bytes;
+            while !rest.is_empty() {
+                let before = rest;
+                coder
+                    .skip(&mut rest, Context::Nested)
+                    .map_err(|e| format!("input of {source}: {e}"))?;
+                let element = &before[..before.len() - rest.len()];
+                sources[at].1.push(Cow::Borrowed(element));
+            }
+        }
+        Ok(Ledger { sources })
+    }
+
+    /// A split request asking every data source with elements to give away
+    /// `fraction` of what remains of it.
+    pub(crate) fn desired_splits(&self, fraction: f64) -> BTreeMap<String, DesiredSplit> {
+        self.sources
+            .iter()
+            .filter(|(_, elements)| !elements.is_empty())
+            .map(|(source, elements)| {
+                (
+                    source.clone(),
+                    DesiredSplit {
+                        fraction_of_remainder: fraction,
+                        allowed_split_points: Vec::new(),
+                        estimated_input_elements: elements.len() as i64,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Applies a split the harness made: the ledger keeps the primary, and
+    /// the residual is returned as elements per data source. `source_of`
+    /// names the data source whose elements a root's element is encoded as.
+    pub(crate) fn apply(
+        &mut self,
+        split: &ProcessBundleSplitResponse,
+        source_of: impl Fn(&BundleApplication) -> Option<String>,
+    ) -> Result<SourceElements, String> {
+        let root = |app: Option<&BundleApplication>| -> Result<(String, Vec<u8>), String> {
+            let app = app.ok_or("a split root without an application")?;
+            let source = source_of(app).ok_or_else(|| {
+                format!(
+                    "a split root of input {:?} of transform {:?}, which no data source feeds",
+                    app.input_id, app.transform_id
+                )
+            })?;
+            Ok((source, app.element.to_vec()))
+        };
+        let mut residual: SourceElements = Vec::new();
+        let mut give =
+            |source: &str, bytes: &[u8]| match residual.iter_mut().find(|(s, _)| s == source) {
+                Some((_, b)) => b.extend_from_slice(bytes),
+                None => residual.push((source.to_string(), bytes.to_vec())),
+            };
+        let mut primaries: Vec<(String, Vec<u8>)> = Vec::new();
+        for r in &split.primary_roots {
+            primaries.push(root(Some(r))?);
+        }
+        for r in &split.residual_roots {
+            let (source, bytes) = root(r.application.as_ref())?;
+            give(&source, &bytes);
+        }
+        if split.channel_splits.is_empty() && !primaries.is_empty() {
+            return Err(
+                "split an element without saying where in its input (no channel split)".into(),
+            );
+        }
+        for cs in &split.channel_splits {
+            let Some((_, elements)) = self.sources.iter_mut().find(|(s, _)| *s == cs.transform_id)
+            else {
+                return Err(format!(
+                    "split input {:?}, which is not a data source of the bundle",
+                    cs.transform_id
+                ));
+            };
+            let len = elements.len() as i64;
+            let (last, first) = (cs.last_primary_element, cs.first_residual_element);
+            if last < -1 || first <= last || first > len {
+                return Err(format!(
+                    "split input {:?} at elements {last}/{first}, outside its {len} elements",
+                    cs.transform_id
+                ));
+            }
+            for e in &elements[first as usize..] {
+                give(&cs.transform_id, e);
+            }
+            elements.truncate((last + 1) as usize);
+            for (_, bytes) in primaries.iter_mut().filter(|(s, _)| *s == cs.transform_id) {
+                elements.push(Cow::Owned(std::mem::take(bytes)));
+            }
+        }
+        Ok(residual)
+    }
+
+    /// The elements the bundle still covers, per data source.
+    pub(crate) fn kept(&self) -> SourceElements {
+        self.sources
+            .iter()
+            .map(|(source, elements)| (source.clone(), elements.concat()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use oxbeam_model::fn_execution::{
+        DelayedBundleApplication, process_bundle_split_response::ChannelSplit,
+    };
+
+    use super::*;
+
+    fn coder() -> Coder {
+        // Length-prefixed bytes: element `x` is `[len, x...]`.
+        Coder::Bytes
+    }
+
+    fn elements(values: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for v in values {
+            out.push(v.len() as u8);
+            out.extend_from_slice(v);
+        }
+        out
+    }
+
+    fn app(element: &[u8]) -> BundleApplication {
+        BundleApplication {
+            transform_id: "sdf".into(),
+            input_id: "in".into(),
+            element: elements(&[element]).into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_channel_split_gives_away_the_tail_and_keeps_the_primary_root() {
+        let input = elements(&[b"a", b"b", b"c", b"d"]);
+        let c = coder();
+        let mut ledger = Ledger::new(&[("src", &input[..])], |_| Some(&c)).unwrap();
+        let desired = ledger.desired_splits(0.5);
+        assert_eq!(desired["src"].estimated_input_elements, 4);
+        // Element 1 ("b") split in two: b1 kept, b2 given away, with c, d.
+        let split = ProcessBundleSplitResponse {
+            primary_roots: vec![app(b"b1")],
+            residual_roots: vec![DelayedBundleApplication {
+                application: Some(app(b"b2")),
+                requested_time_delay: None,
+            }],
+            channel_splits: vec![ChannelSplit {
+                transform_id: "src".into(),
+                last_primary_element: 0,
+                first_residual_element: 2,
+            }],
+        };
+        let residual = ledger.apply(&split, |_| Some("src".into())).unwrap();
+        assert_eq!(
+            residual,
+            vec![("src".to_string(), elements(&[b"b2", b"c", b"d"]))]
+        );
+        assert_eq!(
+            ledger.kept(),
+            vec![("src".to_string(), elements(&[b"a", b"b1"]))]
+        );
+        // A second split, at an element boundary after the primary root.
+        let split = ProcessBundleSplitResponse {
+            channel_splits: vec![ChannelSplit {
+                transform_id: "src".into(),
+                last_primary_element: 0,
+                first_residual_element: 1,
+            }],
+            ..Default::default()
+        };
+        let residual = ledger.apply(&split, |_| Some("src".into())).unwrap();
+        assert_eq!(residual, vec![("src".to_string(), elements(&[b"b1"]))]);
+        assert_eq!(ledger.kept(), vec![("src".to_string(), elements(&[b"a"]))]);
+    }
+
+    #[test]
+    fn impossible_splits_are_errors() {
+        let input = elements(&[b"a", b"b"]);
+        let c = coder();
+        let mut ledger = Ledger::new(&[("src", &input[..])], |_| Some(&c)).unwrap();
+        let outside = ProcessBundleSplitResponse {
+            channel_splits: vec![ChannelSplit {
+                transform_id: "src".into(),
+                last_primary_element: 1,
+                first_residual_element: 3,
+            }],
+            ..Default::default()
+        };
+        let err = ledger.apply(&outside, |_| Some("src".into())).unwrap_err();
+        assert_eq!(
+            err,
+            "split input \"src\" at elements 1/3, outside its 2 elements"
+        );
+        let unknown = ProcessBundleSplitResponse {
+            channel_splits: vec![ChannelSplit {
+                transform_id: "other".into(),
+                last_primary_element: 0,
+                first_residual_element: 1,
+            }],
+            ..Default::default()
+        };
+        let err = ledger.apply(&unknown, |_| Some("src".into())).unwrap_err();
+        assert_eq!(
+            err,
+            "split input \"other\", which is not a data source of the bundle"
+        );
+        assert_eq!(ledger.kept(), vec![("src".to_string(), input.clone())]);
+    }
+}
