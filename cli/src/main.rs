@@ -249,7 +249,7 @@ fn run(path: &std::path::Path, flags: RunFlags) -> anyhow::Result<()> {
         .wait()
         .with_context(|| format!("the pipeline in {} failed", path.display()))?;
     for s in &result.steps {
-        eprintln!("{:>10.3?}  {} ({} tasks)", s.elapsed, s.step, s.tasks);
+        eprintln!("{s}");
     }
     Ok(())
 }

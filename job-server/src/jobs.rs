@@ -502,11 +502,7 @@ fn run_job(job: &Job, pipeline: &pb::Pipeline, settings: &JobSettings) {
             metrics.element_counts.clear();
             job.lock().metrics = metrics;
             // Where the time went, for clients that log details.
-            let steps: Vec<String> = r
-                .steps
-                .iter()
-                .map(|s| format!("{:>10.3?}  {} ({} tasks)", s.elapsed, s.step, s.tasks))
-                .collect();
+            let steps: Vec<String> = r.steps.iter().map(ToString::to_string).collect();
             job.message(
                 MessageImportance::JobMessageDetailed,
                 format!("job {} steps:\n{}", job.id, steps.join("\n")),

@@ -3,14 +3,14 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oxbeam_fn_api::{
     Bundle, BundleProcessor, Executor, Executors, Harnesses, Metrics, NoSideInputs, OutputSink,
-    Residual, SideInputs,
+    Rebalancer, Residual, SideInputs,
 };
 use oxbeam_model::urns::beam_constants::constants;
 use oxbeam_runner_core::coder::write_timestamp;
@@ -130,6 +130,13 @@ pub(crate) struct Job<'p> {
     pub cancel_request: Option<&'p AtomicBool>,
     /// SDK harnesses started for this job; dropping them stops them.
     pub harnesses: Option<Harnesses>,
+    /// Dynamic work rebalancing (batch): worker threads waiting for a
+    /// task, tasks queued and not yet taken, splits per step, and where
+    /// split-off work goes (to the scheduler, which queues it).
+    idle_workers: AtomicUsize,
+    queued_tasks: AtomicUsize,
+    splits: Vec<AtomicUsize>,
+    split_tx: Mutex<Option<Sender<(usize, BundleInputs)>>>,
 }
 
 pub(crate) fn run(
@@ -280,6 +287,10 @@ impl<'p> Job<'p> {
             cancelled: AtomicBool::new(false),
             cancel_request: None,
             harnesses,
+            idle_workers: AtomicUsize::new(0),
+            queued_tasks: AtomicUsize::new(0),
+            splits: plan.steps().iter().map(|_| AtomicUsize::new(0)).collect(),
+            split_tx: Mutex::new(None),
         })
     }
 
@@ -308,10 +319,12 @@ impl<'p> Job<'p> {
             .iter()
             .map(|s| s.spilled_runs.load(Ordering::Relaxed))
             .sum();
+        let dynamic_splits = steps.iter().map(|s| s.splits as u64).sum();
         Ok(PipelineResult {
             metrics,
             steps,
             spilled_runs,
+            dynamic_splits,
         })
     }
 
@@ -373,6 +386,34 @@ impl<'p> Job<'p> {
         let (task_tx, task_rx) = mpsc::channel::<Task>();
         let task_rx = Mutex::new(task_rx);
         let (done_tx, done_rx) = mpsc::channel::<Done>();
+        let (split_tx, split_rx) = mpsc::channel::<(usize, BundleInputs)>();
+        if self.options.split_stragglers_after.is_some() {
+            *self
+                .split_tx
+                .lock()
+                .map_err(|_| Error::Internal("poisoned".into()))? = Some(split_tx);
+        }
+        // Queues work split off running bundles (counted as queued by the
+        // splitter) as further tasks of their steps.
+        let take_splits = |task_tx: &Sender<Task>,
+                           outstanding: &mut [usize],
+                           tasks_of: &mut [usize],
+                           in_flight: &mut usize| {
+            while let Ok((step, inputs)) = split_rx.try_recv() {
+                let task = Task::Bundle {
+                    step,
+                    inputs,
+                    tag: 0,
+                    keyed: None,
+                    defer_residuals: false,
+                };
+                if task_tx.send(task).is_ok() {
+                    outstanding[step] += 1;
+                    tasks_of[step] += 1;
+                    *in_flight += 1;
+                }
+            }
+        };
 
         std::thread::scope(|scope| {
             for _ in 0..self.options.parallelism.max(1) {
@@ -392,6 +433,7 @@ impl<'p> Job<'p> {
                     step: steps[i].name(),
                     elapsed: started.map(|s| s.elapsed()).unwrap_or_default(),
                     tasks,
+                    splits: self.splits[i].load(Ordering::Relaxed),
                 });
                 for &d in &downstream[i] {
                     if wm[d] == BEFORE_TIME
@@ -448,8 +490,16 @@ impl<'p> Job<'p> {
                 {
                     break;
                 }
-                match done_rx.recv_timeout(Duration::from_millis(100)) {
+                take_splits(&task_tx, &mut outstanding, &mut tasks_of, &mut in_flight);
+                let wait = match self.options.split_stragglers_after {
+                    Some(_) => Duration::from_millis(10),
+                    None => Duration::from_millis(100),
+                };
+                match done_rx.recv_timeout(wait) {
                     Ok(Done { step, result, .. }) => {
+                        // Work the bundle split off before it ended is
+                        // outstanding before the bundle is done.
+                        take_splits(&task_tx, &mut outstanding, &mut tasks_of, &mut in_flight);
                         in_flight -= 1;
                         outstanding[step] -= 1;
                         if let Err(e) = result {
@@ -488,6 +538,9 @@ impl<'p> Job<'p> {
                     progress.update(completed, elements, &running.join(", "));
                 }
             }
+            if let Ok(mut tx) = self.split_tx.lock() {
+                tx.take();
+            }
             drop(task_tx);
         });
         progress.finish();
@@ -507,6 +560,7 @@ impl<'p> Job<'p> {
     /// tasks. Returns the number of tasks queued.
     fn start(&self, i: usize, tasks: &Sender<Task>) -> Result<usize, Error> {
         let send = |t: Task| {
+            self.queued_tasks.fetch_add(1, Ordering::Relaxed);
             tasks
                 .send(t)
                 .map_err(|_| Error::Internal("worker pool is gone".into()))
@@ -661,10 +715,15 @@ impl<'p> Job<'p> {
     pub(crate) fn worker(&self, tasks: &Mutex<Receiver<Task>>, done: Sender<Done>) {
         let mut processors: Processors = BTreeMap::new();
         loop {
+            self.idle_workers.fetch_add(1, Ordering::Relaxed);
             let task = match tasks.lock() {
                 Ok(rx) => rx.recv(),
                 Err(_) => break,
             };
+            self.idle_workers.fetch_sub(1, Ordering::Relaxed);
+            let _ = self
+                .queued_tasks
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| q.checked_sub(1));
             let Ok(task) = task else { break };
             let (step, tag) = (task.step(), task.tag());
             let mut residuals = Vec::new();
@@ -775,6 +834,20 @@ impl<'p> Job<'p> {
             .zip(self.harnesses.as_ref())
             .filter(|_| keyed.is_none());
         let attempts = restartable.map_or(1, |(_, h)| h.max_bundle_attempts());
+        let rebalancer = self
+            .options
+            .split_stragglers_after
+            .filter(|_| keyed.is_none() && residuals.is_none() && stage.state.is_none())
+            .map(|after| StageRebalancer {
+                job: self,
+                step,
+                stage,
+                after,
+                kept: Mutex::new(None),
+                failed: Mutex::new(None),
+            });
+        // What the bundle still covers: less than `inputs` once it split.
+        let mut inputs = std::borrow::Cow::Borrowed(inputs);
         let mut attempt = 1;
         loop {
             let executor = self.current_executor(step, stage)?;
@@ -788,14 +861,14 @@ impl<'p> Job<'p> {
             if let Some(r) = residuals.as_deref_mut() {
                 r.clear(); // a failed attempt's residuals go with its output
             }
-            let result = self.run_bundle(
-                step,
-                inputs,
-                keyed,
-                processors,
-                &executor,
-                residuals.as_deref_mut(),
-            );
+            let hooks = BundleHooks {
+                residuals: residuals.as_deref_mut(),
+                rebalancer: rebalancer.as_ref().map(|r| r as &dyn Rebalancer),
+            };
+            let result = self.run_bundle(step, &inputs, keyed, processors, &executor, hooks);
+            if let Some(e) = rebalancer.as_ref().and_then(StageRebalancer::failure) {
+                return Err(e);
+            }
             let Err(Error::Execution(oxbeam_fn_api::Error::Harness { worker, message })) = result
             else {
                 return result;
@@ -815,6 +888,9 @@ impl<'p> Job<'p> {
             };
             processors.remove(&step);
             harnesses.restart(environment, &executor)?;
+            if let Some(kept) = rebalancer.as_ref().and_then(StageRebalancer::take_kept) {
+                inputs = std::borrow::Cow::Owned(kept);
+            }
             attempt += 1;
         }
     }
@@ -828,7 +904,7 @@ impl<'p> Job<'p> {
         keyed: Option<&KeyedRun>,
         processors: &mut Processors,
         executor: &Arc<dyn Executor>,
-        residuals: Option<&mut Vec<Residual>>,
+        hooks: BundleHooks<'_>,
     ) -> Result<(), Error> {
         let Step::Stage(stage) = &self.plan.steps()[step] else {
             return Err(Error::Internal("bundle of a non-stage step".into()));
@@ -890,7 +966,8 @@ impl<'p> Job<'p> {
                 ),
                 (None, _) => {
                     let mut bundle = Bundle::new(bundle_inputs, &mut sink, side, &mut metrics);
-                    bundle.residuals = residuals;
+                    bundle.residuals = hooks.residuals;
+                    bundle.rebalancer = hooks.rebalancer;
                     processor.process_bundle(&mut bundle)
                 }
             }))
@@ -914,6 +991,86 @@ impl<'p> Job<'p> {
             .map_err(|_| Error::Internal("poisoned metrics".into()))?
             .merge(&metrics);
         Ok(())
+    }
+}
+
+/// Where a bundle's deferred residuals go (streaming) and who may split it
+/// (batch); see [`Bundle::residuals`] and [`Bundle::rebalancer`].
+struct BundleHooks<'a> {
+    residuals: Option<&'a mut Vec<Residual>>,
+    rebalancer: Option<&'a dyn Rebalancer>,
+}
+
+/// Dynamic work rebalancing of one bundle: splits it when it has run for
+/// `after` while a worker thread idles with nothing queued, and queues what
+/// it gives away as a new bundle of the stage.
+struct StageRebalancer<'j, 'p> {
+    job: &'j Job<'p>,
+    step: usize,
+    stage: &'j Stage,
+    after: Duration,
+    /// What the bundle still covers after its latest split.
+    kept: Mutex<Option<BundleInputs>>,
+    /// Work split off that could not be queued: the bundle fails with it.
+    failed: Mutex<Option<String>>,
+}
+
+impl StageRebalancer<'_, '_> {
+    /// Encoded elements per data source as a bundle's inputs.
+    fn bundle_inputs(&self, work: Vec<(String, Vec<u8>)>) -> Option<BundleInputs> {
+        work.into_iter()
+            .map(|(source, bytes)| {
+                let idx = self
+                    .stage
+                    .inputs
+                    .iter()
+                    .position(|i| i.source_transform == source)?;
+                Some((idx, Arc::new(Chunk { bytes })))
+            })
+            .collect()
+    }
+
+    fn take_kept(&self) -> Option<BundleInputs> {
+        self.kept.lock().ok()?.take()
+    }
+
+    fn fail(&self, message: &str) {
+        if let Ok(mut f) = self.failed.lock() {
+            f.get_or_insert_with(|| format!("stage {}: {message}", self.stage.id));
+        }
+    }
+
+    /// The error the bundle fails with if split-off work was lost.
+    fn failure(&self) -> Option<Error> {
+        self.failed.lock().ok()?.take().map(Error::Internal)
+    }
+}
+
+impl Rebalancer for StageRebalancer<'_, '_> {
+    fn split_fraction(&self, elapsed: Duration) -> Option<f64> {
+        let idle = self.job.idle_workers.load(Ordering::Relaxed);
+        let queued = self.job.queued_tasks.load(Ordering::Relaxed);
+        // Half the remainder: the idle worker and this one then finish
+        // together, and either splits again if others idle.
+        (elapsed >= self.after && idle > queued && !self.job.cancelled.load(Ordering::Relaxed))
+            .then_some(0.5)
+    }
+
+    fn hand_off(&self, work: Vec<(String, Vec<u8>)>, kept: Vec<(String, Vec<u8>)>) {
+        let (Some(work), Some(kept)) = (self.bundle_inputs(work), self.bundle_inputs(kept)) else {
+            // Executors split only their stage's sources.
+            self.fail("split off work for a data source the stage does not have");
+            return;
+        };
+        if let Ok(mut k) = self.kept.lock() {
+            *k = Some(kept);
+        }
+        let tx = self.job.split_tx.lock().ok().and_then(|t| t.clone());
+        self.job.queued_tasks.fetch_add(1, Ordering::Relaxed);
+        self.job.splits[self.step].fetch_add(1, Ordering::Relaxed);
+        if tx.is_none_or(|tx| tx.send((self.step, work)).is_err()) {
+            self.fail("split off work after the job's scheduler stopped");
+        }
     }
 }
 

@@ -84,6 +84,10 @@ pub struct LocalOptions {
     pub harness: HarnessOptions,
     /// Run on the streaming engine even when every PCollection is bounded.
     pub streaming: bool,
+    /// Dynamic work rebalancing (batch): a bundle on an SDK harness that
+    /// has run this long while workers idle is split, and the work it
+    /// gives away runs as a new bundle. `None` disables it.
+    pub split_stragglers_after: Option<Duration>,
 }
 
 impl Default for LocalOptions {
@@ -98,6 +102,7 @@ impl Default for LocalOptions {
             bundle_bytes: 1 << 20,
             harness: HarnessOptions::default(),
             streaming: false,
+            split_stragglers_after: Some(Duration::from_millis(300)),
         }
     }
 }
@@ -122,6 +127,24 @@ pub struct StepReport {
     pub elapsed: Duration,
     /// Bundles (stages) or partitions (GroupByKey) processed.
     pub tasks: usize,
+    /// Running bundles of the step split to rebalance work (each split
+    /// adds a bundle to `tasks`).
+    pub splits: usize,
+}
+
+impl std::fmt::Display for StepReport {
+    /// `   1.204s  stage stage-2 (4 tasks, 3 split)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>10.3?}  {} ({} tasks",
+            self.elapsed, self.step, self.tasks
+        )?;
+        if self.splits > 0 {
+            write!(f, ", {} split", self.splits)?;
+        }
+        write!(f, ")")
+    }
 }
 
 /// What a finished pipeline reports.
@@ -133,6 +156,8 @@ pub struct PipelineResult {
     pub steps: Vec<StepReport>,
     /// Sorted runs spilled to disk by shuffles over the memory budget.
     pub spilled_runs: u64,
+    /// Running bundles split to rebalance work, over all steps.
+    pub dynamic_splits: u64,
 }
 
 /// Errors of the local runner.

@@ -68,6 +68,49 @@ elif case == 'flatten_reshuffle':
 elif case == 'write_to_text':
     (p | beam.Create(['line %d' % i for i in range(100)])
        | beam.io.WriteToText(os.path.join(out, 'part'), shard_name_template='-SS'))
+elif case in ('skewed_sdf', 'skewed_file'):
+    # One straggler: a single restriction whose positions each take 20 ms
+    # (the provider does not split it up front), so only runner-initiated
+    # splits spread it over workers.
+    import time
+    from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+    from apache_beam.transforms.core import RestrictionProvider
+
+    class WholeRange(RestrictionProvider):
+        def initial_restriction(self, n):
+            return OffsetRange(0, n)
+        def create_tracker(self, r):
+            return OffsetRestrictionTracker(r)
+        def restriction_size(self, n, r):
+            return r.size()
+        def split(self, n, r):
+            yield r
+
+    class Slow(beam.DoFn):
+        def process(self, n, tracker=beam.DoFn.RestrictionParam(WholeRange())):
+            pos = tracker.current_restriction().start
+            while tracker.try_claim(pos):
+                time.sleep(0.02)
+                yield pos
+                pos += 1
+
+    if case == 'skewed_sdf':
+        (p | beam.Create([100]) | beam.ParDo(Slow()) | beam.Map(write))
+    else:
+        # One big file and many small ones, read by Beam's ReadFromText
+        # (an SDF over byte ranges), each line costing 10 ms downstream.
+        data = os.path.join(out, '..', 'data')
+        os.makedirs(data, exist_ok=True)
+        with open(os.path.join(data, 'big.txt'), 'w') as f:
+            f.write(''.join('big %d\n' % i for i in range(120)))
+        for k in range(6):
+            with open(os.path.join(data, 'small-%d.txt' % k), 'w') as f:
+                f.write('small %d\n' % k)
+        def slow(line):
+            time.sleep(0.01)
+            return line
+        (p | beam.io.ReadFromText(os.path.join(data, '*.txt'))
+           | beam.Map(slow) | beam.Map(write))
 elif case == 'fails':
     (p | beam.Create([1, 2, 0]) | beam.Map(lambda x: 10 // x) | beam.Map(write))
 else:
@@ -97,6 +140,15 @@ fn run_with(
     dir: &Path,
     options: LocalOptions,
 ) -> Result<Vec<String>, oxbeam_runner_local::Error> {
+    run_for_result(case, dir, options).map(|(lines, _)| lines)
+}
+
+/// Like [`run_with`], with the runner's result.
+fn run_for_result(
+    case: &str,
+    dir: &Path,
+    options: LocalOptions,
+) -> Result<(Vec<String>, oxbeam_runner_local::PipelineResult), oxbeam_runner_local::Error> {
     let out = dir.join("out");
     std::fs::create_dir_all(&out).unwrap();
     let proto = dir.join("pipeline.pb");
@@ -113,8 +165,8 @@ fn run_with(
         String::from_utf8_lossy(&status.stderr)
     );
     let pipeline = oxbeam_runner_core::decode_pipeline(&std::fs::read(&proto).unwrap()).unwrap();
-    LocalRunner::new(options).run(&pipeline, &Executors::new())?;
-    Ok(read_lines(&out))
+    let result = LocalRunner::new(options).run(&pipeline, &Executors::new())?;
+    Ok((read_lines(&out), result))
 }
 
 fn read_lines(dir: &Path) -> Vec<String> {
@@ -200,4 +252,47 @@ fn beam_python_user_error_fails_the_job_with_the_traceback() {
     let err = run("fails", dir.path()).unwrap_err().to_string();
     assert!(err.contains("ZeroDivisionError"), "{err}");
     assert!(err.contains("Map(<lambda at"), "{err}");
+}
+
+/// Dynamic work rebalancing: a straggling bundle on Beam's harness is split
+/// (ProcessBundleSplit) while a worker idles; its residual runs as another
+/// bundle. Every position or line is output exactly once either way.
+#[test]
+fn beam_python_stragglers_are_split_for_idle_workers() {
+    for (case, expected) in [
+        (
+            "skewed_sdf",
+            (0..100).map(|i| i.to_string()).collect::<Vec<_>>(),
+        ),
+        (
+            "skewed_file",
+            (0..120)
+                .map(|i| format!("big {i}"))
+                .chain((0..6).map(|k| format!("small {k}")))
+                .collect(),
+        ),
+    ] {
+        let mut expected = expected;
+        expected.sort();
+        for split in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let options = LocalOptions {
+                parallelism: 2,
+                progress: false,
+                split_stragglers_after: split.then(|| std::time::Duration::from_millis(100)),
+                ..LocalOptions::default()
+            };
+            let (lines, result) = run_for_result(case, dir.path(), options).unwrap();
+            assert_eq!(lines, expected, "{case}, splitting {split}");
+            if split {
+                assert!(
+                    result.dynamic_splits >= 1,
+                    "{case}: no split: {:?}",
+                    result.steps
+                );
+            } else {
+                assert_eq!(result.dynamic_splits, 0, "{case}");
+            }
+        }
+    }
 }

@@ -1079,6 +1079,7 @@ impl<'j, 'p> Engine<'j, 'p> {
                 step: steps[i].name(),
                 elapsed: self.finished_at[i].unwrap_or_else(|| self.started.elapsed()),
                 tasks: self.tasks[i],
+                splits: 0,
             })
             .collect()
     }
