@@ -148,8 +148,6 @@ impl PipelineHandle {
         }
         let result = job.wait();
         drop(interrupts);
-        result
-            .map(|r| PipelineResult { metrics: r.metrics })
-            .map_err(local_error)
+        result.map(PipelineResult::from).map_err(local_error)
     }
 }

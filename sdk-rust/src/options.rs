@@ -35,6 +35,10 @@ pub struct PipelineOptions {
     /// Do not pre-combine before shuffles (to check lifting changes nothing).
     #[arg(long)]
     pub no_combiner_lifting: bool,
+    /// Do not split straggling bundles for idle workers (dynamic work
+    /// rebalancing).
+    #[arg(long)]
+    pub no_dynamic_splitting: bool,
     /// Memory for grouped data before spilling to disk, e.g. `512MiB`, `2G`.
     #[arg(long, value_parser = parse_bytes)]
     pub memory_budget: Option<u64>,
@@ -164,6 +168,7 @@ impl Default for PipelineOptions {
             parallelism: None,
             no_fusion: false,
             no_combiner_lifting: false,
+            no_dynamic_splitting: false,
             memory_budget: None,
             dump_plan: false,
             no_progress: false,

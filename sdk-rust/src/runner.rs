@@ -27,6 +27,18 @@ pub trait Runner {
 pub struct PipelineResult {
     /// User metrics and element counts, merged over bundles.
     pub metrics: Metrics,
+    /// Running bundles the runner split to give work to idle workers
+    /// (dynamic work rebalancing).
+    pub dynamic_splits: u64,
+}
+
+impl From<oxbeam_runner_local::PipelineResult> for PipelineResult {
+    fn from(r: oxbeam_runner_local::PipelineResult) -> Self {
+        PipelineResult {
+            metrics: r.metrics,
+            dynamic_splits: r.dynamic_splits,
+        }
+    }
 }
 
 impl PipelineResult {
@@ -93,6 +105,9 @@ pub(crate) fn local_options(o: &PipelineOptions) -> LocalOptions {
     }
     options.fusion = !o.no_fusion;
     options.combiner_lifting = !o.no_combiner_lifting;
+    if o.no_dynamic_splitting {
+        options.split_stragglers_after = None;
+    }
     if let Some(m) = o.memory_budget {
         options.memory_budget_bytes = m;
     }
@@ -121,7 +136,7 @@ impl Runner for LocalRunner {
     fn run(&self, pipeline: &pb::Pipeline, executors: &Executors) -> Result<PipelineResult> {
         oxbeam_runner_local::LocalRunner::new(self.options.clone())
             .run(pipeline, executors)
-            .map(|r| PipelineResult { metrics: r.metrics })
+            .map(PipelineResult::from)
             .map_err(local_error)
     }
 }

@@ -1,10 +1,11 @@
 //! [`NativeExecutor`]: builds the operator tree of a bundle descriptor and
 //! runs bundles through it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use oxbeam_fn_api::{Bundle, BundleProcessor, Error, Executor, Result};
+use oxbeam_fn_api::{Bundle, BundleProcessor, Error, Executor, Rebalancer, Result};
 use oxbeam_model::coders::{Coder as DynCoder, WindowCoder};
 use oxbeam_model::fn_execution::{ProcessBundleDescriptor, RemoteGrpcPort};
 use oxbeam_model::oxbeam::NativeFunctionPayload;
@@ -560,6 +561,7 @@ struct Processor {
 
 impl Processor {
     fn run(&mut self, bundle: &mut Bundle<'_>) -> Result<()> {
+        let rebalancer = bundle.rebalancer;
         let mut cx = BundleCx {
             sink: &mut *bundle.sink,
             side_inputs: bundle.side_inputs,
@@ -568,14 +570,14 @@ impl Processor {
         for (_, s) in &mut self.sources {
             s.start()?;
         }
-        for (id, bytes) in &bundle.inputs {
-            let Some((_, s)) = self.sources.iter_mut().find(|(sid, _)| sid == id) else {
-                return Err(Error::invalid(
-                    format!("bundle input of stage {}", self.id),
-                    format!("no data source {id}"),
-                ));
-            };
-            s.process(bytes, &mut cx)?;
+        match rebalancer {
+            Some(r) => self.process_splittable(&bundle.inputs, r, &mut cx)?,
+            None => {
+                for &(id, bytes) in &bundle.inputs {
+                    let s = self.source(id)?;
+                    self.sources[s].1.process(bytes, &mut cx)?;
+                }
+            }
         }
         for (transform, family, timers) in &bundle.timers {
             let Some((_, target)) = self.timers.iter_mut().find(|(t, _)| t == transform) else {
@@ -592,6 +594,117 @@ impl Processor {
         Ok(())
     }
 }
+
+impl Processor {
+    /// The index of data source `id`.
+    fn source(&self, id: &str) -> Result<usize> {
+        self.sources
+            .iter()
+            .position(|(sid, _)| sid == id)
+            .ok_or_else(|| {
+                Error::invalid(
+                    format!("bundle input of stage {}", self.id),
+                    format!("no data source {id}"),
+                )
+            })
+    }
+
+    /// Processes `inputs` in runs of elements sized to take about
+    /// [`SPLIT_CHECK_EVERY`] each, asking `rebalancer` between runs whether
+    /// to give part of the elements left away (dynamic work rebalancing;
+    /// a split falls between elements).
+    fn process_splittable(
+        &mut self,
+        inputs: &[(&str, &[u8])],
+        rebalancer: &dyn Rebalancer,
+        cx: &mut BundleCx<'_>,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let mut pending: VecDeque<(&str, &[u8])> = inputs.iter().copied().collect();
+        // What the bundle has processed, whole buffers and prefixes.
+        let mut done: Vec<(&str, &[u8])> = Vec::new();
+        let mut run = 1usize;
+        while let Some((id, bytes)) = pending.pop_front() {
+            let s = self.source(id)?;
+            let (mut at, mut end) = (0, bytes.len());
+            while at < end {
+                let t = Instant::now();
+                at += self.sources[s].1.process_some(&bytes[at..end], run, cx)?;
+                let took = t.elapsed();
+                if took < SPLIT_CHECK_EVERY / 2 {
+                    run = (run * 2).min(MAX_RUN);
+                } else if took > SPLIT_CHECK_EVERY * 2 {
+                    run = (run / 2).max(1);
+                }
+                if at == end && pending.is_empty() {
+                    break;
+                }
+                let Some(fraction) = rebalancer.split_fraction(started.elapsed()) else {
+                    continue;
+                };
+                // Elements left: the rest of this buffer, then the others.
+                let mut left: Vec<(&str, &[u8], Vec<usize>)> = Vec::new();
+                for (sid, b) in
+                    std::iter::once((id, &bytes[at..end])).chain(pending.iter().copied())
+                {
+                    let ends = self.sources[self.source(sid)?].1.element_ends(b)?;
+                    left.push((sid, b, ends));
+                }
+                let total: usize = left.iter().map(|(_, _, e)| e.len()).sum();
+                let give = ((total as f64) * fraction.clamp(0.0, 1.0)).floor() as usize;
+                if give == 0 {
+                    continue;
+                }
+                // Keep the first `total - give` elements left.
+                let mut keep = total - give;
+                let cuts: Vec<usize> = left
+                    .iter()
+                    .map(|(_, b, ends)| {
+                        let cut = match keep {
+                            0 => 0,
+                            k if k >= ends.len() => b.len(),
+                            k => ends[k - 1],
+                        };
+                        keep -= keep.min(ends.len());
+                        cut
+                    })
+                    .collect();
+                let away: Vec<(String, Vec<u8>)> = left
+                    .iter()
+                    .zip(&cuts)
+                    .filter(|((_, b, _), cut)| **cut < b.len())
+                    .map(|((sid, b, _), &cut)| (sid.to_string(), b[cut..].to_vec()))
+                    .collect();
+                let kept: Vec<(&str, &[u8])> = left
+                    .iter()
+                    .zip(&cuts)
+                    .map(|((sid, b, _), &cut)| (*sid, &b[..cut]))
+                    .collect();
+                let covered: Vec<(String, Vec<u8>)> = done
+                    .iter()
+                    .chain([(id, &bytes[..at])].iter())
+                    .chain(kept.iter())
+                    .filter(|(_, b)| !b.is_empty())
+                    .map(|(sid, b)| (sid.to_string(), b.to_vec()))
+                    .collect();
+                rebalancer.hand_off(away, covered);
+                end = at + cuts[0];
+                pending = kept[1..]
+                    .iter()
+                    .copied()
+                    .filter(|(_, b)| !b.is_empty())
+                    .collect();
+            }
+            done.push((id, &bytes[..at]));
+        }
+        Ok(())
+    }
+}
+
+/// How long a run of elements between split checks aims to take.
+const SPLIT_CHECK_EVERY: Duration = Duration::from_millis(5);
+/// The longest run of elements between split checks.
+const MAX_RUN: usize = 1 << 16;
 
 impl BundleProcessor for Processor {
     fn process_bundle(&mut self, bundle: &mut Bundle<'_>) -> Result<()> {

@@ -17,7 +17,14 @@ use crate::window::WindowFn;
 /// A data source: decodes input buffers into its operator tree.
 pub(crate) trait SourceOp: Send {
     fn start(&mut self) -> Result<()>;
-    fn process(&mut self, bytes: &[u8], cx: &mut dyn Cx) -> Result<()>;
+    fn process(&mut self, bytes: &[u8], cx: &mut dyn Cx) -> Result<()> {
+        self.process_some(bytes, usize::MAX, cx).map(|_| ())
+    }
+    /// Processes the first `max` elements of `bytes` (all if fewer);
+    /// returns the bytes they took.
+    fn process_some(&mut self, bytes: &[u8], max: usize, cx: &mut dyn Cx) -> Result<usize>;
+    /// The end offset of each element in `bytes`.
+    fn element_ends(&self, bytes: &[u8]) -> Result<Vec<usize>>;
     fn finish(&mut self, cx: &mut dyn Cx) -> Result<()>;
     fn teardown(&mut self);
 }
@@ -231,8 +238,9 @@ impl<T: Element> SourceOp for DataSource<T> {
         self.next.start()
     }
 
-    fn process(&mut self, bytes: &[u8], cx: &mut dyn Cx) -> Result<()> {
+    fn process_some(&mut self, bytes: &[u8], max: usize, cx: &mut dyn Cx) -> Result<usize> {
         let mut input = bytes;
+        let mut taken = 0;
         let transform = &self.transform;
         let bad = |input: &[u8], e: oxbeam_model::coders::CoderError| {
             Error::invalid(
@@ -244,7 +252,8 @@ impl<T: Element> SourceOp for DataSource<T> {
             )
         };
         self.batch.clear();
-        while !input.is_empty() {
+        while !input.is_empty() && taken < max {
+            taken += 1;
             let h = WindowedValueHeader::decode(&mut input, self.window_coder)
                 .map_err(|e| bad(input, e))?;
             let value = self.coder.decode(&mut input).map_err(|e| bad(input, e))?;
@@ -267,7 +276,25 @@ impl<T: Element> SourceOp for DataSource<T> {
                 self.next.receive_batch(&mut self.batch, cx)?;
             }
         }
-        self.next.receive_batch(&mut self.batch, cx)
+        self.next.receive_batch(&mut self.batch, cx)?;
+        Ok(bytes.len() - input.len())
+    }
+
+    fn element_ends(&self, bytes: &[u8]) -> Result<Vec<usize>> {
+        let mut input = bytes;
+        let mut ends = Vec::new();
+        while !input.is_empty() {
+            WindowedValueHeader::decode(&mut input, self.window_coder)
+                .and_then(|_| self.coder.decode(&mut input).map(|_| ()))
+                .map_err(|e| {
+                    Error::invalid(
+                        format!("element of data source {}", self.transform),
+                        e.to_string(),
+                    )
+                })?;
+            ends.push(bytes.len() - input.len());
+        }
+        Ok(ends)
     }
 
     fn finish(&mut self, cx: &mut dyn Cx) -> Result<()> {

@@ -10,6 +10,7 @@ mod io;
 mod metrics;
 mod outputs;
 mod proto;
+mod rebalancing;
 mod redis;
 mod side_inputs;
 mod smoke;
