@@ -353,3 +353,33 @@ fn a_harness_killed_by_a_signal_mid_bundle_is_replaced() {
     assert_eq!(attempts[0], format!("pid {killed}"));
     assert_ne!(attempts[1], attempts[0]);
 }
+
+/// Dynamic work rebalancing across harness processes: unfused, the slow
+/// `Check` stage reads all 2000 numbers as one bundle; the runner asks its
+/// harness to split it (ProcessBundleSplit) and the second harness takes
+/// the rest. Output is exact.
+#[test]
+fn a_straggling_bundle_in_a_harness_process_is_split_for_an_idle_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("sums").to_string_lossy().into_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_process_workers"))
+        .args([
+            "--environment-type",
+            "PROCESS",
+            "--sdk-worker-parallelism",
+            "2",
+        ])
+        .args(["--count", "2000", "--slow-micros", "500", "--no-fusion"])
+        .args(["--output", &prefix, "--parallelism", "2", "--no-progress"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(read_shards(&prefix), digit_sums(2000));
+    let splits: u64 = Regex::new(r"\((\d+) dynamic splits\)")
+        .unwrap()
+        .captures(&stderr)
+        .and_then(|c| c[1].parse().ok())
+        .unwrap_or_else(|| panic!("no split count in: {stderr}"));
+    assert!(splits >= 1, "{stderr}");
+}

@@ -18,7 +18,9 @@
 //! after `--max-bundle-attempts`), `panic` raises a user-code error (never
 //! retried), `hang-once` hangs the first time (for a test to kill the
 //! harness). Each time, a line with the harness's pid is appended to
-//! `--attempt-log`.
+//! `--attempt-log`. `--slow-micros N` makes the function take N µs per
+//! number; with `--no-fusion` its stage then reads the numbers as one
+//! bundle, which the runner splits for the idle worker.
 
 use std::io::Write;
 
@@ -61,6 +63,10 @@ struct Args {
     /// File getting one line each time `--fail-on` is reached.
     #[arg(long)]
     attempt_log: Option<std::path::PathBuf>,
+    /// Microseconds the function spends on each number (to show dynamic
+    /// work rebalancing: a straggling bundle split for an idle worker).
+    #[arg(long, default_value_t = 0)]
+    slow_micros: u64,
 }
 
 /// Records one attempt at the failing number; returns how many there were.
@@ -81,8 +87,12 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let p = Pipeline::new(args.pipeline);
     let (fail_on, how, log) = (args.fail_on, args.fail_how, args.attempt_log.clone());
+    let slow = std::time::Duration::from_micros(args.slow_micros);
     p.generate_sequence("Numbers", 0, args.count)
         .map("Check", move |x: &i64| {
+            if !slow.is_zero() {
+                std::thread::sleep(slow);
+            }
             if Some(*x) == fail_on {
                 let attempts = log.as_deref().map_or(1, log_attempt);
                 match how {
@@ -104,7 +114,10 @@ fn main() -> anyhow::Result<()> {
             format!("{digit}: {}", xs.iter().sum::<i64>())
         })
         .apply("Write", WriteToText::new(args.output.clone()));
-    p.run()?;
-    eprintln!("process_workers: wrote {}-*", args.output);
+    let result = p.run()?;
+    eprintln!(
+        "process_workers: wrote {}-* ({} dynamic splits)",
+        args.output, result.dynamic_splits
+    );
     Ok(())
 }

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tonic::transport::Channel;
 
+use super::split::SplitRequests;
 use super::state::all_elements_key;
 use super::{DATA_BATCH_BYTES, MAX_MESSAGE_BYTES, Ports, WORKER_ID_HEADER};
 use crate::{
@@ -102,6 +103,7 @@ async fn run(config: HarnessConfig, executor: Arc<dyn Executor>) -> Result<()> {
         data: tokio::sync::Mutex::new(HashMap::new()),
         state: tokio::sync::Mutex::new(HashMap::new()),
         responses,
+        splits: Mutex::new(HashMap::new()),
     });
     loop {
         match inbound.message().await {
@@ -141,6 +143,8 @@ struct Harness {
     data: tokio::sync::Mutex<HashMap<String, Arc<DataClient>>>,
     state: tokio::sync::Mutex<HashMap<String, Arc<StateClient>>>,
     responses: mpsc::UnboundedSender<InstructionResponse>,
+    /// Split requests of the bundles running now, by instruction id.
+    splits: Mutex<HashMap<String, Arc<SplitRequests>>>,
 }
 
 impl Harness {
@@ -204,9 +208,18 @@ impl Harness {
             Some(Q::ProcessBundleProgress(_)) => {
                 self.respond(id, Ok(A::ProcessBundleProgress(Default::default())));
             }
-            // Declining to split is always a valid answer.
-            Some(Q::ProcessBundleSplit(_)) => {
-                self.respond(id, Ok(A::ProcessBundleSplit(Default::default())));
+            // A running bundle's executor is asked to split; declining
+            // (an empty answer) is always valid.
+            Some(Q::ProcessBundleSplit(r)) => {
+                let running = self
+                    .splits
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(&r.instruction_id).cloned());
+                match running {
+                    Some(splits) => splits.request(id, &r),
+                    None => self.respond(id, Ok(A::ProcessBundleSplit(Default::default()))),
+                }
             }
             Some(Q::SampleData(_)) => {
                 self.respond(id, Ok(A::SampleData(Default::default())));
@@ -384,6 +397,17 @@ impl Harness {
         let out = data.as_ref().map(|d| d.tx.clone());
         let instruction_id = instruction.to_string();
         let prep = prepared.clone();
+        // Stateless bundles may be split while they run.
+        let splits = (!prepared.user_state && prepared.timer_families.is_empty()).then(|| {
+            Arc::new(SplitRequests::new(
+                prepared.ports.sources.clone(),
+                self.responses.clone(),
+            ))
+        });
+        if let (Some(s), Ok(mut m)) = (&splits, self.splits.lock()) {
+            m.insert(instruction.to_string(), s.clone());
+        }
+        let running = splits.clone();
         let ran = tokio::task::spawn_blocking(move || {
             run_bundle(
                 executor,
@@ -393,11 +417,18 @@ impl Harness {
                 (inputs, timers),
                 out,
                 &side_inputs,
-                user_state,
+                (user_state, running.as_deref()),
             )
         })
         .await
-        .map_err(|e| format!("the bundle's thread failed: {e}"))?;
+        .map_err(|e| format!("the bundle's thread failed: {e}"));
+        if let Some(s) = splits {
+            if let Ok(mut m) = self.splits.lock() {
+                m.remove(instruction);
+            }
+            s.finish();
+        }
+        let ran = ran?;
         let processor = ran?;
         if let Ok(mut p) = self.processors.lock() {
             p.entry(prepared.descriptor.id.clone())
@@ -484,7 +515,7 @@ fn run_bundle(
     (inputs, timers): (Vec<(String, Bytes)>, Vec<(String, String, Bytes)>),
     out: Option<mpsc::Sender<Elements>>,
     side_inputs: &HarnessSideInputs,
-    user_state: Option<HarnessUserState>,
+    (user_state, splits): (Option<HarnessUserState>, Option<&SplitRequests>),
 ) -> std::result::Result<Box<dyn BundleProcessor>, String> {
     let mut processor = match pooled {
         Some(p) => p,
@@ -526,6 +557,9 @@ fn run_bundle(
         );
         if let Some(u) = user_state.as_mut() {
             bundle = bundle.with_state(u);
+        }
+        if let Some(s) = splits {
+            bundle = bundle.with_rebalancer(s);
         }
         catch_unwind(AssertUnwindSafe(|| processor.process_bundle(&mut bundle)))
     };

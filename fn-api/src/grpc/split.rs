@@ -10,11 +10,17 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use oxbeam_model::coders::{Coder, Context};
 use oxbeam_model::fn_execution::{
-    BundleApplication, ProcessBundleSplitResponse, process_bundle_split_request::DesiredSplit,
+    BundleApplication, InstructionResponse, ProcessBundleSplitRequest, ProcessBundleSplitResponse,
+    instruction_response, process_bundle_split_request::DesiredSplit,
+    process_bundle_split_response::ChannelSplit,
 };
+use tokio::sync::mpsc;
+
+use crate::Rebalancer;
 
 /// Encoded elements per data source.
 pub(crate) type SourceElements = Vec<(String, Vec<u8>)>;
@@ -150,11 +156,171 @@ impl<'a> Ledger<'a> {
     }
 }
 
+/// The harness's side: `ProcessBundleSplit` requests for one running
+/// bundle, put to its executor as a [`Rebalancer`] and answered from what
+/// the executor hands off (splits at element boundaries: channel splits
+/// only).
+pub(crate) struct SplitRequests {
+    /// The descriptor's data sources and their element coders.
+    sources: Vec<(String, Coder)>,
+    responses: mpsc::UnboundedSender<InstructionResponse>,
+    state: Mutex<Pending>,
+}
+
+/// A split request of a running bundle.
+enum Pending {
+    None,
+    /// Received: give away this share of the remainder.
+    Requested {
+        id: String,
+        give: f64,
+    },
+    /// Put to the executor, which has not handed anything off yet.
+    Asked {
+        id: String,
+    },
+}
+
+impl SplitRequests {
+    pub(crate) fn new(
+        sources: Vec<(String, Coder)>,
+        responses: mpsc::UnboundedSender<InstructionResponse>,
+    ) -> Self {
+        SplitRequests {
+            sources,
+            responses,
+            state: Mutex::new(Pending::None),
+        }
+    }
+
+    /// A split request `id` for this bundle; answered once the executor
+    /// splits or declines, or the bundle ends.
+    pub(crate) fn request(&self, id: String, request: &ProcessBundleSplitRequest) {
+        let keep = request
+            .desired_splits
+            .values()
+            .map(|d| d.fraction_of_remainder)
+            .fold(1.0f64, f64::min);
+        let give = 1.0 - keep.clamp(0.0, 1.0);
+        let previous = self
+            .state
+            .lock()
+            .ok()
+            .map(|mut s| std::mem::replace(&mut *s, Pending::Requested { id, give }));
+        if let Some(Pending::Requested { id, .. } | Pending::Asked { id }) = previous {
+            self.answer(id, Default::default());
+        }
+    }
+
+    /// The bundle ended: a request still open is declined.
+    pub(crate) fn finish(&self) {
+        let open = self
+            .state
+            .lock()
+            .ok()
+            .map(|mut s| std::mem::replace(&mut *s, Pending::None));
+        if let Some(Pending::Requested { id, .. } | Pending::Asked { id }) = open {
+            self.answer(id, Default::default());
+        }
+    }
+
+    fn answer(&self, id: String, split: ProcessBundleSplitResponse) {
+        let _ = self.responses.send(InstructionResponse {
+            instruction_id: id,
+            error: String::new(),
+            response: Some(instruction_response::Response::ProcessBundleSplit(split)),
+        });
+    }
+
+    /// The channel split of each source in `kept` or `work`: the primary
+    /// keeps the first elements of each, in `kept`.
+    fn channel_splits(
+        &self,
+        work: &[(String, Vec<u8>)],
+        kept: &[(String, Vec<u8>)],
+    ) -> Result<Vec<ChannelSplit>, String> {
+        let mut splits: Vec<ChannelSplit> = Vec::new();
+        for (source, _) in work.iter().chain(kept) {
+            if splits.iter().any(|c| c.transform_id == *source) {
+                continue;
+            }
+            let coder = self
+                .sources
+                .iter()
+                .find(|(s, _)| s == source)
+                .map(|(_, c)| c)
+                .ok_or_else(|| {
+                    format!("split off work for {source}, which is not a data source")
+                })?;
+            let mut count = 0i64;
+            for (_, bytes) in kept.iter().filter(|(s, _)| s == source) {
+                let mut rest = &bytes[..];
+                while !rest.is_empty() {
+                    coder
+                        .skip(&mut rest, Context::Nested)
+                        .map_err(|e| format!("kept input of {source}: {e}"))?;
+                    count += 1;
+                }
+            }
+            splits.push(ChannelSplit {
+                transform_id: source.clone(),
+                last_primary_element: count - 1,
+                first_residual_element: count,
+            });
+        }
+        Ok(splits)
+    }
+}
+
+impl Rebalancer for SplitRequests {
+    fn split_fraction(&self, _elapsed: std::time::Duration) -> Option<f64> {
+        let mut state = self.state.lock().ok()?;
+        match std::mem::replace(&mut *state, Pending::None) {
+            Pending::None => None,
+            Pending::Requested { id, give } => {
+                *state = Pending::Asked { id };
+                Some(give)
+            }
+            // Asked before and nothing was handed off: nothing to split.
+            Pending::Asked { id } => {
+                drop(state);
+                self.answer(id, Default::default());
+                None
+            }
+        }
+    }
+
+    fn hand_off(&self, work: Vec<(String, Vec<u8>)>, kept: Vec<(String, Vec<u8>)>) {
+        let asked = self
+            .state
+            .lock()
+            .ok()
+            .map(|mut s| std::mem::replace(&mut *s, Pending::None));
+        let Some(Pending::Asked { id }) = asked else {
+            return;
+        };
+        match self.channel_splits(&work, &kept) {
+            Ok(channel_splits) => self.answer(
+                id,
+                ProcessBundleSplitResponse {
+                    channel_splits,
+                    ..Default::default()
+                },
+            ),
+            Err(error) => {
+                let _ = self.responses.send(InstructionResponse {
+                    instruction_id: id,
+                    error,
+                    response: None,
+                });
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use oxbeam_model::fn_execution::{
-        DelayedBundleApplication, process_bundle_split_response::ChannelSplit,
-    };
+    use oxbeam_model::fn_execution::DelayedBundleApplication;
 
     use super::*;
 
