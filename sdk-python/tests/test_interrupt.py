@@ -31,6 +31,14 @@ PRELUDE = textwrap.dedent(
     def os_threads():
         return len(os.listdir("/proc/self/task"))
 
+    def threads_left(before):
+        # A joined thread's /proc entry may outlive the join for a moment
+        # (the kernel reaps it just after): allow it a second to go.
+        deadline = time.monotonic() + 1
+        while os_threads() > before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return os_threads() - before
+
     def started():
         # Tells the parent that user code runs on the job's workers.
         if not os.path.exists(marker):
@@ -120,7 +128,7 @@ def test_ctrl_c_interrupts_busy_user_code_and_interpreter_runs_again(tmp_path):
         print("finished")
     except KeyboardInterrupt:
         print("interrupted")
-    print("threads left:", os_threads() - before, [t.name for t in threading.enumerate()])
+    print("threads left:", threads_left(before), [t.name for t in threading.enumerate()])
     with beam.Pipeline() as p:
         (p | beam.Create([1, 2, 3]) | beam.Map(lambda x: x * 2)
          | beam.io.WriteToText(out + "-again"))
