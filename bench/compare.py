@@ -389,16 +389,63 @@ def fnapi(quick, build):
     print(f"| rate | {e[0]/1e6:.2f}M elem/s | {pr[0]/1e6:.2f}M elem/s | {pr[0]/e[0]:.2f}x |")
 
 
+def rebalance(quick, build):
+    """Dynamic work rebalancing: one straggling bundle on 2 workers, with and
+    without runner-initiated splits. B4 `oxbeam-batch skew` (native stage,
+    unfused so the slow Map reads one bundle) and a Beam Python splittable
+    DoFn whose one restriction is not split up front (`oxbeam run`, Beam's
+    own harness process). Ideal: half the serial time."""
+    if build:
+        sh(["cargo", "build", "--release", "--locked", "-p", "oxbeam-bench", "-p", "oxbeam-cli", "--bins"])
+    bin_dir = os.path.join(TARGET, "release")
+    oxbeam = os.environ.get("OXBEAM_BIN", os.path.join(bin_dir, "oxbeam"))
+    n = 2000 if quick else 8000
+    micros = 500
+    rows = []
+    native = {}
+    for split in (False, True):
+        extra = [] if split else ["--no-dynamic-splitting"]
+        r, wall, _ = measure([os.path.join(bin_dir, "oxbeam-batch"), "--no-progress", "--parallelism", "2",
+                              "--no-fusion"] + extra + ["skew", "--elements", str(n), "--micros", str(micros)])
+        native[split] = (r["seconds"], r["splits"])
+    rows.append((f"native Map, {n} x {micros} µs, one bundle", native))
+    tmp = tempfile.mkdtemp(prefix="oxbeam-bench-")
+    pb = os.path.join(tmp, "sdf.pb")
+    sh([PY, "bench/python/beam_sdf_straggler.py", "--positions", str(n), "--micros", str(micros), "--out", pb])
+    sdf = {}
+    for split in (False, True):
+        cmd = [oxbeam, "run", pb, "--parallelism", "2"] + ([] if split else ["--no-dynamic-splitting"])
+        print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stderr[-4000:])
+            raise SystemExit("benchmark command failed: " + " ".join(cmd))
+        # The step summary: "   1.234s  stage stage-2 (3 tasks, 2 split)";
+        # the SDF's stage is the slowest.
+        steps = [(float(m.group(1)) * (1e-3 if m.group(2) == "ms" else 1), int(m.group(3) or 0))
+                 for m in re.finditer(r"^\s*([\d.]+)(ms|s)\s+stage \S+ \(\d+ tasks(?:, (\d+) split)?\)",
+                                      proc.stderr, re.M)]
+        seconds, splits = max(steps)
+        sdf[split] = (seconds, splits)
+    rows.append((f"Beam Python SDF, {n} positions x {micros} µs, one restriction", sdf))
+    print()
+    print("| one straggling bundle, 2 workers | serial work | no splitting | dynamic splitting | speed-up | splits |")
+    print("|---|---|---|---|---|---|")
+    for name, r in rows:
+        (off, _), (on, splits) = r[False], r[True]
+        print(f"| {name} | {n * micros / 1e6:.2f} s | {off:.2f} s | {on:.2f} s | {off / on:.2f}x | {splits} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("suite", nargs="?", default="all", choices=["coders", "batch", "beam", "streaming", "fnapi", "all"])
+    ap.add_argument("suite", nargs="?", default="all", choices=["coders", "batch", "beam", "streaming", "fnapi", "rebalance", "all"])
     ap.add_argument("--quick", action="store_true", help="1/10 of the data, for a smoke run")
-    ap.add_argument("--words", type=int, default=2_500_000,
-                    help="beam: words of the wordcount corpus (~8 bytes each; default ~20 MB)")
+    ap.add_argument("--words", type=int, default=5_000_000,
+                    help="beam: words of the wordcount corpus (~8 bytes each; default ~40 MB)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="beam: harness workers for the multi-worker runs (default: cores)")
     ap.add_argument("--no-build", dest="build", action="store_false",
-                    help="beam, streaming, fnapi: use the release binaries already built ($OXBEAM_BIN for oxbeam)")
+                    help="beam, streaming, fnapi, rebalance: use the release binaries already built ($OXBEAM_BIN for oxbeam)")
     args = ap.parse_args()
     if args.suite in ("coders", "all"):
         coders()
@@ -410,6 +457,8 @@ def main():
         streaming(args.quick, args.build)
     if args.suite in ("fnapi", "all"):
         fnapi(args.quick, args.build)
+    if args.suite in ("rebalance", "all"):
+        rebalance(args.quick, args.build)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,10 @@ enum Command {
         /// are never retried.
         #[arg(long, alias = "max_bundle_attempts", default_value_t = 3)]
         max_bundle_attempts: usize,
+        /// Do not split straggling bundles for idle workers (dynamic work
+        /// rebalancing; the step summary counts the splits).
+        #[arg(long)]
+        no_dynamic_splitting: bool,
     },
 }
 
@@ -190,6 +194,7 @@ struct RunFlags {
     dump_plan: bool,
     streaming: bool,
     max_bundle_attempts: usize,
+    no_dynamic_splitting: bool,
 }
 
 fn run(path: &std::path::Path, flags: RunFlags) -> anyhow::Result<()> {
@@ -199,6 +204,7 @@ fn run(path: &std::path::Path, flags: RunFlags) -> anyhow::Result<()> {
         dump_plan,
         streaming,
         max_bundle_attempts,
+        no_dynamic_splitting,
     } = flags;
     use anyhow::Context;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -215,6 +221,9 @@ fn run(path: &std::path::Path, flags: RunFlags) -> anyhow::Result<()> {
             ..Default::default()
         },
         streaming,
+        split_stragglers_after: defaults
+            .split_stragglers_after
+            .filter(|_| !no_dynamic_splitting),
         ..defaults
     };
     let job = oxbeam_runner_local::LocalRunner::new(options)
@@ -287,6 +296,7 @@ fn main() -> anyhow::Result<()> {
             dump_plan,
             streaming,
             max_bundle_attempts,
+            no_dynamic_splitting,
         } => run(
             &pipeline,
             RunFlags {
@@ -295,6 +305,7 @@ fn main() -> anyhow::Result<()> {
                 dump_plan,
                 streaming,
                 max_bundle_attempts,
+                no_dynamic_splitting,
             },
         )?,
         Command::JobServer(args) => job_server(args)?,

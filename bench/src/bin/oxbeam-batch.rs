@@ -4,6 +4,7 @@
 //! oxbeam-batch chain --elements N --stages K [runner flags]
 //! oxbeam-batch gbk --elements N --keys K [runner flags]
 //! oxbeam-batch wordcount --input FILE --output PREFIX --words N [runner flags]
+//! oxbeam-batch skew --elements N --micros M [runner flags]
 //! ```
 //!
 //! Prints one JSON line `{"workload", "elements", "seconds"}` where seconds
@@ -43,6 +44,14 @@ enum Workload {
         elements: i64,
         #[arg(long)]
         keys: i64,
+    },
+    /// B4: a straggler: N numbers of M microseconds each, in one bundle
+    /// when run with `--no-fusion` (dynamic work rebalancing splits it).
+    Skew {
+        #[arg(long)]
+        elements: i64,
+        #[arg(long)]
+        micros: u64,
     },
     /// B3: Beam's wordcount over a text file.
     Wordcount {
@@ -87,6 +96,16 @@ fn main() -> anyhow::Result<()> {
                 .apply("Total", Sum::globally());
             ("gbk", *elements as u64)
         }
+        Workload::Skew { elements, micros } => {
+            let cost = std::time::Duration::from_micros(*micros);
+            p.generate_sequence("Numbers", 0, *elements)
+                .map("Slow", move |i: &i64| {
+                    std::thread::sleep(cost);
+                    *i
+                })
+                .apply("Total", Sum::globally());
+            ("skew", *elements as u64)
+        }
         Workload::Wordcount {
             input,
             output,
@@ -100,8 +119,11 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let started = std::time::Instant::now();
-    p.run()?;
+    let result = p.run()?;
     let seconds = started.elapsed().as_secs_f64();
-    println!("{{\"workload\": \"{name}\", \"elements\": {elements}, \"seconds\": {seconds}}}");
+    let splits = result.dynamic_splits;
+    println!(
+        "{{\"workload\": \"{name}\", \"elements\": {elements}, \"seconds\": {seconds}, \"splits\": {splits}}}"
+    );
     Ok(())
 }
