@@ -70,6 +70,8 @@ pub(crate) struct Job {
     /// Bumped after every change to the log.
     changed: watch::Sender<u64>,
     pub cancel: AtomicBool,
+    /// Set by Drain: sources stop, every window fires, the job ends DRAINED.
+    pub drain: AtomicBool,
 }
 
 fn now() -> (prost_types::Timestamp, String) {
@@ -248,6 +250,7 @@ impl Jobs {
             }),
             changed,
             cancel: AtomicBool::new(false),
+            drain: AtomicBool::new(false),
         });
         job.lock().log.push(JobMessagesResponse {
             response: Some(job_messages_response::Response::StateResponse(
@@ -488,12 +491,16 @@ fn run_job(job: &Job, pipeline: &pb::Pipeline, settings: &JobSettings) {
         streaming: job.config.streaming,
         ..LocalOptions::default()
     };
-    job.set_state(JobState::Running);
+    // A Cancel or Drain that came while the job was starting stands.
+    if !job.cancel.load(Ordering::SeqCst) && !job.drain.load(Ordering::SeqCst) {
+        job.set_state(JobState::Running);
+    }
     let started = std::time::Instant::now();
-    let result = LocalRunner::new(options).run_cancellable(
+    let result = LocalRunner::new(options).run_controlled(
         pipeline,
         &oxbeam_fn_api::Executors::new(),
         &job.cancel,
+        &job.drain,
     );
     match result {
         Ok(r) => {
@@ -511,7 +518,11 @@ fn run_job(job: &Job, pipeline: &pb::Pipeline, settings: &JobSettings) {
                 MessageImportance::JobMessageBasic,
                 format!("job {} finished in {:.3?}", job.id, started.elapsed()),
             );
-            job.set_state(JobState::Done);
+            job.set_state(if job.drain.load(Ordering::SeqCst) {
+                JobState::Drained
+            } else {
+                JobState::Done
+            });
         }
         Err(_) if job.cancel.load(Ordering::SeqCst) => {
             job.message(

@@ -258,10 +258,23 @@ impl job_service_server::JobService for JobServiceImpl {
         request: Request<DrainJobRequest>,
     ) -> Result<Response<DrainJobResponse>, Status> {
         let job = self.job(&request.into_inner().job_id)?;
-        Err(Status::unimplemented(format!(
-            "draining applies to streaming jobs; job {} is a batch job (use Cancel to stop it)",
-            job.id
-        )))
+        let state = job.state();
+        let state = if is_terminal(state) || state == JobState::Cancelling {
+            state
+        } else if state == JobState::Stopped {
+            // Never started: nothing to drain.
+            job.set_state(JobState::Drained);
+            JobState::Drained
+        } else {
+            // Sources stop, event time advances to the end, every window
+            // fires; a batch job finishes as it would anyway.
+            job.drain.store(true, Ordering::SeqCst);
+            job.set_state(JobState::Draining);
+            job.state()
+        };
+        Ok(Response::new(DrainJobResponse {
+            state: state as i32,
+        }))
     }
 
     type GetStateStreamStream = StateStream;

@@ -266,6 +266,25 @@ impl LocalRunner {
         self.execute(&plan, executors, Some(cancel), None)
     }
 
+    /// As [`LocalRunner::run_cancellable`], and drains the job once `drain`
+    /// becomes true (see [`JobHandle::drain`]): it then ends with `Ok`.
+    ///
+    /// # Errors
+    /// As [`LocalRunner::run_cancellable`].
+    pub fn run_controlled(
+        &self,
+        pipeline: &Pipeline,
+        executors: &Executors,
+        cancel: &AtomicBool,
+        drain: &AtomicBool,
+    ) -> Result<PipelineResult, Error> {
+        let plan = self.plan(pipeline)?;
+        if self.options.dump_plan {
+            eprintln!("{plan}");
+        }
+        self.execute(&plan, executors, Some(cancel), Some(drain))
+    }
+
     /// Plans `pipeline` and starts it on a thread of its own, returning a
     /// handle to wait for it, [cancel](JobHandle::cancel) it or
     /// [drain](JobHandle::drain) it (what unbounded pipelines need to end).

@@ -3,5 +3,6 @@
 
 mod artifacts;
 mod bad_input;
+mod drain;
 mod fuzz;
 mod testing;

@@ -159,12 +159,29 @@ pub fn python() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python")
 }
 
-/// A Beam Python pipeline (process environment) whose Map sleeps
-/// `seconds_per_element` on each of `n` elements.
-pub fn slow_python_pipeline(n: usize, seconds_per_element: f64) -> pb::Pipeline {
+/// Runs a Beam Python `script` that writes a Pipeline proto to its first
+/// argument (`args` follow it), and returns that pipeline.
+pub fn python_pipeline(script: &str, args: &[&Path]) -> pb::Pipeline {
     use prost::Message;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("p.pb");
+    let status = std::process::Command::new(python())
+        .args(["-W", "ignore", "-c", script])
+        .arg(&out)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    pb::Pipeline::decode(std::fs::read(&out).unwrap().as_slice()).unwrap()
+}
+
+/// A Beam Python pipeline (process environment) whose Map sleeps
+/// `seconds_per_element` on each of `n` elements.
+pub fn slow_python_pipeline(n: usize, seconds_per_element: f64) -> pb::Pipeline {
     let script = format!(
         r#"
 import sys, time
@@ -176,15 +193,5 @@ env = ProcessEnvironment(command='%s -m apache_beam.runners.worker.sdk_worker_ma
 open(sys.argv[1], 'wb').write(p.to_runner_api(default_environment=env).SerializeToString())
 "#
     );
-    let status = std::process::Command::new(python())
-        .args(["-W", "ignore", "-c", &script])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    pb::Pipeline::decode(std::fs::read(&out).unwrap().as_slice()).unwrap()
+    python_pipeline(&script, &[])
 }
