@@ -393,8 +393,8 @@ def rebalance(quick, build):
     """Dynamic work rebalancing: one straggling bundle on 2 workers, with and
     without runner-initiated splits. B4 `oxbeam-batch skew` (native stage,
     unfused so the slow Map reads one bundle) and a Beam Python splittable
-    DoFn whose one restriction is not split up front (`oxbeam run`, Beam's
-    own harness process). Ideal: half the serial time."""
+    DoFn whose one restriction is not split up front (`oxbeam run`, two of
+    Beam's own harness processes). Ideal: half the serial time."""
     if build:
         sh(["cargo", "build", "--release", "--locked", "-p", "oxbeam-bench", "-p", "oxbeam-cli", "--bins"])
     bin_dir = os.path.join(TARGET, "release")
@@ -414,7 +414,8 @@ def rebalance(quick, build):
     sh([PY, "bench/python/beam_sdf_straggler.py", "--positions", str(n), "--micros", str(micros), "--out", pb])
     sdf = {}
     for split in (False, True):
-        cmd = [oxbeam, "run", pb, "--parallelism", "2"] + ([] if split else ["--no-dynamic-splitting"])
+        cmd = [oxbeam, "run", pb, "--parallelism", "2", "--sdk-worker-parallelism", "2"] + (
+            [] if split else ["--no-dynamic-splitting"])
         print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if proc.returncode != 0:

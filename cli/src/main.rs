@@ -77,6 +77,11 @@ enum Command {
         /// rebalancing; the step summary counts the splits).
         #[arg(long)]
         no_dynamic_splitting: bool,
+        /// SDK harness processes per process environment (Beam's
+        /// `--sdk_worker_parallelism`). Bundles on harnesses are split for
+        /// idle workers only with 2 or more.
+        #[arg(long, alias = "sdk_worker_parallelism", default_value_t = 1)]
+        sdk_worker_parallelism: usize,
     },
 }
 
@@ -195,6 +200,7 @@ struct RunFlags {
     streaming: bool,
     max_bundle_attempts: usize,
     no_dynamic_splitting: bool,
+    sdk_worker_parallelism: usize,
 }
 
 fn run(path: &std::path::Path, flags: RunFlags) -> anyhow::Result<()> {
@@ -205,6 +211,7 @@ fn run(path: &std::path::Path, flags: RunFlags) -> anyhow::Result<()> {
         streaming,
         max_bundle_attempts,
         no_dynamic_splitting,
+        sdk_worker_parallelism,
     } = flags;
     use anyhow::Context;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -218,6 +225,7 @@ fn run(path: &std::path::Path, flags: RunFlags) -> anyhow::Result<()> {
             pipeline_options_json: pipeline_options,
             echo_output: true,
             max_bundle_attempts: max_bundle_attempts.max(1),
+            workers_per_environment: sdk_worker_parallelism.max(1),
             ..Default::default()
         },
         streaming,
@@ -297,6 +305,7 @@ fn main() -> anyhow::Result<()> {
             streaming,
             max_bundle_attempts,
             no_dynamic_splitting,
+            sdk_worker_parallelism,
         } => run(
             &pipeline,
             RunFlags {
@@ -306,6 +315,7 @@ fn main() -> anyhow::Result<()> {
                 streaming,
                 max_bundle_attempts,
                 no_dynamic_splitting,
+                sdk_worker_parallelism,
             },
         )?,
         Command::JobServer(args) => job_server(args)?,

@@ -256,9 +256,16 @@ impl<'p> Job<'p> {
                         let on_harness = executors
                             .for_environment(&s.environment_id, &s.environment_urn)
                             .is_none();
+                        // In process, bundles run on parallel threads; on
+                        // harnesses, only if they are separate processes.
+                        let splittable = !on_harness
+                            || harnesses
+                                .as_ref()
+                                .is_some_and(|h| h.runs_separate_processes(&s.environment_id));
                         executor = Some(StageExecutor {
                             first: e,
                             harness_environment: on_harness.then(|| s.environment_id.clone()),
+                            splittable,
                         });
                     }
                 }
@@ -834,10 +841,12 @@ impl<'p> Job<'p> {
             .zip(self.harnesses.as_ref())
             .filter(|_| keyed.is_none());
         let attempts = restartable.map_or(1, |(_, h)| h.max_bundle_attempts());
+        let splittable = self.executors[step].as_ref().is_some_and(|e| e.splittable);
         let rebalancer = self
             .options
             .split_stragglers_after
-            .filter(|_| keyed.is_none() && residuals.is_none() && stage.state.is_none())
+            .filter(|_| splittable && keyed.is_none() && residuals.is_none())
+            .filter(|_| stage.state.is_none())
             .map(|after| StageRebalancer {
                 job: self,
                 step,
@@ -1085,6 +1094,9 @@ struct StageExecutor {
     /// harnesses can be restarted, so the current executor is looked up
     /// there.
     harness_environment: Option<String>,
+    /// Whether its straggling bundles are split for idle workers (dynamic
+    /// work rebalancing): where work split off runs in parallel.
+    splittable: bool,
 }
 
 fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {

@@ -310,6 +310,21 @@ impl Harnesses {
         Ok(executor)
     }
 
+    /// Whether environment `environment_id`'s harnesses are several
+    /// processes started here (a process environment with
+    /// `workers_per_environment` > 1): work split off a bundle then runs in
+    /// parallel with it, not contending for one interpreter (Beam Python's
+    /// harness runs a process's bundles under one GIL). The workers of an
+    /// external pool may be threads of one process (Beam Python's
+    /// LOOPBACK pool is), so they do not count.
+    pub fn runs_separate_processes(&self, environment_id: &str) -> bool {
+        self.options.workers_per_environment > 1
+            && self.executors.lock().is_ok_and(|e| {
+                e.get(environment_id)
+                    .is_some_and(|(kind, _)| matches!(**kind, HarnessKind::Process(_)))
+            })
+    }
+
     /// A new executor for the harnesses of environment `environment_id`
     /// (none started yet).
     fn new_executor(&self, environment_id: &str, kind: &HarnessKind) -> Result<Arc<dyn Executor>> {

@@ -276,10 +276,16 @@ fn beam_python_stragglers_are_split_for_idle_workers() {
         expected.sort();
         for split in [true, false] {
             let dir = tempfile::tempdir().unwrap();
+            // Two harness processes: Beam Python runs a process's bundles
+            // under one GIL, so the runner splits only across processes.
             let options = LocalOptions {
                 parallelism: 2,
                 progress: false,
                 split_stragglers_after: split.then(|| std::time::Duration::from_millis(100)),
+                harness: oxbeam_fn_api::HarnessOptions {
+                    workers_per_environment: 2,
+                    ..Default::default()
+                },
                 ..LocalOptions::default()
             };
             let (lines, result) = run_for_result(case, dir.path(), options).unwrap();
