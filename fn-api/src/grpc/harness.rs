@@ -133,6 +133,10 @@ struct Prepared {
 
 type Pool = HashMap<String, Vec<Box<dyn BundleProcessor>>>;
 
+/// How long a split request may wait for the running bundle's executor to
+/// take it before it is declined.
+const SPLIT_ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_millis(40);
+
 struct Harness {
     id: String,
     executor: Arc<dyn Executor>,
@@ -217,7 +221,14 @@ impl Harness {
                     .ok()
                     .and_then(|m| m.get(&r.instruction_id).cloned());
                 match running {
-                    Some(splits) => splits.request(id, &r),
+                    Some(splits) => {
+                        splits.request(id.clone(), &r);
+                        // Answered within SPLIT_ANSWER_WITHIN either way.
+                        tokio::spawn(async move {
+                            tokio::time::sleep(SPLIT_ANSWER_WITHIN).await;
+                            splits.decline_if_untaken(&id);
+                        });
+                    }
                     None => self.respond(id, Ok(A::ProcessBundleSplit(Default::default()))),
                 }
             }

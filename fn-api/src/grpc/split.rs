@@ -212,6 +212,21 @@ impl SplitRequests {
         }
     }
 
+    /// Declines request `id` if the executor has not taken it yet (it
+    /// checks between runs of elements, which one slow element can make
+    /// long): the runner gets its answer promptly and asks again later.
+    pub(crate) fn decline_if_untaken(&self, id: &str) {
+        let untaken = self.state.lock().ok().and_then(|mut s| match &*s {
+            Pending::Requested { id: r, .. } if r == id => {
+                Some(std::mem::replace(&mut *s, Pending::None))
+            }
+            _ => None,
+        });
+        if let Some(Pending::Requested { id, .. }) = untaken {
+            self.answer(id, Default::default());
+        }
+    }
+
     /// The bundle ended: a request still open is declined.
     pub(crate) fn finish(&self) {
         let open = self
@@ -320,6 +335,8 @@ impl Rebalancer for SplitRequests {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use oxbeam_model::fn_execution::DelayedBundleApplication;
 
     use super::*;
@@ -422,5 +439,75 @@ mod tests {
             "split input \"other\", which is not a data source of the bundle"
         );
         assert_eq!(ledger.kept(), vec![("src".to_string(), input.clone())]);
+    }
+
+    fn split_request(keep: f64) -> ProcessBundleSplitRequest {
+        ProcessBundleSplitRequest {
+            instruction_id: "bundle-1".into(),
+            desired_splits: [(
+                "src".to_string(),
+                DesiredSplit {
+                    fraction_of_remainder: keep,
+                    ..Default::default()
+                },
+            )]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    fn split_answer(
+        rx: &mut mpsc::UnboundedReceiver<InstructionResponse>,
+    ) -> (String, ProcessBundleSplitResponse) {
+        let r = rx.try_recv().expect("an answer");
+        match r.response {
+            Some(instruction_response::Response::ProcessBundleSplit(s)) => (r.instruction_id, s),
+            other => panic!("not a split answer: {other:?} {}", r.error),
+        }
+    }
+
+    #[test]
+    fn the_harness_answers_a_split_from_the_executors_hand_off_or_declines() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let requests = SplitRequests::new(vec![("src".into(), coder())], tx);
+        // Nothing asked: the executor keeps going.
+        assert_eq!(requests.split_fraction(Duration::ZERO), None);
+        // Not taken in time: declined (an empty split).
+        requests.request("split-1".into(), &split_request(0.5));
+        requests.decline_if_untaken("split-1");
+        assert_eq!(
+            split_answer(&mut rx),
+            ("split-1".into(), Default::default())
+        );
+        assert_eq!(requests.split_fraction(Duration::ZERO), None);
+        // Taken: the executor gives away 3/4 of what is left and keeps "a".
+        requests.request("split-2".into(), &split_request(0.25));
+        assert_eq!(requests.split_fraction(Duration::ZERO), Some(0.75));
+        requests.decline_if_untaken("split-2");
+        assert!(
+            rx.try_recv().is_err(),
+            "taken requests wait for the hand-off"
+        );
+        requests.hand_off(
+            vec![("src".into(), elements(&[b"b", b"c", b"d"]))],
+            vec![("src".into(), elements(&[b"a"]))],
+        );
+        let (id, split) = split_answer(&mut rx);
+        assert_eq!(id, "split-2");
+        assert_eq!(
+            split.channel_splits,
+            vec![ChannelSplit {
+                transform_id: "src".into(),
+                last_primary_element: 0,
+                first_residual_element: 1,
+            }]
+        );
+        // A request still open when the bundle ends is declined.
+        requests.request("split-3".into(), &split_request(0.5));
+        requests.finish();
+        assert_eq!(
+            split_answer(&mut rx),
+            ("split-3".into(), Default::default())
+        );
     }
 }
