@@ -1,7 +1,7 @@
 //! Beam's `JobService` over the job registry.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use oxbeam_model::job_management::{
@@ -237,17 +237,7 @@ impl job_service_server::JobService for JobServiceImpl {
         request: Request<CancelJobRequest>,
     ) -> Result<Response<CancelJobResponse>, Status> {
         let job = self.job(&request.into_inner().job_id)?;
-        let state = job.state();
-        let state = if is_terminal(state) {
-            state
-        } else if state == JobState::Stopped {
-            job.set_state(JobState::Cancelled);
-            JobState::Cancelled
-        } else {
-            job.cancel.store(true, Ordering::SeqCst);
-            job.set_state(JobState::Cancelling);
-            job.state()
-        };
+        let state = stop(&job, &job.cancel, JobState::Cancelling, JobState::Cancelled);
         Ok(Response::new(CancelJobResponse {
             state: state as i32,
         }))
@@ -258,19 +248,11 @@ impl job_service_server::JobService for JobServiceImpl {
         request: Request<DrainJobRequest>,
     ) -> Result<Response<DrainJobResponse>, Status> {
         let job = self.job(&request.into_inner().job_id)?;
-        let state = job.state();
-        let state = if is_terminal(state) || state == JobState::Cancelling {
-            state
-        } else if state == JobState::Stopped {
-            // Never started: nothing to drain.
-            job.set_state(JobState::Drained);
-            JobState::Drained
-        } else {
-            // Sources stop, event time advances to the end, every window
-            // fires; a batch job finishes as it would anyway.
-            job.drain.store(true, Ordering::SeqCst);
-            job.set_state(JobState::Draining);
-            job.state()
+        // Sources stop, event time advances to the end, every window fires;
+        // a batch job finishes as it would anyway. A cancel goes first.
+        let state = match job.state() {
+            JobState::Cancelling => JobState::Cancelling,
+            _ => stop(&job, &job.drain, JobState::Draining, JobState::Drained),
         };
         Ok(Response::new(DrainJobResponse {
             state: state as i32,
@@ -329,5 +311,22 @@ impl job_service_server::JobService for JobServiceImpl {
                 group: "Oxbeam".to_string(),
             }],
         }))
+    }
+}
+
+/// Asks `job` to stop by setting `flag`: a job that never started ends at
+/// once in state `ended`; a running one goes to `ending` (the runner then
+/// ends it); a finished one stays as it is. Returns the job's state.
+fn stop(job: &Job, flag: &AtomicBool, ending: JobState, ended: JobState) -> JobState {
+    let state = job.state();
+    if is_terminal(state) {
+        state
+    } else if state == JobState::Stopped {
+        job.set_state(ended);
+        ended
+    } else {
+        flag.store(true, Ordering::SeqCst);
+        job.set_state(ending);
+        job.state()
     }
 }
