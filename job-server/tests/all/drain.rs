@@ -93,7 +93,8 @@ fn drain_ends_an_unbounded_job_drained_with_every_window_fired() {
         let deadline = Instant::now() + Duration::from_secs(90);
         while numbers(&dir.path().join("ticks")).len() < 10 {
             assert!(Instant::now() < deadline, "no ticks");
-            assert_eq!(state_of(&mut c, &id).await, S::Running);
+            let s = state_of(&mut c, &id).await;
+            assert!(matches!(s, S::Starting | S::Running), "{s:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let drained = c
