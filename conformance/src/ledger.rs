@@ -36,18 +36,34 @@ pub fn run_case(case: &Case, runner: &RunnerConfig) -> Outcome {
         Err(e) => return Outcome::Failed(format!("no temp dir: {e}")),
     };
     let prefix = dir.path().join("out");
+    let guest = if runner.wasm {
+        match crate::wasm::guest() {
+            Ok(m) => Some(m),
+            Err(e) => return Outcome::Failed(format!("no Wasm guest: {e}")),
+        }
+    } else {
+        None
+    };
     let mut options = runner.options.clone();
     if let Some(worker) = &runner.harness {
-        // The harness rebuilds this case's pipeline and serves it.
+        // The harness rebuilds this case's pipeline (with the same Wasm
+        // guest, so its stages and PCollections are the same) and serves it.
         let (worker, prefix) = (worker.to_string_lossy(), prefix.to_string_lossy());
-        let words = [
-            worker.as_ref(),
-            "--case",
-            &case.name,
-            "--output",
-            prefix.as_ref(),
-            "--worker",
+        let mut words = vec![
+            worker.to_string(),
+            "--case".into(),
+            case.name.clone(),
+            "--output".into(),
+            prefix.to_string(),
+            "--worker".into(),
         ];
+        if let Some(m) = &guest {
+            let path = dir.path().join("guest.wasm");
+            if let Err(e) = std::fs::write(&path, m.as_slice()) {
+                return Outcome::Failed(format!("writing the Wasm guest: {e}"));
+            }
+            words.extend(["--wasm-guest".into(), path.to_string_lossy().into_owned()]);
+        }
         let command: Vec<String> = words
             .iter()
             .map(|w| oxbeam::worker::shell_quote(w))
@@ -56,17 +72,9 @@ pub fn run_case(case: &Case, runner: &RunnerConfig) -> Outcome {
         options.environment_config = Some(command.join(" "));
     }
     let p = Pipeline::new(options);
-    let guest = if runner.wasm {
-        match crate::wasm::guest() {
-            Ok(m) => {
-                crate::wasm::register(&p);
-                Some(m)
-            }
-            Err(e) => return Outcome::Failed(format!("no Wasm guest: {e}")),
-        }
-    } else {
-        None
-    };
+    if guest.is_some() {
+        crate::wasm::register(&p);
+    }
     build_with(
         case,
         &p,

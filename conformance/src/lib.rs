@@ -44,6 +44,12 @@ pub use interpret::{build, build_with};
 pub use ledger::{Ledger, Outcome, run_case};
 pub use runners::{RunnerConfig, out_of_process_configs, runner_configs};
 
+/// Adds this process's Wasm executor to `p` (what a harness serving a
+/// case's Wasm stages needs; the modules travel in the stages' payloads).
+pub fn register_wasm(p: &oxbeam::Pipeline) {
+    wasm::register(p);
+}
+
 /// The directory holding the bundled cases.
 pub fn cases_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cases")

@@ -77,18 +77,20 @@ pub fn runner_configs() -> Vec<RunnerConfig> {
 
 /// Runner-local with every native stage in SDK harness processes started
 /// from `worker` (the `oxbeam-conformance-worker` binary), fused and
-/// unfused: the same cases must give the same outputs and failures as in
-/// process.
+/// unfused, and with the Wasm twins' stages there too: the same cases must
+/// give the same outputs and failures as in process.
 pub fn out_of_process_configs(worker: &std::path::Path) -> Vec<RunnerConfig> {
-    let config = |name, args: &[&str]| RunnerConfig {
+    let config = |name, args: &[&str], wasm| RunnerConfig {
         name,
         options: local(args),
         capabilities: LOCAL_CAPABILITIES,
-        wasm: false,
+        wasm,
         harness: Some(worker.to_path_buf()),
     };
     vec![
-        config("process", &["--parallelism", "2"]),
+        config("process", &["--parallelism", "2"], false),
+        // The Wasm stages, too, in harness processes (their own environment).
+        config("process-wasm", &["--parallelism", "2"], true),
         config(
             "process-unfused",
             &[
@@ -98,6 +100,7 @@ pub fn out_of_process_configs(worker: &std::path::Path) -> Vec<RunnerConfig> {
                 "--sdk-worker-parallelism",
                 "2",
             ],
+            false,
         ),
     ]
 }

@@ -472,7 +472,9 @@ impl Pipeline {
     }
 
     /// Adds the executor of environments with URN `env_urn` (e.g. the Wasm
-    /// executor for `oxbeam:env:wasm:v1`) to [`Pipeline::executors`].
+    /// executor for `oxbeam:env:wasm:v1`) to [`Pipeline::executors`]. With
+    /// `--environment-type PROCESS` those stages run in worker processes
+    /// too, on the executors added there.
     pub fn with_executor(
         &self,
         env_urn: &str,
@@ -592,24 +594,28 @@ impl Pipeline {
     }
 
     /// The proto and executors a runner gets: with `--environment-type
-    /// PROCESS`, the native environment is a process environment running
-    /// this binary as a worker, and has no in-process executor.
+    /// PROCESS`, the native environment, and every environment whose
+    /// executor was added with [`Pipeline::with_executor`] (Wasm), is a
+    /// process environment running this binary as a worker, and has no
+    /// in-process executor.
     fn proto_and_executors(&self) -> Result<(pb::Pipeline, Executors)> {
         let mut proto = self.to_proto();
         if self.options.environment_type != crate::options::EnvironmentType::Process {
             return Ok((proto, self.executors()));
         }
-        if let Some(c) = proto.components.as_mut() {
-            c.environments.insert(
-                NATIVE_ENVIRONMENT_ID.to_string(),
-                crate::worker::process_environment(self.options.environment_config.as_deref())?,
-            );
-        }
+        let process =
+            crate::worker::process_environment(self.options.environment_config.as_deref())?;
         let b = self.b.borrow();
-        let executors = b.executors.iter().fold(Executors::new(), |e, (urn, x)| {
-            e.with(urn.clone(), x.clone())
-        });
-        Ok((proto, executors))
+        if let Some(c) = proto.components.as_mut() {
+            for (id, env) in c.environments.iter_mut() {
+                let served = id == NATIVE_ENVIRONMENT_ID
+                    || b.executors.iter().any(|(urn, _)| *urn == env.urn);
+                if served {
+                    *env = process.clone();
+                }
+            }
+        }
+        Ok((proto, Executors::new()))
     }
 
     /// The input of source transforms.
@@ -622,6 +628,16 @@ impl Pipeline {
     /// Applies a source composite (e.g. [`crate::io::ReadFromText`]).
     pub fn apply<P: PTransform<PBegin>>(&self, label: &str, transform: P) -> P::Output {
         self.composite(label, None, Vec::new(), || transform.expand(&self.begin()))
+    }
+
+    /// The executors added with [`Pipeline::with_executor`].
+    pub(crate) fn added_executors(&self) -> Vec<Arc<dyn oxbeam_fn_api::Executor>> {
+        self.b
+            .borrow()
+            .executors
+            .iter()
+            .map(|(_, x)| x.clone())
+            .collect()
     }
 
     /// Runs `f` inside a composite transform named `label` with optional

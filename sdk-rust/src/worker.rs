@@ -40,7 +40,8 @@
 
 use std::sync::Arc;
 
-use oxbeam_fn_api::{HarnessConfig, serve_harness};
+use oxbeam_fn_api::{BundleProcessor, Executor, HarnessConfig, serve_harness};
+use oxbeam_model::fn_execution::ProcessBundleDescriptor;
 use oxbeam_model::pipeline as pb;
 use oxbeam_model::urns::standard_environments::environments;
 use prost::Message;
@@ -116,8 +117,48 @@ impl WorkerOptions {
 /// the control stream fails.
 pub fn serve(pipeline: &Pipeline, options: &WorkerOptions) -> Result<()> {
     let config = options.harness_config()?;
-    serve_harness(config, Arc::new(NativeExecutor::new(pipeline.registry())))
-        .map_err(Error::Execution)
+    let native: Arc<dyn Executor> = Arc::new(NativeExecutor::new(pipeline.registry()));
+    let added = pipeline.added_executors();
+    let executor = if added.is_empty() {
+        native
+    } else {
+        Arc::new(FirstSupporting {
+            executors: std::iter::once(native).chain(added).collect(),
+        })
+    };
+    serve_harness(config, executor).map_err(Error::Execution)
+}
+
+/// The native executor and those added with
+/// [`Pipeline::with_executor`](crate::Pipeline::with_executor) (Wasm), in
+/// one harness: a stage runs on the first that supports all of it (the
+/// runner fuses stages of one environment only).
+struct FirstSupporting {
+    executors: Vec<Arc<dyn Executor>>,
+}
+
+impl Executor for FirstSupporting {
+    fn name(&self) -> &str {
+        "native and added executors"
+    }
+
+    fn create_processor(
+        &self,
+        descriptor: Arc<ProcessBundleDescriptor>,
+    ) -> oxbeam_fn_api::Result<Box<dyn BundleProcessor>> {
+        let mut unsupported = None;
+        for e in &self.executors {
+            match e.create_processor(descriptor.clone()) {
+                Err(err @ oxbeam_fn_api::Error::Unsupported { .. }) => {
+                    unsupported.get_or_insert(err);
+                }
+                other => return other,
+            }
+        }
+        Err(unsupported.unwrap_or_else(|| {
+            oxbeam_fn_api::Error::Internal("a harness without executors".into())
+        }))
+    }
 }
 
 /// The worker options of `pipeline` if this process is a worker: its

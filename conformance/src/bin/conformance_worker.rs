@@ -4,7 +4,8 @@
 //! Started by the runner as `oxbeam-conformance-worker --case NAME --output
 //! PREFIX --worker` plus Beam's boot flags: builds the bundled case `NAME`
 //! exactly as the suite does (so its native functions are registered under
-//! the same names) and serves its native stages until the runner is done.
+//! the same names) and serves its native and Wasm stages until the runner
+//! is done.
 
 use clap::Parser;
 use oxbeam::{Pipeline, PipelineOptions};
@@ -20,6 +21,10 @@ struct Args {
     /// The case's output prefix, as the suite gave it.
     #[arg(long)]
     output: String,
+    /// The Wasm guest module the suite built the case with (Wasm
+    /// configurations): the case is built with its Wasm twins, as there.
+    #[arg(long)]
+    wasm_guest: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,8 +37,17 @@ fn main() -> anyhow::Result<()> {
         .into_iter()
         .find(|c| c.name == args.case)
         .ok_or_else(|| anyhow::anyhow!("no conformance case named {:?}", args.case))?;
+    let guest = match &args.wasm_guest {
+        Some(path) => Some(std::sync::Arc::new(std::fs::read(path).map_err(|e| {
+            anyhow::anyhow!("cannot read the Wasm guest {}: {e}", path.display())
+        })?)),
+        None => None,
+    };
     let p = Pipeline::new(args.pipeline);
-    oxbeam_conformance::build(&case, &p, &args.output);
+    if guest.is_some() {
+        oxbeam_conformance::register_wasm(&p);
+    }
+    oxbeam_conformance::build_with(&case, &p, &args.output, guest.as_ref());
     // With --worker, run() serves the runner's bundles and exits.
     p.run()?;
     Ok(())
