@@ -440,13 +440,17 @@ impl Harness {
             s.finish();
         }
         let ran = ran?;
-        let processor = ran?;
+        let (processor, metrics) = ran?;
         if let Ok(mut p) = self.processors.lock() {
             p.entry(prepared.descriptor.id.clone())
                 .or_default()
                 .push(processor);
         }
-        Ok(fe::ProcessBundleResponse::default())
+        // The bundle's user metrics, as Beam SDK harnesses report them.
+        Ok(fe::ProcessBundleResponse {
+            monitoring_infos: metrics.to_monitoring_infos(),
+            ..Default::default()
+        })
     }
 
     fn teardown(&self) {
@@ -515,8 +519,8 @@ fn prepare(d: ProcessBundleDescriptor) -> Result<Prepared> {
     })
 }
 
-/// Runs one bundle on a blocking thread; gives the processor back for reuse
-/// if it succeeded.
+/// Runs one bundle on a blocking thread; gives the processor back for reuse,
+/// and the bundle's metrics, if it succeeded.
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn run_bundle(
     executor: Arc<dyn Executor>,
@@ -527,7 +531,7 @@ fn run_bundle(
     out: Option<mpsc::Sender<Elements>>,
     side_inputs: &HarnessSideInputs,
     (user_state, splits): (Option<HarnessUserState>, Option<&SplitRequests>),
-) -> std::result::Result<Box<dyn BundleProcessor>, String> {
+) -> std::result::Result<(Box<dyn BundleProcessor>, Metrics), String> {
     let mut processor = match pooled {
         Some(p) => p,
         None => catch_unwind(AssertUnwindSafe(|| {
@@ -585,7 +589,7 @@ fn run_bundle(
     }
     sink.close(&prepared.ports.sinks, &prepared.timer_families)
         .map_err(|e| e.to_string())?;
-    Ok(processor)
+    Ok((processor, metrics))
 }
 
 /// A bundle's error as the response's `error`: a user-code error in

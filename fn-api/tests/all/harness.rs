@@ -81,6 +81,17 @@ pub fn run_bundle(
     input: &[u8],
     side: Option<&dyn SideInputs>,
 ) -> Result<Vec<String>, Error> {
+    run_bundle_with_metrics(exec, urn, payload, input, side).map(|(v, _)| v)
+}
+
+/// Runs one bundle; returns the output values and the bundle's metrics.
+pub fn run_bundle_with_metrics(
+    exec: &dyn Executor,
+    urn: &str,
+    payload: &[u8],
+    input: &[u8],
+    side: Option<&dyn SideInputs>,
+) -> Result<(Vec<String>, Metrics), Error> {
     let d = Arc::new(descriptor(urn, payload, side.is_some()));
     let mut p = exec.create_processor(d)?;
     let mut out = Vec::new();
@@ -98,7 +109,7 @@ pub fn run_bundle(
     );
     p.process_bundle(&mut bundle)?;
     drop(bundle);
-    Ok(values(&out))
+    Ok((values(&out), metrics))
 }
 
 struct Side(Vec<u8>);
@@ -118,8 +129,11 @@ fn process_harness_runs_bundles_with_exact_outputs() {
         .executor_for("env", &process_environment(dir.path()))
         .unwrap();
 
-    let out = run_bundle(&*exec, UPPER, b"", &elements(&["a", "bc", ""]), None).unwrap();
+    let (out, metrics) =
+        run_bundle_with_metrics(&*exec, UPPER, b"", &elements(&["a", "bc", ""]), None).unwrap();
     assert_eq!(out, ["A", "BC", ""]);
+    // User metrics come back in the response's monitoring infos.
+    assert_eq!(metrics.counters.get(&upper_counter()), Some(&3));
 
     // Several MB: inputs and outputs cross many ~1 MB data batches, in order.
     let big: Vec<String> = (0..60_000).map(|i| format!("{i:0>96}x")).collect();

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use oxbeam_fn_api::{Bundle, BundleProcessor, Error, Executor, Result, UserCodeError};
+use oxbeam_fn_api::{Bundle, BundleProcessor, Error, Executor, MetricKey, Result, UserCodeError};
 use oxbeam_model::coders::{
     Context, WindowCoder, WindowedValueHeader, decode_windowed, encode_windowed_bytes,
 };
@@ -172,6 +172,15 @@ pub fn values(mut bytes: &[u8]) -> Vec<String> {
     out
 }
 
+/// The user counter [`UPPER`] increments once per element.
+pub fn upper_counter() -> MetricKey {
+    MetricKey {
+        transform: "fn".into(),
+        namespace: "test".into(),
+        name: "uppercased".into(),
+    }
+}
+
 #[derive(Default)]
 pub struct TestExecutor;
 
@@ -231,7 +240,10 @@ impl BundleProcessor for TestProcessor {
                     .map_err(|e| Error::invalid("input", e))?;
                 self.out.clear();
                 let value: Vec<u8> = match self.urn.as_str() {
-                    UPPER => r.value.to_ascii_uppercase(),
+                    UPPER => {
+                        bundle.metrics.inc_counter(upper_counter(), 1);
+                        r.value.to_ascii_uppercase()
+                    }
                     IDENTITY => r.value.to_vec(),
                     FAIL_ON if r.value == self.payload.as_slice() => {
                         return Err(Error::UserCode(UserCodeError {
