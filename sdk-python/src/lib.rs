@@ -123,7 +123,10 @@ where
 ///
 /// Options (all optional): `parallelism` (int), `fusion`, `combiner_lifting`,
 /// `dump_plan`, `streaming` (bool; run on the streaming engine even when
-/// every PCollection is bounded).
+/// every PCollection is bounded), `harness_processes` (int: how many
+/// harness processes each `beam:env:process:v1` environment gets — the
+/// Python SDK's `multi_processing` mode puts its Python stages in one,
+/// served by [`serve_worker`]), `echo_harness_output` (bool).
 ///
 /// Ctrl-C (or any exception a Python signal handler raises) while the job
 /// runs, when called from the main thread: the job is cancelled — no new
@@ -170,6 +173,12 @@ fn run_pipeline(
         }
         if let Some(s) = option::<bool>(o, "streaming")? {
             opts.streaming = s;
+        }
+        if let Some(n) = option::<usize>(o, "harness_processes")? {
+            opts.harness.workers_per_environment = n.max(1);
+        }
+        if let Some(e) = option::<bool>(o, "echo_harness_output")? {
+            opts.harness.echo_output = e;
         }
     }
     let slot: ErrorSlot = Arc::new(Mutex::new(Vec::new()));
@@ -232,6 +241,29 @@ fn run_pipeline(
     }
 }
 
+/// Serves as an SDK harness for Python stages (and Wasm ones): connects to
+/// the runner's Fn API `control_endpoint` as worker `worker_id` and runs the
+/// bundles it is sent with this process's Python executor, until the runner
+/// closes the control stream. The GIL is released while serving; bundles
+/// take it for their Python calls. Used by `python -m oxbeam.runners.worker`,
+/// the command of the process environment of `multi_processing` pipelines.
+///
+/// # Errors
+/// `ExecutionError` if the runner cannot be reached or the control stream
+/// fails.
+#[pyfunction]
+fn serve_worker(py: Python<'_>, control_endpoint: String, worker_id: String) -> PyResult<()> {
+    let slot: ErrorSlot = Arc::new(Mutex::new(Vec::new()));
+    let python: Arc<dyn oxbeam_fn_api::Executor> =
+        Arc::new(PythonExecutor::new(slot, Arc::new(Interrupt::default())));
+    let config = oxbeam_fn_api::HarnessConfig {
+        control_endpoint,
+        id: worker_id,
+    };
+    py.detach(|| oxbeam_fn_api::serve_harness(config, python))
+        .map_err(|e| errors::ExecutionError::new_err(format!("SDK harness: {e}")))
+}
+
 /// Whether `pipeline` has an unbounded PCollection.
 fn is_unbounded(pipeline: &oxbeam_model::pipeline::Pipeline) -> bool {
     let unbounded = oxbeam_model::pipeline::is_bounded::Enum::Unbounded as i32;
@@ -292,6 +324,7 @@ pub fn _oxbeam(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_proto, m)?)?;
     m.add_function(wrap_pyfunction!(decode_proto, m)?)?;
     m.add_function(wrap_pyfunction!(run_pipeline, m)?)?;
+    m.add_function(wrap_pyfunction!(serve_worker, m)?)?;
     m.add_function(wrap_pyfunction!(codec::encode_values, m)?)?;
     m.add_function(wrap_pyfunction!(wat_to_wasm, m)?)?;
     m.add_class::<SinkBuffer>()?;

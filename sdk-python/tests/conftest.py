@@ -12,7 +12,13 @@ import pytest
 logging.getLogger("apache_beam").setLevel(logging.ERROR)
 
 
-def _sdk(name):
+# Oxbeam with its Python stages in two harness processes
+# (``--direct_running_mode=multi_processing``).
+MULTI_PROCESSING = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+def _sdk(param):
+    name, _, mode = param.partition(":")
     beam = importlib.import_module(name)
     util = importlib.import_module(name + ".testing.util")
     return types.SimpleNamespace(
@@ -24,17 +30,20 @@ def _sdk(name):
         options=importlib.import_module(name + ".options.pipeline_options"),
         wv=importlib.import_module(name + ".utils.windowed_value"),
         ts=importlib.import_module(name + ".utils.timestamp"),
-        pipeline=lambda: beam.Pipeline(options=_options(name)),
+        mode=mode or "in_process",
+        pipeline=lambda: beam.Pipeline(options=_options(name, mode)),
     )
 
 
-def _options(name):
+def _options(name, mode=""):
     opts = importlib.import_module(name + ".options.pipeline_options")
-    return opts.PipelineOptions(["--direct_num_workers=1"]) if name == "apache_beam" else opts.PipelineOptions([])
+    if name == "apache_beam":
+        return opts.PipelineOptions(["--direct_num_workers=1"])
+    return opts.PipelineOptions(MULTI_PROCESSING if mode == "multi_processing" else [])
 
 
 def _available():
-    out = ["oxbeam"]
+    out = ["oxbeam", "oxbeam:multi_processing"]
     try:
         importlib.import_module("apache_beam")
         out.insert(0, "apache_beam")

@@ -80,6 +80,13 @@ def encode_proto(message: str, json: str) -> bytes:
 
     Raises ``ValueError`` for unknown messages or mismatching JSON."""
 
+def serve_worker(control_endpoint: str, worker_id: str) -> None:
+    """Serves as an SDK harness for Python stages: connects to a runner's Fn
+    API control endpoint and runs the bundles it sends with this process's
+    Python executor (GIL released between calls) until the runner closes
+    the control stream. Raises ``ExecutionError`` if the runner cannot be
+    reached or the stream fails."""
+
 def decode_proto(message: str, data: bytes) -> str:
     """Decodes proto message ``message`` (full name) to proto3 JSON."""
 
@@ -95,7 +102,9 @@ def run_pipeline(
 
     Options: ``parallelism`` (int), ``fusion``, ``combiner_lifting``,
     ``dump_plan``, ``streaming`` (bool: run on the streaming engine; plans
-    with a TestStream or unbounded PCollections always do). Returns ``(counters, distributions)`` as
+    with a TestStream or unbounded PCollections always do),
+    ``harness_processes`` (int: harness processes per ``beam:env:process:v1``
+    environment), ``echo_harness_output`` (bool). Returns ``(counters, distributions)`` as
     ``(transform, namespace, name, value)`` and
     ``(transform, namespace, name, count, sum, min, max)`` rows.
 

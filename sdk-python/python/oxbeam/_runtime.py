@@ -19,6 +19,7 @@ import traceback
 from collections import _count_elements
 from operator import itemgetter, length_hint
 
+from oxbeam.utils import _specials
 from oxbeam.utils.timestamp import MIN_TIMESTAMP_MICROS, Timestamp
 from oxbeam.utils.windowed_value import PANE_INFO_UNKNOWN, WindowedValue
 from oxbeam.window import GlobalWindow, TimestampedValue, _from_runner_tuple
@@ -28,11 +29,113 @@ _GLOBAL = GlobalWindow()
 _MISSING = object()
 _first = itemgetter(0)
 _PRECOMBINE_FLUSH_KEYS = 100000
+# Largest batch an operator hands on (the executor decodes inputs in
+# batches of the same size).
+_EMIT_BATCH = 4096
+_second = itemgetter(1)
+_none = itertools.repeat(None)
+
+
+def batched(batch):
+    """Marks an SDK-internal per-element helper (``Map(fn)``) with ``batch``,
+    the same function over a whole list of values at C speed. Its outputs
+    are never output wrappers (TaggedOutput, TimestampedValue, ...)."""
+
+    def mark(fn):
+        fn._oxbeam_batch = batch
+        return fn
+
+    return mark
+
+
+def flat_batched(batch):
+    """Marks an SDK-internal ``FlatMap(fn)`` helper with ``batch(values,
+    metas) -> (values, metas)``, its whole-batch form (which may set output
+    timestamps without making TimestampedValue wrappers)."""
+
+    def mark(fn):
+        fn._oxbeam_flat_batch = batch
+        return fn
+
+    return mark
+
+
+def restore_batch(values, metas):
+    """Reshuffle's ``RemoveRandomKeys``: ``(key, [(value, timestamp)])`` to
+    the values at their timestamps."""
+    ov = []
+    om = []
+    for kv, m in zip(values, metas):
+        tail = m[1:]
+        for v, ts in kv[1]:
+            ov.append(v)
+            om.append((ts.micros,) + tail)
+    return ov, om
+
+
+def _same_batch(values):
+    return values
+
+
+def key_with_none_batch(values):
+    return list(zip(_none, values))
+
+
+def pair_with_none_batch(values):
+    return list(zip(values, _none))
+
+
+def key_batch(values):
+    return list(map(_first, values))
+
+
+def value_batch(values):
+    return list(map(_second, values))
+
+
+def swap_batch(values):
+    return list(zip(map(_second, values), map(_first, values)))
+
+
+# Set in harness processes (``oxbeam.runners.worker``): user exceptions
+# travel to the pipeline's process as text, with the exception pickled in.
+REMOTE = False
+_PICKLED_MARK = "\n[oxbeam pickled exception: "
 
 
 def format_exception(exc):
-    """The traceback text of ``exc``."""
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    """The traceback text of ``exc`` (in a harness process, followed by the
+    pickled exception and element, see :func:`split_remote_error`)."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if REMOTE:
+        import base64
+
+        import cloudpickle
+
+        ctx = getattr(exc, "_oxbeam_context", None) or (None, None)
+        try:
+            data = cloudpickle.dumps((exc.with_traceback(None), ctx[1]))
+        except Exception:  # noqa: BLE001 - an unpicklable exception stays text
+            return text
+        text += _PICKLED_MARK + base64.b64encode(data).decode("ascii") + "]"
+    return text
+
+
+def split_remote_error(text):
+    """``(traceback text, exception, element repr)`` of an error text made by
+    :func:`format_exception` in a harness process; ``(text, None, None)``
+    for other texts."""
+    i = text.find(_PICKLED_MARK)
+    if i < 0:
+        return text, None, None
+    j = text.find("]", i)
+    try:
+        import base64
+
+        exc, element = pickle.loads(base64.b64decode(text[i + len(_PICKLED_MARK) : j]))
+    except Exception:  # noqa: BLE001 - keep the text
+        return text[:i], None, None
+    return text[:i], exc, element
 
 
 def _repr(v):
@@ -293,6 +396,8 @@ class ParDoOp(Op):
         self.fast = (
             not self.params and not s.args and not s.kwargs and not self.views and not s.star
         )
+        self.batch_fn = getattr(self.fn, "_oxbeam_batch", None) if self.fast else None
+        self.flat_batch_fn = getattr(self.fn, "_oxbeam_flat_batch", None) if self.fast else None
 
     def start_bundle(self, sides):
         for i, name in enumerate(self.side_names):
@@ -392,6 +497,11 @@ class ParDoOp(Op):
         return results
 
     def _map(self, values):
+        if self.batch_fn is not None:
+            try:
+                return self.batch_fn(values)
+            except Exception:  # noqa: BLE001 - the per-element path names the element
+                pass
         it = iter(values)
         try:
             return list(map(self.fn, it))
@@ -420,7 +530,17 @@ class ParDoOp(Op):
     def _emit(self, ov, om):
         if not ov:
             return
-        if self.special.isdisjoint(map(type, ov)):
+        if len(ov) > _EMIT_BATCH:
+            # One element's many outputs (a file's lines) go on in batches,
+            # so downstream batches stay small.
+            for i in range(0, len(ov), _EMIT_BATCH):
+                self._emit(ov[i : i + _EMIT_BATCH], om[i : i + _EMIT_BATCH])
+            return
+        if (
+            not _specials.created
+            or self.batch_fn is not None
+            or self.special.isdisjoint(map(type, ov))
+        ):
             self.outs.get("None", _discard)(ov, om)
             return
         for tag, (vs, ms) in _route_specials(ov, om, "None").items():
@@ -431,6 +551,9 @@ class ParDoOp(Op):
         kind = self.fnspec.kind
         if kind == "create":
             self._create(metas[0] if metas else (MIN_TIMESTAMP_MICROS, _GLOBAL), len(values))
+            return
+        if self.flat_batch_fn is not None:
+            self._emit(*self.flat_batch_fn(values, metas))
             return
         results = self._map(values) if self.fast else self._call_each(values, metas)
         if kind == "map":
@@ -832,6 +955,8 @@ class CombineOp(Op):
         self.fastk = _fast_kind(self.cf)
         self.tables = {}
         self.first_meta = {}
+        # Precombine of values without their key (all None): see StageRunner.
+        self.keyless = False
 
     def setup(self):
         _current.label = self.label
@@ -875,7 +1000,9 @@ class CombineOp(Op):
         f = self.fastk
         get = t.get
         self._element = _MISSING
-        if f == "sum":
+        if self.keyless:
+            self._add_all_keyless(t, values)
+        elif f == "sum":
             for k, v in values:
                 t[k] = get(k, 0) + v
         elif f == "count":
@@ -900,6 +1027,29 @@ class CombineOp(Op):
                 t[k] = add(a, v)
         if len(t) > _PRECOMBINE_FLUSH_KEYS:
             self._flush()
+
+    def _add_all_keyless(self, t, values):
+        f = self.fastk
+        a = t.get(None, _MISSING)
+        if f == "count":
+            t[None] = (0 if a is _MISSING else a) + len(values)
+        elif f == "sum":
+            t[None] = (0 if a is _MISSING else a) + sum(values)
+        elif f == "min":
+            v = min(values)
+            t[None] = v if a is _MISSING or v < a else a
+        elif f == "max":
+            v = max(values)
+            t[None] = v if a is _MISSING or v > a else a
+        else:
+            cf = self.cf
+            add = cf.add_input
+            if a is _MISSING:
+                a = cf.create_accumulator()
+            for v in values:
+                self._element = (None, v)
+                a = add(a, v)
+            t[None] = a
 
     def _flush(self):
         out = self.out()
@@ -1048,6 +1198,15 @@ class StageRunner(object):
         self.ops = order
         for op in self.ops:
             op.setup()
+        # CombineGlobally's KeyWithVoid feeding its lifted precombine: the
+        # precombine takes the values as they are, no (None, value) pairs.
+        for op in ops:
+            if type(op) is ParDoOp and op.batch_fn is key_with_none_batch:
+                cs = [consumers.get(p, []) for p in op.output_pcolls.values()]
+                if len(cs) == 1 and len(cs[0]) == 1 and type(cs[0][0]) is CombineOp:
+                    if cs[0][0].phase == "precombine":
+                        op.batch_fn = _same_batch
+                        cs[0][0].keyless = True
 
     def start_bundle(self, sides):
         for op in self.ops:

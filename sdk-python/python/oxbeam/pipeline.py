@@ -9,9 +9,13 @@ GroupByKey / Flatten / Impulse itself and Python stages in this process.
 """
 
 import base64
+import gc
 import hashlib
 import json
 import logging
+import os
+import shlex
+import sys
 
 from oxbeam import typehints
 from oxbeam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
@@ -161,19 +165,37 @@ class Pipeline(object):
                 "runner %r: Oxbeam's Python SDK runs pipelines on Oxbeam's local runner "
                 "(use --runner=DirectRunner or OxbeamRunner)" % self.runner
             )
-        proto = self.to_runner_api_bytes()
-        workers = self._options.view_as(DirectOptions).direct_num_workers
-        opts = {"parallelism": int(workers) if workers else None}
+        direct = self._options.view_as(DirectOptions)
+        workers = int(direct.direct_num_workers or 0)
+        mode = str(direct.direct_running_mode or "in_memory").lower()
+        if mode not in _RUNNING_MODES:
+            raise ValueError(
+                "--direct_running_mode=%s: expected one of %s" % (mode, ", ".join(_RUNNING_MODES))
+            )
+        opts = {"parallelism": workers or None}
+        proto_json = self.to_runner_api_json()
+        if mode == "multi_processing":
+            # Python stages in harness processes, one interpreter lock each.
+            n = workers or os.cpu_count() or 1
+            proto_json["components"]["environments"][_ENV] = _worker_environment()
+            opts.update(parallelism=n, harness_processes=n, echo_harness_output=True)
+        proto = _oxbeam.encode_proto(
+            "org.apache.beam.model.pipeline.v1.Pipeline", json.dumps(proto_json)
+        )
         if self._options.view_as(StandardOptions).streaming:
             # The streaming engine; pipelines with a TestStream or an
             # unbounded PCollection run on it anyway.
             opts["streaming"] = True
         self._ran = True
+        saved = gc.get_threshold()
+        gc.set_threshold(max(saved[0], _GC_THRESHOLD), *saved[1:])
         try:
             counters, dists = _oxbeam.run_pipeline(proto, opts)
         except _oxbeam.UserCodeError as e:
             _reraise_user_error(e)
             raise
+        finally:
+            gc.set_threshold(*saved)
         return PipelineResult(counters, dists)
 
     def __enter__(self):
@@ -212,13 +234,43 @@ def _pcollections_of(pvalueish):
     return []
 
 
+_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
+# The interpreter's young-generation GC threshold while a pipeline runs
+# (at least): batches make thousands of short-lived tuples, and the default
+# (700) runs a collection every few hundred elements. Restored afterwards.
+_GC_THRESHOLD = 10000
+
+
+def _worker_environment():
+    """The ``beam:env:process:v1`` environment of ``multi_processing`` runs:
+    ``python -m oxbeam.runners.worker`` with this interpreter and this
+    process's module search path (so functions pickled by reference import)."""
+    from oxbeam import _oxbeam
+
+    path = [p or os.getcwd() for p in sys.path]
+    payload = {
+        "command": "%s -m oxbeam.runners.worker" % shlex.quote(sys.executable),
+        "env": {"PYTHONPATH": os.pathsep.join(path)},
+    }
+    data = _oxbeam.encode_proto(
+        "org.apache.beam.model.pipeline.v1.ProcessPayload", json.dumps(payload)
+    )
+    return {"urn": _urns()["standard_environments::environments::PROCESS"], "payload": _b64(data)}
+
+
 def _reraise_user_error(e):
     orig = getattr(e, "original", None)
     transform = getattr(e, "transform", None)
     element = getattr(e, "element", None)
-    tb = getattr(e, "traceback_text", "")
+    tb = getattr(e, "traceback_text", "") or ""
     if orig is None:
-        return
+        # From a harness process: the exception came pickled in the text.
+        from oxbeam._runtime import split_remote_error
+
+        tb, orig, remote_element = split_remote_error(tb)
+        if orig is None:
+            return
+        element = remote_element
     msg = "%s [while running '%s'%s]\n\nOriginal traceback:\n%s" % (
         orig,
         transform,

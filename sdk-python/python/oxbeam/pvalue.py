@@ -16,6 +16,9 @@ __all__ = [
 ]
 
 
+from oxbeam.utils import _specials
+
+
 class PValue(object):
     """Something a transform can be applied to."""
 
@@ -62,6 +65,9 @@ class TaggedOutput(object):
     """A value for the additional output ``tag`` of a DoFn."""
 
     __slots__ = ("tag", "value")
+
+    def __new__(cls, *args, **kwargs):
+        return _specials.note_created(cls)
 
     def __init__(self, tag, value):
         if not isinstance(tag, str):

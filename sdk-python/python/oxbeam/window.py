@@ -12,6 +12,7 @@ from oxbeam.utils.timestamp import (
     Duration,
     Timestamp,
 )
+from oxbeam.utils import _specials
 
 __all__ = [
     "BoundedWindow",
@@ -128,6 +129,9 @@ class TimestampedValue(object):
     """A value with an event timestamp; DoFns output it to set timestamps."""
 
     __slots__ = ("value", "timestamp")
+
+    def __new__(cls, *args, **kwargs):
+        return _specials.note_created(cls)
 
     def __init__(self, value, timestamp):
         self.value = value

@@ -6,7 +6,7 @@ import gzip
 import os
 
 from oxbeam.pvalue import AsList
-from oxbeam.transforms.core import Create, DoFn, FlatMap
+from oxbeam.transforms.core import Create, DoFn, FlatMap, Reshuffle
 from oxbeam.transforms.ptransform import PTransform
 
 __all__ = ["ReadFromText", "ReadAllFromText", "WriteToText"]
@@ -27,35 +27,100 @@ def _open(path, compression_type):
     return open(path, "rb")
 
 
-class _ReadLines(object):
+# Bytes of an uncompressed file read as one range (one element of the
+# reading FlatMap); ranges are spread over workers.
+_RANGE_BYTES = 4 << 20
+
+
+def _is_compressed(path, compression_type):
+    c = (compression_type or "auto").lower()
+    return c == "gzip" or (c == "auto" and path.endswith(".gz"))
+
+
+class _SplitIntoRanges(object):
+    """A file pattern to ``(path, start, end)`` byte ranges of its files
+    (a compressed file is one range: it cannot be read from the middle)."""
+
+    def __init__(self, compression_type, range_bytes=None):
+        self.compression_type = compression_type
+        self.range_bytes = range_bytes or _RANGE_BYTES
+
+    def __call__(self, pattern):
+        out = []
+        for path in _match(pattern):
+            size = os.path.getsize(path)
+            if size == 0:
+                continue
+            if _is_compressed(path, self.compression_type):
+                out.append((path, 0, -1))
+                continue
+            for start in range(0, size, self.range_bytes):
+                out.append((path, start, min(start + self.range_bytes, size)))
+        return out
+
+
+class _ReadRange(object):
+    """The lines starting in a byte range ``[start, end)`` of a file (as in
+    Beam's text source: a line belongs to the range it starts in; ``end``
+    -1 reads to the end)."""
+
     def __init__(self, strip, skip_header_lines, compression_type):
         self.strip = strip
         self.skip = skip_header_lines
         self.compression_type = compression_type
 
-    def __call__(self, pattern):
-        out = []
-        for path in _match(pattern):
-            with _open(path, self.compression_type) as f:
-                data = f.read().decode("utf-8")
-            if not data:
-                continue
-            lines = data.split("\n")
-            if lines[-1] == "":
-                lines.pop()
-                keep_nl = True
+    def __call__(self, rng):
+        path, start, end = rng
+        with _open(path, self.compression_type) as f:
+            if end < 0:
+                data = f.read()
             else:
-                keep_nl = False
-            if self.strip:
-                if "\r" in data:
-                    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
-            else:
-                n = len(lines)
-                lines = [ln + "\n" if (i < n - 1 or keep_nl) else ln for i, ln in enumerate(lines)]
-            if self.skip:
-                lines = lines[self.skip:]
-            out.extend(lines)
-        return out
+                if start > 0:
+                    # The line running into the range belongs to the one before.
+                    f.seek(start - 1)
+                    f.readline()
+                pos = f.tell()
+                if pos >= end:
+                    return []
+                data = f.read(end - pos)
+                if data and not data.endswith(b"\n"):
+                    data += f.readline()  # the last line starts in the range
+        if not data:
+            return []
+        data = data.decode("utf-8")
+        lines = data.split("\n")
+        if lines[-1] == "":
+            lines.pop()
+            keep_nl = True
+        else:
+            keep_nl = False
+        if self.strip:
+            if "\r" in data:
+                lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+        else:
+            n = len(lines)
+            lines = [ln + "\n" if (i < n - 1 or keep_nl) else ln for i, ln in enumerate(lines)]
+        if self.skip and start == 0:
+            lines = lines[self.skip:]
+        return lines
+
+
+class _ReadLines(PTransform):
+    """File patterns to the lines of their files: patterns → byte ranges,
+    redistributed → the lines of each range."""
+
+    def __init__(self, strip, skip_header_lines, compression_type):
+        PTransform.__init__(self)
+        self.split = _SplitIntoRanges(compression_type)
+        self.read = _ReadRange(strip, skip_header_lines, compression_type)
+
+    def expand(self, patterns):
+        return (
+            patterns
+            | "SplitIntoRanges" >> FlatMap(self.split)
+            | "Reshuffle" >> Reshuffle()
+            | "ReadRange" >> FlatMap(self.read).with_output_types(str)
+        )
 
 
 class ReadFromText(PTransform):
@@ -68,7 +133,7 @@ class ReadFromText(PTransform):
         if coder is not None:
             raise NotImplementedError("ReadFromText(coder=...)")
         self.pattern = file_pattern
-        self.fn = _ReadLines(strip_trailing_newlines, skip_header_lines, compression_type)
+        self.read = _ReadLines(strip_trailing_newlines, skip_header_lines, compression_type)
         if validate and not _match(file_pattern):
             raise IOError("No files found based on the file pattern %s" % file_pattern)
 
@@ -76,7 +141,7 @@ class ReadFromText(PTransform):
         return (
             pbegin
             | "Create" >> Create([self.pattern])
-            | "ReadLines" >> FlatMap(self.fn).with_output_types(str)
+            | "ReadLines" >> self.read
         )
 
 
@@ -86,10 +151,10 @@ class ReadAllFromText(PTransform):
     def __init__(self, strip_trailing_newlines=True, compression_type="auto", skip_header_lines=0,
                  **kwargs):
         PTransform.__init__(self)
-        self.fn = _ReadLines(strip_trailing_newlines, skip_header_lines, compression_type)
+        self.read = _ReadLines(strip_trailing_newlines, skip_header_lines, compression_type)
 
     def expand(self, pcoll):
-        return pcoll | "ReadLines" >> FlatMap(self.fn).with_output_types(str)
+        return pcoll | "ReadLines" >> self.read
 
 
 def _mark_retraction(element, pane=DoFn.PaneInfoParam):

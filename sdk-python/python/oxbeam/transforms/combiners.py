@@ -2,7 +2,8 @@
 
 import heapq
 
-from oxbeam import typehints
+from oxbeam import _runtime, typehints
+from oxbeam._runtime import batched as _batched
 from oxbeam.transforms.core import CombineFn, CombineGlobally, CombinePerKey, Map
 from oxbeam.transforms.ptransform import PTransform
 
@@ -47,6 +48,7 @@ class CountCombineFn(CombineFn):
         return int
 
 
+@_batched(_runtime.pair_with_none_batch)
 def _pair_with_none(x):
     return (x, None)
 

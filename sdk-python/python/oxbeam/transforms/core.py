@@ -8,7 +8,9 @@ import random
 import cloudpickle
 
 from oxbeam import typehints
+from oxbeam import _runtime
 from oxbeam._runtime import DoFnSpec, SideArg
+from oxbeam._runtime import batched as _batched
 from oxbeam.pvalue import AsSideInput, DoOutputsTuple, PBegin, PCollection, TaggedOutput
 from oxbeam.transforms.ptransform import PTransform
 from oxbeam.window import GlobalWindows, TimestampedValue, WindowFn, Windowing
@@ -438,6 +440,7 @@ class Create(PTransform):
         if isinstance(values, dict):
             values = values.items()
         self.values = list(values)
+        self.reshuffle = reshuffle
 
     def default_label(self):
         return "Create"
@@ -447,7 +450,33 @@ class Create(PTransform):
             raise TypeError("Create must be applied to a pipeline, got %r" % (pbegin,))
         imp = pbegin | "Impulse" >> Impulse()
         t = self._output_type if self._output_type is not None else typehints.infer(self.values)
-        return imp | "Create" >> _CreateValues(self.values).with_output_types(t)
+        if not self.reshuffle or len(self.values) <= _CREATE_CHUNK:
+            return imp | "Create" >> _CreateValues(self.values).with_output_types(t)
+        # Large inputs, as the Rust SDK's Create: chunk numbers, redistributed,
+        # each read as its slice of the values — so the chunks' downstream
+        # work spreads over workers (and over harness processes).
+        chunks = (len(self.values) + _CREATE_CHUNK - 1) // _CREATE_CHUNK
+        return (
+            imp
+            | "Chunks" >> _CreateValues(list(range(chunks))).with_output_types(int)
+            | "Reshuffle" >> Reshuffle()
+            | "Values" >> FlatMap(_CreateChunk(self.values, _CREATE_CHUNK)).with_output_types(t)
+        )
+
+
+# Values per chunk of a large Create.
+_CREATE_CHUNK = 4096
+
+
+class _CreateChunk(object):
+    """Chunk ``i`` of a large Create's values."""
+
+    def __init__(self, values, size):
+        self.values = values
+        self.size = size
+
+    def __call__(self, i):
+        return self.values[i * self.size : (i + 1) * self.size]
 
 
 class _CreateValues(PTransform):
@@ -702,18 +731,22 @@ class CombineGlobally(PTransform):
         )
 
 
+@_batched(_runtime.key_with_none_batch)
 def _key_with_none(v):
     return (None, v)
 
 
+@_batched(_runtime.key_batch)
 def _key(kv):
     return kv[0]
 
 
+@_batched(_runtime.value_batch)
 def _value(kv):
     return kv[1]
 
 
+@_batched(_runtime.swap_batch)
 def _swap(kv):
     return (kv[1], kv[0])
 
@@ -872,6 +905,7 @@ class _AddRandomKey(DoFn):
         return [(random.randrange(self.n), (element, timestamp))]
 
 
+@_runtime.flat_batched(_runtime.restore_batch)
 def _restore(kv):
     return [TimestampedValue(v, ts) for v, ts in kv[1]]
 
@@ -927,6 +961,7 @@ class Distinct(PTransform):
         )
 
 
+@_batched(_runtime.pair_with_none_batch)
 def _key_with_none_swapped(v):
     return (v, None)
 

@@ -7,6 +7,7 @@ encoded pane byte).
 """
 
 from oxbeam.utils.timestamp import Timestamp
+from oxbeam.utils import _specials
 
 __all__ = ["WindowedValue", "PaneInfo", "PaneInfoTiming", "PANE_INFO_UNKNOWN"]
 
@@ -114,6 +115,9 @@ class WindowedValue(object):
     """A value, its timestamp, the windows it is in, and its pane."""
 
     __slots__ = ("value", "timestamp", "windows", "pane_info")
+
+    def __new__(cls, *args, **kwargs):
+        return _specials.note_created(cls)
 
     def __init__(self, value, timestamp, windows, pane_info=PANE_INFO_UNKNOWN):
         self.value = value

@@ -1,0 +1,118 @@
+"""``--direct_running_mode=multi_processing``: Python stages in harness
+processes (``python -m oxbeam.runners.worker``) over the gRPC Fn API.
+
+Every test taking the ``B`` fixture also runs in this mode (see conftest);
+these check what is particular to it, and the splittable text reading that
+spreads a file over those processes."""
+
+import collections
+import gzip
+import os
+import re
+
+import pytest
+
+import oxbeam as beam
+from oxbeam.io import textio
+from oxbeam.options.pipeline_options import PipelineOptions
+from oxbeam.testing.util import assert_that, equal_to
+
+MP = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+def test_python_stages_run_in_two_worker_processes():
+    n = 50_000  # 13 chunks of Create, redistributed over both harnesses
+    with beam.Pipeline(options=PipelineOptions(MP)) as p:
+        xs = p | beam.Create(range(n))
+        pids = (
+            xs
+            | "Pid" >> beam.Map(lambda x: (os.getpid(), x))
+            | beam.combiners.Count.PerKey()
+            | beam.Map(lambda kv: kv[0])
+        )
+        total = xs | beam.CombineGlobally(sum)
+
+        driver = os.getpid()
+
+        def check(ps):
+            assert len(ps) == 2, ps
+            assert driver not in ps
+
+        assert_that(pids, check, label="TwoWorkers")
+        assert_that(total, equal_to([n * (n - 1) // 2]), label="Sum")
+
+
+def test_user_exception_from_a_worker_keeps_type_label_and_element():
+    def boom(x):
+        if x == 7:
+            raise KeyError("no key %d" % x)
+        return x
+
+    with pytest.raises(KeyError) as info:
+        with beam.Pipeline(options=PipelineOptions(MP)) as p:
+            p | beam.Create(range(10)) | "Explode" >> beam.Map(boom)
+    assert "no key 7" in str(info.value)
+    assert info.value.transform == "Explode"
+    assert info.value.element == "7"
+    assert "in boom" in info.value.traceback_text
+    assert "pickled exception" not in info.value.traceback_text
+
+
+def test_unknown_running_mode_is_a_clear_error():
+    with pytest.raises(ValueError, match="direct_running_mode=threads"):
+        with beam.Pipeline(options=PipelineOptions(["--direct_running_mode=threads"])) as p:
+            p | beam.Create([1])
+
+
+TEXTS = {
+    "plain": "alpha beta\ngamma\n\ndelta epsilon zeta\neta\n",
+    "no final newline": "one\ntwo three\nfour",
+    "crlf": "a b\r\nc\r\n\r\nd e f\r\n",
+    "long lines": "\n".join("w%d " % i * (i % 7) for i in range(60)) + "\n",
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TEXTS))
+@pytest.mark.parametrize("range_bytes", [1, 2, 3, 7, 64, 1 << 20])
+def test_byte_ranges_read_every_line_once(tmp_path, monkeypatch, name, range_bytes):
+    text = TEXTS[name]
+    path = tmp_path / "in.txt"
+    path.write_bytes(text.encode())
+    monkeypatch.setattr(textio, "_RANGE_BYTES", range_bytes)
+    expected = [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
+    if expected and expected[-1] == "":
+        expected.pop()
+    with beam.Pipeline() as p:
+        lines = p | beam.io.ReadFromText(str(path))
+        assert_that(lines, equal_to(expected))
+
+
+@pytest.mark.parametrize("range_bytes", [5, 1 << 20])
+def test_header_lines_are_skipped_once_per_file_and_gzip_is_one_range(
+    tmp_path, monkeypatch, range_bytes
+):
+    (tmp_path / "a.csv").write_text("h\n1\n2\n3\n")
+    with gzip.open(tmp_path / "b.csv.gz", "wt") as f:
+        f.write("h\n4\n5\n")
+    monkeypatch.setattr(textio, "_RANGE_BYTES", range_bytes)
+    with beam.Pipeline() as p:
+        lines = p | beam.io.ReadFromText(str(tmp_path / "*.csv*"), skip_header_lines=1)
+        assert_that(lines, equal_to(["1", "2", "3", "4", "5"]))
+
+
+def test_wordcount_over_many_ranges_in_worker_processes(tmp_path, monkeypatch):
+    words = ["w%d" % (i * 7919 % 503) for i in range(40_000)]
+    text = "\n".join(" ".join(words[i : i + 9]) for i in range(0, len(words), 9)) + "\n"
+    path = tmp_path / "in.txt"
+    path.write_text(text)
+    monkeypatch.setattr(textio, "_RANGE_BYTES", 4096)  # ~60 ranges
+    expected = collections.Counter(re.findall(r"[\w']+", text))
+    with beam.Pipeline(options=PipelineOptions(MP)) as p:
+        counts = (
+            p
+            | beam.io.ReadFromText(str(path))
+            | beam.FlatMap(lambda line: re.findall(r"[\w']+", line))
+            | beam.combiners.Count.PerElement()
+        )
+        assert_that(counts, equal_to(sorted(expected.items())))
