@@ -10,6 +10,11 @@ on Beam's DirectRunner (FnApiRunner, in-process and multi-process) and on
 checks that every run wrote the same counts, and reports wall times and
 ratios; then the submission-to-result latency of a tiny pipeline.
 
+The `python` suite runs Oxbeam's Python SDK (in process, and with its
+Python stages in harness processes) and its peers, apache-beam's
+DirectRunner and Bytewax, on a 10-Map chain and wordcount
+(`bench/python/python_sdks.py`), checking they agree.
+
 The `streaming` suite runs `oxbeam-streaming` and its Bytewax peer
 (`bench/python/bytewax_streaming.py`) on the same workloads: end-to-end
 latency at a fixed rate, the highest rate each keeps up with on one core,
@@ -214,6 +219,57 @@ def beam(quick, words, workers, build):
                        ("no_pip_freeze", "--experiments=disable_logging_submission_environment")]:
         r = latency[key]
         print(f"- {label}: best {r['best']*1000:.0f} ms, median {r['median']*1000:.0f} ms ({r['runs']} runs)")
+
+
+def python_sdks(quick, words, elements, workers, build):
+    """Oxbeam's Python SDK (in process; multi_processing) vs apache-beam
+    (DirectRunner) and Bytewax on a 10-Map chain and wordcount."""
+    if build:
+        sh([PY, "-m", "pip", "install", "--quiet", "./sdk-python"])
+        sh(["cargo", "build", "--release", "--locked", "-p", "oxbeam-bench", "--bin", "gen-corpus"])
+    words = words // 10 if quick else words
+    elements = elements // 10 if quick else elements
+    tmp = tempfile.mkdtemp(prefix="oxbeam-bench-python-")
+    corpus = os.path.join(tmp, "corpus.txt")
+    sh([os.path.join(TARGET, "release", "gen-corpus"), "--words", str(words), "--dist", "zipf",
+        "--out", corpus])
+    bytewax_error = ensure_bytewax()
+    sdks = [("oxbeam", "Oxbeam Python, in process"),
+            ("oxbeam-mp", f"Oxbeam Python, multi_processing ({workers} workers)"),
+            ("beam", "apache-beam DirectRunner (FnApiRunner)"),
+            ("bytewax", "Bytewax 0.21.1, 1 worker")]
+    script = [PY, "bench/python/python_sdks.py"]
+    tables = {}
+    for workload, n, unit in [("chain", elements, "elements/s"), ("wordcount", words, "words/s")]:
+        rows = []
+        for sdk, label in sdks:
+            if sdk == "bytewax" and bytewax_error:
+                print(f"({bytewax_error}; Bytewax not run)", file=sys.stderr)
+                continue
+            out = os.path.join(tmp, sdk, workload)
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            cmd = script + [sdk, workload, "--output", out, f"--workers={workers}"]
+            cmd += [f"--elements={n}"] if workload == "chain" else [f"--input={corpus}", f"--words={n}"]
+            r, wall, rss = measure(cmd)
+            rows.append((label, r, wall, rss))
+        checks = {str(r["check"]) for _, r, _, _ in rows}
+        if len(checks) != 1:
+            raise SystemExit(f"{workload}: SDKs disagree: {checks}")
+        tables[workload] = (n, unit, rows)
+    print()
+    print(f"Python SDKs, {os.cpu_count()} cores, load {load_average():.1f}; same data, identical results")
+    for workload, (n, unit, rows) in tables.items():
+        title = {"chain": f"10 chained Map(x + 1) over {n} ints, then Count.Globally",
+                 "wordcount": f"wordcount over {n} words (Zipf), Beam's wordcount pipeline"}[workload]
+        best_ox = max(r["rate"] for label, r, _, _ in rows if label.startswith("Oxbeam"))
+        print()
+        print(f"{title}")
+        print()
+        print(f"| SDK | {unit} | pipeline time | wall (with interpreter start) | peak RSS | best Oxbeam / this |")
+        print("|---|---|---|---|---|---|")
+        for label, r, wall, rss in rows:
+            print(f"| {label} | {r['rate'] / 1e6:.2f}M | {r['seconds']:.2f} s | {wall:.2f} s | "
+                  f"{rss:.0f} MiB | {best_ox / r['rate']:.1f}x |")
 
 
 def load_average():
@@ -439,12 +495,14 @@ def rebalance(quick, build):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("suite", nargs="?", default="all", choices=["coders", "batch", "beam", "streaming", "fnapi", "rebalance", "all"])
+    ap.add_argument("suite", nargs="?", default="all", choices=["coders", "batch", "beam", "python", "streaming", "fnapi", "rebalance", "all"])
     ap.add_argument("--quick", action="store_true", help="1/10 of the data, for a smoke run")
     ap.add_argument("--words", type=int, default=5_000_000,
                     help="beam: words of the wordcount corpus (~8 bytes each; default ~40 MB)")
+    ap.add_argument("--elements", type=int, default=1_000_000,
+                    help="python: ints through the Map chain")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                    help="beam: harness workers for the multi-worker runs (default: cores)")
+                    help="beam, python: harness workers for the multi-worker runs (default: cores)")
     ap.add_argument("--no-build", dest="build", action="store_false",
                     help="beam, streaming, fnapi, rebalance: use the release binaries already built ($OXBEAM_BIN for oxbeam)")
     args = ap.parse_args()
@@ -454,6 +512,8 @@ def main():
         batch(args.quick)
     if args.suite in ("beam", "all"):
         beam(args.quick, args.words, args.workers, args.build)
+    if args.suite in ("python", "all"):
+        python_sdks(args.quick, args.words, args.elements, args.workers, args.build)
     if args.suite in ("streaming", "all"):
         streaming(args.quick, args.build)
     if args.suite in ("fnapi", "all"):
