@@ -460,7 +460,7 @@ class Create(PTransform):
             imp
             | "Chunks" >> _CreateValues(list(range(chunks))).with_output_types(int)
             | "Reshuffle" >> Reshuffle()
-            | "Values" >> FlatMap(_CreateChunk(self.values, _CREATE_CHUNK)).with_output_types(t)
+            | "Values" >> FlatMap(_CreateChunk(self.values, _CREATE_CHUNK, t)).with_output_types(t)
         )
 
 
@@ -469,14 +469,19 @@ _CREATE_CHUNK = 4096
 
 
 class _CreateChunk(object):
-    """Chunk ``i`` of a large Create's values."""
+    """Chunk ``i`` of a large Create's values (64-bit ints and floats kept
+    as an ``array``: they pickle and unpickle as one block of bytes)."""
 
-    def __init__(self, values, size):
-        self.values = values
+    def __init__(self, values, size, element_type=None):
+        import array
+
+        code = {int: "q", float: "d"}.get(element_type)
+        self.values = array.array(code, values) if code else values
         self.size = size
 
     def __call__(self, i):
-        return self.values[i * self.size : (i + 1) * self.size]
+        chunk = self.values[i * self.size : (i + 1) * self.size]
+        return chunk.tolist() if type(chunk) is not list else chunk
 
 
 class _CreateValues(PTransform):
