@@ -28,6 +28,9 @@ from oxbeam.pipeline import Pipeline  # noqa: F401
 from oxbeam.transforms import combiners  # noqa: F401
 from oxbeam.transforms.core import *  # noqa: F401,F403
 from oxbeam.transforms.ptransform import PTransform, ptransform_fn  # noqa: F401
+from oxbeam.transforms.util import *  # noqa: F401,F403
+from oxbeam.pvalue import PCollection, Row, TaggedOutput  # noqa: F401
+from oxbeam.transforms.userstate import TimeDomain  # noqa: F401
 from oxbeam import wasm  # noqa: F401,E402 - Wasm UDFs: oxbeam.wasm.WasmMap, ...
 
 __version__ = "0.1.0"

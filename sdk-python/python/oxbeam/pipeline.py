@@ -95,6 +95,11 @@ class Pipeline(object):
     def options(self):
         return self._options
 
+    @property
+    def applied_labels(self):
+        """The full labels of the transforms applied so far."""
+        return self._labels
+
     def _new_pcollection_id(self):
         self._pcoll_counter += 1
         return "pc%d" % self._pcoll_counter

@@ -13,6 +13,7 @@ __all__ = [
     "AsList",
     "AsDict",
     "AsMultiMap",
+    "Row",
 ]
 
 
@@ -166,3 +167,37 @@ class AsMultiMap(AsSideInput):
     """A dict from each key to the list of its values."""
 
     _kind = "multimap"
+
+
+class Row(object):
+    """A record with named fields (``Row(name="a", count=3)``), as
+    ``apache_beam.Row``: attribute access, equality and hashing by fields
+    and values in order, iteration over the values, ``as_dict()``."""
+
+    def __init__(self, **kwargs):
+        self.__dict__.update(kwargs)
+
+    def as_dict(self):
+        return dict(self.__dict__)
+
+    def __iter__(self):
+        return iter(list(self.__dict__.values()))
+
+    def __repr__(self):
+        return "Row(%s)" % ", ".join("%s=%r" % kv for kv in self.__dict__.items())
+
+    def __eq__(self, other):
+        return type(self) is type(other) and list(self.__dict__.items()) == list(other.__dict__.items())
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash(tuple(self.__dict__.items()))
+
+    def __reduce__(self):
+        return _make_row, (tuple(self.__dict__.items()),)
+
+
+def _make_row(items):
+    return Row(**dict(items))

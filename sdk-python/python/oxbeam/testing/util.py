@@ -98,4 +98,11 @@ def assert_that(actual, matcher, label="assert_that", reify_windows=False, use_g
     """Checks, when the pipeline runs, that ``matcher(all elements)`` passes."""
     if reify_windows:
         raise NotImplementedError("assert_that(reify_windows=True)")
+    # As Beam's: a label in use gets a number (tests often assert twice).
+    used = actual.pipeline.applied_labels
+    if label in used:
+        n = 2
+        while "%s_%d" % (label, n) in used:
+            n += 1
+        label = "%s_%d" % (label, n)
     actual | label >> _AssertThat(matcher, use_global_window)

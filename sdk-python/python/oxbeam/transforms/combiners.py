@@ -4,7 +4,7 @@ import heapq
 
 from oxbeam import _runtime, typehints
 from oxbeam._runtime import batched as _batched
-from oxbeam.transforms.core import CombineFn, CombineGlobally, CombinePerKey, Map
+from oxbeam.transforms.core import CombineFn, CombineGlobally, CombinePerKey, DoFn, Map
 from oxbeam.transforms.ptransform import PTransform
 
 __all__ = [
@@ -296,3 +296,83 @@ class Sample(object):
     class FixedSizeGlobally(PTransform):
         def __init__(self, *args, **kwargs):
             raise NotImplementedError("combiners.Sample")
+
+
+class TupleCombineFn(CombineFn):
+    """Combines tuples position by position, one CombineFn (or callable such
+    as ``sum``) per position; outputs a tuple of their outputs."""
+
+    def __init__(self, *combiners, **kwargs):
+        CombineFn.__init__(self)
+        self._combiners = [CombineFn.maybe_from_callable(c) for c in combiners]
+
+    def setup(self, *args, **kwargs):
+        for c in self._combiners:
+            c.setup(*args, **kwargs)
+
+    def create_accumulator(self, *args, **kwargs):
+        return [c.create_accumulator() for c in self._combiners]
+
+    def add_input(self, accumulator, element, *args, **kwargs):
+        return [c.add_input(a, e) for c, a, e in zip(self._combiners, accumulator, element)]
+
+    def merge_accumulators(self, accumulators, *args, **kwargs):
+        return [c.merge_accumulators(list(a)) for c, a in zip(self._combiners, zip(*accumulators))]
+
+    def compact(self, accumulator, *args, **kwargs):
+        return [c.compact(a) for c, a in zip(self._combiners, accumulator)]
+
+    def extract_output(self, accumulator, *args, **kwargs):
+        return tuple(c.extract_output(a) for c, a in zip(self._combiners, accumulator))
+
+    def teardown(self, *args, **kwargs):
+        for c in reversed(self._combiners):
+            c.teardown(*args, **kwargs)
+
+
+class Latest(object):
+    """The element with the latest timestamp: ``Globally()``, ``PerKey()``."""
+
+    class Globally(PTransform):
+        def expand(self, pcoll):
+            return (
+                pcoll
+                | "AddTimestamp" >> Map(_with_timestamp)
+                | CombineGlobally(LatestCombineFn())
+            )
+
+    class PerKey(PTransform):
+        def expand(self, pcoll):
+            return (
+                pcoll
+                | "AddTimestamp" >> Map(_value_with_timestamp)
+                | CombinePerKey(LatestCombineFn())
+            )
+
+
+def _with_timestamp(v, timestamp=DoFn.TimestampParam):
+    return (v, timestamp)
+
+
+def _value_with_timestamp(kv, timestamp=DoFn.TimestampParam):
+    return (kv[0], (kv[1], timestamp))
+
+
+class LatestCombineFn(CombineFn):
+    """Keeps the ``(value, timestamp)`` with the latest timestamp."""
+
+    def create_accumulator(self):
+        return (None, None)
+
+    def add_input(self, accumulator, element):
+        return element if accumulator[1] is None or element[1] > accumulator[1] else accumulator
+
+    def merge_accumulators(self, accumulators):
+        best = (None, None)
+        for a in accumulators:
+            if a[1] is not None and (best[1] is None or a[1] > best[1]):
+                best = a
+        return best
+
+    def extract_output(self, accumulator):
+        return accumulator[0]

@@ -41,6 +41,8 @@ __all__ = [
     "Reshuffle",
     "Distinct",
     "CoGroupByKey",
+    "GroupBy",
+    "Select",
 ]
 
 
@@ -1020,3 +1022,140 @@ class CoGroupByKey(PTransform):
             | "GroupByKey" >> GroupByKey()
             | "MapTuple" >> Map(_Ungroup(tags, isinstance(pcolls, dict))).with_output_types(kv_any)
         )
+
+
+def _field_getter(expr):
+    """A callable for a GroupBy/Select field: an attribute name or a callable."""
+    if isinstance(expr, str):
+        return _AttrGetter(expr)
+    if callable(expr):
+        return expr
+    raise TypeError("field expressions must be attribute names or callables, got %r" % (expr,))
+
+
+class _AttrGetter(object):
+    def __init__(self, name):
+        self.name = name
+
+    def __call__(self, v):
+        return getattr(v, self.name)
+
+
+_NAMED_TUPLES = {}
+
+
+def _named_tuple(type_name, fields):
+    """A namedtuple class per (name, fields), picklable by value."""
+    key = (type_name, tuple(fields))
+    cls = _NAMED_TUPLES.get(key)
+    if cls is None:
+        import collections
+
+        cls = _NAMED_TUPLES[key] = collections.namedtuple(type_name, fields)
+        cls.__reduce__ = lambda self: (_make_named_tuple, (type_name, tuple(fields), tuple(self)))
+    return cls
+
+
+def _make_named_tuple(type_name, fields, values):
+    return _named_tuple(type_name, fields)(*values)
+
+
+class _KeyOf(object):
+    """The grouping key of an element: one field's value, or a named tuple."""
+
+    def __init__(self, fields, as_tuple):
+        self.names = tuple(n for n, _ in fields)
+        self.exprs = [e for _, e in fields]
+        self.as_tuple = as_tuple
+
+    def __call__(self, v):
+        if not self.as_tuple:
+            return self.exprs[0](v)
+        return _named_tuple("Key", self.names)(*(e(v) for e in self.exprs))
+
+
+class GroupBy(PTransform):
+    """Groups by key expressions, as ``apache_beam.GroupBy``: each argument
+    is an attribute name or a callable; one positional argument gives
+    ``(key, [elements])``, several (or keyword arguments) a named-tuple key.
+    ``aggregate_field(field, combine_fn, dest)`` turns it into an
+    aggregation whose outputs are named tuples of the key fields and the
+    aggregates."""
+
+    def __init__(self, *fields, **kwargs):
+        PTransform.__init__(self)
+        if len(fields) == 1 and not kwargs:
+            name = fields[0] if isinstance(fields[0], str) else "key"
+            self._fields = [(name, _field_getter(fields[0]))]
+            self._as_tuple = False
+        else:
+            self._fields = [
+                (f if isinstance(f, str) else "key%d" % i, _field_getter(f)) for i, f in enumerate(fields)
+            ] + [(n, _field_getter(e)) for n, e in kwargs.items()]
+            self._as_tuple = True
+
+    def force_tuple_keys(self, value=True):
+        import copy
+
+        g = copy.copy(self)
+        g._as_tuple = value or len(self._fields) > 1
+        return g
+
+    def aggregate_field(self, field, combine_fn, dest):
+        return _GroupAndAggregate(self, []).aggregate_field(field, combine_fn, dest)
+
+    def default_label(self):
+        return "GroupBy(%s)" % ", ".join(n for n, _ in self._fields)
+
+    def expand(self, pcoll):
+        key_of = _KeyOf(self._fields, self._as_tuple)
+        return pcoll | "KeyBy" >> Map(lambda v: (key_of(v), v)) | GroupByKey()
+
+
+class _GroupAndAggregate(PTransform):
+    def __init__(self, grouping, aggregations):
+        PTransform.__init__(self)
+        self._grouping = grouping
+        self._aggregations = aggregations
+
+    def aggregate_field(self, field, combine_fn, dest):
+        return _GroupAndAggregate(
+            self._grouping, self._aggregations + [(_field_getter(field), combine_fn, dest)]
+        )
+
+    def default_label(self):
+        return "GroupBy(%s).Aggregate(%s)" % (
+            ", ".join(n for n, _ in self._grouping._fields),
+            ", ".join(d for _, _, d in self._aggregations),
+        )
+
+    def expand(self, pcoll):
+        from oxbeam.transforms.combiners import TupleCombineFn
+
+        key_of = _KeyOf(self._grouping._fields, True)
+        exprs = [e for e, _, _ in self._aggregations]
+        names = key_of.names + tuple(d for _, _, d in self._aggregations)
+        return (
+            pcoll
+            | "KeyAndValues" >> Map(lambda v: (key_of(v), [e(v) for e in exprs]))
+            | CombinePerKey(TupleCombineFn(*[c for _, c, _ in self._aggregations]))
+            | "ToResult" >> Map(lambda kv: _named_tuple("Result", names)(*(tuple(kv[0]) + tuple(kv[1]))))
+        )
+
+
+class Select(PTransform):
+    """Each element as a ``Row`` of the given fields, as ``apache_beam.Select``:
+    positional arguments are attribute names (or callables, named
+    ``argNN``), keyword arguments name their expressions."""
+
+    def __init__(self, *args, **kwargs):
+        PTransform.__init__(self)
+        self._fields = [
+            (a if isinstance(a, str) else "arg%02d" % i, _field_getter(a)) for i, a in enumerate(args)
+        ] + [(n, _field_getter(e)) for n, e in kwargs.items()]
+
+    def expand(self, pcoll):
+        from oxbeam.pvalue import Row
+
+        fields = self._fields
+        return pcoll | "ToRow" >> Map(lambda v: Row(**{n: e(v) for n, e in fields}))

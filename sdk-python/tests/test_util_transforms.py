@@ -1,0 +1,164 @@
+"""Beam's convenience transforms (``apache_beam.transforms.util``, GroupBy,
+Select, Row, Latest, TupleCombineFn): the same pipelines on apache-beam and
+Oxbeam (in process and multi-processing), exact outputs."""
+
+import pytest
+
+
+def test_with_keys_constant_callable_and_side_input(B):
+    beam = B.beam
+    with B.pipeline() as p:
+        xs = p | beam.Create([1, 2, 3])
+        k = p | "K" >> beam.Create([10])
+        B.assert_that(xs | "Const" >> beam.WithKeys("a"), B.equal_to([("a", 1), ("a", 2), ("a", 3)]),
+                      label="const")
+        B.assert_that(xs | "Fn" >> beam.WithKeys(lambda x: x % 2), B.equal_to([(1, 1), (0, 2), (1, 3)]),
+                      label="fn")
+        B.assert_that(
+            xs | "Side" >> beam.WithKeys(lambda x, m: x * m, beam.pvalue.AsSingleton(k)),
+            B.equal_to([(10, 1), (20, 2), (30, 3)]),
+            label="side",
+        )
+
+
+def test_regex_family(B):
+    beam = B.beam
+    lines = ["a1 b22 c333", "x", "k:v k2:v2", "no digits"]
+    with B.pipeline() as p:
+        s = p | beam.Create(lines)
+        B.assert_that(s | "m" >> beam.Regex.matches(r"([a-z])(\d+)", 2), B.equal_to(["1"]), label="m")
+        B.assert_that(s | "am" >> beam.Regex.all_matches(r"([a-z]):(\w)"), B.equal_to([["k:v", "k", "v"]]),
+                      label="am")
+        B.assert_that(s | "mkv" >> beam.Regex.matches_kv(r"(\w):(\w+)", 1, 2), B.equal_to([("k", "v")]),
+                      label="mkv")
+        B.assert_that(s | "f" >> beam.Regex.find(r"\d+"), B.equal_to(["1", "2"]), label="f")
+        B.assert_that(
+            s | "fa" >> beam.Regex.find_all(r"\d+", outputEmpty=False),
+            B.equal_to([["1", "22", "333"], [], ["2", "2"], []]),
+            label="fa",
+        )
+        B.assert_that(s | "fkv" >> beam.Regex.find_kv(r"(\w+):(\w+)", 1, 2),
+                      B.equal_to([("k", "v"), ("k2", "v2")]), label="fkv")
+        B.assert_that(s | "ra" >> beam.Regex.replace_all(r"\d", "#"),
+                      B.equal_to(["a# b## c###", "x", "k:v k#:v#", "no digits"]), label="ra")
+        B.assert_that(s | "rf" >> beam.Regex.replace_first(r"\d", "#"),
+                      B.equal_to(["a# b22 c333", "x", "k:v k#:v2", "no digits"]), label="rf")
+        B.assert_that(s | "sp" >> beam.Regex.split(r"\s+"),
+                      B.equal_to([["a1", "b22", "c333"], ["x"], ["k:v", "k2:v2"], ["no", "digits"]]),
+                      label="sp")
+
+
+def test_to_string_and_remove_duplicates(B):
+    beam = B.beam
+    with B.pipeline() as p:
+        kvs = p | beam.Create([("a", 1), ("b", 2), ("a", 1)])
+        B.assert_that(kvs | beam.ToString.Kvs(), B.equal_to(["a,1", "b,2", "a,1"]), label="kvs")
+        B.assert_that(kvs | "e" >> beam.ToString.Element(), B.equal_to(["('a', 1)", "('b', 2)", "('a', 1)"]),
+                      label="el")
+        B.assert_that(kvs | "it" >> beam.ToString.Iterables("-"), B.equal_to(["a-1", "b-2", "a-1"]),
+                      label="it")
+        B.assert_that(kvs | beam.RemoveDuplicates(), B.equal_to([("a", 1), ("b", 2)]), label="dedup")
+
+
+def test_reify_window_and_timestamp_in_value(B):
+    beam = B.beam
+    window = B.beam.window
+    with B.pipeline() as p:
+        kvs = (p | beam.Create([("a", 5), ("b", 12)])
+               | beam.Map(lambda kv: window.TimestampedValue(kv, kv[1]))
+               | beam.WindowInto(window.FixedWindows(10)))
+        out = (kvs | beam.Reify.WindowInValue()
+               | beam.Map(lambda kv: (kv[0], kv[1][0], float(kv[1][1]), float(kv[1][2].start))))
+        B.assert_that(out, B.equal_to([("a", 5, 5.0, 0.0), ("b", 12, 12.0, 10.0)]), label="wiv")
+        ts = (kvs | beam.Reify.TimestampInValue()
+              | "ts" >> beam.Map(lambda kv: (kv[0], kv[1].value, float(kv[1].timestamp))))
+        B.assert_that(ts, B.equal_to([("a", 5, 5.0), ("b", 12, 12.0)]), label="tiv")
+        same = kvs | beam.Reify.Timestamp()
+        B.assert_that(same, B.equal_to([("a", 5), ("b", 12)]), label="ts")
+
+
+def test_batch_elements_with_fixed_size_and_group_into_batches(B):
+    beam = B.beam
+    with B.pipeline() as p:
+        xs = p | beam.Create(list(range(10)))
+        batches = xs | beam.BatchElements(min_batch_size=4, max_batch_size=4)
+        B.assert_that(batches | "all" >> beam.FlatMap(lambda b: b), B.equal_to(list(range(10))), label="all")
+        B.assert_that(batches | "sizes" >> beam.Map(lambda b: len(b) <= 4) | "ok" >> beam.Distinct(),
+                      B.equal_to([True]), label="sizes")
+        kv = p | "kv" >> beam.Create([("k", i) for i in range(5)] + [("j", 9)])
+        grouped = (kv | beam.GroupIntoBatches(2)
+                   | beam.Map(lambda kvb: (kvb[0], len(kvb[1]), sum(kvb[1]))))
+        B.assert_that(grouped | "totals" >> beam.Map(lambda t: (t[0], t[2])) | beam.CombinePerKey(sum),
+                      B.equal_to([("k", 10), ("j", 9)]), label="gib-sum")
+        B.assert_that(grouped | "sz" >> beam.Map(lambda t: t[1] <= 2) | "ok2" >> beam.Distinct(),
+                      B.equal_to([True]), label="gib-size")
+
+
+def test_group_by_fields_and_aggregate(B):
+    beam = B.beam
+    rows = [beam.Row(team="red", player="a", score=3), beam.Row(team="blue", player="b", score=5),
+            beam.Row(team="red", player="c", score=4)]
+    with B.pipeline() as p:
+        rs = p | beam.Create(rows)
+        by_team = (rs | beam.GroupBy("team")
+                   | beam.Map(lambda kv: (kv[0], sorted(r.player for r in kv[1]))))
+        B.assert_that(by_team, B.equal_to([("red", ["a", "c"]), ("blue", ["b"])]), label="by")
+        agg = (rs | "agg" >> beam.GroupBy("team").aggregate_field("score", sum, "total")
+               .aggregate_field("score", max, "best")
+               | "tuple" >> beam.Map(lambda r: (r.team, r.total, r.best)))
+        B.assert_that(agg, B.equal_to([("red", 7, 4), ("blue", 5, 5)]), label="agg")
+        two = (rs | "two" >> beam.GroupBy("team", big=lambda r: r.score > 3)
+               | "keys" >> beam.Map(lambda kv: (kv[0].team, kv[0].big, len(list(kv[1])))))
+        B.assert_that(two, B.equal_to([("red", False, 1), ("red", True, 1), ("blue", True, 1)]),
+                      label="two")
+        sel = rs | beam.Select("player", double=lambda r: r.score * 2)
+        B.assert_that(sel, B.equal_to([beam.Row(player="a", double=6), beam.Row(player="b", double=10),
+                                       beam.Row(player="c", double=8)]), label="select")
+
+
+def test_latest_and_tuple_combine(B):
+    beam = B.beam
+    window = B.beam.window
+    with B.pipeline() as p:
+        kvs = (p | beam.Create([("a", 1, 30), ("a", 2, 10), ("b", 3, 20)])
+               | beam.Map(lambda t: window.TimestampedValue((t[0], t[1]), t[2])))
+        B.assert_that(kvs | beam.combiners.Latest.PerKey(), B.equal_to([("a", 1), ("b", 3)]), label="pk")
+        B.assert_that(kvs | beam.combiners.Latest.Globally(), B.equal_to([("a", 1)]), label="g")
+        pairs = p | "pairs" >> beam.Create([(1, 5), (2, 7), (3, 1)])
+        tc = pairs | beam.CombineGlobally(beam.combiners.TupleCombineFn(sum, max))
+        B.assert_that(tc, B.equal_to([(6, 7)]), label="tuple")
+
+
+def test_tee_and_wait_on(B):
+    beam = B.beam
+    with B.pipeline() as p:
+        xs = p | beam.Create([1, 2])
+        side = []
+        out = xs | beam.Tee(beam.Map(lambda x: side.append(x)))
+        B.assert_that(out, B.equal_to([1, 2]), label="tee")
+        signal = p | "sig" >> beam.Create(["done"])
+        B.assert_that(xs | beam.WaitOn(signal), B.equal_to([1, 2]), label="wait")
+
+
+def test_row_behaves_like_beams(ox):
+    Row = ox.beam.Row
+    r = Row(a=1, b="x")
+    assert (r.a, r.b, list(r), r.as_dict()) == (1, "x", [1, "x"], {"a": 1, "b": "x"})
+    assert r == Row(a=1, b="x") and r != Row(b="x", a=1) and hash(r) == hash(Row(a=1, b="x"))
+    assert repr(r) == "Row(a=1, b='x')"
+    import pickle
+
+    assert pickle.loads(pickle.dumps(r)) == r
+
+
+def test_batch_elements_rejects_min_over_max(ox):
+    with pytest.raises(ValueError, match="Minimum"):
+        ox.beam.BatchElements(min_batch_size=5, max_batch_size=2)
+
+
+def test_assert_that_twice_without_labels(B):
+    beam = B.beam
+    with B.pipeline() as p:
+        xs = p | beam.Create([1, 2])
+        B.assert_that(xs, B.equal_to([1, 2]))
+        B.assert_that(xs | beam.Map(lambda x: x * 10), B.equal_to([10, 20]))
