@@ -162,3 +162,48 @@ def test_assert_that_twice_without_labels(B):
         xs = p | beam.Create([1, 2])
         B.assert_that(xs, B.equal_to([1, 2]))
         B.assert_that(xs | beam.Map(lambda x: x * 10), B.equal_to([10, 20]))
+
+
+def test_fixed_size_samples(B):
+    beam = B.beam
+    with B.pipeline() as p:
+        xs = p | beam.Create(list(range(100)))
+        sample = xs | beam.combiners.Sample.FixedSizeGlobally(5)
+
+        def five_distinct_inputs(samples):
+            (s,) = samples
+            assert len(s) == 5 and len(set(s)) == 5 and set(s) <= set(range(100)), s
+
+        B.assert_that(sample, five_distinct_inputs, label="global")
+        kv = p | "kv" >> beam.Create([("a", i) for i in range(10)] + [("b", 1), ("b", 2)])
+        per_key = (kv | beam.combiners.Sample.FixedSizePerKey(3)
+                   | beam.Map(lambda kv: (kv[0], len(kv[1]), set(kv[1]) <= set(range(10)))))
+        B.assert_that(per_key, B.equal_to([("a", 3, True), ("b", 2, True)]), label="per_key")
+        empty = (p | "none" >> beam.Create([]) | "s0" >> beam.combiners.Sample.FixedSizeGlobally(3))
+        B.assert_that(empty, B.equal_to([[]]), label="empty")
+
+
+def test_transforms_chained_before_they_are_applied(B):
+    beam = B.beam
+    double_then_inc = beam.Map(lambda x: x * 2) | "Inc" >> beam.Map(lambda x: x + 1)
+    with B.pipeline() as p:
+        out = p | beam.Create([1, 2]) | "Chain" >> double_then_inc
+        B.assert_that(out, B.equal_to([3, 5]))
+
+
+def test_write_to_text_footer_and_gzip(B, tmp_path):
+    import glob
+    import gzip
+
+    beam = B.beam
+    prefix = str(tmp_path / B.name / "out")
+    with B.pipeline() as p:
+        lines = p | beam.Create(["b", "a"])
+        lines | "Plain" >> beam.io.WriteToText(prefix, header="H", footer="F", shard_name_template="")
+        lines | "Gz" >> beam.io.WriteToText(prefix + "z", file_name_suffix=".gz", shard_name_template="")
+    with open(prefix) as f:
+        plain = f.read().splitlines()
+    assert plain[0] == "H" and plain[-1] == "F" and sorted(plain[1:-1]) == ["a", "b"]
+    (gz,) = glob.glob(prefix + "z*")
+    with gzip.open(gz, "rt") as f:
+        assert sorted(f.read().splitlines()) == ["a", "b"]

@@ -163,13 +163,16 @@ def _mark_retraction(element, pane=DoFn.PaneInfoParam):
 
 
 class _WriteShards(object):
-    def __init__(self, prefix, suffix, num_shards, template, header, newline):
+    def __init__(self, prefix, suffix, num_shards, template, header, newline, footer=None,
+                 gzip_output=False):
         self.prefix = prefix
         self.suffix = suffix
         self.num_shards = num_shards
         self.template = template
         self.header = header
         self.newline = newline
+        self.footer = footer
+        self.gzip_output = gzip_output
 
     def _name(self, i, n):
         t = self.template
@@ -199,13 +202,19 @@ class _WriteShards(object):
             name = self._name(i, n)
             tmp = name + ".oxbeam-tmp"
             try:
-                with open(tmp, "w", encoding="utf-8", newline="") as f:
+                if self.gzip_output:
+                    f = gzip.open(tmp, "wt", encoding="utf-8", newline="")
+                else:
+                    f = open(tmp, "w", encoding="utf-8", newline="")
+                with f:
                     if self.header is not None:
                         f.write(self.header + "\n")
                     if self.newline:
                         f.write("".join(s + "\n" for s in shard))
                     else:
                         f.write("".join(shard))
+                    if self.footer is not None:
+                        f.write(self.footer + "\n")
                 os.replace(tmp, name)
             except BaseException:
                 # E.g. KeyboardInterrupt when the job is cancelled: no
@@ -227,12 +236,13 @@ class WriteToText(PTransform):
         PTransform.__init__(self)
         if coder is not None:
             raise NotImplementedError("WriteToText(coder=...)")
-        if footer is not None:
-            raise NotImplementedError("WriteToText(footer=...)")
-        if compression_type not in ("auto", "uncompressed", None):
-            raise NotImplementedError("compressed text output")
+        c = (compression_type or "auto").lower()
+        if c not in ("auto", "uncompressed", "gzip"):
+            raise NotImplementedError("compression type %s for text output" % compression_type)
+        # As Beam: AUTO compresses when the file names end in .gz.
+        gz = c == "gzip" or (c == "auto" and (file_name_suffix or "").endswith(".gz"))
         self.fn = _WriteShards(file_path_prefix, file_name_suffix, num_shards,
-                               shard_name_template, header, append_trailing_newlines)
+                               shard_name_template, header, append_trailing_newlines, footer, gz)
 
     def expand(self, pcoll):
         from oxbeam.transforms.core import Map, WindowInto

@@ -291,11 +291,64 @@ class ToSet(CombineGlobally):
 
 
 class Sample(object):
-    """Not supported yet."""
+    """Uniform samples of ``n`` elements (all of them when there are fewer):
+    ``FixedSizeGlobally(n)`` (one list), ``FixedSizePerKey(n)``
+    (``(key, list)``)."""
 
-    class FixedSizeGlobally(PTransform):
-        def __init__(self, *args, **kwargs):
-            raise NotImplementedError("combiners.Sample")
+    class FixedSizeGlobally(CombineGlobally):
+        def __init__(self, n):
+            CombineGlobally.__init__(self, SampleCombineFn(n))
+
+        def default_label(self):
+            return "FixedSizeGlobally(%d)" % self.fn._n
+
+    class FixedSizePerKey(CombinePerKey):
+        def __init__(self, n):
+            CombinePerKey.__init__(self, SampleCombineFn(n))
+
+        def default_label(self):
+            return "FixedSizePerKey(%d)" % self.fn._n
+
+
+def _priority(entry):
+    return entry[0]
+
+
+class SampleCombineFn(CombineFn):
+    """Keeps the ``n`` inputs with the largest random priorities: a uniform
+    sample that merges (each input gets its priority once)."""
+
+    def __init__(self, n):
+        CombineFn.__init__(self)
+        if n < 0:
+            raise ValueError("sample size must be non-negative, got %r" % (n,))
+        self._n = n
+
+    def create_accumulator(self):
+        return []
+
+    def _prune(self, entries):
+        return heapq.nlargest(self._n, entries, key=_priority)
+
+    def add_input(self, accumulator, element):
+        import random
+
+        accumulator.append((random.random(), element))
+        if len(accumulator) > 2 * self._n + 16:
+            accumulator[:] = self._prune(accumulator)
+        return accumulator
+
+    def merge_accumulators(self, accumulators):
+        merged = []
+        for a in accumulators:
+            merged.extend(a)
+        return self._prune(merged)
+
+    def compact(self, accumulator):
+        return self._prune(accumulator)
+
+    def extract_output(self, accumulator):
+        return [e for _, e in self._prune(accumulator)]
 
 
 class TupleCombineFn(CombineFn):

@@ -58,7 +58,11 @@ class PTransform(object):
         return _NamedPTransform(self, label)
 
     def __or__(self, right):
-        raise NotImplementedError("chaining transforms before applying them (ptransform | ptransform)")
+        """``t1 | t2``: one composite applying ``t1`` then ``t2``."""
+        if not isinstance(right, PTransform):
+            return NotImplemented
+        left = list(self.parts) if isinstance(self, _ChainedPTransform) else [self]
+        return _ChainedPTransform(*(left + [right]))
 
 
 def _pipeline_of(x):
@@ -112,3 +116,19 @@ def ptransform_fn(fn):
 
     factory.__name__ = fn.__name__
     return factory
+
+
+class _ChainedPTransform(PTransform):
+    """Transforms chained before being applied (``t1 | t2``)."""
+
+    def __init__(self, *parts):
+        PTransform.__init__(self)
+        self.parts = parts
+
+    def default_label(self):
+        return " | ".join(p.label for p in self.parts)
+
+    def expand(self, pvalueish):
+        for part in self.parts:
+            pvalueish = pvalueish | part
+        return pvalueish
