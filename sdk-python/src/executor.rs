@@ -779,10 +779,33 @@ impl Processor {
 
 type CounterRow = (String, String, String, i64);
 type DistRow = (String, String, String, i64, i64, i64, i64);
+type GaugeRow = (String, String, String, i64, i64);
+type StringSetRow = (String, String, String, Vec<String>);
 
 fn extract_metrics(m: &Bound<'_, PyAny>) -> PyResult<Metrics> {
-    let (counters, dists): (Vec<CounterRow>, Vec<DistRow>) = m.extract()?;
+    let (counters, dists, gauges, string_sets): (
+        Vec<CounterRow>,
+        Vec<DistRow>,
+        Vec<GaugeRow>,
+        Vec<StringSetRow>,
+    ) = m.extract()?;
     let mut metrics = Metrics::default();
+    for (transform, namespace, name, value, millis) in gauges {
+        let key = MetricKey {
+            transform,
+            namespace,
+            name,
+        };
+        metrics.set_gauge(key, value, millis);
+    }
+    for (transform, namespace, name, values) in string_sets {
+        let key = MetricKey {
+            transform,
+            namespace,
+            name,
+        };
+        metrics.string_sets.entry(key).or_default().extend(values);
+    }
     for (transform, namespace, name, v) in counters {
         metrics.inc_counter(
             MetricKey {

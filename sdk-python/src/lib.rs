@@ -118,8 +118,11 @@ where
 
 /// Plans and runs a serialized Beam `Pipeline` with the local runner; Python
 /// stages run in this process. Returns the job's user metrics as
-/// `(counters, distributions)`: lists of `(transform, namespace, name, value)`
-/// and `(transform, namespace, name, count, sum, min, max)`.
+/// `(counters, distributions, gauges, string_sets)`: lists of
+/// `(transform, namespace, name, value)`,
+/// `(transform, namespace, name, count, sum, min, max)`,
+/// `(transform, namespace, name, value, timestamp_millis)` and
+/// `(transform, namespace, name, [strings])`.
 ///
 /// Options (all optional): `parallelism` (int), `fusion`, `combiner_lifting`,
 /// `dump_plan`, `streaming` (bool; run on the streaming engine even when
@@ -140,17 +143,21 @@ where
 /// # Errors
 /// As mapped by [`errors`]; a user exception is an `UserCodeError` whose
 /// `original` attribute is the exception the user function raised.
+/// A job's user metrics as rows (see [`run_pipeline`]).
+type MetricRows = (
+    Vec<(String, String, String, i64)>,
+    Vec<(String, String, String, i64, i64, i64, i64)>,
+    Vec<(String, String, String, i64, i64)>,
+    Vec<(String, String, String, Vec<String>)>,
+);
+
 #[pyfunction]
 #[pyo3(signature = (pipeline, options=None))]
-#[allow(clippy::type_complexity)]
 fn run_pipeline(
     py: Python<'_>,
     pipeline: &[u8],
     options: Option<&Bound<'_, PyDict>>,
-) -> PyResult<(
-    Vec<(String, String, String, i64)>,
-    Vec<(String, String, String, i64, i64, i64, i64)>,
-)> {
+) -> PyResult<MetricRows> {
     let proto = oxbeam_model::pipeline::Pipeline::decode(pipeline).map_err(|e| {
         errors::PipelineError::new_err(format!("pipeline proto does not decode: {e}"))
     })?;
@@ -216,7 +223,34 @@ fn run_pipeline(
                     )
                 })
                 .collect();
-            Ok((counters, dists))
+            let gauges = r
+                .metrics
+                .gauges
+                .iter()
+                .map(|(k, (v, ts))| {
+                    (
+                        k.transform.clone(),
+                        k.namespace.clone(),
+                        k.name.clone(),
+                        *v,
+                        *ts,
+                    )
+                })
+                .collect();
+            let string_sets = r
+                .metrics
+                .string_sets
+                .iter()
+                .map(|(k, set)| {
+                    (
+                        k.transform.clone(),
+                        k.namespace.clone(),
+                        k.name.clone(),
+                        set.iter().cloned().collect(),
+                    )
+                })
+                .collect();
+            Ok((counters, dists, gauges, string_sets))
         }
         Err(e) => {
             let user = matches!(

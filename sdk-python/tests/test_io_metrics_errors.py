@@ -181,8 +181,8 @@ def test_unsupported_features_raise_not_implemented(ox):
         beam.WindowInto(beam.window.FixedWindows(10), trigger=object())
     with pytest.raises(NotImplementedError, match="runner"):
         beam.Pipeline(options=ox.options.PipelineOptions(["--runner=DataflowRunner"])).run()
-    with pytest.raises(NotImplementedError, match="Metrics.gauge"):
-        beam.metrics.Metrics.gauge("a", "b")
+    with pytest.raises(NotImplementedError, match="coder"):
+        beam.io.WriteToText("out", coder=object())
 
 
 def test_pipeline_options(ox):
@@ -254,3 +254,28 @@ def test_invalid_pipeline_bytes(ox):
 
     with pytest.raises(_oxbeam.PipelineError):
         _oxbeam.run_pipeline(b"\xff\xff\xff")
+
+
+def test_gauge_and_string_set(B):
+    beam = B.beam
+
+    class Observe(beam.DoFn):
+        def __init__(self):
+            self.last = beam.metrics.Metrics.gauge("ns", "last")
+            self.seen = beam.metrics.Metrics.string_set("ns", "seen")
+
+        def process(self, element):
+            self.last.set(len(element))
+            self.seen.add(element)
+            yield element
+
+    p = B.pipeline()
+    p | beam.Create(["a", "bb", "a"]) | "Observe" >> beam.ParDo(Observe())
+    result = p.run()
+    result.wait_until_finish()
+    q = result.metrics().query(beam.metrics.MetricsFilter().with_namespace("ns"))
+    (gauge,) = q["gauges"]
+    assert gauge.key.metric.name == "last" and gauge.committed.value in (1, 2)
+    (strings,) = q["string_sets"]
+    assert strings.committed == {"a", "bb"}
+    assert "Observe" in strings.key.step

@@ -95,6 +95,8 @@ def run_pipeline(
 ) -> Tuple[
     List[Tuple[str, str, str, int]],
     List[Tuple[str, str, str, int, int, int, int]],
+    List[Tuple[str, str, str, int, int]],
+    List[Tuple[str, str, str, List[str]]],
 ]:
     """Plans and runs a serialized Beam ``Pipeline`` on Oxbeam's local runner,
     with Python stages in this process and the GIL released meanwhile; Wasm
@@ -104,9 +106,11 @@ def run_pipeline(
     ``dump_plan``, ``streaming`` (bool: run on the streaming engine; plans
     with a TestStream or unbounded PCollections always do),
     ``harness_processes`` (int: harness processes per ``beam:env:process:v1``
-    environment), ``echo_harness_output`` (bool). Returns ``(counters, distributions)`` as
-    ``(transform, namespace, name, value)`` and
-    ``(transform, namespace, name, count, sum, min, max)`` rows.
+    environment), ``echo_harness_output`` (bool). Returns ``(counters, distributions, gauges, string_sets)`` as
+    ``(transform, namespace, name, value)``,
+    ``(transform, namespace, name, count, sum, min, max)``,
+    ``(transform, namespace, name, value, timestamp_millis)`` and
+    ``(transform, namespace, name, [strings])`` rows.
 
     Raises ``NotImplementedError`` for unsupported features,
     ``PipelineError``, ``UserCodeError``, ``ExecutionError``, ``InternalError``.

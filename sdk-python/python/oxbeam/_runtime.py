@@ -167,6 +167,8 @@ class _MetricsState(threading.local):
 _current = _MetricsState()
 _counters = {}
 _distributions = {}
+_gauges = {}
+_string_sets = {}
 _lock = threading.Lock()
 
 
@@ -185,13 +187,33 @@ def _update_distribution(namespace, name, v):
         _distributions[key] = (d[0] + 1, d[1] + v, min(d[2], v), max(d[3], v))
 
 
+def _set_gauge(namespace, name, v):
+    import time
+
+    _gauges[(_current.label, namespace, name)] = (int(v), int(time.time() * 1000))
+
+
+def _add_string(namespace, name, v):
+    key = (_current.label, namespace, name)
+    s = _string_sets.get(key)
+    if s is None:
+        s = _string_sets[key] = set()
+    s.add(str(v))
+
+
 def _take_metrics():
+    """This thread's bundle metrics, as rows: counters, distributions,
+    gauges ``(value, millis)`` and string sets."""
     with _lock:
         c = [(k[0], k[1], k[2], v) for k, v in _counters.items()]
         d = [(k[0], k[1], k[2]) + v for k, v in _distributions.items()]
+        g = [(k[0], k[1], k[2]) + v for k, v in _gauges.items()]
+        s = [(k[0], k[1], k[2], sorted(v)) for k, v in _string_sets.items()]
         _counters.clear()
         _distributions.clear()
-    return c, d
+        _gauges.clear()
+        _string_sets.clear()
+    return c, d, g, s
 
 
 # ---------------------------------------------------------------------------

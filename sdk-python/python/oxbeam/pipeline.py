@@ -195,13 +195,13 @@ class Pipeline(object):
         saved = gc.get_threshold()
         gc.set_threshold(max(saved[0], _GC_THRESHOLD), *saved[1:])
         try:
-            counters, dists = _oxbeam.run_pipeline(proto, opts)
+            counters, dists, gauges, string_sets = _oxbeam.run_pipeline(proto, opts)
         except _oxbeam.UserCodeError as e:
             _reraise_user_error(e)
             raise
         finally:
             gc.set_threshold(*saved)
-        return PipelineResult(counters, dists)
+        return PipelineResult(counters, dists, gauges, string_sets)
 
     def __enter__(self):
         return self

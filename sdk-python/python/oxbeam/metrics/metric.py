@@ -4,7 +4,7 @@ results a finished pipeline reports (``result.metrics().query()``)."""
 from oxbeam import _runtime
 
 __all__ = ["Metrics", "MetricsFilter", "MetricResults", "MetricResult", "MetricKey", "MetricName",
-           "DistributionResult"]
+           "DistributionResult", "GaugeResult"]
 
 
 def _namespace(ns):
@@ -36,6 +36,28 @@ class Distribution(object):
         _runtime._update_distribution(self.namespace, self.name, value)
 
 
+class Gauge(object):
+    """The latest value set (by time) is reported."""
+
+    def __init__(self, namespace, name):
+        self.namespace = namespace
+        self.name = name
+
+    def set(self, value):
+        _runtime._set_gauge(self.namespace, self.name, value)
+
+
+class StringSet(object):
+    """The set of strings added is reported."""
+
+    def __init__(self, namespace, name):
+        self.namespace = namespace
+        self.name = name
+
+    def add(self, value):
+        _runtime._add_string(self.namespace, self.name, value)
+
+
 class Metrics(object):
     """Creates metrics reported from inside DoFns."""
 
@@ -53,11 +75,11 @@ class Metrics(object):
 
     @staticmethod
     def gauge(namespace, name):
-        raise NotImplementedError("Metrics.gauge")
+        return Gauge(_namespace(namespace), name)
 
     @staticmethod
     def string_set(namespace, name):
-        raise NotImplementedError("Metrics.string_set")
+        return StringSet(_namespace(namespace), name)
 
 
 class MetricName(object):
@@ -103,6 +125,22 @@ class DistributionResult(object):
     def __repr__(self):
         return "DistributionResult(sum=%s, count=%s, min=%s, max=%s, mean=%s)" % (
             self.sum, self.count, self.min, self.max, self.mean)
+
+
+class GaugeResult(object):
+    """A gauge's value and when it was set (``Timestamp``)."""
+
+    def __init__(self, value, timestamp_millis):
+        from oxbeam.utils.timestamp import Timestamp
+
+        self.value = value
+        self.timestamp = Timestamp(micros=timestamp_millis * 1000)
+
+    def __eq__(self, o):
+        return isinstance(o, GaugeResult) and (self.value, self.timestamp) == (o.value, o.timestamp)
+
+    def __repr__(self):
+        return "GaugeResult(value=%s, timestamp=%s)" % (self.value, self.timestamp)
 
 
 class MetricResult(object):
@@ -173,8 +211,9 @@ class MetricResults(object):
     COUNTERS = "counters"
     DISTRIBUTIONS = "distributions"
     GAUGES = "gauges"
+    STRINGSETS = "string_sets"
 
-    def __init__(self, counters, distributions):
+    def __init__(self, counters, distributions, gauges=(), string_sets=()):
         self._counters = [
             MetricResult(MetricKey(t, MetricName(ns, n)), v, v) for t, ns, n, v in counters
         ]
@@ -183,11 +222,19 @@ class MetricResults(object):
                          DistributionResult(c, s, mn, mx))
             for t, ns, n, c, s, mn, mx in distributions
         ]
+        self._gauges = [
+            MetricResult(MetricKey(t, MetricName(ns, n)), GaugeResult(v, ts), GaugeResult(v, ts))
+            for t, ns, n, v, ts in gauges
+        ]
+        self._string_sets = [
+            MetricResult(MetricKey(t, MetricName(ns, n)), set(vs), set(vs)) for t, ns, n, vs in string_sets
+        ]
 
     def query(self, filter=None):  # noqa: A002 - Beam's name
         f = filter or MetricsFilter()
         return {
             self.COUNTERS: [r for r in self._counters if f._matches(r.key)],
             self.DISTRIBUTIONS: [r for r in self._dists if f._matches(r.key)],
-            self.GAUGES: [],
+            self.GAUGES: [r for r in self._gauges if f._matches(r.key)],
+            self.STRINGSETS: [r for r in self._string_sets if f._matches(r.key)],
         }

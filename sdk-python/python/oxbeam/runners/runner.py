@@ -16,9 +16,9 @@ class PipelineState(object):
 class PipelineResult(object):
     """A finished pipeline (Oxbeam's ``run()`` blocks until the end)."""
 
-    def __init__(self, counters=(), distributions=()):
+    def __init__(self, counters=(), distributions=(), gauges=(), string_sets=()):
         self._state = PipelineState.DONE
-        self._metrics = MetricResults(counters, distributions)
+        self._metrics = MetricResults(counters, distributions, gauges, string_sets)
 
     @property
     def state(self):
