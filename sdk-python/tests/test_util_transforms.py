@@ -207,3 +207,31 @@ def test_write_to_text_footer_and_gzip(B, tmp_path):
     (gz,) = glob.glob(prefix + "z*")
     with gzip.open(gz, "rt") as f:
         assert sorted(f.read().splitlines()) == ["a", "b"]
+
+
+def test_combine_fns_with_side_input_arguments(B):
+    beam = B.beam
+    with B.pipeline() as p:
+        values = p | beam.Create([1, 2, 3, 4, 5, 6, 7])
+        divisor = p | "Divisor" >> beam.Create([2])
+        best = values | "Max" >> beam.CombineGlobally(
+            lambda vals, d: max(v for v in vals if v % d == 0), beam.pvalue.AsSingleton(divisor)
+        ).without_defaults()
+        B.assert_that(best, B.equal_to([6]), label="global")
+        kvs = p | "kvs" >> beam.Create([("a", 1), ("a", 4), ("b", 3)])
+        # A callable may be applied to partial results again: max is.
+        floor = kvs | beam.CombinePerKey(lambda vs, lo: max(max(vs), lo), beam.pvalue.AsSingleton(divisor))
+        B.assert_that(floor, B.equal_to([("a", 4), ("b", 3)]), label="per_key")
+        grouped = kvs | beam.GroupByKey() | beam.CombineValues(lambda vs, hi: min(min(vs), hi), 2)
+        B.assert_that(grouped, B.equal_to([("a", 1), ("b", 2)]), label="values")
+
+
+def test_combine_globally_default_with_side_input_arguments(ox):
+    # apache-beam 2.77 passes the AsSingleton object itself to the default's
+    # CombineFn here (a TypeError); Oxbeam passes the side input's value.
+    beam = ox.beam
+    with beam.Pipeline() as p:
+        divisor = p | "Divisor" >> beam.Create([2])
+        empty = (p | "none" >> beam.Create([]) | "Sum" >> beam.CombineGlobally(
+            lambda vals, m: sum(vals) + m, beam.pvalue.AsSingleton(divisor)))
+        ox.assert_that(empty, ox.equal_to([2]))

@@ -541,7 +541,7 @@ class CombineFn(object):
 
     def add_inputs(self, mutable_accumulator, elements, *args, **kwargs):
         for e in elements:
-            mutable_accumulator = self.add_input(mutable_accumulator, e)
+            mutable_accumulator = self.add_input(mutable_accumulator, e, *args, **kwargs)
         return mutable_accumulator
 
     def merge_accumulators(self, accumulators, *args, **kwargs):
@@ -598,26 +598,26 @@ class CallableWrapperCombineFn(CombineFn):
     def add_input(self, accumulator, element, *args, **kwargs):
         accumulator.append(element)
         if len(accumulator) > self._buffer_size:
-            accumulator = [self._fn(accumulator)]
+            accumulator = [self._fn(accumulator, *args, **kwargs)]
         return accumulator
 
     def add_inputs(self, accumulator, elements, *args, **kwargs):
         accumulator.extend(elements)
         if len(accumulator) > self._buffer_size:
-            accumulator = [self._fn(accumulator)]
+            accumulator = [self._fn(accumulator, *args, **kwargs)]
         return accumulator
 
     def merge_accumulators(self, accumulators, *args, **kwargs):
         merged = []
         for a in accumulators:
             merged.extend(a)
-        return [self._fn(merged)] if merged else []
+        return [self._fn(merged, *args, **kwargs)] if merged else []
 
     def compact(self, accumulator, *args, **kwargs):
-        return [self._fn(accumulator)] if len(accumulator) > 1 else accumulator
+        return [self._fn(accumulator, *args, **kwargs)] if len(accumulator) > 1 else accumulator
 
     def extract_output(self, accumulator, *args, **kwargs):
-        return self._fn(accumulator)
+        return self._fn(accumulator, *args, **kwargs)
 
 
 def _combine_payload(cf):
@@ -646,10 +646,10 @@ class CombinePerKey(PTransform):
 
     def __init__(self, fn, *args, **kwargs):
         PTransform.__init__(self)
-        if args or kwargs:
-            raise NotImplementedError("extra arguments to a CombineFn in CombinePerKey")
         self.fn = CombineFn.maybe_from_callable(fn)
         self._orig = fn
+        self.args = args
+        self.kwargs = kwargs
 
     def default_label(self):
         return "CombinePerKey(%s)" % (
@@ -658,12 +658,40 @@ class CombinePerKey(PTransform):
 
     def expand(self, pcoll):
         _coerce_kv(pcoll)
+        k, _ = typehints.kv_parts(pcoll.element_type)
+        out_t = typehints.KV[k, _combine_output_type(self.fn, self._output_type)]
+        if self.args or self.kwargs:
+            # Extra arguments (side inputs among them) reach the CombineFn's
+            # methods in a ParDo after the grouping: not lifted, as in Beam.
+            return (
+                pcoll
+                | "GroupByKey" >> GroupByKey()
+                | "Combine" >> ParDo(_CombineWithArgs(self.fn), *self.args, **self.kwargs)
+                .with_output_types(out_t)
+            )
         node = _node(pcoll.pipeline)
         node.primitive = ("standard_p_transforms::composites::COMBINE_PER_KEY", _combine_payload(self.fn), False)
         grouped = pcoll | "GroupByKey" >> GroupByKey()
-        k, _ = typehints.kv_parts(pcoll.element_type)
-        out_t = typehints.KV[k, _combine_output_type(self.fn, self._output_type)]
         return grouped | "Combine" >> _CombineGroupedValues(self.fn).with_output_types(out_t)
+
+
+class _CombineWithArgs(DoFn):
+    """``(key, values)`` to ``(key, combined)`` with extra arguments passed
+    to every CombineFn method."""
+
+    def __init__(self, cf):
+        self.cf = cf
+
+    def setup(self):
+        self.cf.setup()
+
+    def process(self, kv, *args, **kwargs):
+        cf = self.cf
+        acc = cf.add_inputs(cf.create_accumulator(*args, **kwargs), kv[1], *args, **kwargs)
+        yield (kv[0], cf.extract_output(acc, *args, **kwargs))
+
+    def teardown(self):
+        self.cf.teardown()
 
 
 class _CombineGroupedValues(PTransform):
@@ -685,10 +713,11 @@ class _InjectDefault(object):
     def __init__(self, cf):
         self.cf = cf
 
-    def __call__(self, _, combined):
+    def __call__(self, _, combined, *args, **kwargs):
         if combined:
             return combined
-        return [self.cf.extract_output(self.cf.create_accumulator())]
+        cf = self.cf
+        return [cf.extract_output(cf.create_accumulator(*args, **kwargs), *args, **kwargs)]
 
 
 class CombineGlobally(PTransform):
@@ -697,10 +726,10 @@ class CombineGlobally(PTransform):
 
     def __init__(self, fn, *args, **kwargs):
         PTransform.__init__(self)
-        if args or kwargs:
-            raise NotImplementedError("extra arguments to a CombineFn in CombineGlobally")
         self.fn = CombineFn.maybe_from_callable(fn)
         self._orig = fn
+        self.args = args
+        self.kwargs = kwargs
         self.has_defaults = True
 
     def default_label(self):
@@ -724,7 +753,7 @@ class CombineGlobally(PTransform):
         )
         combined = (
             keyed
-            | "CombinePerKey" >> CombinePerKey(self.fn).with_output_types(out_t)
+            | "CombinePerKey" >> CombinePerKey(self.fn, *self.args, **self.kwargs).with_output_types(out_t)
             | "UnKey" >> Map(_value).with_output_types(out_t)
         )
         # The default is injected for the global window with the default
@@ -734,7 +763,9 @@ class CombineGlobally(PTransform):
         return (
             pcoll.pipeline
             | "DoOnce" >> Create([None])
-            | "InjectDefault" >> FlatMap(_InjectDefault(self.fn), AsList(combined)).with_output_types(out_t)
+            | "InjectDefault" >> FlatMap(
+                _InjectDefault(self.fn), AsList(combined), *self.args, **self.kwargs
+            ).with_output_types(out_t)
         )
 
 
@@ -772,10 +803,10 @@ class CombineValues(PTransform):
 
     def __init__(self, fn, *args, **kwargs):
         PTransform.__init__(self)
-        if args or kwargs:
-            raise NotImplementedError("extra arguments to a CombineFn in CombineValues")
         self.fn = CombineFn.maybe_from_callable(fn)
         self._orig = fn
+        self.args = args
+        self.kwargs = kwargs
 
     def default_label(self):
         return "CombineValues(%s)" % (
@@ -785,6 +816,10 @@ class CombineValues(PTransform):
     def expand(self, pcoll):
         k, _ = typehints.kv_parts(pcoll.element_type)
         out_t = typehints.KV[k, _combine_output_type(self.fn, self._output_type)]
+        if self.args or self.kwargs:
+            return pcoll | "Combine" >> ParDo(
+                _CombineWithArgs(self.fn), *self.args, **self.kwargs
+            ).with_output_types(out_t)
         return pcoll | "Combine" >> Map(_CombineValuesFn(self.fn)).with_output_types(out_t)
 
 
