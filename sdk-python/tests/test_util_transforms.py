@@ -235,3 +235,10 @@ def test_combine_globally_default_with_side_input_arguments(ox):
         empty = (p | "none" >> beam.Create([]) | "Sum" >> beam.CombineGlobally(
             lambda vals, m: sum(vals) + m, beam.pvalue.AsSingleton(divisor)))
         ox.assert_that(empty, ox.equal_to([2]))
+
+
+def test_flatten_of_no_pcollections_is_empty(B):
+    beam = B.beam
+    with B.pipeline() as p:
+        empty = () | beam.Flatten(pipeline=p)
+        B.assert_that(empty, B.is_empty())

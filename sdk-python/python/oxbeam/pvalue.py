@@ -4,6 +4,7 @@
 __all__ = [
     "PValue",
     "PBegin",
+    "PDone",
     "PCollection",
     "TaggedOutput",
     "DoOutputsTuple",
@@ -28,6 +29,10 @@ class PValue(object):
 
     def __or__(self, ptransform):
         return self.pipeline.apply(ptransform, self)
+
+
+class PDone(PValue):
+    """The output of transforms that produce no PCollection."""
 
 
 class PBegin(PValue):

@@ -5,7 +5,8 @@ are Beam's standard window fns: the pipeline carries them as standard
 payloads, and the runner merges session windows in its GroupByKey.
 """
 
-from oxbeam.utils.timestamp import (
+from oxbeam.utils.timestamp import (  # noqa: F401 - MAX_TIMESTAMP: Beam's window module has it
+    MAX_TIMESTAMP,
     MAX_TIMESTAMP_MICROS,
     MIN_TIMESTAMP,
     MIN_TIMESTAMP_MICROS,

@@ -837,7 +837,9 @@ class Flatten(PTransform):
             pcolls = [pcolls]
         pcolls = list(pcolls.values()) if isinstance(pcolls, dict) else list(pcolls)
         if not pcolls:
-            raise NotImplementedError("Flatten of zero PCollections")
+            if self.pipeline is None:
+                raise ValueError("Flatten of zero PCollections needs Flatten(pipeline=p)")
+            return self.pipeline | "Empty" >> Create([])
         for pc in pcolls:
             if not isinstance(pc, PCollection):
                 raise TypeError("Flatten inputs must be PCollections, got %r" % (pc,))

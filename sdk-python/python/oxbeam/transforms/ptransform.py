@@ -49,7 +49,7 @@ class PTransform(object):
             return left.apply(self, PBegin(left), label)
         if isinstance(left, PValue):
             return left.pipeline.apply(self, left, label)
-        p = _pipeline_of(left)
+        p = _pipeline_of(left) or getattr(self, "pipeline", None)
         if p is None:
             raise TypeError("Cannot apply %s to %r" % (self.label, left))
         return p.apply(self, left, label)
