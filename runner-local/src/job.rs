@@ -632,7 +632,8 @@ impl<'p> Job<'p> {
                         .insert(i, Arc::new(StageSideInputs { data }));
                 }
                 let mut queued = 0;
-                for bundle in self.bundles(stage)? {
+                let parallel = self.executors[i].as_ref().is_none_or(|e| e.splittable);
+                for bundle in self.bundles(stage, parallel)? {
                     send(Task::Bundle {
                         step: i,
                         inputs: bundle,
@@ -655,12 +656,16 @@ impl<'p> Job<'p> {
     }
 
     /// Packs a stage's input chunks into bundles of about `bundle_bytes`,
-    /// smaller when that leaves threads idle. Sized restrictions of a
-    /// splittable DoFn go one per bundle (see [`restriction_bundles`]) when
-    /// several SDK harnesses can take them (splittable DoFns come from Beam
-    /// SDKs, so their stages run on harnesses): with one, more bundles only
-    /// add per-bundle work (more precombined output, for one).
-    fn bundles(&self, stage: &Stage) -> Result<Vec<BundleInputs>, Error> {
+    /// smaller when that leaves threads idle — if the stage's bundles run
+    /// in parallel (`parallel`: in process, or on several harness
+    /// processes); on one harness process (a Beam Python harness runs its
+    /// bundles under one interpreter lock) more bundles only add per-bundle
+    /// work. Sized restrictions of a splittable DoFn go one per bundle (see
+    /// [`restriction_bundles`]) when several SDK harnesses can take them
+    /// (splittable DoFns come from Beam SDKs, so their stages run on
+    /// harnesses): with one, more bundles only add per-bundle work (more
+    /// precombined output, for one).
+    fn bundles(&self, stage: &Stage, parallel: bool) -> Result<Vec<BundleInputs>, Error> {
         let mut all = Vec::new();
         let mut restrictions = Vec::new();
         let workers = self
@@ -692,11 +697,12 @@ impl<'p> Job<'p> {
             return crate::stateful::partition(state, all, parts);
         }
         let total: usize = all.iter().map(|(_, c)| c.bytes.len()).sum();
-        let target = self
-            .options
-            .bundle_bytes
-            .min(total / self.options.parallelism.max(1))
-            .max(1);
+        let ways = if parallel {
+            self.options.parallelism.max(1)
+        } else {
+            1
+        };
+        let target = self.options.bundle_bytes.min(total / ways).max(1);
         let mut bundles = Vec::new();
         let mut current: BundleInputs = Vec::new();
         let mut bytes = 0;
