@@ -200,58 +200,7 @@ fn run_pipeline(
     let runner = LocalRunner::new(opts);
     let result = run_interruptible(py, &runner, &proto, &executors, &interrupt, drains)?;
     match result {
-        Ok(r) => {
-            let counters = r
-                .metrics
-                .counters
-                .iter()
-                .map(|(k, v)| (k.transform.clone(), k.namespace.clone(), k.name.clone(), *v))
-                .collect();
-            let dists = r
-                .metrics
-                .distributions
-                .iter()
-                .map(|(k, d)| {
-                    (
-                        k.transform.clone(),
-                        k.namespace.clone(),
-                        k.name.clone(),
-                        d.count,
-                        d.sum,
-                        d.min,
-                        d.max,
-                    )
-                })
-                .collect();
-            let gauges = r
-                .metrics
-                .gauges
-                .iter()
-                .map(|(k, (v, ts))| {
-                    (
-                        k.transform.clone(),
-                        k.namespace.clone(),
-                        k.name.clone(),
-                        *v,
-                        *ts,
-                    )
-                })
-                .collect();
-            let string_sets = r
-                .metrics
-                .string_sets
-                .iter()
-                .map(|(k, set)| {
-                    (
-                        k.transform.clone(),
-                        k.namespace.clone(),
-                        k.name.clone(),
-                        set.iter().cloned().collect(),
-                    )
-                })
-                .collect();
-            Ok((counters, dists, gauges, string_sets))
-        }
+        Ok(r) => Ok(metric_rows(&r.metrics)),
         Err(e) => {
             let user = matches!(
                 e,
@@ -296,6 +245,45 @@ fn serve_worker(py: Python<'_>, control_endpoint: String, worker_id: String) -> 
     };
     py.detach(|| oxbeam_fn_api::serve_harness(config, python))
         .map_err(|e| errors::ExecutionError::new_err(format!("SDK harness: {e}")))
+}
+
+/// A job's metrics as the rows [`run_pipeline`] returns.
+fn metric_rows(m: &oxbeam_fn_api::Metrics) -> MetricRows {
+    let names =
+        |k: &oxbeam_fn_api::MetricKey| (k.transform.clone(), k.namespace.clone(), k.name.clone());
+    let counters = m
+        .counters
+        .iter()
+        .map(|(k, v)| {
+            let (t, ns, n) = names(k);
+            (t, ns, n, *v)
+        })
+        .collect();
+    let dists = m
+        .distributions
+        .iter()
+        .map(|(k, d)| {
+            let (t, ns, n) = names(k);
+            (t, ns, n, d.count, d.sum, d.min, d.max)
+        })
+        .collect();
+    let gauges = m
+        .gauges
+        .iter()
+        .map(|(k, (v, ts))| {
+            let (t, ns, n) = names(k);
+            (t, ns, n, *v, *ts)
+        })
+        .collect();
+    let string_sets = m
+        .string_sets
+        .iter()
+        .map(|(k, set)| {
+            let (t, ns, n) = names(k);
+            (t, ns, n, set.iter().cloned().collect())
+        })
+        .collect();
+    (counters, dists, gauges, string_sets)
 }
 
 /// Whether `pipeline` has an unbounded PCollection.
