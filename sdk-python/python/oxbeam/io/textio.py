@@ -18,11 +18,16 @@ def _match(pattern):
     return [f for f in files if os.path.isfile(f)]
 
 
-def _open(path, compression_type):
+def _is_compressed(path, compression_type):
+    """Gzip, explicitly or (AUTO, as Beam) by the ``.gz`` file name."""
     c = (compression_type or "auto").lower()
-    if c == "gzip" or (c == "auto" and path.endswith(".gz")):
+    return c == "gzip" or (c == "auto" and path.endswith(".gz"))
+
+
+def _open(path, compression_type):
+    if _is_compressed(path, compression_type):
         return gzip.open(path, "rb")
-    if c not in ("auto", "uncompressed"):
+    if (compression_type or "auto").lower() not in ("auto", "uncompressed"):
         raise NotImplementedError("compression type %s" % compression_type)
     return open(path, "rb")
 
@@ -30,11 +35,6 @@ def _open(path, compression_type):
 # Bytes of an uncompressed file read as one range (one element of the
 # reading FlatMap); ranges are spread over workers.
 _RANGE_BYTES = 4 << 20
-
-
-def _is_compressed(path, compression_type):
-    c = (compression_type or "auto").lower()
-    return c == "gzip" or (c == "auto" and path.endswith(".gz"))
 
 
 class _SplitIntoRanges(object):
@@ -239,8 +239,7 @@ class WriteToText(PTransform):
         c = (compression_type or "auto").lower()
         if c not in ("auto", "uncompressed", "gzip"):
             raise NotImplementedError("compression type %s for text output" % compression_type)
-        # As Beam: AUTO compresses when the file names end in .gz.
-        gz = c == "gzip" or (c == "auto" and (file_name_suffix or "").endswith(".gz"))
+        gz = _is_compressed(file_name_suffix or "", c)
         self.fn = _WriteShards(file_path_prefix, file_name_suffix, num_shards,
                                shard_name_template, header, append_trailing_newlines, footer, gz)
 

@@ -2,6 +2,7 @@
 ``apache_beam.transforms.util``: ParDo and its shorthands, grouping,
 combining, flattening, partitioning and windowing."""
 
+import operator
 import os
 import random
 
@@ -676,8 +677,8 @@ class CombinePerKey(PTransform):
 
 
 class _CombineWithArgs(DoFn):
-    """``(key, values)`` to ``(key, combined)`` with extra arguments passed
-    to every CombineFn method."""
+    """``(key, values)`` to ``(key, combined)``; extra arguments, if any,
+    are passed to every CombineFn method."""
 
     def __init__(self, cf):
         self.cf = cf
@@ -789,15 +790,6 @@ def _swap(kv):
     return (kv[1], kv[0])
 
 
-class _CombineValuesFn(object):
-    def __init__(self, cf):
-        self.cf = cf
-
-    def __call__(self, kv):
-        cf = self.cf
-        return (kv[0], cf.extract_output(cf.add_inputs(cf.create_accumulator(), kv[1])))
-
-
 class CombineValues(PTransform):
     """Combines each ``(key, iterable)``'s values into ``(key, result)``."""
 
@@ -816,11 +808,9 @@ class CombineValues(PTransform):
     def expand(self, pcoll):
         k, _ = typehints.kv_parts(pcoll.element_type)
         out_t = typehints.KV[k, _combine_output_type(self.fn, self._output_type)]
-        if self.args or self.kwargs:
-            return pcoll | "Combine" >> ParDo(
-                _CombineWithArgs(self.fn), *self.args, **self.kwargs
-            ).with_output_types(out_t)
-        return pcoll | "Combine" >> Map(_CombineValuesFn(self.fn)).with_output_types(out_t)
+        return pcoll | "Combine" >> ParDo(
+            _CombineWithArgs(self.fn), *self.args, **self.kwargs
+        ).with_output_types(out_t)
 
 
 class Flatten(PTransform):
@@ -1064,18 +1054,10 @@ class CoGroupByKey(PTransform):
 def _field_getter(expr):
     """A callable for a GroupBy/Select field: an attribute name or a callable."""
     if isinstance(expr, str):
-        return _AttrGetter(expr)
+        return operator.attrgetter(expr)
     if callable(expr):
         return expr
     raise TypeError("field expressions must be attribute names or callables, got %r" % (expr,))
-
-
-class _AttrGetter(object):
-    def __init__(self, name):
-        self.name = name
-
-    def __call__(self, v):
-        return getattr(v, self.name)
 
 
 _NAMED_TUPLES = {}
