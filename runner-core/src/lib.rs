@@ -40,6 +40,7 @@
 
 pub mod coder;
 mod error;
+mod fast_primitives;
 pub mod gabw;
 mod graph;
 pub mod merge_windows;

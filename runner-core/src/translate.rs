@@ -76,31 +76,6 @@ pub(crate) fn to_graph(p: &pb::Pipeline) -> Result<Graph> {
         );
     }
 
-    // A TestStream's elements are encoded with its payload's coder, which
-    // Beam Python lets differ from its output's coder (e.g. `StrUtf8Coder`
-    // events into a PCollection of pickled objects); its outputs carry the
-    // payload's encoding, so consumers decode them with that coder.
-    for t in comps.transforms.values() {
-        let Some(spec) = t
-            .spec
-            .as_ref()
-            .filter(|s| s.urn == urns::standard_p_transforms::primitives::TEST_STREAM)
-        else {
-            continue;
-        };
-        let Ok(payload) = pb::TestStreamPayload::decode(spec.payload.as_ref()) else {
-            continue; // reported when the transform is translated
-        };
-        if !g.coders.contains_key(&payload.coder_id) {
-            continue;
-        }
-        for out in t.outputs.values() {
-            if let Some(pc) = g.pcollections.get_mut(out) {
-                pc.coder_id = payload.coder_id.clone();
-            }
-        }
-    }
-
     // The runner reads every element's bytes (shuffle, side inputs, data
     // ports), so coders it does not know travel length-prefixed, in the
     // runner and in the descriptors sent to harnesses alike.
@@ -126,9 +101,99 @@ pub(crate) fn to_graph(p: &pb::Pipeline) -> Result<Graph> {
             g.transforms.insert(t.id.clone(), t);
         }
     }
+    fit_test_stream_outputs(&mut g);
     expand_splittable_dofns(&mut g)?;
     transcode_flatten_inputs(&mut g);
     Ok(g)
+}
+
+/// A TestStream's elements are encoded with its payload's coder, which Beam
+/// Python lets differ from its output's coder: `FastPrimitivesCoder` events
+/// into a `KV` PCollection, or `StrUtf8Coder` events into a PCollection of
+/// pickled objects. Events of Beam Python's default coder are re-encoded
+/// into the output's coder when the runner can write it (keeping a keyed
+/// output keyed for the stateful DoFns downstream); otherwise the output
+/// takes the payload's coder, so consumers decode the events as written.
+fn fit_test_stream_outputs(g: &mut Graph) {
+    let ids: Vec<String> = g
+        .transforms
+        .iter()
+        .filter(|(_, t)| matches!(t.kind, Kind::TestStream(_)))
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in ids {
+        let Kind::TestStream(spec) = &g.transforms[&id].kind else {
+            continue;
+        };
+        if !g.coders.contains_key(&spec.coder_id) {
+            continue; // reported by validation
+        }
+        let outputs: Vec<String> = g.transforms[&id].outputs.values().cloned().collect();
+        match recode_test_stream(g, spec, &outputs) {
+            Some((coder_id, recoded)) => {
+                if let Some(Transform {
+                    kind: Kind::TestStream(spec),
+                    ..
+                }) = g.transforms.get_mut(&id)
+                {
+                    spec.coder_id = coder_id;
+                    for (event, bytes) in spec
+                        .events
+                        .iter_mut()
+                        .filter_map(|e| match e {
+                            TestStreamEvent::AddElements { elements, .. } => Some(elements),
+                            _ => None,
+                        })
+                        .flatten()
+                        .zip(recoded)
+                    {
+                        event.encoded = bytes;
+                    }
+                }
+            }
+            None => {
+                let wrapped = g.length_prefix_unknown(&spec.coder_id.clone());
+                for pc_id in outputs {
+                    if let Some(pc) = g.pcollections.get_mut(&pc_id) {
+                        pc.coder_id = wrapped.clone();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The TestStream's elements (in event order) re-encoded from Beam Python's
+/// `FastPrimitivesCoder` into its outputs' coder, with that coder's id; `None`
+/// if the payload has another coder, the outputs differ in coder, or an
+/// element does not fit.
+fn recode_test_stream(
+    g: &Graph,
+    spec: &TestStreamSpec,
+    outputs: &[String],
+) -> Option<(String, Vec<Vec<u8>>)> {
+    let payload_coder = crate::coder::build_coder(&spec.coder_id, &g.coders).ok()?;
+    if !crate::fast_primitives::is_fast_primitives(&payload_coder) {
+        return None;
+    }
+    let mut coder_ids = outputs
+        .iter()
+        .filter_map(|pc| g.pcollections.get(pc))
+        .map(|pc| &pc.coder_id);
+    let coder_id = coder_ids.next()?;
+    if coder_ids.any(|c| c != coder_id) {
+        return None;
+    }
+    let coder = crate::coder::build_coder(coder_id, &g.coders).ok()?;
+    let mut recoded = Vec::new();
+    for e in &spec.events {
+        if let TestStreamEvent::AddElements { elements, .. } = e {
+            for el in elements {
+                recoded.push(crate::fast_primitives::recode_element(&el.encoded, &coder).ok()?);
+            }
+        }
+    }
+    Some((coder_id.clone(), recoded))
 }
 
 /// URN of the identity DoFn Beam's SDK harnesses run to re-encode a

@@ -4,6 +4,7 @@ over the State API and exchanges timers on the data channel."""
 
 import apache_beam as beam
 from apache_beam.coders import StrUtf8Coder, VarIntCoder
+from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms import userstate, window
 from apache_beam.transforms.timeutil import TimeDomain
@@ -213,3 +214,47 @@ def test_dynamic_timer_tags(job_server):
 
 def test_state_and_timers_in_a_process_environment(job_server):
     run_both(bag_state_and_event_time_timer, job_server.endpoint, 'PROCESS')
+
+
+class PairUp(beam.DoFn):
+    """Emits a key's values two at a time; a key's odd one out leaves when
+    its window closes."""
+    BUFFER = userstate.BagStateSpec('buffer', StrUtf8Coder())
+    LEFTOVER = userstate.TimerSpec('leftover', TimeDomain.WATERMARK)
+
+    def process(self, kv, w=beam.DoFn.WindowParam,
+                buffer=beam.DoFn.StateParam(BUFFER),
+                leftover=beam.DoFn.TimerParam(LEFTOVER)):
+        values = sorted(list(buffer.read()) + [kv[1]])
+        if len(values) == 2:
+            buffer.clear()
+            leftover.clear()
+            yield kv[0], values
+        else:
+            buffer.add(kv[1])
+            leftover.set(w.max_timestamp())
+
+    @userstate.on_timer(LEFTOVER)
+    def flush(self, key=beam.DoFn.KeyParam,
+              buffer=beam.DoFn.StateParam(BUFFER)):
+        yield key, list(buffer.read())
+
+
+def stream_into_stateful_dofn(p):
+    # The TestStream writes its events with Beam Python's FastPrimitivesCoder
+    # while its output is a KV PCollection; the runner re-encodes the events
+    # so the stateful DoFn sees a keyed input (str and tuple keys here).
+    events = (TestStream()
+              .advance_watermark_to(0)
+              .add_elements([('a', 'x'), ('b', 'y')])
+              .add_elements([('a', 'z'), (('c', 1), 'w')])
+              .advance_watermark_to(100)
+              .add_elements([('b', 'v')])
+              .advance_watermark_to_infinity())
+    out = p | events | beam.ParDo(PairUp())
+    assert_that(out, equal_to([
+        ('a', ['x', 'z']), ('b', ['v', 'y']), (('c', 1), ['w'])]))
+
+
+def test_test_stream_into_a_stateful_dofn(job_server):
+    run_both(stream_into_stateful_dofn, job_server.endpoint)
