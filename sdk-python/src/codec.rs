@@ -16,6 +16,8 @@
 //! object seen, so the usual case (every element in the same window) costs
 //! one pointer comparison per element.
 
+use std::sync::{Arc, OnceLock};
+
 use oxbeam_model::coders::wire;
 use oxbeam_model::coders::{Coder, WindowCoder, WindowedValueHeader, Windows};
 use oxbeam_model::urns::oxbeam_python;
@@ -61,6 +63,8 @@ pub enum Codec {
     Nullable(Box<Codec>),
     /// `oxbeam:coder:python_any:v1`: any Python value.
     Any,
+    /// `oxbeam:coder:python_custom:v1`: a user's Python coder.
+    Custom(Arc<CustomCoder>),
     /// A coder Python does not interpret: the encoded bytes (outer context).
     Opaque,
 }
@@ -86,6 +90,12 @@ impl Codec {
             Coder::LengthPrefix(inner) => Codec::LengthPrefix(Box::new(Self::from_coder(inner)?)),
             Coder::Nullable(inner) => Codec::Nullable(Box::new(Self::from_coder(inner)?)),
             Coder::Opaque { urn, .. } if urn == oxbeam_python::ANY_CODER => Codec::Any,
+            Coder::Opaque { urn, payload } if urn == oxbeam_python::CUSTOM_CODER => {
+                Codec::Custom(Arc::new(CustomCoder {
+                    pickled: payload.to_vec(),
+                    coder: OnceLock::new(),
+                }))
+            }
             Coder::Opaque { .. } => Codec::Opaque,
             other => {
                 return Err(format!(
@@ -94,6 +104,76 @@ impl Codec {
                 ));
             }
         })
+    }
+}
+
+/// A user's Python coder (`oxbeam.coders.Coder` subclass): its pickle from
+/// the coder payload, loaded on first use.
+pub struct CustomCoder {
+    pickled: Vec<u8>,
+    coder: OnceLock<Py<PyAny>>,
+}
+
+impl CustomCoder {
+    fn get<'py>(&self, py: Python<'py>, h: &PyHelpers) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(c) = self.coder.get() {
+            return Ok(c.bind(py).clone());
+        }
+        let c = h.loads.bind(py).call1((PyBytes::new(py, &self.pickled),))?;
+        // Another thread may have loaded it first; either object will do.
+        let _ = self.coder.set(c.clone().unbind());
+        Ok(c)
+    }
+
+    /// `coder.decode(bytes)`.
+    fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        h: &PyHelpers,
+        bytes: &[u8],
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.get(py, h)?
+            .call_method1("decode", (PyBytes::new(py, bytes),))
+    }
+
+    /// `coder.encode(v)`, which must return `bytes`.
+    fn encode(
+        &self,
+        h: &PyHelpers,
+        v: &Bound<'_, PyAny>,
+        out: &mut Vec<u8>,
+        nested: bool,
+    ) -> PyResult<()> {
+        let coder = self.get(v.py(), h)?;
+        let b = coder.call_method1("encode", (v,))?;
+        let b = b.cast::<PyBytes>().map_err(|_| {
+            PyValueError::new_err(format!(
+                "{}.encode() returned {}, not bytes",
+                coder
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+                b.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        write_maybe_prefixed(out, b.as_bytes(), nested);
+        Ok(())
+    }
+}
+
+impl PartialEq for CustomCoder {
+    fn eq(&self, other: &Self) -> bool {
+        self.pickled == other.pickled
+    }
+}
+
+impl std::fmt::Debug for CustomCoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CustomCoder({} pickled bytes)", self.pickled.len())
     }
 }
 
@@ -209,6 +289,7 @@ impl Codec {
                 }
             }
             Codec::Any => decode_any(py, h, input)?,
+            Codec::Custom(c) => c.decode(py, h, read_maybe_prefixed(input, nested)?)?,
         })
     }
 
@@ -281,6 +362,7 @@ impl Codec {
                 }
             }
             Codec::Any => encode_any(h, v, out)?,
+            Codec::Custom(c) => c.encode(h, v, out, nested)?,
         }
         Ok(())
     }

@@ -181,7 +181,7 @@ def test_unsupported_features_raise_not_implemented(ox):
         beam.WindowInto(beam.window.FixedWindows(10), trigger=object())
     with pytest.raises(NotImplementedError, match="runner"):
         beam.Pipeline(options=ox.options.PipelineOptions(["--runner=DataflowRunner"])).run()
-    with pytest.raises(NotImplementedError, match="coder"):
+    with pytest.raises(TypeError, match="coder must be an oxbeam.coders.Coder"):
         beam.io.WriteToText("out", coder=object())
 
 

@@ -1,12 +1,21 @@
 """Coders, as in ``apache_beam.coders``.
 
 Oxbeam picks coders from element types (see :mod:`oxbeam.typehints`); the
-coder classes here name those choices where Beam's API takes a coder (state
-specs, ``TestStream(coder=...)``). Each maps to an element type and so to a
-Beam standard coder (``VarIntCoder`` → ``beam:coder:varint:v1``, ...);
-``PickleCoder`` / ``FastPrimitivesCoder`` carry any Python value. Custom
-``Coder`` subclasses are not supported.
+built-in coder classes here name those choices where Beam's API takes a
+coder (state specs, ``TestStream(coder=...)``, ``ReadFromText(coder=...)``).
+Each maps to an element type and so to a Beam standard coder
+(``VarIntCoder`` → ``beam:coder:varint:v1``, ...); ``PickleCoder`` /
+``FastPrimitivesCoder`` carry any Python value.
+
+A user's ``Coder`` subclass (``encode``/``decode``, as in Beam) is used where
+it is named, and for every PCollection whose element type is a class it is
+registered for (``coders.registry.register_coder(Player, PlayerCoder)``): its
+bytes are what GroupByKey compares keys by. Such PCollections travel as
+``oxbeam:coder:python_custom:v1`` (the pickled coder).
 """
+
+import pickle
+import struct
 
 __all__ = [
     "Coder",
@@ -19,21 +28,49 @@ __all__ = [
     "FastPrimitivesCoder",
     "TupleCoder",
     "IterableCoder",
+    "CoderRegistry",
+    "registry",
 ]
 
 
 class Coder(object):
-    """Base of coders. Oxbeam supports the built-in coders of this module only."""
+    """Base of coders: subclasses implement ``encode(value) -> bytes`` and
+    ``decode(bytes) -> value``, as in Beam."""
 
-    def __init__(self, *args, **kwargs):
-        if type(self) is Coder or type(self).__module__ != __name__:
-            raise NotImplementedError("custom coders")
+    def encode(self, value):
+        raise NotImplementedError("%s.encode" % type(self).__name__)
+
+    def decode(self, encoded):
+        raise NotImplementedError("%s.decode" % type(self).__name__)
 
     def _element_type(self):
-        raise NotImplementedError("custom coders")
+        # A user's coder: PCollections of this type are encoded by it.
+        from oxbeam import typehints
+
+        return typehints._Coded(self)
 
     def is_deterministic(self):
-        return True
+        """Whether equal values always encode to equal bytes (needed for
+        GroupByKey keys)."""
+        return False
+
+    def as_deterministic_coder(self, step_label, error_message=None):
+        if self.is_deterministic():
+            return self
+        raise ValueError(error_message or "%r cannot be made deterministic for %r"
+                         % (self, step_label))
+
+    def estimate_size(self, value):
+        return len(self.encode(value))
+
+    def to_type_hint(self):
+        from oxbeam import typehints
+
+        return typehints.Any
+
+    @classmethod
+    def from_type_hint(cls, unused_typehint, unused_registry):
+        return cls()
 
     def __eq__(self, other):
         return type(self) is type(other) and self.__dict__ == other.__dict__
@@ -45,11 +82,75 @@ class Coder(object):
         return "%s()" % type(self).__name__
 
 
+class CoderRegistry(object):
+    """Coders for element types, as Beam's ``coders.registry``."""
+
+    def __init__(self):
+        self._coders = {}
+
+    def register_coder(self, typehint_type, typehint_coder_class):
+        if not isinstance(typehint_coder_class, type) or not issubclass(
+                typehint_coder_class, Coder):
+            raise TypeError("Coder registration requires a coder class object. "
+                            "Received %r instead." % (typehint_coder_class,))
+        self._coders[typehint_type] = typehint_coder_class
+
+    def _registered(self, typehint_type):
+        """The registered coder instance for a class, or None."""
+        cls = self._coders.get(typehint_type)
+        return cls.from_type_hint(typehint_type, self) if cls is not None else None
+
+    def get_coder(self, typehint):
+        from oxbeam import typehints
+
+        coder = self._registered(typehint)
+        if coder is not None:
+            return coder
+        t = typehints.normalize(typehint)
+        simple = {int: VarIntCoder, str: StrUtf8Coder, bytes: BytesCoder, float: FloatCoder,
+                  bool: BooleanCoder}
+        if t in simple:
+            return simple[t]()
+        if isinstance(t, typehints._Coded):
+            return t.coder
+        if typehints.is_kv(t):
+            return TupleCoder([self.get_coder(t.key), self.get_coder(t.value)])
+        return PickleCoder()
+
+
+def _varint(n):
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
 class VarIntCoder(Coder):
     """``int`` as a varint (``beam:coder:varint:v1``)."""
 
     def _element_type(self):
         return int
+
+    def encode(self, value):
+        return _varint(value)
+
+    def decode(self, encoded):
+        n = shift = 0
+        for b in encoded:
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        return n - (1 << 64) if n >= 1 << 63 else n
+
+    def is_deterministic(self):
+        return True
 
 
 class StrUtf8Coder(Coder):
@@ -58,12 +159,30 @@ class StrUtf8Coder(Coder):
     def _element_type(self):
         return str
 
+    def encode(self, value):
+        return value.encode("utf-8")
+
+    def decode(self, encoded):
+        return encoded.decode("utf-8")
+
+    def is_deterministic(self):
+        return True
+
 
 class BytesCoder(Coder):
     """``bytes`` (``beam:coder:bytes:v1``)."""
 
     def _element_type(self):
         return bytes
+
+    def encode(self, value):
+        return bytes(value)
+
+    def decode(self, encoded):
+        return bytes(encoded)
+
+    def is_deterministic(self):
+        return True
 
 
 class FloatCoder(Coder):
@@ -72,12 +191,30 @@ class FloatCoder(Coder):
     def _element_type(self):
         return float
 
+    def encode(self, value):
+        return struct.pack(">d", value)
+
+    def decode(self, encoded):
+        return struct.unpack(">d", encoded)[0]
+
+    def is_deterministic(self):
+        return True
+
 
 class BooleanCoder(Coder):
     """``bool`` (``beam:coder:bool:v1``)."""
 
     def _element_type(self):
         return bool
+
+    def encode(self, value):
+        return b"\x01" if value else b"\x00"
+
+    def decode(self, encoded):
+        return encoded != b"\x00"
+
+    def is_deterministic(self):
+        return True
 
 
 class PickleCoder(Coder):
@@ -88,8 +225,11 @@ class PickleCoder(Coder):
 
         return typehints.Any
 
-    def is_deterministic(self):
-        return False
+    def encode(self, value):
+        return pickle.dumps(value)
+
+    def decode(self, encoded):
+        return pickle.loads(encoded)
 
 
 class FastPrimitivesCoder(PickleCoder):
@@ -101,6 +241,9 @@ class TupleCoder(Coder):
 
     def __init__(self, components):
         self._coders = tuple(components)
+
+    def is_deterministic(self):
+        return all(c.is_deterministic() for c in self._coders)
 
     def _element_type(self):
         from oxbeam import typehints
@@ -133,3 +276,6 @@ def _element_type_of(coder):
     if not isinstance(coder, Coder):
         raise TypeError("expected a coder of oxbeam.coders, got %r" % (coder,))
     return coder._element_type()
+
+
+registry = CoderRegistry()

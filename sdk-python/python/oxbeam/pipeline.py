@@ -305,6 +305,7 @@ class _ProtoBuilder(object):
         self.p = pipeline
         self.urns = _urns()
         self.coders = {}
+        self._custom_ids = {}
         self.strategies = {}
         self.pcollections = {}
         self.transforms = {}
@@ -333,12 +334,39 @@ class _ProtoBuilder(object):
             cid = "iterable(%s)" % e
             self.coders[cid] = {"spec": {"urn": self.urn(U + "ITERABLE")}, "componentCoderIds": [e]}
             return cid
+        custom = None
+        if isinstance(t, typehints._Coded):
+            custom = t.coder
+        elif isinstance(t, type):
+            from oxbeam.coders import registry
+
+            custom = registry._registered(t)
+        if custom is not None:
+            return self.custom_coder(custom)
         self.coders["python_any"] = {"spec": {"urn": self.urn("oxbeam_python::ANY_CODER")}}
         self.coders["length_prefix(python_any)"] = {
             "spec": {"urn": self.urn(U + "LENGTH_PREFIX")},
             "componentCoderIds": ["python_any"],
         }
         return "length_prefix(python_any)"
+
+    def custom_coder(self, coder):
+        """A user's coder object: ``length_prefix(python_custom)``, one id
+        per distinct pickle."""
+        from oxbeam.transforms.core import _pickle
+
+        payload = _b64(_pickle(coder))
+        cid = self._custom_ids.get(payload)
+        if cid is None:
+            cid = "custom%d(%s)" % (len(self._custom_ids), type(coder).__name__)
+            self._custom_ids[payload] = cid
+            self.coders[cid] = {"spec": {"urn": self.urn("oxbeam_python::CUSTOM_CODER"),
+                                         "payload": payload}}
+            self.coders["length_prefix(%s)" % cid] = {
+                "spec": {"urn": self.urn("standard_coders::LENGTH_PREFIX")},
+                "componentCoderIds": [cid],
+            }
+        return "length_prefix(%s)" % cid
 
     def window_coder(self, wf):
         from oxbeam.window import GlobalWindows

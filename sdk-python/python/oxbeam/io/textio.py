@@ -6,7 +6,7 @@ import gzip
 import os
 
 from oxbeam.pvalue import AsList
-from oxbeam.transforms.core import Create, DoFn, FlatMap, Reshuffle
+from oxbeam.transforms.core import Create, DoFn, FlatMap, Map, Reshuffle
 from oxbeam.transforms.ptransform import PTransform
 
 __all__ = ["ReadFromText", "ReadAllFromText", "WriteToText"]
@@ -130,19 +130,53 @@ class ReadFromText(PTransform):
                  strip_trailing_newlines=True, coder=None, validate=True, skip_header_lines=0,
                  **kwargs):
         PTransform.__init__(self)
-        if coder is not None:
-            raise NotImplementedError("ReadFromText(coder=...)")
+        self.coder = _custom(coder)
         self.pattern = file_pattern
         self.read = _ReadLines(strip_trailing_newlines, skip_header_lines, compression_type)
         if validate and not _match(file_pattern):
             raise IOError("No files found based on the file pattern %s" % file_pattern)
 
     def expand(self, pbegin):
-        return (
+        lines = (
             pbegin
             | "Create" >> Create([self.pattern])
             | "ReadLines" >> self.read
         )
+        if self.coder is None:
+            return lines
+        return lines | "Decode" >> Map(_Decode(self.coder)).with_output_types(
+            self.coder.to_type_hint())
+
+
+def _custom(coder):
+    """``coder`` unless it is None or the default (UTF-8 lines)."""
+    from oxbeam.coders import Coder, StrUtf8Coder
+
+    if coder is None or type(coder) is StrUtf8Coder:
+        return None
+    if not isinstance(coder, Coder):
+        raise TypeError("coder must be an oxbeam.coders.Coder, got %r" % (coder,))
+    return coder
+
+
+class _Decode(object):
+    """A line's bytes through a coder's ``decode`` (as Beam reads lines)."""
+
+    def __init__(self, coder):
+        self.coder = coder
+
+    def __call__(self, line):
+        return self.coder.decode(line.encode("utf-8", "surrogateescape"))
+
+
+class _Encode(object):
+    """An element through a coder's ``encode``, as the line's text."""
+
+    def __init__(self, coder):
+        self.coder = coder
+
+    def __call__(self, value):
+        return self.coder.encode(value).decode("utf-8", "surrogateescape")
 
 
 class ReadAllFromText(PTransform):
@@ -203,9 +237,10 @@ class _WriteShards(object):
             tmp = name + ".oxbeam-tmp"
             try:
                 if self.gzip_output:
-                    f = gzip.open(tmp, "wt", encoding="utf-8", newline="")
+                    f = gzip.open(tmp, "wt", encoding="utf-8", newline="",
+                                  errors="surrogateescape")
                 else:
-                    f = open(tmp, "w", encoding="utf-8", newline="")
+                    f = open(tmp, "w", encoding="utf-8", newline="", errors="surrogateescape")
                 with f:
                     if self.header is not None:
                         f.write(self.header + "\n")
@@ -234,8 +269,7 @@ class WriteToText(PTransform):
                  num_shards=0, shard_name_template=None, coder=None, compression_type="auto",
                  header=None, footer=None, **kwargs):
         PTransform.__init__(self)
-        if coder is not None:
-            raise NotImplementedError("WriteToText(coder=...)")
+        self.coder = _custom(coder)
         c = (compression_type or "auto").lower()
         if c not in ("auto", "uncompressed", "gzip"):
             raise NotImplementedError("compression type %s for text output" % compression_type)
@@ -244,13 +278,15 @@ class WriteToText(PTransform):
                                shard_name_template, header, append_trailing_newlines, footer, gz)
 
     def expand(self, pcoll):
-        from oxbeam.transforms.core import Map, WindowInto
+        from oxbeam.transforms.core import WindowInto
         from oxbeam.transforms.trigger import AccumulationMode
         from oxbeam.window import GlobalWindows
 
         if pcoll.windowing.accumulation_mode == AccumulationMode.RETRACTING:
             # A retraction is written as its record prefixed by "-".
             pcoll = pcoll | "MarkRetractions" >> Map(_mark_retraction).with_output_types(str)
+        if self.coder is not None:
+            pcoll = pcoll | "Encode" >> Map(_Encode(self.coder)).with_output_types(str)
         if not pcoll.windowing.is_default():
             pcoll = pcoll | "Rewindow" >> WindowInto(GlobalWindows())
         return (

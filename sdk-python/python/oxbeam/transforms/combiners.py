@@ -4,6 +4,7 @@ import heapq
 
 from oxbeam import _runtime, typehints
 from oxbeam._runtime import batched as _batched
+from oxbeam.transforms import core  # noqa: F401  (Beam's combiners.core)
 from oxbeam.transforms.core import CombineFn, CombineGlobally, CombinePerKey, DoFn, Map
 from oxbeam.transforms.ptransform import PTransform
 

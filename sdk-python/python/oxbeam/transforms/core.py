@@ -201,7 +201,18 @@ class _DoFnTransform(PTransform):
         return DoFnSpec(self._kind, self.fn, args, kwargs, views, star=self._star)
 
     def _output_element_type(self, pcoll):
-        return self._output_type
+        if self._output_type is not None:
+            return self._output_type
+        # A hint from @with_output_types on the function or DoFn class.
+        from oxbeam.typehints.decorators import output_type_of
+
+        hint = output_type_of(self.fn)
+        if hint is None:
+            return None
+        t = typehints.normalize(hint)
+        if self._kind == "flatmap" and isinstance(t, typehints._Iter):
+            t = t.element
+        return t
 
     def _stateful(self):
         """``(state specs, timer specs)`` sorted by name, for stateful DoFns."""
@@ -743,7 +754,9 @@ class CombineGlobally(PTransform):
         return self
 
     def as_singleton_view(self):
-        raise NotImplementedError("CombineGlobally.as_singleton_view (use pvalue.AsSingleton)")
+        """A transform whose result is the combined value as a singleton
+        side input (``pvalue.AsSingleton``), as in Beam."""
+        return _CombineGloballyAsSingletonView(self)
 
     def expand(self, pcoll):
         from oxbeam.pvalue import AsList
@@ -771,6 +784,20 @@ class CombineGlobally(PTransform):
 
 
 @_batched(_runtime.key_with_none_batch)
+class _CombineGloballyAsSingletonView(PTransform):
+    def __init__(self, combine):
+        PTransform.__init__(self)
+        self.combine = combine
+
+    def default_label(self):
+        return self.combine.default_label()
+
+    def expand(self, pcoll):
+        from oxbeam.pvalue import AsSingleton
+
+        return AsSingleton(pcoll | "CombineValues" >> self.combine)
+
+
 def _key_with_none(v):
     return (None, v)
 

@@ -2,14 +2,19 @@
 ``apache_beam.typehints``).
 
 A type is one of: :data:`Any`, ``int``, ``str``, ``bytes``, ``float``,
-``bool``, ``KV[K, V]`` (a 2-tuple) or ``Iterable[T]``. Known types get
-Beam's standard coders; everything else travels with Oxbeam's Python
-``any`` coder.
+``bool``, ``KV[K, V]`` (a 2-tuple), ``Iterable[T]``, or a user's class.
+Known types get Beam's standard coders, a class with a coder in
+``oxbeam.coders.registry`` gets that coder; everything else travels with
+Oxbeam's Python ``any`` coder.
+
+``with_input_types`` / ``with_output_types`` decorate functions and DoFn
+classes, as in Beam (see :mod:`oxbeam.typehints.decorators`).
 """
 
 import typing
 
-__all__ = ["Any", "KV", "Tuple", "Iterable", "List", "normalize"]
+__all__ = ["Any", "KV", "Tuple", "Iterable", "List", "Dict", "Set", "Optional", "Union",
+           "Iterator", "Generator", "normalize", "with_input_types", "with_output_types"]
 
 
 class _AnyType(object):
@@ -56,6 +61,23 @@ class _Iter(object):
         return "Iterable[%r]" % (self.element,)
 
 
+class _Coded(object):
+    """Elements encoded by a given coder object (a user's Coder subclass)."""
+    __slots__ = ("coder",)
+
+    def __init__(self, coder):
+        self.coder = coder
+
+    def __eq__(self, o):
+        return isinstance(o, _Coded) and self.coder == o.coder
+
+    def __hash__(self):
+        return hash((_Coded, type(self.coder)))
+
+    def __repr__(self):
+        return "Coded[%r]" % (self.coder,)
+
+
 class _Subscriptable(object):
     def __init__(self, make):
         self._make = make
@@ -70,6 +92,12 @@ Tuple = _Subscriptable(
 )
 Iterable = _Subscriptable(lambda p: _Iter(normalize(p)))
 List = Iterable
+Iterator = Iterable
+Generator = _Subscriptable(lambda p: _Iter(normalize(p[0] if isinstance(p, tuple) else p)))
+Set = _Subscriptable(lambda p: Any)
+Dict = _Subscriptable(lambda p: Any)
+Optional = _Subscriptable(lambda p: Any)
+Union = _Subscriptable(lambda p: Any)
 
 _SIMPLE = (int, str, bytes, float, bool)
 
@@ -78,7 +106,11 @@ def normalize(t):
     """Oxbeam's form of a type hint (Python types, ``typing`` hints, Beam-like hints)."""
     if t is None or t is Any or t is typing.Any:
         return Any
-    if isinstance(t, (_KV, _Iter)) or t in _SIMPLE:
+    if isinstance(t, (_KV, _Iter, _Coded)) or t in _SIMPLE:
+        return t
+    if isinstance(t, type) and t.__module__ not in ("builtins", "typing", "collections.abc"):
+        # A user's class: its registered coder, if any, is looked up when
+        # the pipeline is encoded (registration may come after the hint).
         return t
     origin = getattr(t, "__origin__", None)
     args = getattr(t, "__args__", ()) or ()
@@ -128,3 +160,6 @@ def is_kv(t):
 
 def iterable_of(t):
     return _Iter(t)
+
+
+from oxbeam.typehints.decorators import with_input_types, with_output_types  # noqa: E402
