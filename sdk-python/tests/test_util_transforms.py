@@ -242,3 +242,105 @@ def test_flatten_of_no_pcollections_is_empty(B):
     with B.pipeline() as p:
         empty = () | beam.Flatten(pipeline=p)
         B.assert_that(empty, B.is_empty())
+
+
+def _beam_unique_estimate(values, size):
+    """Beam's own estimator, run directly (the expected value)."""
+    stats = pytest.importorskip("apache_beam.transforms.stats")
+    coders = pytest.importorskip("apache_beam.coders")
+    fn = stats.ApproximateUniqueCombineFn(size, coders.FastPrimitivesCoder())
+    acc = fn.create_accumulator()
+    for v in values:
+        acc = fn.add_input(acc, v)
+    return fn.extract_output(acc)
+
+
+def test_approximate_unique(B):
+    beam = B.beam
+    ints = [(i * 7919) % 1000 for i in range(3000)]  # 1000 distinct, each 3 times
+    words = ["w%d" % (i % 300) for i in range(900)] + [("t", i % 50) for i in range(100)]
+    with B.pipeline() as p:
+        g = p | "Ints" >> beam.Create(ints) | "G" >> beam.ApproximateUnique.Globally(size=16)
+        B.assert_that(g, B.equal_to([_beam_unique_estimate(ints, 16)]), label="globally")
+        small = p | "Few" >> beam.Create([1, 2, 2, 3]) | "S" >> beam.ApproximateUnique.Globally(
+            size=16)
+        B.assert_that(small, B.equal_to([3]), label="exact")
+        kv = (p | "Words" >> beam.Create(words)
+              | beam.Map(lambda w: (type(w).__name__, w))
+              | "K" >> beam.ApproximateUnique.PerKey(error=0.3))
+        B.assert_that(kv, B.equal_to([
+            ("str", _beam_unique_estimate(words[:900], 45)),
+            ("tuple", _beam_unique_estimate(words[900:], 45))]), label="perkey")
+    with pytest.raises(ValueError, match="Either size or error"):
+        beam.ApproximateUnique.Globally(size=16, error=0.1)
+    with pytest.raises(ValueError, match="size >= 16"):
+        beam.ApproximateUnique.Globally(size=3)
+
+
+def _negate(x):
+    return -x
+
+
+def test_approximate_quantiles(B):
+    beam = B.beam
+    with B.pipeline() as p:
+        xs = p | beam.Create(list(range(101)))
+        B.assert_that(xs | "Q5" >> beam.ApproximateQuantiles.Globally(5),
+                      B.equal_to([[0, 25, 50, 75, 100]]), label="q5")
+        B.assert_that(xs | "Rev" >> beam.ApproximateQuantiles.Globally(3, reverse=True),
+                      B.equal_to([[100, 50, 0]]), label="reverse")
+        B.assert_that(xs | "Key" >> beam.ApproximateQuantiles.Globally(3, key=_negate),
+                      B.equal_to([[100, 50, 0]]), label="key")
+        w = p | "W" >> beam.Create([(i, 1 if i < 10 else 1e-5) for i in range(101)])
+        B.assert_that(w | "Weighted" >> beam.ApproximateQuantiles.Globally(5, weighted=True),
+                      B.equal_to([[0, 2, 4, 7, 100]]), label="weighted")
+        b = p | "B" >> beam.Create([list(range(i, min(i + 10, 101))) for i in range(0, 101, 10)])
+        B.assert_that(b | "Batched" >> beam.ApproximateQuantiles.Globally(5, input_batched=True),
+                      B.equal_to([[0, 25, 50, 75, 100]]), label="batched")
+        kv = p | "KV" >> beam.Create([("a", i) for i in range(10)] + [("b", 4), ("b", 1)])
+        B.assert_that(kv | "PerKey" >> beam.ApproximateQuantiles.PerKey(3),
+                      B.equal_to([("a", [0, 4, 9]), ("b", [1, 1, 4])]), label="perkey")
+
+
+class _Logged(object):
+    """A context manager that logs enter/exit lines to a file."""
+
+    def __init__(self, path, name):
+        self.path, self.name = path, name
+
+    def __enter__(self):
+        with open(self.path, "a") as f:
+            f.write("enter %s\n" % self.name)
+        return self.name
+
+    def __exit__(self, *exc):
+        with open(self.path, "a") as f:
+            f.write("exit %s\n" % self.name)
+
+
+def test_setup_and_bundle_context_params(B, tmp_path):
+    beam = B.beam
+    log = str(tmp_path / "log")
+    setup = beam.DoFn.SetupContextParam(_Logged, args=(log, "setup"))
+    bundle = beam.DoFn.BundleContextParam(_Logged, args=(log, "bundle"))
+
+    class Tag(beam.DoFn):
+        def process(self, x, s=setup, b=bundle):
+            yield "%s/%s/%s" % (x, s, b)
+
+    with B.pipeline() as p:
+        xs = p | beam.Create(["a", "b"])
+        B.assert_that(xs | "Map" >> beam.Map(lambda x, s=setup, b=bundle: "%s/%s/%s" % (x, s, b)),
+                      B.equal_to(["a/setup/bundle", "b/setup/bundle"]), label="map")
+        B.assert_that(xs | beam.ParDo(Tag()), B.equal_to(["a/setup/bundle", "b/setup/bundle"]),
+                      label="dofn")
+    with open(log) as f:
+        lines = f.read().split()
+    events = [" ".join(lines[i:i + 2]) for i in range(0, len(lines), 2)]
+    for name in ("setup", "bundle"):
+        assert events.count("enter " + name) >= 2, events
+    # Bundle contexts are exited at the end of each bundle; setup contexts at
+    # teardown (best effort in Beam, always here).
+    assert events.count("enter bundle") == events.count("exit bundle"), events
+    if B.name == "oxbeam":
+        assert events.count("enter setup") == events.count("exit setup"), events

@@ -29,6 +29,7 @@ from oxbeam.transforms import combiners  # noqa: F401
 from oxbeam.transforms.core import *  # noqa: F401,F403
 from oxbeam.transforms.ptransform import PTransform, ptransform_fn  # noqa: F401
 from oxbeam.transforms.util import *  # noqa: F401,F403
+from oxbeam.transforms.stats import ApproximateQuantiles, ApproximateUnique  # noqa: F401
 from oxbeam.pvalue import PCollection, Row, TaggedOutput  # noqa: F401
 from oxbeam.transforms.userstate import TimeDomain  # noqa: F401
 from oxbeam import wasm  # noqa: F401,E402 - Wasm UDFs: oxbeam.wasm.WasmMap, ...

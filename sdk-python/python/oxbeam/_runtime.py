@@ -336,7 +336,39 @@ def _params_of(fn):
             out.append((name, "window"))
         elif d is DoFn.PaneInfoParam:
             out.append((name, "pane"))
+        elif isinstance(d, (DoFn.SetupContextParam, DoFn.BundleContextParam)):
+            out.append((name, "context"))
     return out
+
+
+def _context_params_of(fn, scope):
+    """``[(name, param)]`` of ``fn``'s ``DoFn.<scope>ContextParam`` defaults."""
+    from oxbeam.transforms.core import DoFn
+
+    cls = DoFn.SetupContextParam if scope == "setup" else DoFn.BundleContextParam
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return []
+    return [(n, p.default) for n, p in sig.parameters.items() if isinstance(p.default, cls)]
+
+
+class _Contexts(object):
+    """Context managers entered for one scope (a DoFn's life or a bundle)."""
+
+    def __init__(self):
+        self.values = {}
+        self._open = []
+
+    def enter(self, params):
+        for name, param in params:
+            cm = param.create()
+            self.values[name] = cm.__enter__()
+            self._open.append(cm)
+
+    def exit(self):
+        while self._open:
+            self._open.pop().__exit__(None, None, None)
 
 
 def _param_value(kind, meta):
@@ -401,6 +433,13 @@ class ParDoOp(Op):
         self._side_src = [None] * len(self.views)
         self._side_groups = [None] * len(self.views)
         self._arg_cache = {}
+        self._setup_ctx = _Contexts()
+        self._bundle_ctx = _Contexts()
+        self._bundle_params = []
+
+    def _context_value(self, name):
+        v = self._bundle_ctx.values
+        return v[name] if name in v else self._setup_ctx.values[name]
 
     def setup(self):
         s = self.fnspec
@@ -412,6 +451,9 @@ class ParDoOp(Op):
             else:
                 self.fn = s.fn
             self.params = _params_of(self.fn) if s.kind != "create" else []
+            if any(kind == "context" for _, kind in self.params):
+                self._setup_ctx.enter(_context_params_of(self.fn, "setup"))
+                self._bundle_params = _context_params_of(self.fn, "bundle")
         except Exception as e:
             _annotate(e, self.label)
             raise
@@ -435,6 +477,13 @@ class ParDoOp(Op):
                         g.append(v)
                 self._side_groups[i] = groups
                 self._arg_cache = {}
+        if self._bundle_params:
+            _current.label = self.label
+            try:
+                self._bundle_ctx.enter(self._bundle_params)
+            except Exception as e:
+                _annotate(e, self.label)
+                raise
         if self.dofn is not None:
             _current.label = self.label
             try:
@@ -507,7 +556,8 @@ class ParDoOp(Op):
                     if params:
                         kwargs = dict(kwargs)
                         for name, kind in params:
-                            kwargs[name] = _param_value(kind, m)
+                            kwargs[name] = (self._context_value(name) if kind == "context"
+                                            else _param_value(kind, m))
                 if star:
                     app(fn(*v, *args, **kwargs))
                 else:
@@ -615,6 +665,13 @@ class ParDoOp(Op):
                 out(chunk, [meta] * len(chunk))
 
     def finish_bundle(self):
+        if self._bundle_params:
+            _current.label = self.label
+            try:
+                self._bundle_ctx.exit()
+            except Exception as e:
+                _annotate(e, self.label)
+                raise
         if self.dofn is None:
             return
         _current.label = self.label
@@ -635,8 +692,11 @@ class ParDoOp(Op):
         self._emit(ov, om)
 
     def teardown(self):
-        if self.dofn is not None:
-            self.dofn.teardown()
+        try:
+            if self.dofn is not None:
+                self.dofn.teardown()
+        finally:
+            self._setup_ctx.exit()
 
 
 # ---------------------------------------------------------------------------

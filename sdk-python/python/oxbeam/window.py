@@ -408,3 +408,12 @@ def _from_runner_tuple(t):
     if kind == "sessions":
         return Sessions(Duration(micros=t[1] * 1000))
     raise NotImplementedError("window fn %r" % (t,))
+
+
+# Beam defines these in ``apache_beam.transforms.window``, which their type
+# names show (``type(window)``); ``oxbeam.transforms.window`` exports them.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) and _obj.__module__ == __name__:
+        _obj.__module__ = "oxbeam.transforms.window"
+del _name, _obj

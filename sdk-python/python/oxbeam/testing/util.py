@@ -5,7 +5,8 @@ from oxbeam.transforms.core import Create, Map, WindowInto
 from oxbeam.transforms.ptransform import PTransform
 from oxbeam.window import GlobalWindows
 
-__all__ = ["assert_that", "equal_to", "is_empty", "is_not_empty", "BeamAssertException"]
+__all__ = ["assert_that", "equal_to", "is_empty", "is_not_empty", "BeamAssertException",
+           "row_namedtuple_equals_fn"]
 
 
 class BeamAssertException(AssertionError):
@@ -20,8 +21,35 @@ def _remove(items, x):
     return False
 
 
+def _is_named_tuple(x):
+    return isinstance(x, tuple) and hasattr(x, "_fields") and hasattr(x, "_asdict")
+
+
+def _fields_of(x):
+    from oxbeam.pvalue import Row
+
+    if isinstance(x, Row):
+        return x.as_dict()
+    if _is_named_tuple(x):
+        return x._asdict()
+    return None
+
+
+def row_namedtuple_equals_fn(expected, actual, fallback_equals_fn=None):
+    """Equality that takes a ``Row`` and a named tuple with the same fields
+    and values as equal (Beam's default for :func:`equal_to`)."""
+    if fallback_equals_fn is None:
+        fallback_equals_fn = lambda e, a: e == a  # noqa: E731
+    e, a = _fields_of(expected), _fields_of(actual)
+    if e is None or a is None:
+        return fallback_equals_fn(expected, actual)
+    return len(e) == len(a) and all(
+        k in a and row_namedtuple_equals_fn(v, a[k]) for k, v in e.items())
+
+
 def equal_to(expected, equals_fn=None):
-    """Matches a PCollection with exactly the elements of ``expected``, in any order."""
+    """Matches a PCollection with exactly the elements of ``expected``, in any
+    order (a ``Row`` equals a named tuple of the same fields)."""
     expected = list(expected)
 
     def _equal(actual):
@@ -34,8 +62,9 @@ def equal_to(expected, equals_fn=None):
         unexpected = []
         missing = list(expected)
         for a in actual:
-            if equals_fn is not None:
-                hit = next((i for i, e in enumerate(missing) if equals_fn(e, a)), None)
+            if equals_fn is not None or _fields_of(a) is not None:
+                eq = equals_fn or row_namedtuple_equals_fn
+                hit = next((i for i, e in enumerate(missing) if eq(e, a)), None)
                 if hit is None:
                     unexpected.append(a)
                 else:

@@ -1,5 +1,6 @@
 """Transforms, as in ``apache_beam.transforms``."""
 
-from oxbeam.transforms import combiners, timeutil, trigger, userstate, window  # noqa: F401
+from oxbeam.transforms import combiners, stats, timeutil, trigger, userstate, window  # noqa: F401
+from oxbeam.transforms.stats import ApproximateQuantiles, ApproximateUnique  # noqa: F401
 from oxbeam.transforms.core import *  # noqa: F401,F403
 from oxbeam.transforms.ptransform import PTransform, ptransform_fn  # noqa: F401

@@ -120,6 +120,38 @@ class _ParamFactory(_Param):
         return self.cls(spec)
 
 
+class _ContextParam(object):
+    """A context manager's value as a DoFn argument: ``constructor(*args,
+    **kwargs)`` is entered once per scope and its ``__enter__`` result is
+    passed."""
+
+    def __init__(self, context_manager_constructor, args=(), kwargs=None, *, name=None):
+        if not callable(context_manager_constructor):
+            raise TypeError("%s expects a callable returning a context manager, got %r"
+                            % (type(self).__name__.strip("_"), context_manager_constructor))
+        self.context_manager_constructor = context_manager_constructor
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs or {})
+        self.param_id = name or "%s(%s)" % (type(self).__name__.strip("_"),
+                                             _label_of(context_manager_constructor))
+
+    def create(self):
+        return self.context_manager_constructor(*self.args, **self.kwargs)
+
+    def __repr__(self):
+        return self.param_id
+
+
+class _BundleContextParam(_ContextParam):
+    """``DoFn.BundleContextParam(cm)``: entered at the start of each bundle,
+    exited at its end."""
+
+
+class _SetupContextParam(_ContextParam):
+    """``DoFn.SetupContextParam(cm)``: entered when the DoFn is set up,
+    exited at teardown."""
+
+
 class DoFn(object):
     """A function applied to each element by ``ParDo``.
 
@@ -132,6 +164,9 @@ class DoFn(object):
     ``DoFn.TimerParam(spec)`` and ``DoFn.KeyParam``, and define
     ``@userstate.on_timer(spec)`` callbacks (which may take
     ``DoFn.DynamicTimerTagParam``); see :mod:`oxbeam.transforms.userstate`.
+    ``DoFn.SetupContextParam(cm)`` / ``DoFn.BundleContextParam(cm)`` pass the
+    value of a context manager entered per DoFn instance / per bundle (also
+    in ``Map``/``FlatMap``/``Filter`` callables).
     """
 
     TimestampParam = _Param("TimestampParam")
@@ -143,6 +178,8 @@ class DoFn(object):
     SideInputParam = _Param("SideInputParam")
     KeyParam = _Param("KeyParam")
     DynamicTimerTagParam = _Param("DynamicTimerTagParam")
+    BundleContextParam = _BundleContextParam
+    SetupContextParam = _SetupContextParam
 
     def default_label(self):
         return self.__class__.__name__

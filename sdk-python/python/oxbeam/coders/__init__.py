@@ -28,6 +28,7 @@ __all__ = [
     "FastPrimitivesCoder",
     "TupleCoder",
     "IterableCoder",
+    "ToBytesCoder",
     "CoderRegistry",
     "registry",
 ]
@@ -234,6 +235,23 @@ class PickleCoder(Coder):
 
 class FastPrimitivesCoder(PickleCoder):
     """Any Python value (Oxbeam's Python value coder)."""
+
+
+class ToBytesCoder(Coder):
+    """``str`` as UTF-8 and ``bytes`` as they are; decodes to ``bytes``
+    (Beam's default coder of ``WriteToText``)."""
+
+    def _element_type(self):
+        return bytes
+
+    def encode(self, value):
+        return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+    def decode(self, encoded):
+        return bytes(encoded)
+
+    def is_deterministic(self):
+        return True
 
 
 class TupleCoder(Coder):
