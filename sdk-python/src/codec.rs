@@ -503,7 +503,18 @@ fn encode_any(h: &PyHelpers, v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResul
 }
 
 fn pickle(h: &PyHelpers, v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
-    let b = h.dumps.bind(v.py()).call1((v, 4))?;
+    let py = v.py();
+    // Plain pickle first (fast); values it cannot pickle by reference
+    // (classes and functions defined in a function, lambdas) go through
+    // cloudpickle, whose output plain `pickle.loads` reads.
+    let b = match h.dumps.bind(py).call1((v, 4)) {
+        Ok(b) => b,
+        Err(first) => py
+            .import("cloudpickle")
+            .and_then(|c| c.getattr("dumps"))
+            .and_then(|d| d.call1((v, 4)))
+            .map_err(|_| first)?,
+    };
     out.push(tag::PICKLE);
     wire::write_length_prefixed(out, b.cast::<PyBytes>()?.as_bytes());
     Ok(())

@@ -25,7 +25,7 @@ from oxbeam._oxbeam import (  # noqa: F401
     UserCodeError,
 )
 from oxbeam.pipeline import Pipeline  # noqa: F401
-from oxbeam.transforms import combiners  # noqa: F401
+from oxbeam.transforms import combiners, core, ptransform, stats, trigger, userstate, util  # noqa: F401
 from oxbeam.transforms.core import *  # noqa: F401,F403
 from oxbeam.transforms.ptransform import PTransform, ptransform_fn  # noqa: F401
 from oxbeam.transforms.util import *  # noqa: F401,F403

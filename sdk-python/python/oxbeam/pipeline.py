@@ -66,6 +66,22 @@ class AppliedPTransform(object):
         return "AppliedPTransform(%s)" % self.full_label
 
 
+class PipelineVisitor(object):
+    """Visits a pipeline's transforms (``Pipeline.visit``), as Beam's."""
+
+    def visit_value(self, value, producer_node):
+        pass
+
+    def visit_transform(self, transform_node):
+        pass
+
+    def enter_composite_transform(self, transform_node):
+        pass
+
+    def leave_composite_transform(self, transform_node):
+        pass
+
+
 class Pipeline(object):
     """A graph of transforms, and the means to run it.
 
@@ -142,6 +158,25 @@ class Pipeline(object):
 
     def _current(self):
         return self._stack[-1]
+
+    def visit(self, visitor):
+        """Walks the transforms applied so far, depth first in application
+        order: composites are entered and left, leaves visited, then each
+        output value."""
+
+        def walk(node):
+            if node.parts:
+                visitor.enter_composite_transform(node)
+                for part in list(node.parts):
+                    walk(part)
+                visitor.leave_composite_transform(node)
+            elif node.transform is not None:
+                visitor.visit_transform(node)
+            for pc in node.outputs.values():
+                visitor.visit_value(pc, node)
+
+        for part in list(self._root.parts):
+            walk(part)
 
     def __or__(self, transform):
         return self.apply(transform, PBegin(self))

@@ -238,17 +238,17 @@ class FastPrimitivesCoder(PickleCoder):
 
 
 class ToBytesCoder(Coder):
-    """``str`` as UTF-8 and ``bytes`` as they are; decodes to ``bytes``
-    (Beam's default coder of ``WriteToText``)."""
+    """``bytes`` as they are, anything else as its ``str`` in UTF-8 (Beam's
+    default coder of ``WriteToText``); it cannot decode."""
 
     def _element_type(self):
         return bytes
 
     def encode(self, value):
-        return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        return value if isinstance(value, bytes) else str(value).encode("utf-8")
 
     def decode(self, encoded):
-        return bytes(encoded)
+        raise NotImplementedError("ToBytesCoder cannot be used for decoding.")
 
     def is_deterministic(self):
         return True

@@ -1,6 +1,12 @@
-"""IO transforms, as in ``apache_beam.io`` (text files), and Oxbeam's
-streaming sources and sink (:mod:`oxbeam.io.streams`: Generate, Redis
-Streams)."""
+"""IO transforms, as in ``apache_beam.io`` (text files, ``Read`` of a
+``BoundedSource``, ``Write`` to a ``Sink``, file systems, restriction
+trackers of splittable DoFns), and Oxbeam's streaming sources and sink
+(:mod:`oxbeam.io.streams`: Generate, Redis Streams)."""
+
+from oxbeam.io import filesystems, iobase, range_trackers, restriction_trackers  # noqa: F401
+from oxbeam.io import watermark_estimators  # noqa: F401
+from oxbeam.io.iobase import Read, Sink, Write, Writer  # noqa: F401
+from oxbeam.io.range_trackers import OffsetRangeTracker, UnsplittableRangeTracker  # noqa: F401
 
 from oxbeam.io.textio import ReadFromText, ReadAllFromText, WriteToText  # noqa: F401
 from oxbeam.io.streams import Generate, ReadFromRedisStream, WriteToRedisStream  # noqa: F401

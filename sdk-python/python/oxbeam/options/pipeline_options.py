@@ -44,13 +44,119 @@ def _parse(flags):
     return values
 
 
+class _OptionsParser(object):
+    """Records the arguments a ``_add_argparse_args(parser)`` classmethod
+    declares (``add_argument`` / ``add_value_provider_argument``, as on
+    Beam's parser): their names, defaults, types and actions."""
+
+    def __init__(self):
+        self.specs = {}
+
+    def add_argument(self, *names, **kwargs):
+        self._add(names, kwargs, False)
+
+    def add_value_provider_argument(self, *names, **kwargs):
+        self._add(names, kwargs, True)
+
+    def _add(self, names, kwargs, value_provider):
+        flags = [n for n in names if n.startswith("--")] or list(names)
+        dest = kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_")
+        action = kwargs.get("action")
+        default = kwargs.get("default")
+        if action == "store_true" and default is None:
+            default = False
+        elif action == "store_false" and default is None:
+            default = True
+        elif action == "store_const" and default is None:
+            default = None
+        self.specs[dest] = {
+            "default": default,
+            "type": kwargs.get("type"),
+            "action": action,
+            "const": kwargs.get("const"),
+            "value_provider": value_provider,
+        }
+
+    def add_argument_group(self, *args, **kwargs):
+        return self
+
+    def add_mutually_exclusive_group(self, *args, **kwargs):
+        return self
+
+
+_SPECS = {}
+
+
+def _declared_specs():
+    """The arguments declared by every ``PipelineOptions`` subclass's
+    ``_add_argparse_args`` (as Beam parses flags for all of them)."""
+    specs = {}
+    todo = [PipelineOptions]
+    seen = set()
+    while todo:
+        c = todo.pop()
+        if c in seen:
+            continue
+        seen.add(c)
+        todo.extend(c.__subclasses__())
+        if "_add_argparse_args" in c.__dict__:
+            got = _SPECS.get(c)
+            if got is None:
+                parser = _OptionsParser()
+                try:
+                    c._add_argparse_args(parser)
+                except Exception:  # noqa: BLE001 - a class that needs Beam's real parser
+                    pass
+                got = _SPECS[c] = parser.specs
+            specs.update(got)
+    return specs
+
+
+def _declared_value(spec, raw, present):
+    """A declared option's value: converted, or its default."""
+    action = spec["action"]
+    if not present:
+        value = spec["default"]
+    elif action == "store_true":
+        value = raw if not isinstance(raw, str) else raw.lower() not in ("false", "0", "no")
+    elif action == "store_false":
+        value = False if raw is True else raw
+    elif action == "store_const":
+        value = spec["const"]
+    elif action == "append":
+        value = raw if isinstance(raw, list) else [raw]
+        if spec["type"] is not None:
+            value = [spec["type"](v) for v in value]
+    elif spec["type"] is not None and isinstance(raw, str):
+        value = spec["type"](raw)
+    else:
+        value = raw
+    if spec["value_provider"]:
+        from oxbeam.options.value_provider import RuntimeValueProvider, StaticValueProvider
+
+        if present:
+            return StaticValueProvider(spec["type"] or str, value)
+        return RuntimeValueProvider(None, spec["type"] or str, value)
+    return value
+
+
 class PipelineOptions(object):
-    """Options of a pipeline: ``PipelineOptions(flags=None, **kwargs)``."""
+    """Options of a pipeline: ``PipelineOptions(flags=None, **kwargs)``.
+
+    Subclasses declare options as in Beam, with a ``_add_argparse_args(cls,
+    parser)`` classmethod (``parser.add_argument(...)``,
+    ``parser.add_value_provider_argument(...)``); any view reads them.
+    """
 
     _defaults = {}
     _types = {}
 
     def __init__(self, flags=None, **kwargs):
+        if flags is None:
+            # As Beam: without flags, the program's command line.
+            import sys
+
+            flags = sys.argv[1:]
         object.__setattr__(self, "_flags", list(flags or []))
         values = _parse(flags)
         values.update(kwargs)
@@ -79,6 +185,9 @@ class PipelineOptions(object):
             for k, v in c._defaults.items():
                 if not drop_default:
                     out[k] = v
+        for k, spec in _declared_specs().items():
+            if k not in self._all and not drop_default:
+                out[k] = _declared_value(spec, None, False)
         for k, v in self._all.items():
             out[k] = self._convert(k, v)
         return out
@@ -87,6 +196,9 @@ class PipelineOptions(object):
         return self.get_all_options(drop_default=True)
 
     def _convert(self, name, v):
+        spec = _declared_specs().get(name)
+        if spec is not None:
+            return _declared_value(spec, v, True)
         for c in _ALL_VIEWS:
             t = c._types.get(name)
             if t is not None and isinstance(v, str):
@@ -103,6 +215,9 @@ class PipelineOptions(object):
         for c in _ALL_VIEWS:
             if name in c._defaults:
                 return c._defaults[name]
+        spec = _declared_specs().get(name)
+        if spec is not None:
+            return _declared_value(spec, None, False)
         raise AttributeError("'%s' object has no attribute '%s'" % (type(self).__name__, name))
 
     def __setattr__(self, name, value):

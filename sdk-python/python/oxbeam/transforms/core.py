@@ -44,6 +44,9 @@ __all__ = [
     "CoGroupByKey",
     "GroupBy",
     "Select",
+    "RestrictionProvider",
+    "WatermarkEstimatorProvider",
+    "FlattenWith",
 ]
 
 
@@ -152,6 +155,95 @@ class _SetupContextParam(_ContextParam):
     exited at teardown."""
 
 
+class _RestrictionDoFnParam(object):
+    """``DoFn.RestrictionParam(provider)``: the restriction tracker of a
+    splittable DoFn (the DoFn itself provides restrictions if no provider
+    is given)."""
+
+    def __init__(self, restriction_provider=None):
+        self.restriction_provider = restriction_provider
+        self.param_id = "RestrictionParam(%s)" % type(restriction_provider).__name__
+
+    def __repr__(self):
+        return self.param_id
+
+
+class _WatermarkEstimatorParam(object):
+    """``DoFn.WatermarkEstimatorParam(provider)``: the restriction's
+    watermark estimator."""
+
+    def __init__(self, watermark_estimator_provider=None):
+        self.watermark_estimator_provider = watermark_estimator_provider
+        self.param_id = "WatermarkEstimatorParam(%s)" % type(
+            watermark_estimator_provider).__name__
+
+    def __repr__(self):
+        return self.param_id
+
+
+class _BundleFinalizerParam(object):
+    """``DoFn.BundleFinalizerParam``: ``register(callback)`` runs the
+    callback once the bundle's output is committed."""
+
+    def __init__(self):
+        self._callbacks = []
+
+    def register(self, callback):
+        self._callbacks.append(callback)
+
+    def finalize_bundle(self):
+        callbacks, self._callbacks = self._callbacks, []
+        for cb in callbacks:
+            cb()
+
+
+class RestrictionProvider(object):
+    """Restrictions of a splittable DoFn's elements, as Beam's: override
+    ``initial_restriction`` and ``create_tracker``; ``split`` (default: the
+    restriction as is) divides work up front."""
+
+    def initial_restriction(self, element):
+        raise NotImplementedError
+
+    def create_tracker(self, restriction):
+        raise NotImplementedError
+
+    def split(self, element, restriction):
+        yield restriction
+
+    def restriction_size(self, element, restriction):
+        raise NotImplementedError
+
+    def restriction_coder(self):
+        from oxbeam.coders import PickleCoder
+
+        return PickleCoder()
+
+    def split_and_size(self, element, restriction):
+        for part in self.split(element, restriction):
+            yield part, 1
+
+    def truncate(self, element, restriction):
+        if self.create_tracker(restriction).is_bounded():
+            return restriction
+        return None
+
+
+class WatermarkEstimatorProvider(object):
+    """Watermark estimators of a splittable DoFn's restrictions."""
+
+    def initial_estimator_state(self, element, restriction):
+        raise NotImplementedError
+
+    def create_watermark_estimator(self, estimator_state):
+        raise NotImplementedError
+
+    def estimator_state_coder(self):
+        from oxbeam.coders import PickleCoder
+
+        return PickleCoder()
+
+
 class DoFn(object):
     """A function applied to each element by ``ParDo``.
 
@@ -180,6 +272,19 @@ class DoFn(object):
     DynamicTimerTagParam = _Param("DynamicTimerTagParam")
     BundleContextParam = _BundleContextParam
     SetupContextParam = _SetupContextParam
+    RestrictionParam = _RestrictionDoFnParam
+    WatermarkEstimatorParam = _WatermarkEstimatorParam
+    BundleFinalizerParam = _BundleFinalizerParam
+
+    @staticmethod
+    def unbounded_per_element():
+        """Marks ``process`` of a splittable DoFn as unbounded per element."""
+
+        def wrapper(process_fn):
+            process_fn.unbounded_per_element = True
+            return process_fn
+
+        return wrapper
 
     def default_label(self):
         return self.__class__.__name__
@@ -345,6 +450,202 @@ class ParDo(_DoFnTransform):
 
     def default_label(self):
         return "ParDo(%s)" % self.fn.default_label()
+
+    def expand(self, pcoll):
+        provider = _restriction_provider(self.fn)
+        if provider is None:
+            return _DoFnTransform.expand(self, pcoll)
+        return _expand_splittable(self, pcoll, provider)
+
+
+def _restriction_provider(dofn):
+    """The restriction provider of a splittable DoFn, or None."""
+    import inspect
+
+    try:
+        params = inspect.signature(dofn.process).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    for p in params:
+        if isinstance(p.default, _RestrictionDoFnParam):
+            provider = p.default.restriction_provider or dofn
+            if not callable(getattr(provider, "create_tracker", None)):
+                raise ValueError("%s: DoFn.RestrictionParam needs a RestrictionProvider (or the "
+                                 "DoFn must define initial_restriction and create_tracker)"
+                                 % type(dofn).__name__)
+            return provider
+    return None
+
+
+class _PairWithRestriction(object):
+    def __init__(self, provider):
+        self.provider = provider
+
+    def __call__(self, element):
+        return element, self.provider.initial_restriction(element)
+
+
+class _SplitRestriction(object):
+    def __init__(self, provider):
+        self.provider = provider
+
+    def __call__(self, pair):
+        element, restriction = pair
+        return [(element, r) for r in self.provider.split(element, restriction)]
+
+
+def _expand_splittable(pardo, pcoll, provider):
+    """A splittable DoFn as Beam expands one: pair each element with its
+    initial restriction, split it, spread the parts over workers, then
+    process each part with a tracker (see :class:`_ProcessRestrictions`)."""
+    if pardo._stateful() is not None:
+        raise NotImplementedError("splittable DoFns with state or timers")
+    parts = (
+        pcoll
+        | "PairWithRestriction" >> Map(_PairWithRestriction(provider)).with_output_types(
+            typehints.Any)
+        | "SplitRestriction" >> FlatMap(_SplitRestriction(provider)).with_output_types(
+            typehints.Any)
+        | "Reshuffle" >> Reshuffle()
+    )
+    inner = ParDo(_ProcessRestrictions(pardo.fn, provider), *pardo.args, **pardo.kwargs)
+    inner._output_type = pardo._output_element_type(pcoll)
+    if pardo._tags is not None:
+        inner = inner.with_outputs(*pardo._tags, main=pardo._main_tag)
+    return parts | "Process" >> inner
+
+
+class _TrackerView(object):
+    """What a splittable DoFn's ``process`` gets as its tracker: Beam's
+    ``RestrictionTrackerView`` (claim, read, defer the remainder)."""
+
+    def __init__(self, tracker):
+        self._tracker = tracker
+        self.deferred = False
+        self.resume_delay = None
+
+    def current_restriction(self):
+        return self._tracker.current_restriction()
+
+    def try_claim(self, position):
+        return self._tracker.try_claim(position)
+
+    def defer_remainder(self, deferred_time=None):
+        self.deferred = True
+        self.resume_delay = deferred_time
+
+    def current_progress(self):
+        return self._tracker.current_progress()
+
+    def is_bounded(self):
+        return self._tracker.is_bounded()
+
+
+def _resume_after(delay):
+    """Sleeps until a self-checkpoint's remainder is due."""
+    import time
+
+    from oxbeam.utils.timestamp import Duration, Timestamp
+
+    if delay is None:
+        return
+    if isinstance(delay, Timestamp):
+        seconds = delay.micros / 1e6 - time.time()
+    elif isinstance(delay, Duration):
+        seconds = delay.micros / 1e6
+    else:
+        seconds = float(delay)
+    if seconds > 0:
+        time.sleep(seconds)
+
+
+class _ProcessRestrictions(DoFn):
+    """Runs a splittable DoFn over ``(element, restriction)`` pairs: each
+    restriction is processed with a fresh tracker until it is done; a
+    self-checkpoint (``defer_remainder``) resumes the remainder after its
+    delay, in the same worker. Outputs of a restriction go on when its
+    ``process`` call returns."""
+
+    def __init__(self, fn, provider):
+        self.fn = fn
+        self.provider = provider
+
+    def default_label(self):
+        return self.fn.default_label()
+
+    def setup(self):
+        import inspect
+
+        self.fn.setup()
+        self._plan = []
+        for name, p in inspect.signature(self.fn.process).parameters.items():
+            d = p.default
+            if isinstance(d, _RestrictionDoFnParam):
+                self._plan.append((name, "tracker"))
+            elif isinstance(d, _WatermarkEstimatorParam):
+                self._plan.append((name, "estimator", d.watermark_estimator_provider or self.fn))
+            elif d is DoFn.BundleFinalizerParam:
+                self._plan.append((name, "finalizer"))
+            elif d is DoFn.TimestampParam:
+                self._plan.append((name, "timestamp"))
+            elif d is DoFn.WindowParam:
+                self._plan.append((name, "window"))
+            elif d is DoFn.PaneInfoParam:
+                self._plan.append((name, "pane"))
+        self._finalizer = _BundleFinalizerParam()
+
+    def start_bundle(self):
+        self.fn.start_bundle()
+
+    def process(self, pair, *args, _ox_ts=DoFn.TimestampParam, _ox_window=DoFn.WindowParam,
+                _ox_pane=DoFn.PaneInfoParam, **kwargs):
+        element, restriction = pair
+        estimators = {}
+        out = []
+        while restriction is not None:
+            tracker = self.provider.create_tracker(restriction)
+            view = _TrackerView(tracker)
+            kw = dict(kwargs)
+            for entry in self._plan:
+                name, kind = entry[0], entry[1]
+                if kind == "tracker":
+                    kw[name] = view
+                elif kind == "estimator":
+                    est = estimators.get(name)
+                    if est is None:
+                        wp = entry[2]
+                        est = estimators[name] = wp.create_watermark_estimator(
+                            wp.initial_estimator_state(element, restriction))
+                    kw[name] = est
+                elif kind == "finalizer":
+                    kw[name] = self._finalizer
+                elif kind == "timestamp":
+                    kw[name] = _ox_ts
+                elif kind == "window":
+                    kw[name] = _ox_window
+                else:
+                    kw[name] = _ox_pane
+            result = self.fn.process(element, *args, **kw)
+            if result is not None:
+                out.extend(result)
+            if view.deferred:
+                split = tracker.try_split(0)
+                restriction = split[1] if split is not None else None
+                if restriction is not None:
+                    _resume_after(view.resume_delay)
+            else:
+                tracker.check_done()
+                restriction = None
+        return out
+
+    def finish_bundle(self):
+        out = self.fn.finish_bundle()
+        out = list(out) if out is not None else []
+        self._finalizer.finalize_bundle()
+        return out
+
+    def teardown(self):
+        self.fn.teardown()
 
 
 def _check_unsupported_params(dofn):
@@ -875,6 +1176,27 @@ class CombineValues(PTransform):
         return pcoll | "Combine" >> ParDo(
             _CombineWithArgs(self.fn), *self.args, **self.kwargs
         ).with_output_types(out_t)
+
+
+class FlattenWith(PTransform):
+    """``pcoll | FlattenWith(*others)``: the union of ``pcoll`` and others
+    (PCollections, or root transforms applied to the pipeline)."""
+
+    def __init__(self, *others):
+        PTransform.__init__(self)
+        self._others = others
+
+    def expand(self, pcoll):
+        pcolls = [pcoll]
+        for i, other in enumerate(self._others):
+            if isinstance(other, PCollection):
+                pcolls.append(other)
+            elif isinstance(other, PTransform):
+                pcolls.append(pcoll.pipeline | ("Other%d" % i) >> other)
+            else:
+                raise TypeError("FlattenWith takes PCollections or root PTransforms, got %r"
+                                % (other,))
+        return tuple(pcolls) | Flatten()
 
 
 class Flatten(PTransform):

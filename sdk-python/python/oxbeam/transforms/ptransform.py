@@ -14,6 +14,9 @@ class PTransform(object):
     """
 
     _output_type = None
+    # Subclasses that do not call ``PTransform.__init__`` (Beam allows it).
+    _label = None
+    pipeline = None
 
     def __init__(self, label=None):
         self._label = label
@@ -51,6 +54,9 @@ class PTransform(object):
             return left.pipeline.apply(self, left, label)
         p = _pipeline_of(left) or getattr(self, "pipeline", None)
         if p is None:
+            if isinstance(left, (list, tuple, set, frozenset, range, dict)) or (
+                    hasattr(left, "__iter__") and not isinstance(left, (str, bytes))):
+                return _apply_to_values(self, left, label)
             raise TypeError("Cannot apply %s to %r" % (self.label, left))
         return p.apply(self, left, label)
 
@@ -63,6 +69,100 @@ class PTransform(object):
             return NotImplemented
         left = list(self.parts) if isinstance(self, _ChainedPTransform) else [self]
         return _ChainedPTransform(*(left + [right]))
+
+
+# Outputs of transforms applied to plain values, by run id (filled in this
+# process by the collecting DoFn while the run lasts).
+_MATERIALIZED = {}
+
+
+class _Collect(object):
+    def __init__(self, key):
+        self.key = key
+
+    def __call__(self, values):
+        _MATERIALIZED.setdefault(self.key, []).extend(values)
+
+
+def _apply_to_values(transform, values, label):
+    """``[1, 2] | transform``: as Beam, runs the transform over the values
+    in a local pipeline and returns its output as a list (a dict or tuple of
+    lists for several outputs)."""
+    import uuid
+
+    from oxbeam.pipeline import Pipeline
+    from oxbeam.pvalue import DoOutputsTuple, PCollection
+    from oxbeam.transforms.core import Create, Map
+
+    if isinstance(values, dict):
+        values = list(values.items())
+    p = Pipeline()
+    result = p.apply(transform, p | "CreateInput" >> Create(list(values)), label)
+    keys = {}
+
+    def collect(pc, name):
+        key = uuid.uuid4().hex
+        keys[name] = key
+        from oxbeam.transforms.core import GroupByKey, WindowInto
+        from oxbeam.window import GlobalWindows
+
+        _ = (pc
+             | "Rewindow%s" % name >> WindowInto(GlobalWindows())
+             | "Key%s" % name >> Map(lambda v: (None, v))
+             | "Group%s" % name >> GroupByKey()
+             | "Collect%s" % name >> Map(lambda kv, c=_Collect(key): c(list(kv[1]))))
+
+    if isinstance(result, PCollection):
+        collect(result, "")
+    elif isinstance(result, DoOutputsTuple):
+        outs = {t: result[t] for t in result._tags}
+        outs[None] = result[None]
+        for t, pc in outs.items():
+            collect(pc, str(t))
+    elif isinstance(result, (tuple, list)):
+        for i, pc in enumerate(result):
+            collect(pc, str(i))
+    else:
+        p.run()
+        return result
+    try:
+        p.run()
+        got = {name: _MATERIALIZED.pop(key, []) for name, key in keys.items()}
+    finally:
+        for key in keys.values():
+            _MATERIALIZED.pop(key, None)
+    if isinstance(result, PCollection):
+        return got[""]
+    if isinstance(result, DoOutputsTuple):
+        return _MaterializedOutputs(
+            {(None if t == "None" else t): v for t, v in got.items()}, result._tags,
+            getattr(result, "_main_tag", None))
+    return tuple(got[str(i)] for i in range(len(result)))
+
+
+class _MaterializedOutputs(object):
+    """The outputs of a multi-output ParDo applied to values: lists by tag
+    (``out.tag``, ``out["tag"]``, ``out[None]`` for the main output)."""
+
+    def __init__(self, by_tag, tags, main_tag=None):
+        self._by_tag = by_tag
+        self._tags = list(tags)
+        self._main_tag = main_tag
+
+    def __getattr__(self, tag):
+        if tag.startswith("_"):
+            raise AttributeError(tag)
+        return self[tag]
+
+    def __getitem__(self, tag):
+        if isinstance(tag, int):
+            tag = ([None] + self._tags)[tag]
+        if tag is not None and tag == self._main_tag:
+            tag = None
+        return self._by_tag[tag]
+
+    def __iter__(self):
+        return iter([self._by_tag[None]] + [self._by_tag[t] for t in self._tags])
 
 
 def _pipeline_of(x):
