@@ -260,3 +260,24 @@ def test_pipeline_visitor(B):
     p.visit(v)
     assert "Twice" in v.leaves
     assert any(label.startswith("Make") for label in v.leaves + v.composites)
+
+
+def test_assert_that_reify_windows_and_equal_to_per_window(B):
+    beam = B.beam
+    util = importlib.import_module(B.name + ".testing.util")
+    window = importlib.import_module(B.name + ".transforms.window")
+    with B.pipeline() as p:
+        xs = (p
+              | beam.Create([1, 2, 12])
+              | beam.Map(lambda x: window.TimestampedValue(x, x))
+              | beam.WindowInto(window.FixedWindows(10)))
+        util.assert_that(xs, util.equal_to_per_window({
+            window.IntervalWindow(0, 10): [1, 2],
+            window.IntervalWindow(10, 20): [12]}), label="per_window")
+        util.assert_that(
+            xs | "Vals" >> beam.Map(lambda x: x * 2),
+            lambda actual: util.equal_to([(2, 1, 0), (4, 2, 0), (24, 12, 10)])(
+                [(wv.value, int(wv.timestamp), int(wv.windows[0].start)) for wv in actual]),
+            reify_windows=True, label="reified")
+    assert util.contains_in_any_order([1, 2, 2]) == [2, 1, 2]
+    assert util.contains_in_any_order([1, 2]) != [1, 2, 2]

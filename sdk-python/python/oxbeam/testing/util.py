@@ -1,12 +1,16 @@
 """``assert_that`` and matchers, as in ``apache_beam.testing.util``."""
 
+import collections
+import typing
+
 from oxbeam.pvalue import AsList
-from oxbeam.transforms.core import Create, Map, WindowInto
+from oxbeam.transforms.core import Create, DoFn, Map, ParDo, WindowInto
 from oxbeam.transforms.ptransform import PTransform
 from oxbeam.window import GlobalWindows
 
 __all__ = ["assert_that", "equal_to", "is_empty", "is_not_empty", "BeamAssertException",
-           "row_namedtuple_equals_fn"]
+           "row_namedtuple_equals_fn", "equal_to_per_window", "TestWindowedValue",
+           "contains_in_any_order"]
 
 
 class BeamAssertException(AssertionError):
@@ -19,6 +23,68 @@ def _remove(items, x):
             del items[i]
             return True
     return False
+
+
+class TestWindowedValue(typing.NamedTuple):
+    """An element with its timestamp, windows and pane, as ``assert_that(...,
+    reify_windows=True)`` passes them to the matcher."""
+
+    value: typing.Any
+    timestamp: typing.Any
+    windows: list
+    pane_info: typing.Any = None
+
+
+def contains_in_any_order(iterable):
+    """An object equal to any iterable with the same items, counted."""
+
+    class InAnyOrder(object):
+        def __init__(self, items):
+            self._counter = collections.Counter(items)
+
+        def __eq__(self, other):
+            return self._counter == collections.Counter(other)
+
+        def __hash__(self):
+            return hash(frozenset(self._counter.items()))
+
+        def __repr__(self):
+            return "InAnyOrder(%s)" % self._counter
+
+    return InAnyOrder(iterable)
+
+
+class _EqualToPerWindowMatcher(object):
+    def __init__(self, expected_window_to_elements):
+        self._expected = expected_window_to_elements
+
+    def __call__(self, actual):
+        expected = {w: list(v) for w, v in self._expected.items()}
+        for wv in actual:
+            if not isinstance(wv, TestWindowedValue):
+                raise BeamAssertException(
+                    "Failed assert: Received element %s is not of type TestWindowedValue. Did "
+                    "you forget to set reify_windows=True on the assertion?" % (wv,))
+            w = wv.windows[0]
+            if w not in expected:
+                raise BeamAssertException(
+                    "Failed assert: window %s not found in any expected windows %s"
+                    % (w, list(expected)))
+            try:
+                expected[w].remove(wv.value)
+            except ValueError:
+                raise BeamAssertException("Failed assert: element %s not found in window %s:%s"
+                                          % (wv.value, w, expected[w])) from None
+        for w, rest in expected.items():
+            if rest:
+                raise BeamAssertException(
+                    "Failed assert: unmatched elements %s in window %s" % (rest, w))
+
+
+def equal_to_per_window(expected_window_to_elements):
+    """Matches reified elements (``assert_that(..., reify_windows=True)``)
+    with the expected elements of each window: ``{window: [elements]}``."""
+    return _EqualToPerWindowMatcher(expected_window_to_elements)
 
 
 def _is_named_tuple(x):
@@ -99,6 +165,12 @@ def is_not_empty():
     return _nonempty
 
 
+class _ReifyTimestampWindow(DoFn):
+    def process(self, element, timestamp=DoFn.TimestampParam, window=DoFn.WindowParam,
+                pane_info=DoFn.PaneInfoParam):
+        return [TestWindowedValue(element, timestamp, [window], pane_info)]
+
+
 class _Check(object):
     def __init__(self, matcher):
         self.matcher = matcher
@@ -108,12 +180,15 @@ class _Check(object):
 
 
 class _AssertThat(PTransform):
-    def __init__(self, matcher, use_global_window):
+    def __init__(self, matcher, use_global_window, reify_windows=False):
         PTransform.__init__(self)
         self.matcher = matcher
         self.use_global_window = use_global_window
+        self.reify_windows = reify_windows
 
     def expand(self, pcoll):
+        if self.reify_windows:
+            pcoll = pcoll | "ReifyTimestampWindow" >> ParDo(_ReifyTimestampWindow())
         if self.use_global_window and not pcoll.windowing.is_default():
             pcoll = pcoll | "WindowInto" >> WindowInto(GlobalWindows())
         return (
@@ -124,9 +199,12 @@ class _AssertThat(PTransform):
 
 
 def assert_that(actual, matcher, label="assert_that", reify_windows=False, use_global_window=True):
-    """Checks, when the pipeline runs, that ``matcher(all elements)`` passes."""
-    if reify_windows:
-        raise NotImplementedError("assert_that(reify_windows=True)")
+    """Checks, when the pipeline runs, that ``matcher(all elements)`` passes
+    (with ``reify_windows``, each element as a :class:`TestWindowedValue`)."""
+    if isinstance(matcher, _EqualToPerWindowMatcher):
+        reify_windows = True
+        use_global_window = True
+
     # As Beam's: a label in use gets a number (tests often assert twice).
     used = actual.pipeline.applied_labels
     if label in used:
@@ -134,4 +212,4 @@ def assert_that(actual, matcher, label="assert_that", reify_windows=False, use_g
         while "%s_%d" % (label, n) in used:
             n += 1
         label = "%s_%d" % (label, n)
-    actual | label >> _AssertThat(matcher, use_global_window)
+    actual | label >> _AssertThat(matcher, use_global_window, reify_windows)
