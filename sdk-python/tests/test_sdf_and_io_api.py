@@ -281,3 +281,35 @@ def test_assert_that_reify_windows_and_equal_to_per_window(B):
             reify_windows=True, label="reified")
     assert util.contains_in_any_order([1, 2, 2]) == [2, 1, 2]
     assert util.contains_in_any_order([1, 2]) != [1, 2, 2]
+
+
+def test_fileio_match_read_and_write(B, tmp_path):
+    beam = B.beam
+    fileio = importlib.import_module(B.name + ".io.fileio")
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.txt").write_text("alpha\nbeta\n")
+    (src / "b.txt").write_text("gamma\n")
+    out = tmp_path / "out"
+    with B.pipeline() as p:
+        files = (p
+                 | fileio.MatchFiles(str(src / "*.txt"))
+                 | fileio.ReadMatches())
+        contents = files | beam.Map(lambda f: (os.path.basename(f.metadata.path), f.read_utf8()))
+        B.assert_that(contents, B.equal_to([("a.txt", "alpha\nbeta\n"), ("b.txt", "gamma\n")]),
+                      label="read")
+        lines = files | beam.FlatMap(lambda f: f.read_utf8().split())
+        _ = lines | fileio.WriteToFiles(
+            str(out), destination=lambda w: "long" if len(w) > 4 else "short",
+            file_naming=fileio.destination_prefix_naming(".txt"))
+        empty = p | "NoMatch" >> fileio.MatchFiles(str(src / "*.csv"))
+        B.assert_that(empty, B.equal_to([]), label="empty")
+    got = {}
+    for name in os.listdir(str(out)):
+        if name.startswith("."):
+            continue
+        prefix = name.split("-")[0]
+        with open(os.path.join(str(out), name)) as f:
+            got.setdefault(prefix, []).extend(f.read().split())
+    assert {k: sorted(v) for k, v in got.items()} == {
+        "long": ["alpha", "gamma"], "short": ["beta"]}

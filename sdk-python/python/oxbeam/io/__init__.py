@@ -3,7 +3,7 @@
 trackers of splittable DoFns), and Oxbeam's streaming sources and sink
 (:mod:`oxbeam.io.streams`: Generate, Redis Streams)."""
 
-from oxbeam.io import filesystems, iobase, range_trackers, restriction_trackers  # noqa: F401
+from oxbeam.io import fileio, filesystems, iobase, range_trackers, restriction_trackers  # noqa: F401
 from oxbeam.io import watermark_estimators  # noqa: F401
 from oxbeam.io.iobase import Read, Sink, Write, Writer  # noqa: F401
 from oxbeam.io.range_trackers import OffsetRangeTracker, UnsplittableRangeTracker  # noqa: F401
