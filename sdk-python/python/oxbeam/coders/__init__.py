@@ -29,6 +29,7 @@ __all__ = [
     "TupleCoder",
     "IterableCoder",
     "ToBytesCoder",
+    "TimestampCoder",
     "CoderRegistry",
     "registry",
 ]
@@ -249,6 +250,22 @@ class ToBytesCoder(Coder):
 
     def decode(self, encoded):
         raise NotImplementedError("ToBytesCoder cannot be used for decoding.")
+
+    def is_deterministic(self):
+        return True
+
+
+class TimestampCoder(Coder):
+    """A ``Timestamp`` as its microseconds, big-endian 64-bit (Beam's
+    encoding)."""
+
+    def encode(self, value):
+        return struct.pack(">q", value.micros)
+
+    def decode(self, encoded):
+        from oxbeam.utils.timestamp import Timestamp
+
+        return Timestamp(micros=struct.unpack(">q", encoded)[0])
 
     def is_deterministic(self):
         return True

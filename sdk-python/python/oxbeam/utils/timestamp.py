@@ -6,6 +6,7 @@ Both are kept in microseconds; the runner carries milliseconds, like Beam.
 import datetime
 import functools
 import time
+import typing
 
 __all__ = ["Timestamp", "Duration", "MIN_TIMESTAMP", "MAX_TIMESTAMP", "TIME_GRANULARITY"]
 
@@ -189,3 +190,8 @@ MAX_TIMESTAMP_MICROS = 9223372036854775 * 1000
 MIN_TIMESTAMP = Timestamp(micros=MIN_TIMESTAMP_MICROS)
 MAX_TIMESTAMP = Timestamp(micros=MAX_TIMESTAMP_MICROS)
 TIME_GRANULARITY = Duration(micros=1)
+
+
+# Type aliases of Beam's ``apache_beam.utils.timestamp``.
+TimestampTypes = typing.Union[int, float, Timestamp]
+DurationTypes = typing.Union[int, float, Duration]
