@@ -313,3 +313,24 @@ def test_fileio_match_read_and_write(B, tmp_path):
             got.setdefault(prefix, []).extend(f.read().split())
     assert {k: sorted(v) for k, v in got.items()} == {
         "long": ["alpha", "gamma"], "short": ["beta"]}
+
+
+def test_periodic_impulse(B):
+    beam = B.beam
+    ps = importlib.import_module(B.name + ".transforms.periodicsequence")
+    ts = B.ts
+    start = ts.Timestamp.of(int(ts.Timestamp.now().micros // 1000000) - 60)
+    base = start.micros / 1e6
+    with B.pipeline() as p:
+        ticks = (p
+                 | "Ticks" >> ps.PeriodicImpulse(start, start + 2, 0.5)
+                 | "Rel" >> beam.Map(lambda x: round(x - base, 3)))
+        B.assert_that(ticks, B.equal_to([0.0, 0.5, 1.0, 1.5]), label="ticks")
+        data = (p
+                | "Data" >> ps.PeriodicImpulse(start, start + 3, 1.0, data=["a", "b", "c"])
+                | "Stamp" >> beam.Map(lambda v, t=beam.DoFn.TimestampParam: (v, int(t.micros / 1e6 - base))))
+        B.assert_that(data, B.equal_to([("a", 0), ("b", 1), ("c", 2)]), label="data")
+        windowed = (p
+                    | "W" >> ps.PeriodicImpulse(start, start + 2, 1.0, apply_windowing=True)
+                    | "Win" >> beam.Map(lambda x, w=beam.DoFn.WindowParam: int(w.end.micros / 1e6 - base)))
+        B.assert_that(windowed, B.equal_to([1, 2]), label="windows")
