@@ -226,6 +226,32 @@ impl<O, A> WasmCombinePerKey<O, A> {
     }
 }
 
+/// The `CombinePayload` of a Wasm CombineFn with accumulator type `A`.
+fn combine_payload<A: Element>(f: &WasmFn, p: &crate::Pipeline) -> Vec<u8> {
+    pb::CombinePayload {
+        combine_fn: Some(f.spec(urns::wasm_functions::COMBINE_FN, WasmFunctionKind::Combine)),
+        accumulator_coder_id: p.coder_id(&<A as Element>::Coder::default().spec()),
+    }
+    .encode_to_vec()
+}
+
+/// The Wasm CombineFn over each grouped `(K, [V])` of `grouped`
+/// (`beam:transform:combine_grouped_values:v1` in the Wasm environment).
+fn combine_grouped_values<K: Element, V: Element, O: Element>(
+    grouped: &PCollection<(K, Vec<V>)>,
+    label: &str,
+    payload: Vec<u8>,
+) -> PCollection<(K, O)> {
+    let p = grouped.pipeline().clone();
+    let spec = pb::FunctionSpec {
+        urn: urns::standard_p_transforms::combine_components::COMBINE_GROUPED_VALUES.to_string(),
+        payload: payload.into(),
+    };
+    let id = p.add_transform(label, Some(spec), grouped.main_input(), false);
+    p.set_environment(&id, WASM_ENVIRONMENT_ID, environment());
+    p.add_output::<(K, O)>(&id, MAIN_TAG, grouped.window_fn())
+}
+
 impl<K: Element, V: Element, O: Element, A: Element> PTransform<PCollection<(K, V)>>
     for WasmCombinePerKey<O, A>
 {
@@ -233,28 +259,98 @@ impl<K: Element, V: Element, O: Element, A: Element> PTransform<PCollection<(K, 
     fn expand(self, input: &PCollection<(K, V)>) -> PCollection<(K, O)> {
         let p = input.pipeline().clone();
         let name = p.reserve_name("CombinePerKey");
-        let payload = pb::CombinePayload {
-            combine_fn: Some(
-                self.f
-                    .spec(urns::wasm_functions::COMBINE_FN, WasmFunctionKind::Combine),
-            ),
-            accumulator_coder_id: p.coder_id(&<A as Element>::Coder::default().spec()),
-        }
-        .encode_to_vec();
+        let payload = combine_payload::<A>(&self.f, &p);
         let spec = pb::FunctionSpec {
             urn: urns::standard_p_transforms::composites::COMBINE_PER_KEY.to_string(),
             payload: payload.clone().into(),
         };
         p.composite_reserved(&name, Some(spec), vec![input.id().to_string()], || {
             let grouped = input.group_by_key("GroupByKey");
-            let spec = pb::FunctionSpec {
-                urn: urns::standard_p_transforms::combine_components::COMBINE_GROUPED_VALUES
-                    .to_string(),
-                payload: payload.into(),
-            };
-            let id = p.add_transform("CombineValues", Some(spec), grouped.main_input(), false);
-            p.set_environment(&id, WASM_ENVIRONMENT_ID, environment());
-            p.add_output::<(K, O)>(&id, MAIN_TAG, input.window_fn())
+            combine_grouped_values(&grouped, "CombineValues", payload)
         })
+    }
+}
+
+/// Combine of all elements with a Wasm CombineFn (kind `COMBINE`): one `O`
+/// per window. In the global window an empty input gives the CombineFn's
+/// result for no input (the guest's `extract(create())`), as Beam's
+/// `CombineGlobally`; [`without_defaults`](Self::without_defaults) drops it.
+#[derive(Clone, Debug)]
+pub struct WasmCombineGlobally<O, A = Vec<u8>> {
+    f: WasmFn,
+    has_defaults: bool,
+    _o: PhantomData<fn() -> (O, A)>,
+}
+
+impl<O, A> WasmCombineGlobally<O, A> {
+    /// The transform running `f`.
+    pub fn new(f: WasmFn) -> Self {
+        WasmCombineGlobally {
+            f,
+            has_defaults: true,
+            _o: PhantomData,
+        }
+    }
+
+    /// No output for an empty input.
+    #[must_use]
+    pub fn without_defaults(mut self) -> Self {
+        self.has_defaults = false;
+        self
+    }
+}
+
+/// Emits the combined value, or the default when there is none.
+#[derive(Clone)]
+struct CombinedOrDefault<O: Element> {
+    combined: crate::SideInput<Vec<O>>,
+    default: crate::SideInput<Vec<O>>,
+}
+
+impl<O: Element> crate::DoFn for CombinedOrDefault<O> {
+    type In = Vec<u8>;
+    type Out = O;
+    fn process(&mut self, _: &Vec<u8>, ctx: &mut crate::ProcessContext<'_, O>) {
+        let combined = ctx.side_input(&self.combined);
+        let chosen = if combined.is_empty() {
+            ctx.side_input(&self.default)
+        } else {
+            combined
+        };
+        for v in chosen.iter() {
+            ctx.output(v.clone());
+        }
+    }
+}
+
+impl<V: Element, O: Element, A: Element> PTransform<PCollection<V>> for WasmCombineGlobally<O, A> {
+    type Output = PCollection<O>;
+    fn expand(self, input: &PCollection<V>) -> PCollection<O> {
+        let p = input.pipeline().clone();
+        let payload = combine_payload::<A>(&self.f, &p);
+        let combined = input
+            .map("KeyWithVoid", |v: &V| (Vec::<u8>::new(), v.clone()))
+            .apply(
+                "CombinePerKey",
+                WasmCombinePerKey::<O, A>::new(self.f.clone()),
+            )
+            .values("DropKey");
+        if !self.has_defaults || input.window_fn() != crate::WindowFn::Global {
+            return combined;
+        }
+        // The result for no input: the CombineFn over one empty group.
+        let empty = p.create("EmptyGroup", vec![(Vec::<u8>::new(), Vec::<V>::new())]);
+        let default = combine_grouped_values::<Vec<u8>, V, O>(&empty, "CombineEmptyGroup", payload)
+            .values("DefaultValue");
+        let (c, d) = (combined.as_iterable(), default.as_iterable());
+        p.impulse("DoOnce").par_do(
+            "InjectDefault",
+            crate::ParDo::of(CombinedOrDefault {
+                combined: c.clone(),
+                default: d.clone(),
+            })
+            .with_side_input(&c)
+            .with_side_input(&d),
+        )
     }
 }

@@ -2,7 +2,9 @@
 //! identical output.
 
 use oxbeam::Pipeline;
-use oxbeam::wasm::{WasmCombinePerKey, WasmFilter, WasmFlatMap, WasmFn, WasmMap};
+use oxbeam::wasm::{
+    WasmCombineGlobally, WasmCombinePerKey, WasmFilter, WasmFlatMap, WasmFn, WasmMap,
+};
 use oxbeam_model::urns;
 
 use crate::common::*;
@@ -90,6 +92,43 @@ fn combine_per_key_native_and_wasm_agree() {
     };
     assert_eq!(native.len(), 17);
     assert_eq!(native, wasm);
+}
+
+#[test]
+fn combine_globally_native_and_wasm_agree_with_defaults_for_empty_input() {
+    let data: Vec<i64> = (1..=1_000).collect();
+    let native = {
+        let p = Pipeline::default();
+        let out = p
+            .create("Data", data.clone())
+            .combine_globally("Sum", oxbeam::combiners::Sum::of::<i64>())
+            .collect_for_testing("Out");
+        p.run().unwrap();
+        out.sorted()
+    };
+    assert_eq!(native, vec![500_500]);
+    let p = wasm_pipeline();
+    let sum = || WasmFn::new(rust_guest(), "sum");
+    let all = p
+        .create("Data", data)
+        .apply("Sum", WasmCombineGlobally::<i64>::new(sum()))
+        .collect_for_testing("All");
+    // Empty input in the global window: the guest's sum of nothing.
+    let empty = p
+        .create("Nothing", Vec::<i64>::new())
+        .apply("SumOfNothing", WasmCombineGlobally::<i64>::new(sum()))
+        .collect_for_testing("Empty");
+    let none = p
+        .create("Nothing2", Vec::<i64>::new())
+        .apply(
+            "NoDefault",
+            WasmCombineGlobally::<i64>::new(sum()).without_defaults(),
+        )
+        .collect_for_testing("None");
+    p.run().unwrap();
+    assert_eq!(all.sorted(), native);
+    assert_eq!(empty.sorted(), vec![0]);
+    assert!(none.sorted().is_empty());
 }
 
 #[test]
