@@ -19,6 +19,7 @@ import math
 import pickle
 import struct
 
+from oxbeam.coders import _varint as _varint_bytes
 from oxbeam.transforms.core import CombineFn, CombineGlobally, CombinePerKey
 from oxbeam.transforms.ptransform import PTransform
 
@@ -26,15 +27,7 @@ __all__ = ["ApproximateUnique", "ApproximateQuantiles"]
 
 
 def _varint(n, out):
-    n &= (1 << 64) - 1
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return
+    out += _varint_bytes(n)
 
 
 def _fast_primitives(v, out, nested=False):
