@@ -334,3 +334,26 @@ def test_periodic_impulse(B):
                     | "W" >> ps.PeriodicImpulse(start, start + 2, 1.0, apply_windowing=True)
                     | "Win" >> beam.Map(lambda x, w=beam.DoFn.WindowParam: int(w.end.micros / 1e6 - base)))
         B.assert_that(windowed, B.equal_to([1, 2]), label="windows")
+
+
+def test_csv_and_json_records(ox, tmp_path):
+    beam = ox.beam
+    (tmp_path / "a.csv").write_text("name,n,score,ok,note\nann,3,1.5,True,x\nbob,4,2,False,\n")
+    (tmp_path / "b.jsonl").write_text('{"k": "a", "v": 1}\n\n{"k": "b", "v": [1, 2]}\n')
+    out = str(tmp_path / "out")
+    with ox.pipeline() as p:
+        rows = p | beam.io.ReadFromCsv(str(tmp_path / "*.csv"))
+        ox.assert_that(rows, ox.equal_to([
+            beam.Row(name="ann", n=3, score=1.5, ok=True, note="x"),
+            beam.Row(name="bob", n=4, score=2.0, ok=False, note=None)]), label="csv")
+        recs = p | beam.io.ReadFromJson(str(tmp_path / "*.jsonl"))
+        ox.assert_that(recs | beam.Map(lambda r: (r.k, r.v)),
+                       ox.equal_to([("a", 1), ("b", [1, 2])]), label="json")
+        names = rows | beam.io.WriteToCsv(out)
+        ox.assert_that(names, ox.equal_to([out + "-00000-of-00001.csv"]), label="written")
+        _ = recs | beam.io.WriteToJson(out)
+    with open(out + "-00000-of-00001.csv") as f:
+        assert sorted(f.read().splitlines()) == sorted([
+            "name,n,score,ok,note", "ann,3,1.5,True,x", "bob,4,2.0,False,"])
+    with open(out + "-00000-of-00001.json") as f:
+        assert sorted(f.read().splitlines()) == ['{"k": "a", "v": 1}', '{"k": "b", "v": [1, 2]}']

@@ -9,4 +9,5 @@ from oxbeam.io.iobase import Read, Sink, Write, Writer  # noqa: F401
 from oxbeam.io.range_trackers import OffsetRangeTracker, UnsplittableRangeTracker  # noqa: F401
 
 from oxbeam.io.textio import ReadFromText, ReadAllFromText, WriteToText  # noqa: F401
+from oxbeam.io.tabular import ReadFromCsv, ReadFromJson, WriteToCsv, WriteToJson  # noqa: F401
 from oxbeam.io.streams import Generate, ReadFromRedisStream, WriteToRedisStream  # noqa: F401
