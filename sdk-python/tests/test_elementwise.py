@@ -1,5 +1,7 @@
 """Create, Map, FlatMap, Filter, ParDo/DoFn: same output on Beam and Oxbeam."""
 
+import pytest
+
 
 def test_create_ints(B):
     with B.pipeline() as p:
@@ -232,3 +234,38 @@ def test_unicode_strings(B):
     with B.pipeline() as p:
         out = p | B.beam.Create(["héllo", "日本", ""]) | B.beam.Map(lambda s: s[::-1])
         B.assert_that(out, B.equal_to(["olléh", "本日", ""]))
+
+
+def test_chained_plain_maps_run_fused_with_exact_errors_and_metrics(ox):
+    """Consecutive Maps of builtin-only functions run as one comprehension;
+    an error still names the Map and element that failed, and a Map that
+    counts a metric keeps it under its own step."""
+    beam = ox.beam
+    from oxbeam.metrics import Metrics
+    from oxbeam.metrics.metric import MetricsFilter
+
+    def counted(x):
+        Metrics.counter("ns", "seen").inc()
+        return x
+
+    p = ox.pipeline()
+    out = (p
+           | beam.Create(list(range(100)))
+           | "A" >> beam.Map(lambda x: x + 1)
+           | "B" >> beam.Map(lambda x: x * 2)
+           | "C" >> beam.Map(counted)
+           | "D" >> beam.Map(str))
+    ox.assert_that(out, ox.equal_to([str((i + 1) * 2) for i in range(100)]))
+    result = p.run()
+    counters = result.metrics().query(MetricsFilter().with_name("seen"))["counters"]
+    assert [(c.key.step, c.committed) for c in counters] == [("C", 100)]
+
+    with pytest.raises(ZeroDivisionError) as e:
+        with ox.pipeline() as p:
+            _ = (p
+                 | beam.Create([1, 2, 0, 4])
+                 | "Inc" >> beam.Map(lambda x: x + 1)
+                 | "Dec" >> beam.Map(lambda x: x - 1)
+                 | "Invert" >> beam.Map(lambda x: 1 / x))
+    assert e.value.transform == "Invert"
+    assert "0" in repr(e.value.element)

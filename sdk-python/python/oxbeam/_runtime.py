@@ -436,6 +436,9 @@ class ParDoOp(Op):
         self._setup_ctx = _Contexts()
         self._bundle_ctx = _Contexts()
         self._bundle_params = []
+        # Set when later plain Maps are fused into this one.
+        self.chain = None
+        self.chain_batch = None
 
     def _context_value(self, name):
         v = self._bundle_ctx.values
@@ -569,6 +572,21 @@ class ParDoOp(Op):
         return results
 
     def _map(self, values):
+        if self.chain_batch is not None:
+            try:
+                return self.chain_batch(values)
+            except Exception:  # noqa: BLE001 - re-run map by map to name the failing one
+                pass
+            for fn, label in self.chain:
+                _current.label = label
+                it = iter(values)
+                try:
+                    values = list(map(fn, it))
+                except Exception as e:
+                    _annotate(e, label, values[len(values) - length_hint(it) - 1])
+                    raise
+            _current.label = self.label
+            return values
         if self.batch_fn is not None:
             try:
                 return self.batch_fn(values)
@@ -1222,6 +1240,75 @@ _PHASE_KEYS = {
 }
 
 
+_BUILTIN_CALLABLES = (
+    type(len), type(str.upper), type("".upper), type(dict.__dict__["fromkeys"]),
+)
+
+
+_PLAIN_VALUES = (int, float, complex, str, bytes, bool, type(None), tuple, frozenset)
+
+
+def _plain(v):
+    """A builtin function or type, or an immutable value of a builtin type."""
+    if isinstance(v, _BUILTIN_CALLABLES):
+        return True
+    if isinstance(v, type):
+        return v.__module__ == "builtins"
+    return type(v) in _PLAIN_VALUES
+
+
+def _leaf_code(code, globs, depth=0):
+    """Whether a code object calls nothing that could update a metric: it
+    names no global but builtins and plain values, and no ``Metrics``."""
+    if depth > 4:
+        return False
+    for name in code.co_names:
+        if name in ("Metrics", "metrics", "_current"):
+            return False
+        if name in globs and not _plain(globs[name]):
+            return False
+    for c in code.co_consts:
+        if hasattr(c, "co_names") and not _leaf_code(c, globs, depth + 1):
+            return False
+    return True
+
+
+def _is_leaf_fn(fn):
+    """Whether ``fn`` can run inside another transform's call without its
+    own label: a builtin, or a Python function whose code and closure call
+    only builtins (so no user metric can be counted under the wrong step)."""
+    if isinstance(fn, _BUILTIN_CALLABLES):
+        return True
+    code = getattr(fn, "__code__", None)
+    if code is None or getattr(fn, "__self__", None) is not None:
+        return False
+    for cell in fn.__closure__ or ():
+        try:
+            v = cell.cell_contents
+        except ValueError:
+            return False
+        if not _plain(v):
+            return False
+    return _leaf_code(code, getattr(fn, "__globals__", {}))
+
+
+def _chain_batch(fns):
+    """``[fn(…f1(f0(x))) for x in values]`` as one comprehension (no Python
+    frame per function call beyond the functions' own)."""
+    names = ["f%d" % i for i in range(len(fns))]
+    expr = "x"
+    for n in names:
+        expr = "%s(%s)" % (n, expr)
+    return eval("lambda values: [%s for x in values]" % expr, dict(zip(names, fns)))
+
+
+def _fusable_map(op):
+    return (type(op) is ParDoOp and op.fnspec.kind == "map" and op.dofn is None
+            and getattr(op, "fast", False) and op.batch_fn is None
+            and op.flat_batch_fn is None and list(op.output_pcolls) == ["None"]
+            and _is_leaf_fn(op.fn))
+
+
 class StageRunner(object):
     """Runs bundles of one fused stage (built by the Rust executor)."""
 
@@ -1289,6 +1376,36 @@ class StageRunner(object):
                     if cs[0][0].phase == "precombine":
                         op.batch_fn = _same_batch
                         cs[0][0].keyless = True
+        self._fuse_map_chains(consumers)
+
+    def _fuse_map_chains(self, consumers):
+        """Runs consecutive Maps of plain functions (``Map(lambda x: x + 1)``
+        ...) as one comprehension per batch: ``f2(f1(f0(x)))`` per element,
+        with no list between them. Only functions that call builtins alone
+        are fused (their user metrics, if any, would need their own step);
+        an exception re-runs the batch map by map to name the transform and
+        the element."""
+        absorbed = set()
+        for op in self.ops:
+            if id(op) in absorbed or not _fusable_map(op):
+                continue
+            chain = [op]
+            while True:
+                (pc,) = chain[-1].output_pcolls.values()
+                nxt = consumers.get(pc, [])
+                if len(nxt) != 1 or not _fusable_map(nxt[0]):
+                    break
+                chain.append(nxt[0])
+            if len(chain) < 2:
+                continue
+            for later in chain[1:]:
+                absorbed.add(id(later))
+            op.chain = [(o.fn, o.label) for o in chain]
+            op.chain_batch = _chain_batch([o.fn for o in chain])
+            op.outs = chain[-1].outs
+            op.output_pcolls = chain[-1].output_pcolls
+        if absorbed:
+            self.ops = [op for op in self.ops if id(op) not in absorbed]
 
     def start_bundle(self, sides):
         for op in self.ops:
