@@ -357,3 +357,43 @@ def test_csv_and_json_records(ox, tmp_path):
             "name,n,score,ok,note", "ann,3,1.5,True,x", "bob,4,2.0,False,"])
     with open(out + "-00000-of-00001.json") as f:
         assert sorted(f.read().splitlines()) == ['{"k": "a", "v": 1}', '{"k": "b", "v": [1, 2]}']
+
+
+AVRO_SCHEMA = {
+    "type": "record", "name": "Score",
+    "fields": [{"name": "user", "type": "string"}, {"name": "points", "type": "long"}],
+}
+
+
+def test_avro_write_then_read(B, tmp_path):
+    beam = B.beam
+    avroio = importlib.import_module(B.name + ".io.avroio")
+    records = [{"user": "u%d" % i, "points": i * 10} for i in range(50)]
+    prefix = str(tmp_path / "scores")
+    with B.pipeline() as p:
+        _ = p | beam.Create(records) | avroio.WriteToAvro(prefix, AVRO_SCHEMA, num_shards=2,
+                                                           file_name_suffix=".avro")
+    assert sorted(os.listdir(str(tmp_path))) == [
+        "scores-00000-of-00002.avro", "scores-00001-of-00002.avro"]
+    with B.pipeline() as p:
+        got = p | avroio.ReadFromAvro(prefix + "*")
+        B.assert_that(got | beam.Map(lambda r: (r["user"], r["points"])),
+                      B.equal_to([(r["user"], r["points"]) for r in records]))
+
+
+def test_parquet_write_then_read(B, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    beam = B.beam
+    parquetio = importlib.import_module(B.name + ".io.parquetio")
+    schema = pa.schema([("name", pa.string()), ("n", pa.int64()), ("x", pa.float64())])
+    rows = [{"name": "r%d" % i, "n": i, "x": i / 4} for i in range(30)]
+    prefix = str(tmp_path / "rows")
+    with B.pipeline() as p:
+        _ = p | beam.Create(rows) | parquetio.WriteToParquet(prefix, schema,
+                                                              file_name_suffix=".parquet")
+    with B.pipeline() as p:
+        got = p | parquetio.ReadFromParquet(prefix + "*")
+        B.assert_that(got | beam.Map(lambda r: (r["name"], r["n"], r["x"])),
+                      B.equal_to([(r["name"], r["n"], r["x"]) for r in rows]), label="all")
+        names = p | "Cols" >> parquetio.ReadFromParquet(prefix + "*", columns=["name"])
+        B.assert_that(names, B.equal_to([{"name": r["name"]} for r in rows]), label="cols")

@@ -10,4 +10,6 @@ from oxbeam.io.range_trackers import OffsetRangeTracker, UnsplittableRangeTracke
 
 from oxbeam.io.textio import ReadFromText, ReadAllFromText, WriteToText  # noqa: F401
 from oxbeam.io.tabular import ReadFromCsv, ReadFromJson, WriteToCsv, WriteToJson  # noqa: F401
+from oxbeam.io.avroio import ReadFromAvro, WriteToAvro  # noqa: F401
+from oxbeam.io.parquetio import ReadFromParquet, WriteToParquet  # noqa: F401
 from oxbeam.io.streams import Generate, ReadFromRedisStream, WriteToRedisStream  # noqa: F401
