@@ -3,12 +3,19 @@ Parquet IOs: match the pattern, spread the files over workers, read each;
 write all records once, sharded round robin, each shard under a temporary
 name first."""
 
+import glob
 import os
 
-from oxbeam.io.textio import _match
 from oxbeam.pvalue import AsList
 from oxbeam.transforms.core import Create, FlatMap, Reshuffle
 from oxbeam.transforms.ptransform import PTransform
+
+
+def _match(pattern):
+    """The files a glob (or a plain path) names, sorted."""
+    files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else (
+        [pattern] if os.path.exists(pattern) else [])
+    return [f for f in files if os.path.isfile(f)]
 
 
 def shard_name(prefix, suffix, i, n, template):
@@ -50,12 +57,21 @@ class ReadFiles(PTransform):
 
 
 class _WriteAll(object):
-    def __init__(self, prefix, suffix, num_shards, template, write_file):
+    def __init__(self, prefix, suffix, num_shards, template, write_file, file_naming=None):
         self.prefix = prefix
         self.suffix = suffix
         self.num_shards = num_shards
         self.template = template
         self.write_file = write_file
+        self.file_naming = file_naming
+
+    def _name(self, i, n):
+        if self.file_naming is None:
+            return shard_name(self.prefix, self.suffix, i, n, self.template)
+        from oxbeam.window import GlobalWindow
+
+        return os.path.join(os.path.dirname(self.prefix),
+                            self.file_naming(GlobalWindow(), None, i, n, None, None))
 
     def __call__(self, _, records):
         n = self.num_shards or 1
@@ -67,7 +83,7 @@ class _WriteAll(object):
             os.makedirs(d, exist_ok=True)
         names = []
         for i, shard in enumerate(shards):
-            name = shard_name(self.prefix, self.suffix, i, n, self.template)
+            name = self._name(i, n)
             tmp = name + ".oxbeam-tmp"
             try:
                 self.write_file(tmp, shard)
@@ -83,9 +99,9 @@ class WriteFiles(PTransform):
     """Writes all records with ``write_file(path, records)`` per shard;
     outputs the file names."""
 
-    def __init__(self, prefix, suffix, num_shards, template, write_file, name):
+    def __init__(self, prefix, suffix, num_shards, template, write_file, name, file_naming=None):
         PTransform.__init__(self)
-        self.fn = _WriteAll(prefix, suffix, num_shards, template, write_file)
+        self.fn = _WriteAll(prefix, suffix, num_shards, template, write_file, file_naming)
         self.name = name
 
     def default_label(self):

@@ -14,12 +14,9 @@ otherwise.
 import csv
 import io
 import json
-import os
 
-from oxbeam.io.textio import _match
-from oxbeam.pvalue import AsList, Row
-from oxbeam.transforms.core import Create, FlatMap, Reshuffle
-from oxbeam.transforms.ptransform import PTransform
+from oxbeam.io._filebased import ReadFiles, WriteFiles
+from oxbeam.pvalue import Row
 
 __all__ = ["ReadFromCsv", "WriteToCsv", "ReadFromJson", "WriteToJson"]
 
@@ -76,28 +73,10 @@ def _read_json_file(path):
     return out
 
 
-class _ReadTabular(PTransform):
-    def __init__(self, path, read_file, name):
-        PTransform.__init__(self)
-        self.path = path
-        self.read_file = read_file
-        self.name = name
-
-    def default_label(self):
-        return self.name
-
-    def expand(self, pbegin):
-        return (pbegin
-                | "Pattern" >> Create([self.path])
-                | "Match" >> FlatMap(_match)
-                | "Reshuffle" >> Reshuffle()
-                | "ReadFiles" >> FlatMap(self.read_file))
-
-
 def ReadFromCsv(path, *, splittable=True, filename_column=None, **kwargs):
     """The records of the CSV files matching ``path`` (a header line, then
     one record per line), as ``beam.Row``s."""
-    return _ReadTabular(path, _ReadCsvFile(filename_column, kwargs), "ReadFromCsv")
+    return ReadFiles(path, _ReadCsvFile(filename_column, kwargs), "ReadFromCsv", validate=False)
 
 
 def ReadFromJson(path, *, orient="records", lines=True, dtype=False, **kwargs):
@@ -106,7 +85,7 @@ def ReadFromJson(path, *, orient="records", lines=True, dtype=False, **kwargs):
     if orient != "records" or not lines:
         raise NotImplementedError("ReadFromJson(orient=%r, lines=%r): Oxbeam reads JSON lines "
                                   "of records" % (orient, lines))
-    return _ReadTabular(path, _read_json_file, "ReadFromJson")
+    return ReadFiles(path, _read_json_file, "ReadFromJson", validate=False)
 
 
 def _fields(record):
@@ -119,36 +98,15 @@ def _fields(record):
     raise TypeError("expected a Row, named tuple or dict record, got %r" % (record,))
 
 
-class _WriteFiles(object):
-    def __init__(self, path, suffix, num_shards, file_naming, render):
-        self.path = path
-        self.suffix = suffix
-        self.num_shards = num_shards
-        self.file_naming = file_naming
+class _WriteRendered(object):
+    """Writes a shard's records as the text ``render`` makes of them."""
+
+    def __init__(self, render):
         self.render = render
 
-    def __call__(self, _, records):
-        from oxbeam.window import GlobalWindow
-
-        n = self.num_shards or 1
-        shards = [[] for _ in range(n)]
-        for i, r in enumerate(records):
-            shards[i % n].append(_fields(r))
-        names = []
-        d = os.path.dirname(self.path)
-        if d:
-            os.makedirs(d, exist_ok=True)
-        for i, shard in enumerate(shards):
-            if self.file_naming is not None:
-                name = os.path.join(d, self.file_naming(GlobalWindow(), None, i, n, None, None))
-            else:
-                name = "%s-%05d-of-%05d%s" % (self.path, i, n, self.suffix)
-            tmp = name + ".oxbeam-tmp"
-            with open(tmp, "w", newline="", encoding="utf-8") as f:
-                f.write(self.render(shard))
-            os.replace(tmp, name)
-            names.append(name)
-        return names
+    def __call__(self, path, records):
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            f.write(self.render([_fields(r) for r in records]))
 
 
 def _render_csv(records):
@@ -165,34 +123,14 @@ def _render_json(records):
     return "".join(json.dumps(r) + "\n" for r in records)
 
 
-class _WriteTabular(PTransform):
-    def __init__(self, fn, name):
-        PTransform.__init__(self)
-        self.fn = fn
-        self.name = name
-
-    def default_label(self):
-        return self.name
-
-    def expand(self, pcoll):
-        from oxbeam.transforms.core import WindowInto
-        from oxbeam.window import GlobalWindows
-
-        if not pcoll.windowing.is_default():
-            pcoll = pcoll | "Rewindow" >> WindowInto(GlobalWindows())
-        return (pcoll.pipeline
-                | "DoOnce" >> Create([None])
-                | "WriteFiles" >> FlatMap(self.fn, AsList(pcoll)).with_output_types(str))
-
-
 def WriteToCsv(path, num_shards=None, file_naming=None, **kwargs):
     """Writes records (Rows, named tuples or dicts) as CSV files with a
     header line; outputs the file names."""
-    return _WriteTabular(_WriteFiles(path, ".csv", num_shards, file_naming, _render_csv),
-                         "WriteToCsv")
+    return WriteFiles(path, ".csv", num_shards, None, _WriteRendered(_render_csv), "WriteToCsv",
+                      file_naming)
 
 
 def WriteToJson(path, *, num_shards=None, file_naming=None, **kwargs):
     """Writes records as JSON lines; outputs the file names."""
-    return _WriteTabular(_WriteFiles(path, ".json", num_shards, file_naming, _render_json),
-                         "WriteToJson")
+    return WriteFiles(path, ".json", num_shards, None, _WriteRendered(_render_json),
+                      "WriteToJson", file_naming)

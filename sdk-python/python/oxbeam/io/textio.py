@@ -1,21 +1,15 @@
 """Text files: ``ReadFromText`` and ``WriteToText``, as in
 ``apache_beam.io.textio`` (lines split on ``\\n`` or ``\\r\\n``, UTF-8)."""
 
-import glob
 import gzip
 import os
 
+from oxbeam.io._filebased import _match, shard_name
 from oxbeam.pvalue import AsList
 from oxbeam.transforms.core import Create, DoFn, FlatMap, Map, Reshuffle
 from oxbeam.transforms.ptransform import PTransform
 
 __all__ = ["ReadFromText", "ReadAllFromText", "WriteToText"]
-
-
-def _match(pattern):
-    files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else (
-        [pattern] if os.path.exists(pattern) else [])
-    return [f for f in files if os.path.isfile(f)]
 
 
 def _is_compressed(path, compression_type):
@@ -209,19 +203,7 @@ class _WriteShards(object):
         self.gzip_output = gzip_output
 
     def _name(self, i, n):
-        t = self.template
-        if t is None:
-            t = "-SSSSS-of-NNNNN"
-        out = t
-        for ch, val in (("S", i), ("N", n)):
-            start = out.find(ch)
-            if start < 0:
-                continue
-            end = start
-            while end < len(out) and out[end] == ch:
-                end += 1
-            out = out[:start] + str(val).zfill(end - start) + out[end:]
-        return self.prefix + out + self.suffix
+        return shard_name(self.prefix, self.suffix, i, n, self.template)
 
     def __call__(self, _, lines):
         n = self.num_shards or 1
