@@ -216,3 +216,29 @@ def test_a_coder_whose_encode_does_not_return_bytes_is_named(ox):
                  | beam.Map(lambda _: (Thing(), 1)).with_output_types(
                      beam.typehints.KV[Thing, int])
                  | beam.GroupByKey())
+
+
+def test_declared_input_types_are_checked_at_construction(B):
+    beam = B.beam
+    typehints = importlib.import_module(B.name + ".typehints")
+    p = beam.Pipeline()
+    numbers = p | beam.Create(["1", "2", "3"])
+    with pytest.raises(typehints.TypeCheckError):
+        numbers | "Evens" >> beam.Filter(lambda x: x % 2 == 0).with_input_types(int)
+
+    @typehints.with_input_types(int)
+    class FilterEvens(beam.DoFn):
+        def process(self, element):
+            if element % 2 == 0:
+                yield element
+
+    with pytest.raises(typehints.TypeCheckError):
+        numbers | "EvensFn" >> beam.ParDo(FilterEvens())
+    pairs = p | "Pairs" >> beam.Create([("a", 1)])
+    with pytest.raises(typehints.TypeCheckError):
+        pairs | "Ints" >> beam.Map(lambda kv: kv).with_input_types(typehints.Tuple[int, int])
+    # Consistent or unknown types pass.
+    ints = p | "Ints2" >> beam.Create([1, 2])
+    _ = ints | "AsFloat" >> beam.Map(lambda x: x / 2).with_input_types(float)
+    _ = numbers | "AnyOk" >> beam.Map(lambda x: x).with_input_types(typehints.Any)
+    _ = pairs | "KvOk" >> beam.Map(lambda kv: kv).with_input_types(typehints.Tuple[str, int])

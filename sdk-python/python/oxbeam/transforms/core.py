@@ -371,6 +371,11 @@ class _DoFnTransform(PTransform):
     def expand(self, pcoll):
         if not isinstance(pcoll, PCollection):
             raise TypeError("%s must be applied to a PCollection, got %r" % (self.label, pcoll))
+        from oxbeam.typehints.decorators import check_input, input_type_of
+
+        hints = getattr(self, "_input_hints", None)
+        check_input(self.label, hints[0][0] if hints and hints[0] else input_type_of(self.fn),
+                    pcoll)
         node = _node(pcoll.pipeline)
         stateful = self._stateful()
         if stateful is not None:

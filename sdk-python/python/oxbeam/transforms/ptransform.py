@@ -38,7 +38,10 @@ class PTransform(object):
         return self
 
     def with_input_types(self, *args, **kwargs):
-        """Accepted for compatibility; Oxbeam does not check input types."""
+        """Declares the input's element type: applying the transform to a
+        PCollection of a plainly different type (``str`` elements into
+        ``with_input_types(int)``) raises ``typehints.TypeCheckError``."""
+        self._input_hints = (args, kwargs)
         return self
 
     def expand(self, input_or_inputs):

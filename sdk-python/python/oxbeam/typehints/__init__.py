@@ -14,7 +14,8 @@ classes, as in Beam (see :mod:`oxbeam.typehints.decorators`).
 import typing
 
 __all__ = ["Any", "KV", "Tuple", "Iterable", "List", "Dict", "Set", "Optional", "Union",
-           "Iterator", "Generator", "normalize", "with_input_types", "with_output_types"]
+           "Iterator", "Generator", "normalize", "with_input_types", "with_output_types",
+           "TypeCheckError"]
 
 
 class _AnyType(object):
@@ -162,4 +163,8 @@ def iterable_of(t):
     return _Iter(t)
 
 
-from oxbeam.typehints.decorators import with_input_types, with_output_types  # noqa: E402
+from oxbeam.typehints.decorators import (  # noqa: E402
+    TypeCheckError,
+    with_input_types,
+    with_output_types,
+)

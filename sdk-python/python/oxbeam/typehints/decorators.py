@@ -7,7 +7,11 @@ main output. ``@with_input_types`` is recorded and not checked. Element
 types pick coders (see :mod:`oxbeam.typehints`).
 """
 
-__all__ = ["with_input_types", "with_output_types"]
+__all__ = ["with_input_types", "with_output_types", "TypeCheckError"]
+
+
+class TypeCheckError(Exception):
+    """A transform's declared input type does not fit its input."""
 
 _OUTPUT = "_oxbeam_output_type"
 _INPUT = "_oxbeam_input_types"
@@ -44,3 +48,51 @@ def output_type_of(fn):
         if hint is not None:
             return hint
     return None
+
+
+def input_type_of(fn):
+    """The first positional input hint declared on ``fn`` (a function, DoFn
+    instance or class), or None."""
+    for obj in (fn, type(fn)):
+        hints = getattr(obj, _INPUT, None)
+        if hints is not None:
+            return hints[0][0] if hints[0] else None
+    return None
+
+
+# Element types whose (in)consistency is certain: builtin scalars.
+_SCALARS = (int, float, str, bytes, bool)
+
+
+def _consistent(actual, declared):
+    """False only when both are known scalar (or KV of scalar) types that
+    cannot hold each other's values (``int`` fits ``float``, ``bool`` fits
+    ``int``); anything involving ``Any`` or user classes is consistent."""
+    from oxbeam import typehints
+
+    if declared in _SCALARS and actual in _SCALARS:
+        if declared is actual or issubclass(actual, declared):
+            return True
+        return declared is float and actual in (int, bool)
+    if typehints.is_kv(declared) and typehints.is_kv(actual):
+        return (_consistent(actual.key, declared.key)
+                and _consistent(actual.value, declared.value))
+    if (typehints.is_kv(declared) and actual in _SCALARS) or (
+            declared in _SCALARS and typehints.is_kv(actual)):
+        return False
+    return True
+
+
+def check_input(label, hint, pcoll):
+    """Raises :class:`TypeCheckError` if ``hint`` plainly does not fit the
+    element type of ``pcoll``."""
+    from oxbeam import typehints
+
+    if hint is None:
+        return
+    declared = typehints.normalize(hint)
+    actual = typehints.normalize(pcoll.element_type)
+    if not _consistent(actual, declared):
+        raise TypeCheckError(
+            "Type hint violation for '%s': requires %r but got %r for element"
+            % (label, getattr(declared, "__name__", declared), getattr(actual, "__name__", actual)))
