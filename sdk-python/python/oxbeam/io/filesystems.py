@@ -49,6 +49,20 @@ class _Deflate(object):
         self._buf.close()
 
 
+def _open(local, kind, mode):
+    """``local`` opened in binary ``mode`` through the ``kind`` of
+    compression."""
+    if kind == CompressionTypes.GZIP:
+        return gzip.open(local, mode)
+    if kind == CompressionTypes.BZIP2:
+        return bz2.open(local, mode)
+    if kind == CompressionTypes.DEFLATE:
+        if mode != "rb":
+            raise NotImplementedError("writing deflate files")
+        return _Deflate(local)
+    return open(local, mode)
+
+
 class FileSystems(object):
     """Static file operations on the local file system."""
 
@@ -92,14 +106,7 @@ class FileSystems(object):
              compression_type=CompressionTypes.AUTO):
         """A binary reader of ``path``, decompressed as its type says."""
         local = _local(path)
-        kind = _compression(local, compression_type)
-        if kind == CompressionTypes.GZIP:
-            return gzip.open(local, "rb")
-        if kind == CompressionTypes.BZIP2:
-            return bz2.open(local, "rb")
-        if kind == CompressionTypes.DEFLATE:
-            return _Deflate(local)
-        return open(local, "rb")
+        return _open(local, _compression(local, compression_type), "rb")
 
     @staticmethod
     def create(path, mime_type="application/octet-stream",
@@ -109,14 +116,7 @@ class FileSystems(object):
         d = os.path.dirname(local)
         if d:
             os.makedirs(d, exist_ok=True)
-        kind = _compression(local, compression_type)
-        if kind == CompressionTypes.GZIP:
-            return gzip.open(local, "wb")
-        if kind == CompressionTypes.BZIP2:
-            return bz2.open(local, "wb")
-        if kind == CompressionTypes.DEFLATE:
-            raise NotImplementedError("writing deflate files")
-        return open(local, "wb")
+        return _open(local, _compression(local, compression_type), "wb")
 
     @staticmethod
     def copy(source_file_names, destination_file_names):
