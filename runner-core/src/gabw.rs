@@ -83,19 +83,46 @@ impl FiredPane {
     /// `KV<key, Iterable<value>>` — exactly what the batch GroupByKey emits:
     /// timestamp, one window, pane, key bytes, big-endian i32 count, values.
     pub fn encode(&self, window_coder: &WindowCoderKind, out: &mut Vec<u8>) {
-        wire::write_timestamp(out, self.timestamp);
-        wire::write_i32_be(out, 1);
-        if !matches!(window_coder, WindowCoderKind::Global) {
-            wire::write_window(out, &self.window);
-        }
-        wire::write_pane(out, &self.pane);
-        out.extend_from_slice(&self.key);
-        wire::write_i32_be(out, i32::try_from(self.values.len()).unwrap_or(i32::MAX));
-        for v in &self.values {
-            out.extend_from_slice(v);
-        }
+        encode_grouped(
+            &self.key,
+            &self.window,
+            self.timestamp,
+            &self.pane,
+            &self.values,
+            window_coder,
+            out,
+        );
     }
 }
+
+/// Appends a nested `windowed_value` of `KV<key, Iterable<value>>` in one
+/// window (see [`FiredPane::encode`]); `key` and `values` are nested
+/// encodings.
+pub fn encode_grouped(
+    key: &[u8],
+    window: &BoundedWindow,
+    timestamp: Timestamp,
+    pane: &PaneInfo,
+    values: &[Vec<u8>],
+    window_coder: &WindowCoderKind,
+    out: &mut Vec<u8>,
+) {
+    wire::write_timestamp(out, timestamp);
+    wire::write_i32_be(out, 1);
+    if !matches!(window_coder, WindowCoderKind::Global) {
+        wire::write_window(out, window);
+    }
+    wire::write_pane(out, pane);
+    out.extend_from_slice(key);
+    wire::write_i32_be(out, i32::try_from(values.len()).unwrap_or(i32::MAX));
+    for v in values {
+        out.extend_from_slice(v);
+    }
+}
+
+/// What [`GroupAlsoByWindow::compact`] hands its merge function: `(key,
+/// window, buffered values)` of each window to compact.
+pub type CompactionBatch<'a> = [(&'a [u8], BoundedWindow, &'a [Vec<u8>])];
 
 /// A pane emitted earlier, kept to retract it (RETRACTING).
 #[derive(Debug, Clone)]
@@ -232,6 +259,10 @@ pub struct GroupAlsoByWindow {
     output_watermark: Timestamp,
     processing_time: Timestamp,
     dropped: u64,
+    /// Windows holding this many values are listed in `crowded` (see
+    /// [`GroupAlsoByWindow::compact`]); `None`: no compaction.
+    compact_at: Option<usize>,
+    crowded: Vec<(Vec<u8>, BoundedWindow)>,
 }
 
 impl GroupAlsoByWindow {
@@ -265,6 +296,8 @@ impl GroupAlsoByWindow {
             output_watermark: Timestamp::MIN,
             processing_time: Timestamp::MIN,
             dropped: 0,
+            compact_at: None,
+            crowded: Vec::new(),
         })
     }
 
@@ -349,12 +382,96 @@ impl GroupAlsoByWindow {
             state.extra_hold = Some(state.extra_hold.map_or(gc, |h| h.min(gc)));
         }
         state.values.push(value.to_vec());
+        if self.compact_at == Some(state.values.len()) {
+            self.crowded.push((key.to_vec(), window));
+        }
         state.trigger.on_element(trigger, &ctx);
         if !state.touched {
             state.touched = true;
             self.touched.push((key.to_vec(), window));
         }
         self.sync(key, window);
+    }
+
+    /// Lists windows that buffer `threshold` values or more for
+    /// [`compact`](Self::compact) (at least 2; `None` stops listing).
+    ///
+    /// Only for groupings whose values are only ever merged as a whole —
+    /// the accumulators of a lifted combine (see
+    /// [`crate::compaction`]) — since a pane then holds fewer values.
+    pub fn set_compaction_threshold(&mut self, threshold: Option<usize>) {
+        self.compact_at = threshold.map(|n| n.max(2));
+        self.crowded.clear();
+    }
+
+    /// How many windows reached the compaction threshold since the last
+    /// [`compact`](Self::compact).
+    pub fn crowded_windows(&self) -> usize {
+        self.crowded.len()
+    }
+
+    /// Replaces the buffered values of each window that reached the
+    /// compaction threshold by one value: `merge` gets the windows as
+    /// `(key, window, values)` and returns one merged value per window, in
+    /// the same order. If `merge` fails, or returns the wrong number of
+    /// values, every window keeps its values (nothing is lost) and the
+    /// error is returned. Returns how many values were merged away.
+    ///
+    /// # Errors
+    /// What `merge` returns; [`Error::Internal`] (converted into `E`) for
+    /// a count mismatch.
+    pub fn compact<E: From<Error>>(
+        &mut self,
+        merge: impl FnOnce(
+            &[(&[u8], BoundedWindow, &[Vec<u8>])],
+        ) -> std::result::Result<Vec<Vec<u8>>, E>,
+    ) -> std::result::Result<usize, E> {
+        let mut crowded = std::mem::take(&mut self.crowded);
+        // Windows fired, merged away or compacted since they were listed
+        // may be gone or small again.
+        crowded.retain(|(k, w)| {
+            self.keys
+                .get(k)
+                .and_then(|ws| ws.get(w))
+                .is_some_and(|s| s.values.len() >= 2)
+        });
+        crowded.sort_unstable();
+        crowded.dedup();
+        if crowded.is_empty() {
+            return Ok(0);
+        }
+        let merged = {
+            let batch: Vec<_> = crowded
+                .iter()
+                .map(|(k, w)| (k.as_slice(), *w, self.keys[k][w].values.as_slice()))
+                .collect();
+            merge(&batch)
+        };
+        let merged = match merged {
+            Ok(m) if m.len() == crowded.len() => m,
+            failed => {
+                let error = match failed {
+                    Err(e) => e,
+                    Ok(m) => E::from(Error::Internal(format!(
+                        "compacting {} windows gave {} values",
+                        crowded.len(),
+                        m.len()
+                    ))),
+                };
+                // Still due.
+                self.crowded = crowded;
+                return Err(error);
+            }
+        };
+        let mut merged_away = 0;
+        for ((k, w), value) in crowded.iter().zip(merged) {
+            if let Some(state) = self.keys.get_mut(k).and_then(|ws| ws.get_mut(w)) {
+                merged_away += state.values.len() - 1;
+                state.values.clear();
+                state.values.push(value);
+            }
+        }
+        Ok(merged_away)
     }
 
     /// Brings the indexes up to date with the state of one window.
@@ -524,6 +641,21 @@ impl GroupAlsoByWindow {
         processing_time: Timestamp,
         out: &mut Vec<FiredPane>,
     ) {
+        self.advance_up_to(input_watermark, processing_time, out, usize::MAX);
+    }
+
+    /// [`advance`](Self::advance), stopping once `out` holds `limit` panes
+    /// or more while event-time timers are still due; returns whether
+    /// some are (call again, with the same or a later time, for the rest).
+    /// Until they fire, their windows hold the output watermark, so an
+    /// engine can hand the first panes downstream while the rest wait.
+    pub fn advance_up_to(
+        &mut self,
+        input_watermark: Timestamp,
+        processing_time: Timestamp,
+        out: &mut Vec<FiredPane>,
+        limit: usize,
+    ) -> bool {
         // Windows that received elements.
         let mut touched = std::mem::take(&mut self.touched);
         touched.sort_unstable();
@@ -569,26 +701,29 @@ impl GroupAlsoByWindow {
                 }
             }
         }
-        if input_watermark > self.input_watermark {
-            self.input_watermark = input_watermark;
-            loop {
-                let due: Vec<(Timestamp, Vec<u8>, BoundedWindow)> = self
-                    .event_timers
-                    .iter()
-                    .take_while(|(t, ..)| *t < input_watermark)
-                    .cloned()
-                    .collect();
-                if due.is_empty() {
-                    break;
-                }
-                for (timer, key, window) in due {
-                    self.on_event_time(&key, window, timer, out);
-                }
+        self.input_watermark = self.input_watermark.max(input_watermark);
+        // Due event-time timers, in time order (a window's expiry, set when
+        // its end of window fires, may be due as well).
+        let mut more = false;
+        while let Some((t, ..)) = self.event_timers.first()
+            && *t < self.input_watermark
+        {
+            if out.len() >= limit {
+                more = true;
+                break;
             }
+            let Some((timer, key, window)) = self.event_timers.pop_first() else {
+                break;
+            };
+            if let Some(s) = self.keys.get_mut(&key).and_then(|w| w.get_mut(&window)) {
+                s.registered.timer = None;
+            }
+            self.on_event_time(&key, window, timer, out);
         }
         self.output_watermark = self
             .watermark_hold()
             .map_or(self.input_watermark, |h| h.min(self.input_watermark));
+        more
     }
 
     fn on_processing_time(&mut self, key: &[u8], window: BoundedWindow, out: &mut Vec<FiredPane>) {

@@ -1058,3 +1058,130 @@ fn gabw_throughput() {
     );
     assert!(g.is_empty());
 }
+
+/// Sums the decimal values of each window: a stand-in for a CombineFn's
+/// `merge_accumulators`.
+fn sum_values(windows: &CompactionBatch<'_>) -> Result<Vec<Vec<u8>>> {
+    Ok(windows
+        .iter()
+        .map(|(_, _, values)| {
+            let sum: i64 = values
+                .iter()
+                .map(|v| std::str::from_utf8(v).unwrap().parse::<i64>().unwrap())
+                .sum();
+            sum.to_string().into_bytes()
+        })
+        .collect())
+}
+
+#[test]
+fn compaction_merges_crowded_windows_and_keeps_panes_and_holds() {
+    let s = strategy(
+        WindowFn::Fixed {
+            size_ms: 10,
+            offset_ms: 0,
+        },
+        Trigger::Default,
+        AccumulationMode::Discarding,
+        0,
+    );
+    let mut g = GroupAlsoByWindow::new(&s).unwrap();
+    g.set_compaction_threshold(Some(3));
+    let w = fixed(10);
+    for v in 1..=7 {
+        g.process(
+            b"a",
+            w(1),
+            Timestamp::from_millis(1),
+            v.to_string().as_bytes(),
+        );
+    }
+    g.process(b"b", w(2), Timestamp::from_millis(2), b"100");
+    g.process(b"a", w(15), Timestamp::from_millis(15), b"5");
+    // "a" in [0,10) reached 3 values (listed once; more arrived since).
+    assert_eq!(g.crowded_windows(), 1);
+    let hold = g.watermark_hold();
+    let mut seen = Vec::new();
+    let merged = g
+        .compact(|windows| {
+            seen.extend(windows.iter().map(|(k, w, v)| (k.to_vec(), *w, v.len())));
+            sum_values(windows)
+        })
+        .unwrap();
+    assert_eq!(seen, vec![(b"a".to_vec(), w(1), 7)]);
+    assert_eq!(merged, 6);
+    assert_eq!(g.crowded_windows(), 0);
+    assert_eq!(g.watermark_hold(), hold);
+    // A failing merge leaves every value in place.
+    for v in [10, 20] {
+        g.process(
+            b"a",
+            w(1),
+            Timestamp::from_millis(1),
+            v.to_string().as_bytes(),
+        );
+    }
+    let err = g
+        .compact(|_| Err::<Vec<Vec<u8>>, Error>(Error::Internal("merge failed".into())))
+        .unwrap_err();
+    assert!(err.to_string().contains("merge failed"), "{err}");
+    assert_eq!(g.crowded_windows(), 1);
+    // Wrong count: refused, values kept.
+    for v in [1, 2, 3] {
+        g.process(
+            b"b",
+            w(2),
+            Timestamp::from_millis(2),
+            v.to_string().as_bytes(),
+        );
+    }
+    assert!(g.compact(|_| Ok::<_, Error>(vec![])).is_err());
+    assert_eq!(g.crowded_windows(), 2);
+    let mut out = Vec::new();
+    g.advance(Timestamp::MAX, Timestamp::MAX, &mut out);
+    let mut panes: Vec<String> = out.iter().map(show).collect();
+    panes.sort();
+    assert_eq!(
+        panes,
+        vec![
+            "[0,10) ts=9 [100,1,2,3] OnTime first last 0/0",
+            "[0,10) ts=9 [28,10,20] OnTime first last 0/0",
+            "[10,20) ts=19 [5] OnTime first last 0/0",
+        ]
+    );
+}
+
+#[test]
+fn advance_up_to_fires_in_batches_holding_the_rest() {
+    let s = strategy(
+        WindowFn::Fixed {
+            size_ms: 10,
+            offset_ms: 0,
+        },
+        Trigger::Default,
+        AccumulationMode::Discarding,
+        0,
+    );
+    let mut g = GroupAlsoByWindow::new(&s).unwrap();
+    let w = fixed(10);
+    for k in 0..10u8 {
+        g.process(&[k], w(k.into()), Timestamp::from_millis(k.into()), b"x");
+        g.process(&[k], w(20), Timestamp::from_millis(20), b"y");
+    }
+    let mut out = Vec::new();
+    let mut batches = Vec::new();
+    let wm = Timestamp::from_millis(15);
+    while g.advance_up_to(wm, Timestamp::from_millis(0), &mut out, 4) {
+        batches.push(out.len());
+        // The windows not yet fired hold the output watermark.
+        assert_eq!(g.watermark_hold(), Some(Timestamp::from_millis(9)));
+        out.clear();
+    }
+    batches.push(out.len());
+    assert_eq!(batches, vec![4, 4, 2]);
+    assert_eq!(g.watermark_hold(), Some(Timestamp::from_millis(29)));
+    out.clear();
+    assert!(!g.advance_up_to(Timestamp::MAX, Timestamp::MAX, &mut out, 100));
+    assert_eq!(out.len(), 10);
+    assert!(g.is_empty());
+}

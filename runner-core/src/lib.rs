@@ -39,6 +39,7 @@
 #![forbid(unsafe_code)]
 
 pub mod coder;
+pub mod compaction;
 mod error;
 mod fast_primitives;
 pub mod gabw;

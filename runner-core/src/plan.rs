@@ -60,6 +60,10 @@ pub struct GroupByKeyStep {
     /// For a merging window fn the runner does not know: how to have the
     /// SDK merge windows (see [`crate::merge_windows`]).
     pub merge_windows: Option<crate::merge_windows::MergeWindowsSpec>,
+    /// For the GroupByKey of a lifted combine: how to merge the
+    /// accumulators it buffers before the pane fires (see
+    /// [`crate::compaction`]).
+    pub compaction: Option<Box<crate::compaction::CompactionSpec>>,
 }
 
 /// Runner primitive: the union of its inputs (present only when flatten
@@ -609,6 +613,7 @@ pub(crate) fn assemble(
                     } else {
                         None
                     },
+                    compaction: crate::compaction::spec(g, id)?,
                 })
             }
             Kind::TestStream(spec) => Step::TestStream(test_stream_step(g, t, spec)?),

@@ -137,6 +137,9 @@ pub(crate) struct Job<'p> {
     queued_tasks: AtomicUsize,
     splits: Vec<AtomicUsize>,
     split_tx: Mutex<Option<Sender<(usize, BundleInputs)>>>,
+    /// Streaming: per GroupByKey step of a lifted combine, the processor
+    /// that merges its buffered accumulators (in-process executors only).
+    compactors: Mutex<HashMap<usize, Box<dyn BundleProcessor>>>,
 }
 
 pub(crate) fn run(
@@ -209,10 +212,28 @@ impl<'p> Job<'p> {
         let mut step_executors = Vec::new();
         let partitions = options.parallelism.max(1) * 4;
         let mut harnesses: Option<Harnesses> = None;
+        let mut compactors = HashMap::new();
         for step in plan.steps() {
             let mut executor = None;
             match step {
-                Step::GroupByKey(_) if mode == Mode::Streaming => {}
+                Step::GroupByKey(g) if mode == Mode::Streaming => {
+                    // Compaction runs on the engine's thread, between
+                    // bundles: only with executors in this process.
+                    if let Some(spec) = g.compaction.as_ref().filter(|_| options.compaction)
+                        && let Some(e) =
+                            executors.for_environment(&spec.environment_id, &spec.environment_urn)
+                    {
+                        match e.create_processor(spec.descriptor.clone()) {
+                            Ok(p) => {
+                                compactors.insert(step_executors.len(), p);
+                            }
+                            Err(e) => tracing::debug!(
+                                "GroupByKey '{}' will not compact accumulators: {e}",
+                                g.unique_name
+                            ),
+                        }
+                    }
+                }
                 // Non-default triggers and accumulation modes go through
                 // GroupAlsoByWindow inside the shuffle (shuffle.rs).
                 Step::GroupByKey(g) => {
@@ -298,7 +319,14 @@ impl<'p> Job<'p> {
             queued_tasks: AtomicUsize::new(0),
             splits: plan.steps().iter().map(|_| AtomicUsize::new(0)).collect(),
             split_tx: Mutex::new(None),
+            compactors: Mutex::new(compactors),
         })
+    }
+
+    /// The accumulator compactor of GroupByKey step `step`, if it has one
+    /// (streaming; see [`oxbeam_runner_core::compaction`]).
+    pub(crate) fn take_compactor(&self, step: usize) -> Option<Box<dyn BundleProcessor>> {
+        self.compactors.lock().ok()?.remove(&step)
     }
 
     /// Adds runner-side metrics (merged like a bundle's).

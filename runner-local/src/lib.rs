@@ -88,6 +88,10 @@ pub struct LocalOptions {
     /// has run this long while workers idle is split, and the work it
     /// gives away runs as a new bundle. `None` disables it.
     pub split_stragglers_after: Option<Duration>,
+    /// Streaming: a lifted combine's GroupByKey merges the accumulators
+    /// it buffers while windows are open, so that firing a pane merges
+    /// few (disable to compare; results are the same).
+    pub compaction: bool,
 }
 
 impl Default for LocalOptions {
@@ -103,6 +107,7 @@ impl Default for LocalOptions {
             harness: HarnessOptions::default(),
             streaming: false,
             split_stragglers_after: Some(Duration::from_millis(300)),
+            compaction: true,
         }
     }
 }

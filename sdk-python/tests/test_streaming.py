@@ -550,3 +550,43 @@ def test_reshuffle_of_triggered_accumulating_input_does_not_duplicate(ox):
                | beam.Reshuffle()
                | beam.Map(lambda kv, w=beam.DoFn.WindowParam: (kv[0], kv[1], float(w.start))))
         ox.assert_that(out, ox.equal_to([(k, v, float(v // 10 * 10)) for k, v in DATA]))
+
+
+def test_streaming_combine_fn_over_many_small_bundles(B):
+    # Six TestStream events over 100 keys: on Oxbeam each is a bundle whose
+    # precombine gives one accumulator per key; the lifted combine's
+    # GroupByKey merges them with the CombineFn before the window fires
+    # (counter oxbeam/compacted_accumulators). Panes are Beam's.
+    beam = B.beam
+    _, window, TestStream = _mods(B)
+    TV = window.TimestampedValue
+
+    class MeanFn(beam.CombineFn):
+        def create_accumulator(self):
+            return (0, 0)
+
+        def add_input(self, acc, x):
+            return acc[0] + x, acc[1] + 1
+
+        def merge_accumulators(self, accs):
+            accs = list(accs)
+            return sum(a[0] for a in accs), sum(a[1] for a in accs)
+
+        def extract_output(self, acc):
+            return acc[0] / acc[1]
+
+    keys = ["k%03d" % k for k in range(100)]
+    stream = TestStream()
+    for ts in range(1, 7):
+        stream = stream.add_elements([TV((k, ts * 10), ts) for k in keys])
+    stream = stream.advance_watermark_to_infinity()
+    p = _streaming(B)
+    out = (p | stream | beam.WindowInto(window.FixedWindows(10))
+           | beam.CombinePerKey(MeanFn()))
+    B.assert_that(out, B.equal_to([(k, 35.0) for k in keys]))
+    result = p.run()
+    result.wait_until_finish()
+    if B.name == "oxbeam":
+        compacted = [c.committed for c in result.metrics().query()["counters"]
+                     if c.key.metric.name == "compacted_accumulators"]
+        assert compacted == [300]

@@ -275,7 +275,9 @@ fn every_oxbeam_message_enum_and_service_matches_beam() {
 #[test]
 fn a_changed_field_number_is_reported() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
-    let copy = std::env::temp_dir().join(format!("oxbeam-renumbered-{}", std::process::id()));
+    // A fresh directory (a fixed name could hold a failed run's edits).
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("proto");
     copy_tree(&root, &copy);
     let file = copy.join("org/apache/beam/model/pipeline/v1/beam_runner_api.proto");
     let text = std::fs::read_to_string(&file).unwrap();
@@ -293,7 +295,6 @@ fn a_changed_field_number_is_reported() {
         .open_file("org/apache/beam/model/pipeline/v1/beam_runner_api.proto")
         .unwrap();
     let ours = DescriptorPool::decode(compiler.encode_file_descriptor_set().as_slice()).unwrap();
-    std::fs::remove_dir_all(&copy).unwrap();
 
     let (diffs, _) = wire_diffs(&Pools {
         ours,

@@ -51,7 +51,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oxbeam_fn_api::{Executors, MetricKey};
+use oxbeam_fn_api::{BundleProcessor, Executors, MetricKey, Metrics};
 use oxbeam_model::coders::Context;
 use oxbeam_model::window::{BoundedWindow, Timestamp};
 use oxbeam_runner_core::coder::read_interval_window;
@@ -67,7 +67,7 @@ use crate::job::{
 };
 use crate::{Error, LocalOptions, PipelineResult, StepReport};
 
-use grouping::{Gabw, Grouping};
+use grouping::{Compactor, Gabw, Grouping};
 use sources::{Generator, TestStreamScript};
 
 /// Longest a queued chunk waits for a bundle when workers are busy.
@@ -117,16 +117,16 @@ pub(crate) fn run(
     let mut engine = Engine::new(&job, control)?;
     let result = engine.run();
     let reports = engine.reports();
-    let dropped = engine.dropped_late();
+    let counters = engine.grouping_counters();
     drop(engine);
     result?;
     let mut metrics = oxbeam_fn_api::Metrics::default();
-    for (transform, n) in dropped {
+    for (transform, name, n) in counters {
         metrics.inc_counter(
             MetricKey {
                 transform,
                 namespace: "oxbeam".into(),
-                name: "dropped_late_elements".into(),
+                name: name.into(),
             },
             n as i64,
         );
@@ -237,6 +237,8 @@ struct GroupRt {
     /// As of the last advance (both scan every window: cached).
     hold: Option<Timestamp>,
     next_processing_time: Option<i64>,
+    /// The last advance stopped with panes still due.
+    firing: bool,
 }
 
 enum Op {
@@ -328,7 +330,7 @@ impl<'j, 'p> Engine<'j, 'p> {
                         readers[s].push(Reader::Group { step: i });
                         main_reads[i].push(s);
                     }
-                    Op::Group(Box::new(group_rt(plan, g)?))
+                    Op::Group(Box::new(group_rt(plan, g, job.take_compactor(i))?))
                 }
                 Step::Stage(stage) => {
                     for (idx, input) in stage.inputs.iter().enumerate() {
@@ -468,7 +470,12 @@ impl<'j, 'p> Engine<'j, 'p> {
             }
             self.poll_generators()?;
             self.pass(tasks)?;
-            if self.in_flight == 0 {
+            // Quiescent: nothing in flight and no grouping with panes due.
+            let firing = self
+                .ops
+                .iter()
+                .any(|o| matches!(o, Op::Group(g) if g.firing));
+            if self.in_flight == 0 && !firing {
                 if self.next_test_stream_event()? || self.poll_redis()? {
                     continue;
                 }
@@ -506,6 +513,9 @@ impl<'j, 'p> Engine<'j, 'p> {
                         wait = wait.min(d.max(MIN_SOURCE_POLL));
                     }
                 }
+                // More panes to fire: right after this round's bundles
+                // are dispatched.
+                Op::Group(g) if g.firing => return Duration::ZERO,
                 Op::Group(g) if matches!(self.clock, Clock::Wall) => {
                     if let Some(t) = g.next_processing_time {
                         // Processing-time triggers fire once the clock is past t.
@@ -689,7 +699,7 @@ impl<'j, 'p> Engine<'j, 'p> {
                     if g.clock < pt {
                         g.clock = pt;
                         let early = &mut g.early;
-                        g.grouping.advance(
+                        g.firing |= g.grouping.advance(
                             to_timestamp(g.advanced_to),
                             Timestamp::from_millis(pt),
                             &mut |e| {
@@ -700,6 +710,10 @@ impl<'j, 'p> Engine<'j, 'p> {
                     }
                     feed(g, gs, &chunk.bytes)?;
                     g.dirty = true;
+                    let metrics = g.grouping.maintain()?;
+                    if metrics != Metrics::default() {
+                        self.job.add_metrics(&metrics)?;
+                    }
                 }
                 Reader::RedisSink { step } => self.redis.buffer(step, &chunk.bytes)?,
                 Reader::Flatten { step } => {
@@ -798,7 +812,7 @@ impl<'j, 'p> Engine<'j, 'p> {
                     // an advance: advance whenever they came, the watermark
                     // moved, or a processing-time trigger is due.
                     let timer_due = g.next_processing_time.is_some_and(|t| t <= pt);
-                    if g.dirty || g.advanced_to != in_wm || timer_due {
+                    if g.dirty || g.advanced_to != in_wm || timer_due || g.firing {
                         g.dirty = false;
                         g.advanced_to = in_wm;
                         g.clock = g.clock.max(pt);
@@ -809,7 +823,7 @@ impl<'j, 'p> Engine<'j, 'p> {
                         for e in g.early.drain(..) {
                             w.emit(&e)?;
                         }
-                        g.grouping.advance(
+                        g.firing = g.grouping.advance(
                             to_timestamp(in_wm),
                             Timestamp::from_millis(pt),
                             &mut |e| w.emit(e),
@@ -1084,18 +1098,25 @@ impl<'j, 'p> Engine<'j, 'p> {
             .collect()
     }
 
-    /// Late elements dropped, per GroupByKey transform id.
-    fn dropped_late(&self) -> Vec<(String, u64)> {
-        self.ops
-            .iter()
-            .zip(self.job.plan.steps())
-            .filter_map(|(o, s)| match (o, s) {
-                (Op::Group(g), Step::GroupByKey(gs)) if g.grouping.dropped_late() > 0 => {
-                    Some((gs.transform.clone(), g.grouping.dropped_late()))
+    /// The groupings' system counters, per GroupByKey transform id:
+    /// `dropped_late_elements` (late elements dropped) and
+    /// `compacted_accumulators` (buffered accumulators merged away before
+    /// their pane fired), where non-zero.
+    fn grouping_counters(&self) -> Vec<(String, &'static str, u64)> {
+        let mut counters = Vec::new();
+        for (o, s) in self.ops.iter().zip(self.job.plan.steps()) {
+            if let (Op::Group(g), Step::GroupByKey(gs)) = (o, s) {
+                for (name, n) in [
+                    ("dropped_late_elements", g.grouping.dropped_late()),
+                    ("compacted_accumulators", g.grouping.compacted()),
+                ] {
+                    if n > 0 {
+                        counters.push((gs.transform.clone(), name, n));
+                    }
                 }
-                _ => None,
-            })
-            .collect()
+            }
+        }
+        counters
     }
 }
 
@@ -1175,25 +1196,41 @@ pub(crate) fn run_keyed_bundle(
     Ok(())
 }
 
-fn group_rt(plan: &ExecutionPlan, g: &GroupByKeyStep) -> Result<GroupRt, Error> {
+fn group_rt(
+    plan: &ExecutionPlan,
+    g: &GroupByKeyStep,
+    compactor: Option<Box<dyn BundleProcessor>>,
+) -> Result<GroupRt, Error> {
     let input = g
         .inputs
         .first()
         .and_then(|p| plan.pcollection(p))
         .ok_or_else(|| internal(format!("GroupByKey '{}' has no input", g.unique_name)))?;
+    let window_coder = match g.windowing.window_coder {
+        WindowCoderKind::Global => Coder::GlobalWindow,
+        _ => Coder::IntervalWindow,
+    };
+    let mut grouping = Gabw::new(&g.windowing)?;
+    if let (Some(processor), Some(spec)) = (compactor, &g.compaction) {
+        grouping = grouping.with_compactor(Compactor::new(
+            &g.unique_name,
+            spec.clone(),
+            processor,
+            input.coder.clone(),
+            window_coder.clone(),
+        ));
+    }
     Ok(GroupRt {
-        grouping: Box::new(Gabw::new(&g.windowing)?),
+        grouping: Box::new(grouping),
         key_value: input.coder.clone(),
-        window_coder: match g.windowing.window_coder {
-            WindowCoderKind::Global => Coder::GlobalWindow,
-            _ => Coder::IntervalWindow,
-        },
+        window_coder,
         dirty: false,
         advanced_to: BEFORE_TIME,
         clock: i64::MIN,
         early: Vec::new(),
         hold: None,
         next_processing_time: None,
+        firing: false,
     })
 }
 

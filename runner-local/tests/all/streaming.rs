@@ -700,3 +700,48 @@ mod triggers {
         assert_eq!(seqs, (0..generated).collect::<Vec<_>>());
     }
 }
+
+fn compacted(r: &PipelineResult) -> i64 {
+    r.metrics
+        .counters
+        .iter()
+        .filter(|(k, _)| k.name == "compacted_accumulators")
+        .map(|(_, v)| v)
+        .sum()
+}
+
+#[test]
+fn a_lifted_combine_compacts_its_accumulators_without_changing_panes() {
+    // Six TestStream events, each one bundle holding every one of 100 keys
+    // once: the GroupByKey of the lifted count gets six accumulators per
+    // key, compacted once 64 windows hold four (3 merged away per key).
+    let keys: Vec<String> = (0..100).map(|k| format!("k{k:03}")).collect();
+    let mut events = Vec::new();
+    for ts in 1..=6 {
+        let items: Vec<(&str, i64)> = keys.iter().map(|k| (k.as_str(), ts)).collect();
+        events.push(elements(&items));
+    }
+    events.push(watermark(10));
+    events.push(elements(&[("late", 5), ("k000", 11)]));
+    let p = counted_twice(events);
+    let (on, with, _) = run_with(&p, options()).unwrap();
+    let (off, without, _) = run_with(
+        &p,
+        LocalOptions {
+            compaction: false,
+            ..options()
+        },
+    )
+    .unwrap();
+    assert_eq!(on, off);
+    assert_eq!(compacted(&with), 300);
+    assert_eq!(compacted(&without), 0);
+    assert_eq!(dropped_late(&with), 1);
+    // Every key counted 6 in [0,10), in both counts; k000 once in [10,20).
+    let sixes = on
+        .iter()
+        .filter(|l| l.ends_with(": 6 @9 [0,10) pane=[07]"))
+        .count();
+    assert_eq!(sixes, 200, "{on:?}");
+    assert_eq!(on.len(), 202);
+}
