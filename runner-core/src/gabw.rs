@@ -55,6 +55,7 @@ use oxbeam_model::coders::wire;
 use oxbeam_model::window::{BoundedWindow, PaneInfo, PaneTiming, Timestamp};
 
 use crate::error::{Error, Result};
+use crate::merge_windows::WindowMap;
 use crate::trigger::{Trigger, TriggerContext, TriggerState};
 use crate::windowing::{
     AccumulationMode, ClosingBehavior, OnTimeBehavior, OutputTime, WindowCoderKind, WindowFn,
@@ -236,6 +237,9 @@ impl WindowState {
 pub struct GroupAlsoByWindow {
     trigger: Trigger,
     merging: bool,
+    /// Merging is decided by the caller (an SDK's window fn), through
+    /// [`GroupAlsoByWindow::process_merging`].
+    sdk_merging: bool,
     output_time: OutputTime,
     accumulation: AccumulationMode,
     allowed_lateness_ms: i64,
@@ -279,9 +283,32 @@ impl GroupAlsoByWindow {
                 format!("merging window fn {}", strategy.window_fn),
             ));
         }
+        Self::build(strategy, false)
+    }
+
+    /// A grouping for a strategy whose merging window fn the runner does
+    /// not know: its elements go through
+    /// [`process_merging`](Self::process_merging), which has the SDK merge
+    /// each key's windows (see [`crate::merge_windows`]).
+    ///
+    /// # Errors
+    /// [`Error::NotImplemented`] unless the window fn merges and is not
+    /// sessions.
+    pub fn with_sdk_merging(strategy: &WindowingStrategy) -> Result<Self> {
+        if !strategy.merging || matches!(strategy.window_fn, WindowFn::Sessions { .. }) {
+            return Err(Error::not_implemented(
+                "GroupAlsoByWindow",
+                format!("SDK merging for window fn {}", strategy.window_fn),
+            ));
+        }
+        Self::build(strategy, true)
+    }
+
+    fn build(strategy: &WindowingStrategy, sdk_merging: bool) -> Result<Self> {
         Ok(GroupAlsoByWindow {
             trigger: strategy.trigger.clone(),
             merging: strategy.merging,
+            sdk_merging,
             output_time: strategy.output_time,
             accumulation: strategy.accumulation,
             allowed_lateness_ms: strategy.allowed_lateness_ms.max(0),
@@ -340,7 +367,7 @@ impl GroupAlsoByWindow {
             self.dropped += 1;
             return;
         }
-        let window = if self.merging {
+        let window = if self.merging && !self.sdk_merging {
             self.merge_into(key, window)
         } else {
             window
@@ -562,12 +589,19 @@ impl GroupAlsoByWindow {
             }
         }
         let result = BoundedWindow::Interval { start: lo, end: hi };
+        self.merge_states(key, merged, result);
+        result
+    }
+
+    /// Merges the states of `merged` (windows of `key`) into one state of
+    /// window `result`: buffers, trigger states, holds, retractions.
+    fn merge_states(&mut self, key: &[u8], mut merged: Vec<BoundedWindow>, result: BoundedWindow) {
         let result_gc = self.gc_time(&result);
         let Some(windows) = self.keys.get_mut(key) else {
-            return window;
+            return;
         };
         if merged.is_empty() || (merged.len() == 1 && merged[0] == result) {
-            return result;
+            return;
         }
         merged.sort();
         let sources: Vec<WindowState> = merged.iter().filter_map(|w| windows.remove(w)).collect();
@@ -627,7 +661,68 @@ impl GroupAlsoByWindow {
         }
         windows.insert(result, state);
         self.touched.push((key.to_vec(), result));
-        result
+    }
+
+    /// [`process`](Self::process) for a grouping made
+    /// [`with_sdk_merging`](Self::with_sdk_merging): when `window` is new
+    /// for `key`, `merge` gets the key's open windows and `window` (as
+    /// `(start, end)` milliseconds) and returns each one's merge result
+    /// (Beam's `merge_windows`); merged windows' states are combined as for
+    /// sessions, and the element goes to its window's result.
+    ///
+    /// # Errors
+    /// What `merge` returns; then nothing has changed.
+    pub fn process_merging<E>(
+        &mut self,
+        key: &[u8],
+        window: BoundedWindow,
+        timestamp: Timestamp,
+        value: &[u8],
+        merge: impl FnOnce(&[(i64, i64)]) -> std::result::Result<WindowMap, E>,
+    ) -> std::result::Result<(), E> {
+        let BoundedWindow::Interval { start, end } = window else {
+            self.process(key, window, timestamp, value);
+            return Ok(());
+        };
+        if !self.sdk_merging || self.gc_time(&window) < self.input_watermark {
+            self.process(key, window, timestamp, value);
+            return Ok(());
+        }
+        let interval = |w: &BoundedWindow| match *w {
+            BoundedWindow::Interval { start, end } => Some((start.millis(), end.millis())),
+            BoundedWindow::Global => None,
+        };
+        let new = (start.millis(), end.millis());
+        let mut open: Vec<(i64, i64)> = self
+            .keys
+            .get(key)
+            .into_iter()
+            .flat_map(|ws| ws.iter().filter(|(_, s)| !s.closed))
+            .filter_map(|(w, _)| interval(w))
+            .collect();
+        if open.contains(&new) {
+            self.process(key, window, timestamp, value);
+            return Ok(());
+        }
+        open.push(new);
+        let map = merge(&open)?;
+        let as_window = |(start, end): (i64, i64)| BoundedWindow::Interval {
+            start: Timestamp::from_millis(start),
+            end: Timestamp::from_millis(end),
+        };
+        let mut targets: BTreeMap<(i64, i64), Vec<BoundedWindow>> = BTreeMap::new();
+        for w in &open {
+            let to = map.get(w).copied().unwrap_or(*w);
+            if *w != new {
+                targets.entry(to).or_default().push(as_window(*w));
+            }
+        }
+        for (to, from) in targets {
+            self.merge_states(key, from, as_window(to));
+        }
+        let target = as_window(map.get(&new).copied().unwrap_or(new));
+        self.process(key, target, timestamp, value);
+        Ok(())
     }
 
     /// Moves time forward and emits the panes that fire, in order: first

@@ -1185,3 +1185,88 @@ fn advance_up_to_fires_in_batches_holding_the_rest() {
     assert_eq!(out.len(), 10);
     assert!(g.is_empty());
 }
+
+/// Beam's fn_runner_test CustomMergingWindowFn, as an SDK answers
+/// merge_windows: windows starting at an even time merge into their span.
+fn merge_evens(windows: &[(i64, i64)]) -> Result<crate::merge_windows::WindowMap> {
+    let evens: Vec<(i64, i64)> = windows.iter().copied().filter(|w| w.0 % 2 == 0).collect();
+    let mut map: crate::merge_windows::WindowMap = windows.iter().map(|&w| (w, w)).collect();
+    if evens.len() > 1 {
+        let span = (
+            evens.iter().map(|w| w.0).min().unwrap(),
+            evens.iter().map(|w| w.1).max().unwrap(),
+        );
+        for w in evens {
+            map.insert(w, span);
+        }
+    }
+    Ok(map)
+}
+
+#[test]
+fn sdk_merged_windows_combine_states_as_elements_arrive() {
+    let mut s = strategy(
+        WindowFn::Custom {
+            urn: "beam:window_fn:pickled_python:v1".into(),
+        },
+        Trigger::ElementCount(2),
+        AccumulationMode::Accumulating,
+        100,
+    );
+    s.merging = true;
+    s.window_coder = WindowCoderKind::Interval;
+    assert!(GroupAlsoByWindow::new(&s).is_err());
+    let mut g = GroupAlsoByWindow::with_sdk_merging(&s).unwrap();
+    let window = |t: i64| BoundedWindow::Interval {
+        start: Timestamp::from_millis(t),
+        end: Timestamp::from_millis(t + 10),
+    };
+    let mut calls = Vec::new();
+    let mut add = |g: &mut GroupAlsoByWindow, t: i64, v: &str| {
+        g.process_merging(
+            b"k",
+            window(t),
+            Timestamp::from_millis(t),
+            v.as_bytes(),
+            |ws| {
+                calls.push(ws.to_vec());
+                merge_evens(ws)
+            },
+        )
+        .unwrap();
+    };
+    add(&mut g, 1, "a"); // [1,11)
+    add(&mut g, 2, "b"); // [2,12)
+    add(&mut g, 2, "c"); // already open: no SDK call
+    add(&mut g, 4, "d"); // [4,14) merges with [2,12): [2,14)
+    let mut out = Vec::new();
+    g.advance(
+        Timestamp::from_millis(0),
+        Timestamp::from_millis(0),
+        &mut out,
+    );
+    // A failing merge changes nothing.
+    let failed = g.process_merging(b"k", window(6), Timestamp::from_millis(6), b"x", |_| {
+        Err::<crate::merge_windows::WindowMap, Error>(Error::Internal("harness died".into()))
+    });
+    assert!(failed.is_err());
+    g.advance(Timestamp::MAX, Timestamp::MAX, &mut out);
+    let panes: Vec<String> = out.iter().map(show).collect();
+    assert_eq!(
+        panes,
+        // AfterCount(2) fires once for the merged window (its third
+        // element arrived as the merge happened) and finishes it.
+        vec![
+            "[2,14) ts=13 [b,c,d] Early first last 0/-1",
+            "[1,11) ts=10 [a] OnTime first last 0/0",
+        ]
+    );
+    assert_eq!(
+        calls,
+        vec![
+            vec![(1, 11)],
+            vec![(1, 11), (2, 12)],
+            vec![(1, 11), (2, 12), (4, 14)],
+        ]
+    );
+}

@@ -19,7 +19,7 @@ use oxbeam_runner_core::{Coder, ExecutionPlan, Stage, Step};
 use crate::data::{Chunk, Slot, SlotWriter};
 use crate::merge::SdkWindowMerger;
 use crate::progress::Progress;
-use crate::shuffle::Shuffle;
+use crate::shuffle::{Shuffle, WindowMerger};
 use crate::{Error, LocalOptions, PipelineResult, StepReport};
 
 /// Event time as milliseconds; the end of input is `i64::MAX`.
@@ -137,9 +137,18 @@ pub(crate) struct Job<'p> {
     queued_tasks: AtomicUsize,
     splits: Vec<AtomicUsize>,
     split_tx: Mutex<Option<Sender<(usize, BundleInputs)>>>,
-    /// Streaming: per GroupByKey step of a lifted combine, the processor
-    /// that merges its buffered accumulators (in-process executors only).
-    compactors: Mutex<HashMap<usize, Box<dyn BundleProcessor>>>,
+    /// Streaming: what GroupByKey steps need from executors, by step.
+    grouping_parts: Mutex<HashMap<usize, GroupingParts>>,
+}
+
+/// What a streaming GroupByKey needs from executors.
+#[derive(Default)]
+pub(crate) struct GroupingParts {
+    /// For a lifted combine: the processor merging its buffered
+    /// accumulators (in-process executors only).
+    pub compactor: Option<Box<dyn BundleProcessor>>,
+    /// For a merging window fn of an SDK: the harness merging windows.
+    pub merger: Option<Arc<dyn WindowMerger>>,
 }
 
 pub(crate) fn run(
@@ -212,11 +221,12 @@ impl<'p> Job<'p> {
         let mut step_executors = Vec::new();
         let partitions = options.parallelism.max(1) * 4;
         let mut harnesses: Option<Harnesses> = None;
-        let mut compactors = HashMap::new();
+        let mut grouping_parts = HashMap::new();
         for step in plan.steps() {
             let mut executor = None;
             match step {
                 Step::GroupByKey(g) if mode == Mode::Streaming => {
+                    let mut parts = GroupingParts::default();
                     // Compaction runs on the engine's thread, between
                     // bundles: only with executors in this process.
                     if let Some(spec) = g.compaction.as_ref().filter(|_| options.compaction)
@@ -224,15 +234,27 @@ impl<'p> Job<'p> {
                             executors.for_environment(&spec.environment_id, &spec.environment_urn)
                     {
                         match e.create_processor(spec.descriptor.clone()) {
-                            Ok(p) => {
-                                compactors.insert(step_executors.len(), p);
-                            }
+                            Ok(p) => parts.compactor = Some(p),
                             Err(e) => tracing::debug!(
                                 "GroupByKey '{}' will not compact accumulators: {e}",
                                 g.unique_name
                             ),
                         }
                     }
+                    if let Some(spec) = &g.merge_windows {
+                        let e = executor_of(
+                            &spec.environment_id,
+                            &spec.environment_urn,
+                            &spec.descriptor,
+                            || format!("window merging of GroupByKey '{}'", g.unique_name),
+                            executors,
+                            &mut harnesses,
+                            options,
+                        )?;
+                        parts.merger =
+                            Some(Arc::new(SdkWindowMerger::new(&g.unique_name, spec, &e)?));
+                    }
+                    grouping_parts.insert(step_executors.len(), parts);
                 }
                 // Non-default triggers and accumulation modes go through
                 // GroupAlsoByWindow inside the shuffle (shuffle.rs).
@@ -319,14 +341,19 @@ impl<'p> Job<'p> {
             queued_tasks: AtomicUsize::new(0),
             splits: plan.steps().iter().map(|_| AtomicUsize::new(0)).collect(),
             split_tx: Mutex::new(None),
-            compactors: Mutex::new(compactors),
+            grouping_parts: Mutex::new(grouping_parts),
         })
     }
 
-    /// The accumulator compactor of GroupByKey step `step`, if it has one
-    /// (streaming; see [`oxbeam_runner_core::compaction`]).
-    pub(crate) fn take_compactor(&self, step: usize) -> Option<Box<dyn BundleProcessor>> {
-        self.compactors.lock().ok()?.remove(&step)
+    /// What streaming GroupByKey step `step` needs from executors: its
+    /// accumulator compactor (see [`oxbeam_runner_core::compaction`]) and
+    /// window merger. Taken once.
+    pub(crate) fn take_grouping_parts(&self, step: usize) -> GroupingParts {
+        self.grouping_parts
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&step))
+            .unwrap_or_default()
     }
 
     /// Adds runner-side metrics (merged like a bundle's).

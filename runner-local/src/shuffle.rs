@@ -157,15 +157,8 @@ impl Shuffle {
             (std::mem::take(&mut p.blocks), std::mem::take(&mut p.runs))
         };
         if let Some(strategy) = &self.triggered {
-            if self.merger.is_some() {
-                return Err(Error::Execution(oxbeam_fn_api::Error::Unsupported {
-                    transform: self.transform.clone(),
-                    message: "a merging window fn of the SDK with a non-default trigger or \
-                              accumulating panes"
-                        .into(),
-                }));
-            }
-            let mut grouper = TriggeredGrouper::new(strategy, &self.transform)?;
+            let mut grouper =
+                TriggeredGrouper::new(strategy, &self.transform, self.merger.clone())?;
             if runs.is_empty() {
                 for e in sorted_index(&blocks)? {
                     grouper.push(&record_at(&blocks, e)?, out)?;
@@ -724,6 +717,8 @@ impl Grouper {
 struct TriggeredGrouper<'s> {
     strategy: &'s WindowingStrategy,
     transform: &'s str,
+    /// For a merging window fn of the SDK: merges each key's windows.
+    merger: Option<Arc<dyn WindowMerger>>,
     gabw: GroupAlsoByWindow,
     open: bool,
     key: Vec<u8>,
@@ -732,11 +727,16 @@ struct TriggeredGrouper<'s> {
 }
 
 impl<'s> TriggeredGrouper<'s> {
-    fn new(strategy: &'s WindowingStrategy, transform: &'s str) -> Result<Self, Error> {
+    fn new(
+        strategy: &'s WindowingStrategy,
+        transform: &'s str,
+        merger: Option<Arc<dyn WindowMerger>>,
+    ) -> Result<Self, Error> {
         Ok(TriggeredGrouper {
             strategy,
             transform,
-            gabw: Self::fresh(strategy, transform)?,
+            gabw: Self::fresh(strategy, transform, merger.is_some())?,
+            merger,
             open: false,
             key: Vec::new(),
             panes: Vec::new(),
@@ -744,9 +744,17 @@ impl<'s> TriggeredGrouper<'s> {
         })
     }
 
-    fn fresh(strategy: &WindowingStrategy, transform: &str) -> Result<GroupAlsoByWindow, Error> {
-        GroupAlsoByWindow::new(strategy)
-            .map_err(|e| internal(format!("GroupByKey '{transform}': {e}")))
+    fn fresh(
+        strategy: &WindowingStrategy,
+        transform: &str,
+        sdk_merging: bool,
+    ) -> Result<GroupAlsoByWindow, Error> {
+        if sdk_merging {
+            GroupAlsoByWindow::with_sdk_merging(strategy)
+        } else {
+            GroupAlsoByWindow::new(strategy)
+        }
+        .map_err(|e| internal(format!("GroupByKey '{transform}': {e}")))
     }
 
     fn push(&mut self, r: &Rec<'_>, out: &mut SlotWriter<'_>) -> Result<(), Error> {
@@ -768,9 +776,16 @@ impl<'s> TriggeredGrouper<'s> {
                 end: Timestamp::from_millis(end),
             }
         };
-        self.gabw
-            .process(r.key, window, Timestamp::from_millis(r.ts), r.value);
-        Ok(())
+        let ts = Timestamp::from_millis(r.ts);
+        match &self.merger {
+            Some(m) => self
+                .gabw
+                .process_merging(r.key, window, ts, r.value, |ws| m.merge(r.key, ws)),
+            None => {
+                self.gabw.process(r.key, window, ts, r.value);
+                Ok(())
+            }
+        }
     }
 
     /// Fires and emits everything of the current key.
@@ -787,7 +802,7 @@ impl<'s> TriggeredGrouper<'s> {
             out.emit(&self.elem)?;
         }
         // At +∞ nothing is left; the next key starts from a new clock.
-        self.gabw = Self::fresh(self.strategy, self.transform)?;
+        self.gabw = Self::fresh(self.strategy, self.transform, self.merger.is_some())?;
         Ok(())
     }
 }

@@ -52,6 +52,7 @@ microseconds.
 import pytest
 
 import apache_beam as beam
+from apache_beam.coders.coders import IntervalWindowCoder
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_stream import TestStream
 from apache_beam.testing.util import assert_that, equal_to
@@ -445,6 +446,47 @@ def batch_early_trigger(p):
             | beam.GroupByKey() | beam.ParDo(Panes()))
 
 
+class EvenMerging(window.WindowFn):
+    """A merging window fn only the SDK knows (after Beam's
+    fn_runner_test CustomMergingWindowFn): each element in [t, t + 10 s);
+    windows starting at an even second merge into their span."""
+
+    def assign(self, context):
+        return [window.IntervalWindow(context.timestamp, context.timestamp + 10)]
+
+    def merge(self, merge_context):
+        evens = [w for w in merge_context.windows if w.start.micros % 2_000_000 == 0]
+        if len(evens) > 1:
+            merge_context.merge(evens, window.IntervalWindow(
+                min(w.start for w in evens), max(w.end for w in evens)))
+
+    def get_window_coder(self):
+        return IntervalWindowCoder()
+
+
+def custom_merging_streaming(p):
+    """The runner groups, the SDK harness merges windows, as elements come."""
+    s = (TestStream()
+         .advance_watermark_to(0)
+         .add_elements([tv('k', 1, 1), tv('k', 2, 2)])  # [1, 11) odd, [2, 12) even
+         .add_elements([tv('k', 3, 4), tv('j', 9, 4)])  # k: [4, 14) merges: [2, 14)
+         .advance_watermark_to(12)                      # [1, 11) on time
+         .add_elements([tv('k', 4, 6)])                 # [6, 16) merges: [2, 16)
+         .add_elements([tv('k', 5, 3)])                 # [3, 13) odd, on time
+         .advance_watermark_to_infinity())
+    return (p | s | beam.WindowInto(EvenMerging())
+            | beam.GroupByKey() | beam.ParDo(Panes()))
+
+
+def batch_custom_merging_trigger(p):
+    """An SDK-merged window fn under a non-default trigger in batch."""
+    return (_timestamped(p, [('k', 2), ('k', 4), ('k', 1), ('k', 30), ('j', 6)])
+            | beam.WindowInto(EvenMerging(),
+                              trigger=trigger.AfterWatermark(early=trigger.AfterCount(1)),
+                              accumulation_mode=trigger.AccumulationMode.ACCUMULATING)
+            | beam.GroupByKey() | beam.ParDo(Panes()))
+
+
 def batch_timestamp_combiner(p):
     return (_timestamped(p, [('k', 3), ('k', 7), ('j', 14)])
             | beam.WindowInto(window.FixedWindows(10),
@@ -461,6 +503,20 @@ def batch_combine_trigger(p):
 
 
 EXPECTED = {
+    'custom_merging_streaming': [
+        ('j', [9], (4000, 14000), 13999, 'ON_TIME', 0, 0, True, True),
+        ('k', [1], (1000, 11000), 10999, 'ON_TIME', 0, 0, True, True),
+        ('k', [2, 3, 4], (2000, 16000), 15999, 'ON_TIME', 0, 0, True, True),
+        ('k', [5], (3000, 13000), 12999, 'ON_TIME', 0, 0, True, True),
+    ],
+    'batch_custom_merging_trigger': [
+        ('j', [6], (6000, 16000), 15999, 'EARLY', 0, -1, True, False),
+        ('j', [6], (6000, 16000), 15999, 'ON_TIME', 1, 0, False, True),
+        ('k', [1], (1000, 11000), 10999, 'EARLY', 0, -1, True, False),
+        ('k', [1], (1000, 11000), 10999, 'ON_TIME', 1, 0, False, True),
+        ('k', [2, 4, 30], (2000, 40000), 39999, 'EARLY', 0, -1, True, False),
+        ('k', [2, 4, 30], (2000, 40000), 39999, 'ON_TIME', 1, 0, False, True),
+    ],
     'fixed_default': [
         ('a', [1, 3], (0, 10000), 9999, 'ON_TIME', 0, 0, True, True),
         ('a', [4], (10000, 20000), 19999, 'ON_TIME', 0, 0, True, True),
@@ -631,6 +687,12 @@ EXPECTED = {
 }
 
 BEAM_PYTHON = {
+    'custom_merging_streaming': [
+        ('j', [9], (4000, 14000), 13999, 'ON_TIME', 0, 0, True, False),
+        ('k', [1], (1000, 11000), 10999, 'ON_TIME', 0, 0, True, False),
+        ('k', [2, 3, 4], (2000, 16000), 15999, 'ON_TIME', 0, 0, True, False),
+        ('k', [5], (3000, 13000), 12999, 'ON_TIME', 0, 0, True, False),
+    ],
     'fixed_default': [
         ('a', [1, 3], (0, 10000), 9999, 'ON_TIME', 0, 0, True, False),
         ('a', [5], (0, 10000), 9999, 'LATE', 1, 1, False, False),
@@ -756,12 +818,13 @@ STREAMING = ['fixed_default', 'team_score_discarding', 'team_score_accumulating'
              'sliding_streaming', 'composite_triggers', 'opaque_keys_streaming', 'many_panes',
              'accumulating_earliest', 'streaming_create', 'any_count_or_time',
              'tagged_test_stream', 'sessions_early_merge', 'streaming_side_input',
-             'after_all_and_count_once']
+             'after_all_and_count_once', 'custom_merging_streaming']
 BATCH = ['batch_repeatedly_count', 'batch_early_trigger', 'batch_timestamp_combiner',
-         'batch_combine_trigger']
+         'batch_combine_trigger', 'batch_custom_merging_trigger']
 CASES = STREAMING + BATCH
 
 WHY = {
+    'custom_merging_streaming': ['default_is_last'],
     'fixed_default': ['default_is_last', 'drop_expired'],
     'team_score_discarding': ['emit_always'],
     'team_score_accumulating': ['emit_always'],
@@ -823,7 +886,7 @@ def test_loopback(job_server, name):
 
 
 @pytest.mark.parametrize('name', ['team_score_accumulating', 'sessions_late_merge',
-                                  'batch_early_trigger'])
+                                  'batch_early_trigger', 'custom_merging_streaming'])
 def test_process_environment(job_server, name):
     run_on(_pipeline(name, EXPECTED[name]),
            portable_options(job_server.endpoint, 'PROCESS', extra=_options(name)))

@@ -3,10 +3,12 @@
 //! advance.
 //!
 //! The engine uses runner-core's [`GroupAlsoByWindow`] (every trigger,
-//! accumulation mode and merging window fn); the trait is the seam for
-//! engine-specific groupings (e.g. spilling ones).
+//! accumulation mode and merging window fn — an SDK's through its
+//! harness); the trait is the seam for engine-specific groupings (e.g.
+//! spilling ones).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use oxbeam_fn_api::{Bundle, BundleProcessor, Metrics, NoSideInputs, OutputSink};
 use oxbeam_model::coders::Context;
@@ -17,6 +19,7 @@ use oxbeam_runner_core::gabw::{CompactionBatch, FiredPane, GroupAlsoByWindow, en
 use oxbeam_runner_core::{Coder, WindowCoderKind, WindowedHeader, WindowingStrategy};
 
 use crate::Error;
+use crate::shuffle::WindowMerger;
 
 /// Panes fired per [`Grouping::advance`] when more are due.
 pub(crate) const FIRE_BATCH: usize = 128;
@@ -29,7 +32,17 @@ const COMPACT_BATCH_WINDOWS: usize = 64;
 /// The runner side of one GroupByKey over all keys.
 pub(crate) trait Grouping: Send {
     /// Adds one value (nested encoding) of `key` in `window`.
-    fn process(&mut self, key: &[u8], window: BoundedWindow, timestamp: Timestamp, value: &[u8]);
+    ///
+    /// # Errors
+    /// A failure of the SDK merging the key's windows; the grouping is
+    /// unchanged.
+    fn process(
+        &mut self,
+        key: &[u8],
+        window: BoundedWindow,
+        timestamp: Timestamp,
+        value: &[u8],
+    ) -> Result<(), Error>;
 
     /// Fires what the new input watermark and processing time make ready,
     /// calling `emit` with each output element: a nested windowed
@@ -79,6 +92,8 @@ pub(crate) struct Gabw {
     buf: Vec<u8>,
     compactor: Option<Compactor>,
     compacted: u64,
+    /// Merges windows for a merging window fn of the SDK.
+    merger: Option<Arc<dyn WindowMerger>>,
 }
 
 /// Merges the accumulators a lifted combine's grouping buffers, with the
@@ -219,9 +234,16 @@ impl OutputSink for Collect<'_> {
 impl Gabw {
     /// # Errors
     /// [`Error::Plan`] for strategies the grouping does not support.
-    pub fn new(strategy: &WindowingStrategy) -> Result<Self, Error> {
+    pub fn new(
+        strategy: &WindowingStrategy,
+        merger: Option<Arc<dyn WindowMerger>>,
+    ) -> Result<Self, Error> {
         Ok(Gabw {
-            inner: GroupAlsoByWindow::new(strategy)?,
+            inner: match merger {
+                Some(_) => GroupAlsoByWindow::with_sdk_merging(strategy)?,
+                None => GroupAlsoByWindow::new(strategy)?,
+            },
+            merger,
             window_coder: strategy.window_coder,
             fired: Vec::new(),
             buf: Vec::new(),
@@ -239,8 +261,22 @@ impl Gabw {
 }
 
 impl Grouping for Gabw {
-    fn process(&mut self, key: &[u8], window: BoundedWindow, timestamp: Timestamp, value: &[u8]) {
-        self.inner.process(key, window, timestamp, value);
+    fn process(
+        &mut self,
+        key: &[u8],
+        window: BoundedWindow,
+        timestamp: Timestamp,
+        value: &[u8],
+    ) -> Result<(), Error> {
+        match &self.merger {
+            Some(m) => self
+                .inner
+                .process_merging(key, window, timestamp, value, |ws| m.merge(key, ws)),
+            None => {
+                self.inner.process(key, window, timestamp, value);
+                Ok(())
+            }
+        }
     }
 
     fn advance(

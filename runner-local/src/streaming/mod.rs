@@ -51,7 +51,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oxbeam_fn_api::{BundleProcessor, Executors, MetricKey, Metrics};
+use oxbeam_fn_api::{Executors, MetricKey, Metrics};
 use oxbeam_model::coders::Context;
 use oxbeam_model::window::{BoundedWindow, Timestamp};
 use oxbeam_runner_core::coder::read_interval_window;
@@ -62,8 +62,8 @@ use oxbeam_runner_core::{
 
 use crate::data::Chunk;
 use crate::job::{
-    BEFORE_TIME, BundleInputs, Done, END_OF_TIME, Job, KeyedRun, KeyedState, Mode, StageSideInputs,
-    Task, Watermark, impulse_element,
+    BEFORE_TIME, BundleInputs, Done, END_OF_TIME, GroupingParts, Job, KeyedRun, KeyedState, Mode,
+    StageSideInputs, Task, Watermark, impulse_element,
 };
 use crate::{Error, LocalOptions, PipelineResult, StepReport};
 
@@ -330,7 +330,7 @@ impl<'j, 'p> Engine<'j, 'p> {
                         readers[s].push(Reader::Group { step: i });
                         main_reads[i].push(s);
                     }
-                    Op::Group(Box::new(group_rt(plan, g, job.take_compactor(i))?))
+                    Op::Group(Box::new(group_rt(plan, g, job.take_grouping_parts(i))?))
                 }
                 Step::Stage(stage) => {
                     for (idx, input) in stage.inputs.iter().enumerate() {
@@ -1199,7 +1199,7 @@ pub(crate) fn run_keyed_bundle(
 fn group_rt(
     plan: &ExecutionPlan,
     g: &GroupByKeyStep,
-    compactor: Option<Box<dyn BundleProcessor>>,
+    parts: GroupingParts,
 ) -> Result<GroupRt, Error> {
     let input = g
         .inputs
@@ -1210,8 +1210,8 @@ fn group_rt(
         WindowCoderKind::Global => Coder::GlobalWindow,
         _ => Coder::IntervalWindow,
     };
-    let mut grouping = Gabw::new(&g.windowing)?;
-    if let (Some(processor), Some(spec)) = (compactor, &g.compaction) {
+    let mut grouping = Gabw::new(&g.windowing, parts.merger)?;
+    if let (Some(processor), Some(spec)) = (parts.compactor, &g.compaction) {
         grouping = grouping.with_compactor(Compactor::new(
             &g.unique_name,
             spec.clone(),
@@ -1264,7 +1264,7 @@ fn feed(g: &mut GroupRt, step: &GroupByKeyStep, bytes: &[u8]) -> Result<(), Erro
                     }
                 }
             };
-            g.grouping.process(key, window, ts, value);
+            g.grouping.process(key, window, ts, value)?;
         }
         input = rest;
     }
