@@ -125,6 +125,16 @@ pub enum Step {
     CoGroupWith(Vec<Input>),
     /// A DoFn that panics on this value (for failure cases).
     PanicOnValue(i64),
+    /// A splittable DoFn: each `(k, v)` becomes `(k, i)` for `i` in
+    /// `0..v`, with timestamp `i` ms; the offset range is split into parts
+    /// of `part` offsets up front, and each `process` call claims at most
+    /// `per_call` offsets, then resumes the rest (a self-checkpoint).
+    ExpandRange {
+        /// Offsets per restriction part.
+        part: i64,
+        /// Offsets claimed per `process` call.
+        per_call: i64,
+    },
 }
 
 /// How each output element becomes a line.

@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use oxbeam::combiners::{Count, Max, Mean, Min, Sum, Top};
 use oxbeam::io::WriteToText;
+use oxbeam::sdf::{
+    OffsetRange, OffsetRangeTracker, ProcessContinuation, RestrictionTracker, SplittableDoFn,
+    SplittableParDo,
+};
 use oxbeam::{
     BoundedWindow, DoFn, PCollection, ParDo, Pipeline, ProcessContext, SideInput, Timestamp,
     TupleTag, WindowFn,
@@ -195,6 +199,54 @@ fn apply_step(p: &Pipeline, pc: PCollection<Kv>, step: &Step, l: &str) -> PColle
                 kv.clone()
             })
         }
+        Step::ExpandRange { part, per_call } => pc.par_do_splittable(
+            &label("ExpandRange"),
+            SplittableParDo::of(ExpandRange {
+                part: *part,
+                per_call: *per_call,
+            }),
+        ),
+    }
+}
+
+/// See [`Step::ExpandRange`].
+#[derive(Clone)]
+struct ExpandRange {
+    part: i64,
+    per_call: i64,
+}
+
+impl SplittableDoFn for ExpandRange {
+    type In = Kv;
+    type Out = Kv;
+    type Tracker = OffsetRangeTracker;
+
+    fn initial_restriction(&self, (_, v): &Kv) -> OffsetRange {
+        OffsetRange::new(0, (*v).max(0))
+    }
+
+    fn split_restriction(&self, _: &Kv, r: &OffsetRange) -> Vec<OffsetRange> {
+        r.split(self.part)
+    }
+
+    fn new_tracker(&self, r: OffsetRange) -> OffsetRangeTracker {
+        OffsetRangeTracker::new(r)
+    }
+
+    fn process(
+        &mut self,
+        (k, _): &Kv,
+        tracker: &mut OffsetRangeTracker,
+        ctx: &mut ProcessContext<'_, Kv>,
+    ) -> ProcessContinuation {
+        let start = tracker.current_restriction().start;
+        for i in start..start.saturating_add(self.per_call.max(1)) {
+            if !tracker.try_claim(i) {
+                return ProcessContinuation::Stop;
+            }
+            ctx.output_with_timestamp((k.clone(), i), Timestamp::from_millis(i));
+        }
+        ProcessContinuation::Resume(Duration::from_millis(1))
     }
 }
 

@@ -34,6 +34,7 @@ const LOCAL_CAPABILITIES: &[&str] = &[
     "tagged_outputs",
     "timestamps",
     "failure",
+    "splittable_dofn",
 ];
 
 fn local(args: &[&str]) -> PipelineOptions {

@@ -115,6 +115,8 @@ pub struct ProcessContext<'a, Out> {
     pub(crate) sides: &'a mut SideCache,
     pub(crate) cx: &'a mut dyn Cx,
     pub(crate) error: Option<Error>,
+    /// Set by a splittable DoFn (`SdfContext::set_watermark`).
+    pub(crate) watermark: Option<Timestamp>,
 }
 
 impl<Out: Element> ProcessContext<'_, Out> {

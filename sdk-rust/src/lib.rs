@@ -71,6 +71,7 @@ mod options;
 mod pipeline;
 pub mod registry;
 mod runner;
+pub mod sdf;
 pub mod state;
 pub mod test_stream;
 pub mod testing;

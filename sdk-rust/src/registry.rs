@@ -66,6 +66,7 @@ pub(crate) trait CombineEntry: Send + Sync {
 pub(crate) enum NativeFn {
     ParDo(ParDoFn),
     Combine(Arc<dyn CombineEntry>),
+    Splittable(Arc<dyn crate::sdf::SplittableEntry>),
 }
 
 /// Native functions by name, and element types by PCollection id.

@@ -34,8 +34,8 @@ use super::split::SplitRequests;
 use super::state::all_elements_key;
 use super::{DATA_BATCH_BYTES, MAX_MESSAGE_BYTES, Ports, WORKER_ID_HEADER};
 use crate::{
-    Bundle, BundleProcessor, Error, Executor, Metrics, OutputSink, Result, SideInputs, UserState,
-    UserStateKey, UserStateKind,
+    Bundle, BundleProcessor, Error, Executor, Metrics, OutputSink, Residual, Result, SideInputs,
+    UserState, UserStateKey, UserStateKind,
 };
 
 /// Where a harness connects and who it says it is.
@@ -440,7 +440,8 @@ impl Harness {
             s.finish();
         }
         let ran = ran?;
-        let (processor, metrics) = ran?;
+        let (processor, metrics, residuals) = ran?;
+        let residual_roots = residual_roots(&prepared.descriptor, residuals)?;
         if let Ok(mut p) = self.processors.lock() {
             p.entry(prepared.descriptor.id.clone())
                 .or_default()
@@ -449,6 +450,7 @@ impl Harness {
         // The bundle's user metrics, as Beam SDK harnesses report them.
         Ok(fe::ProcessBundleResponse {
             monitoring_infos: metrics.to_monitoring_infos(),
+            residual_roots,
             ..Default::default()
         })
     }
@@ -531,7 +533,7 @@ fn run_bundle(
     out: Option<mpsc::Sender<Elements>>,
     side_inputs: &HarnessSideInputs,
     (user_state, splits): (Option<HarnessUserState>, Option<&SplitRequests>),
-) -> std::result::Result<(Box<dyn BundleProcessor>, Metrics), String> {
+) -> std::result::Result<(Box<dyn BundleProcessor>, Metrics, Vec<Residual>), String> {
     let mut processor = match pooled {
         Some(p) => p,
         None => catch_unwind(AssertUnwindSafe(|| {
@@ -554,6 +556,7 @@ fn run_bundle(
     };
     let mut metrics = Metrics::default();
     let mut user_state = user_state;
+    let mut residuals = Vec::new();
     let result = {
         let mut bundle = Bundle::new(
             inputs
@@ -576,6 +579,7 @@ fn run_bundle(
         if let Some(s) = splits {
             bundle = bundle.with_rebalancer(s);
         }
+        bundle = bundle.with_residuals(&mut residuals);
         catch_unwind(AssertUnwindSafe(|| processor.process_bundle(&mut bundle)))
     };
     let failure = match result {
@@ -589,7 +593,62 @@ fn run_bundle(
     }
     sink.close(&prepared.ports.sinks, &prepared.timer_families)
         .map_err(|e| e.to_string())?;
-    Ok((processor, metrics))
+    Ok((processor, metrics, residuals))
+}
+
+/// Work a splittable DoFn deferred, as Beam's residual roots: the
+/// application of the transform the residual's data source feeds.
+fn residual_roots(
+    d: &ProcessBundleDescriptor,
+    residuals: Vec<Residual>,
+) -> std::result::Result<Vec<fe::DelayedBundleApplication>, String> {
+    residuals
+        .into_iter()
+        .map(|r| {
+            let pcoll = d
+                .transforms
+                .get(&r.source)
+                .and_then(|t| t.outputs.values().next())
+                .ok_or_else(|| format!("a residual names unknown data source {:?}", r.source))?;
+            let (transform_id, input_id) = d
+                .transforms
+                .iter()
+                .find_map(|(id, t)| {
+                    t.inputs
+                        .iter()
+                        .find(|(_, p)| *p == pcoll)
+                        .map(|(local, _)| (id.clone(), local.clone()))
+                })
+                .ok_or_else(|| format!("no transform reads the residual's {pcoll}"))?;
+            let output_watermarks = r
+                .watermark_millis
+                .map(|ms| {
+                    let t = prost_types::Timestamp {
+                        seconds: ms.div_euclid(1000),
+                        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+                    };
+                    d.transforms[&transform_id]
+                        .outputs
+                        .keys()
+                        .map(|o| (o.clone(), t))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(fe::DelayedBundleApplication {
+                application: Some(fe::BundleApplication {
+                    transform_id,
+                    input_id,
+                    element: r.element.into(),
+                    output_watermarks,
+                    is_bounded: 0,
+                }),
+                requested_time_delay: Some(prost_types::Duration {
+                    seconds: r.delay.as_secs() as i64,
+                    nanos: r.delay.subsec_nanos() as i32,
+                }),
+            })
+        })
+        .collect()
 }
 
 /// A bundle's error as the response's `error`: a user-code error in

@@ -184,6 +184,15 @@ pub(crate) trait Cx {
     fn state(&mut self) -> &mut dyn oxbeam_fn_api::UserState;
     /// Sets or clears one encoded timer.
     fn emit_timer(&mut self, transform: &str, family: &str, timer: &[u8]) -> Result<()>;
+    /// Hands work a splittable DoFn deferred to the runner, to reschedule;
+    /// gives it back if the runner takes no residuals (then the executor
+    /// resumes it itself).
+    fn defer(
+        &mut self,
+        residual: oxbeam_fn_api::Residual,
+    ) -> std::result::Result<(), oxbeam_fn_api::Residual> {
+        Err(residual)
+    }
 }
 
 /// The [`Cx`] of one `process_bundle` call.
@@ -191,6 +200,8 @@ pub(crate) struct BundleCx<'a> {
     pub sink: &'a mut dyn oxbeam_fn_api::OutputSink,
     pub side_inputs: &'a dyn oxbeam_fn_api::SideInputs,
     pub state: &'a mut dyn oxbeam_fn_api::UserState,
+    /// Where deferred work goes, if the runner schedules it.
+    pub residuals: Option<&'a mut Vec<oxbeam_fn_api::Residual>>,
 }
 
 impl Cx for BundleCx<'_> {
@@ -209,6 +220,19 @@ impl Cx for BundleCx<'_> {
 
     fn emit_timer(&mut self, transform: &str, family: &str, timer: &[u8]) -> Result<()> {
         self.sink.emit_timer(transform, family, timer)
+    }
+
+    fn defer(
+        &mut self,
+        residual: oxbeam_fn_api::Residual,
+    ) -> std::result::Result<(), oxbeam_fn_api::Residual> {
+        match &mut self.residuals {
+            Some(r) => {
+                r.push(residual);
+                Ok(())
+            }
+            None => Err(residual),
+        }
     }
 }
 

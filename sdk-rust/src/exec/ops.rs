@@ -212,6 +212,7 @@ impl<D: DoFn> ParDoOp<D> {
             sides: &mut self.sides,
             cx,
             error: None,
+            watermark: None,
         };
         let dofn = &mut self.dofn;
         guard(&self.info.name, Some(&wv.value), || {

@@ -85,6 +85,13 @@ enum Node {
         input: String,
         output: String,
     },
+    /// A component of a splittable DoFn.
+    Splittable {
+        urn: String,
+        entry: Arc<dyn crate::sdf::SplittableEntry>,
+        input: String,
+        output: String,
+    },
     WindowInto {
         window_fn: WindowFn,
         input: String,
@@ -251,6 +258,30 @@ impl<'a> StageBuilder<'a> {
                         output: single(&t.outputs, id, "output")?.clone(),
                     }
                 }
+                urns::standard_p_transforms::splittable_par_do_components::PAIR_WITH_RESTRICTION
+                | urns::standard_p_transforms::splittable_par_do_components::SPLIT_AND_SIZE_RESTRICTIONS
+                | urns::standard_p_transforms::splittable_par_do_components::PROCESS_SIZED_ELEMENTS_AND_RESTRICTIONS => {
+                    let p = pb::ParDoPayload::decode(payload).map_err(|e| Error::invalid(format!("ParDo payload of {id}"), e))?;
+                    let native = native_payload(p.do_fn.as_ref(), urns::native_functions::DO_FN, id)?;
+                    let entry = match registry.get_fn(&native.name).as_deref() {
+                        Some(NativeFn::Splittable(e)) => e.clone(),
+                        _ => {
+                            return Err(Error::Unsupported {
+                                transform: id.clone(),
+                                message: format!("native splittable DoFn {:?} is not registered in this binary", native.name),
+                            });
+                        }
+                    };
+                    if !p.side_inputs.is_empty() {
+                        return Err(Error::Unsupported { transform: id.clone(), message: "side inputs of a splittable DoFn".into() });
+                    }
+                    Node::Splittable {
+                        urn: urn.to_string(),
+                        entry,
+                        input: single(&t.inputs, id, "input")?.clone(),
+                        output: single(&t.outputs, id, "output")?.clone(),
+                    }
+                }
                 urns::standard_p_transforms::primitives::ASSIGN_WINDOWS => {
                     let p = pb::WindowIntoPayload::decode(payload).map_err(|e| Error::invalid(format!("WindowInto payload of {id}"), e))?;
                     let spec = p.window_fn.unwrap_or_default();
@@ -335,6 +366,19 @@ impl<'a> StageBuilder<'a> {
                     let (i, o) = entry.types(urn).ok_or_else(|| Error::Unsupported {
                         transform: t.id.clone(),
                         message: format!("combine component {urn} is not supported"),
+                    })?;
+                    sets.push((input.clone(), i));
+                    sets.push((output.clone(), o));
+                }
+                Node::Splittable {
+                    urn,
+                    entry,
+                    input,
+                    output,
+                } => {
+                    let (i, o) = entry.types(urn).ok_or_else(|| Error::Unsupported {
+                        transform: t.id.clone(),
+                        message: format!("{urn} is not a splittable DoFn component"),
                     })?;
                     sets.push((input.clone(), i));
                     sets.push((output.clone(), o));
@@ -447,6 +491,22 @@ impl<'a> StageBuilder<'a> {
                 let info = self.info(i);
                 entry.build(&urn, info, next)
             }
+            Node::Splittable {
+                urn,
+                entry,
+                input,
+                output,
+            } => {
+                let (urn, entry, output) = (urn.clone(), entry.clone(), output.clone());
+                // The data source reading its input, where its residuals go.
+                let source = self.transforms.iter().find_map(|t| match &t.node {
+                    Node::Source { output, .. } if output == input => Some(t.id.clone()),
+                    _ => None,
+                });
+                let next = self.build_pcollection(&output)?;
+                let info = self.info(i);
+                entry.build(&urn, info, next, source)
+            }
             Node::ParDo {
                 f,
                 params,
@@ -518,6 +578,7 @@ impl<'a> StageBuilder<'a> {
                 Node::Sink { input, .. }
                 | Node::ParDo { input, .. }
                 | Node::Combine { input, .. }
+                | Node::Splittable { input, .. }
                 | Node::WindowInto { input, .. } => input,
                 Node::Source { .. } => continue,
             };
@@ -566,6 +627,7 @@ impl Processor {
             sink: &mut *bundle.sink,
             side_inputs: bundle.side_inputs,
             state: &mut *bundle.state,
+            residuals: bundle.residuals.as_deref_mut(),
         };
         for (_, s) in &mut self.sources {
             s.start()?;

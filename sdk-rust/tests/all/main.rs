@@ -12,6 +12,7 @@ mod outputs;
 mod proto;
 mod rebalancing;
 mod redis;
+mod sdf;
 mod side_inputs;
 mod smoke;
 mod state;
