@@ -7,8 +7,7 @@ use std::time::Duration;
 use oxbeam::combiners::{Count, Max, Mean, Min, Sum, Top};
 use oxbeam::io::WriteToText;
 use oxbeam::sdf::{
-    OffsetRange, OffsetRangeTracker, ProcessContinuation, RestrictionTracker, SplittableDoFn,
-    SplittableParDo,
+    OffsetRange, OffsetRangeTracker, ProcessContinuation, SplittableDoFn, SplittableParDo, Tracked,
 };
 use oxbeam::{
     BoundedWindow, DoFn, PCollection, ParDo, Pipeline, ProcessContext, SideInput, Timestamp,
@@ -236,7 +235,7 @@ impl SplittableDoFn for ExpandRange {
     fn process(
         &mut self,
         (k, _): &Kv,
-        tracker: &mut OffsetRangeTracker,
+        tracker: &mut Tracked<'_, OffsetRangeTracker>,
         ctx: &mut ProcessContext<'_, Kv>,
     ) -> ProcessContinuation {
         let start = tracker.current_restriction().start;

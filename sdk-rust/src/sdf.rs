@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use oxbeam::sdf::{
-//!     OffsetRange, OffsetRangeTracker, ProcessContinuation, RestrictionTracker, SplittableDoFn,
+//!     OffsetRange, OffsetRangeTracker, ProcessContinuation, SplittableDoFn, Tracked,
 //! };
 //! use oxbeam::ProcessContext;
 //!
@@ -38,7 +38,7 @@
 //!     fn process(
 //!         &mut self,
 //!         _: &i64,
-//!         tracker: &mut OffsetRangeTracker,
+//!         tracker: &mut Tracked<'_, OffsetRangeTracker>,
 //!         ctx: &mut ProcessContext<'_, i64>,
 //!     ) -> ProcessContinuation {
 //!         let mut i = tracker.current_restriction().start;
@@ -69,7 +69,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oxbeam_fn_api::{Error, Residual, Result};
+use oxbeam_fn_api::{Error, NoUserState, Residual, Result};
 use oxbeam_model::coders::{CoderError, WindowedValueHeader, Windows};
 use oxbeam_model::pipeline as pb;
 use oxbeam_model::urns;
@@ -82,7 +82,7 @@ use crate::dofn::ProcessContext;
 use crate::exec::ops::OpInfo;
 use crate::exec::side::SideCache;
 use crate::exec::types::{TypeOps, ops};
-use crate::exec::{Batch, Cx, Erased, Receiver, WindowedValue, erase, guard, unerase};
+use crate::exec::{Batch, Cx, Erased, NoCx, Receiver, WindowedValue, erase, guard, unerase};
 use crate::metrics::set_current_transform;
 use crate::pipeline::{MAIN_TAG, PCollection, native_spec};
 use crate::registry::NativeFn;
@@ -291,6 +291,69 @@ impl RestrictionTracker for OffsetRangeTracker {
     }
 }
 
+/// The tracker `process` works with: claims go through it, and between
+/// claims the runner may split the restriction (dynamic work rebalancing:
+/// the unclaimed tail goes to an idle worker; `try_claim` then refuses the
+/// positions given away). Derefs to the tracker itself.
+pub struct Tracked<'a, T: RestrictionTracker> {
+    inner: T,
+    split_point: Option<&'a mut dyn FnMut(&mut T)>,
+    claims: u32,
+}
+
+/// Claims between two split points.
+const CLAIMS_PER_SPLIT_POINT: u32 = 16;
+
+impl<'a, T: RestrictionTracker> Tracked<'a, T> {
+    /// `inner`, with `split_point` offered a chance to split it every few
+    /// claims.
+    pub(crate) fn new(inner: T, split_point: Option<&'a mut dyn FnMut(&mut T)>) -> Self {
+        Tracked {
+            inner,
+            split_point,
+            claims: 0,
+        }
+    }
+
+    /// Claims `position` (see [`RestrictionTracker::try_claim`]); `false`:
+    /// stop processing.
+    pub fn try_claim(&mut self, position: T::Position) -> bool {
+        if !self.inner.try_claim(position) {
+            return false;
+        }
+        if let Some(split) = self.split_point.as_mut() {
+            self.claims += 1;
+            if self.claims >= CLAIMS_PER_SPLIT_POINT {
+                self.claims = 0;
+                split(&mut self.inner);
+            }
+        }
+        true
+    }
+
+    /// The restriction being processed (after a split, the part kept).
+    pub fn current_restriction(&self) -> T::Restriction {
+        self.inner.current_restriction()
+    }
+
+    pub(crate) fn into_inner(self) -> T {
+        self.inner
+    }
+}
+
+impl<T: RestrictionTracker> std::ops::Deref for Tracked<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: RestrictionTracker> std::ops::DerefMut for Tracked<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+}
+
 /// The restriction type of a [`SplittableDoFn`].
 pub type RestrictionOf<F> = <<F as SplittableDoFn>::Tracker as RestrictionTracker>::Restriction;
 
@@ -340,7 +403,7 @@ pub trait SplittableDoFn: Clone + Send + Sync + 'static {
     fn process(
         &mut self,
         element: &Self::In,
-        tracker: &mut Self::Tracker,
+        tracker: &mut Tracked<'_, Self::Tracker>,
         ctx: &mut ProcessContext<'_, Self::Out>,
     ) -> ProcessContinuation;
 
@@ -508,12 +571,12 @@ impl<F: SplittableDoFn> SplittableEntry for Entry<F> {
                 guard(&info.name, None, || f.setup())?;
                 Ok(erase::<Sized<F>>(Box::new(ProcessOp {
                     info,
+                    sizer: f.clone(),
                     f,
                     next: unerase::<F::Out>(next, &what)?,
                     out: Batch::default(),
                     sides: SideCache::default(),
                     source,
-                    buf: Vec::new(),
                 })))
             }
             other => Err(Error::Unsupported {
@@ -602,12 +665,13 @@ impl<F: SplittableDoFn> Receiver<Paired<F>> for SplitOp<F> {
 struct ProcessOp<F: SplittableDoFn> {
     info: OpInfo,
     f: F,
+    /// Sizes restrictions while `f` processes.
+    sizer: F,
     next: Box<dyn Receiver<F::Out>>,
     out: Batch<F::Out>,
     sides: SideCache,
     /// The data source feeding this operator: residuals go back to it.
     source: Option<String>,
-    buf: Vec<u8>,
 }
 
 impl<F: SplittableDoFn> ProcessOp<F> {
@@ -622,7 +686,27 @@ impl<F: SplittableDoFn> ProcessOp<F> {
         cx: &mut dyn Cx,
     ) -> Result<Option<(RestrictionOf<F>, Duration, Option<Timestamp>)>> {
         set_current_transform(self.info.index);
-        let mut tracker = self.f.new_tracker(restriction);
+        let (sizer, source) = (&self.sizer, self.source.as_deref());
+        // Split points: the runner may take the unclaimed part of the
+        // restriction for another worker.
+        let mut split_point = |t: &mut F::Tracker| {
+            let Some(source) = source else {
+                return;
+            };
+            cx.split_point(source, &mut |fraction| {
+                let (primary, residual) = t.try_split(fraction)?;
+                let encode = |r: RestrictionOf<F>| {
+                    let size = sizer.restriction_size(element, &r);
+                    encode_sized::<F>(meta, element, r, size)
+                };
+                Some((encode(primary), encode(residual)))
+            });
+        };
+        let mut tracker = Tracked::new(
+            self.f.new_tracker(restriction),
+            source.map(|_| &mut split_point as &mut dyn FnMut(&mut F::Tracker)),
+        );
+        let mut no_cx = NoCx(NoUserState);
         let mut ctx = ProcessContext {
             timestamp: meta.timestamp,
             window: meta.window,
@@ -631,7 +715,7 @@ impl<F: SplittableDoFn> ProcessOp<F> {
             main: &mut self.out,
             extra: &mut [],
             sides: &mut self.sides,
-            cx,
+            cx: &mut no_cx,
             error: None,
             watermark: None,
         };
@@ -643,6 +727,7 @@ impl<F: SplittableDoFn> ProcessOp<F> {
         if let Some(e) = ctx.error {
             return Err(e);
         }
+        let mut tracker = tracker.into_inner();
         match continuation {
             ProcessContinuation::Stop => {
                 tracker.check_done().map_err(|m| {
@@ -659,6 +744,26 @@ impl<F: SplittableDoFn> ProcessOp<F> {
                 .map(|(_, residual)| (residual, delay, watermark))),
         }
     }
+}
+
+/// A sized element and restriction as the data source of the process
+/// component reads it: a windowed `KV<KV<element, restriction>, size>`.
+fn encode_sized<F: SplittableDoFn>(
+    meta: crate::exec::Meta,
+    element: &F::In,
+    restriction: RestrictionOf<F>,
+    size: f64,
+) -> Vec<u8> {
+    let mut buf = Vec::new();
+    WindowedValueHeader {
+        timestamp: meta.timestamp,
+        windows: Windows::one(meta.window),
+        pane: meta.pane,
+    }
+    .encode(&mut buf);
+    <Sized<F> as Element>::Coder::default()
+        .encode(&((element.clone(), restriction), size), &mut buf);
+    buf
 }
 
 impl<F: SplittableDoFn> Receiver<Sized<F>> for ProcessOp<F> {
@@ -679,27 +784,17 @@ impl<F: SplittableDoFn> Receiver<Sized<F>> for ProcessOp<F> {
             if let Some(source) = &self.source {
                 // The runner reschedules it: encoded as this source's
                 // elements, a sized element and restriction.
-                self.buf.clear();
-                WindowedValueHeader {
-                    timestamp: meta.timestamp,
-                    windows: Windows::one(meta.window),
-                    pane: meta.pane,
-                }
-                .encode(&mut self.buf);
-                let size = self.f.restriction_size(&element, &residual);
-                <Sized<F> as Element>::Coder::default()
-                    .encode(&((element.clone(), residual.clone()), size), &mut self.buf);
+                let size = self.sizer.restriction_size(&element, &residual);
                 let r = Residual {
                     source: source.clone(),
-                    element: std::mem::take(&mut self.buf),
+                    element: encode_sized::<F>(meta, &element, residual.clone(), size),
                     delay,
                     watermark_millis: watermark.map(Timestamp::millis),
                 };
-                match cx.defer(r) {
-                    Ok(()) => return Ok(()),
-                    // The runner takes no residuals: resume here.
-                    Err(r) => self.buf = r.element,
+                if cx.defer(r).is_ok() {
+                    return Ok(());
                 }
+                // The runner takes no residuals: resume here.
             }
             std::thread::sleep(delay);
             restriction = residual;

@@ -193,6 +193,31 @@ pub(crate) trait Cx {
     ) -> std::result::Result<(), oxbeam_fn_api::Residual> {
         Err(residual)
     }
+    /// A point where the splittable DoFn processing the element of data
+    /// source `source` could split it: if the runner wants part of the
+    /// bundle's remaining work (dynamic work rebalancing) and this element
+    /// is the bundle's last, `split(fraction)` splits its restriction and
+    /// returns the primary and residual as encoded elements of `source`;
+    /// the residual is handed off. Returns whether it split.
+    fn split_point(&mut self, source: &str, split: &mut SplitFn<'_>) -> bool {
+        let _ = (source, split);
+        false
+    }
+}
+
+/// Splits the element being processed at a fraction of its remaining
+/// work: `(primary, residual)`, encoded.
+pub(crate) type SplitFn<'a> = dyn FnMut(f64) -> Option<(Vec<u8>, Vec<u8>)> + 'a;
+
+/// Dynamic work rebalancing inside the last element of a bundle (see
+/// [`Cx::split_point`]).
+pub(crate) struct TailSplit<'a> {
+    pub rebalancer: &'a dyn oxbeam_fn_api::Rebalancer,
+    pub started: std::time::Instant,
+    /// The data source of the element.
+    pub source: String,
+    /// What the bundle processed before the element.
+    pub covered: Vec<(String, Vec<u8>)>,
 }
 
 /// The [`Cx`] of one `process_bundle` call.
@@ -202,6 +227,8 @@ pub(crate) struct BundleCx<'a> {
     pub state: &'a mut dyn oxbeam_fn_api::UserState,
     /// Where deferred work goes, if the runner schedules it.
     pub residuals: Option<&'a mut Vec<oxbeam_fn_api::Residual>>,
+    /// Set while the last element of a splittable bundle is processed.
+    pub tail: Option<TailSplit<'a>>,
 }
 
 impl Cx for BundleCx<'_> {
@@ -233,6 +260,54 @@ impl Cx for BundleCx<'_> {
             }
             None => Err(residual),
         }
+    }
+
+    fn split_point(&mut self, source: &str, split: &mut SplitFn<'_>) -> bool {
+        let Some(tail) = self.tail.as_ref().filter(|t| t.source == source) else {
+            return false;
+        };
+        let Some(fraction) = tail.rebalancer.split_fraction(tail.started.elapsed()) else {
+            return false;
+        };
+        let Some((primary, residual)) = split(fraction) else {
+            return false;
+        };
+        let mut kept = tail.covered.clone();
+        kept.push((tail.source.clone(), primary));
+        tail.rebalancer
+            .hand_off(vec![(tail.source.clone(), residual)], kept);
+        true
+    }
+}
+
+/// A [`Cx`] with nothing behind it: what user code sees where it may not
+/// reach the bundle (a splittable DoFn's `process`, whose real context
+/// serves the split points of its tracker).
+pub(crate) struct NoCx(pub oxbeam_fn_api::NoUserState);
+
+impl Cx for NoCx {
+    fn emit(&mut self, sink_transform: &str, _: &[u8]) -> Result<()> {
+        Err(Error::Internal(format!(
+            "no data sink {sink_transform} here"
+        )))
+    }
+
+    fn side_input(&self, transform: &str, local_name: &str) -> Result<&[u8]> {
+        Err(Error::Unsupported {
+            transform: transform.to_string(),
+            message: format!("side input {local_name}: splittable DoFns take no side inputs"),
+        })
+    }
+
+    fn state(&mut self) -> &mut dyn oxbeam_fn_api::UserState {
+        &mut self.0
+    }
+
+    fn emit_timer(&mut self, transform: &str, _: &str, _: &[u8]) -> Result<()> {
+        Err(Error::Unsupported {
+            transform: transform.to_string(),
+            message: "splittable DoFns set no timers".into(),
+        })
     }
 }
 

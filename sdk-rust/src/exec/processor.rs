@@ -16,7 +16,7 @@ use prost::Message;
 use super::ops::OpInfo;
 use super::side::{SideCache, SideSlot};
 use super::types::{SourceOp, TypeOps};
-use super::{BundleCx, Erased, TimerTargets};
+use super::{BundleCx, Erased, TailSplit, TimerTargets};
 use crate::metrics;
 use crate::registry::{CombineEntry, NativeFn, ParDoArgs, Registry, global_registry};
 use crate::window::WindowFn;
@@ -604,11 +604,16 @@ impl<'a> StageBuilder<'a> {
                 "stage has no data source",
             ));
         }
+        let splits_elements = self.transforms.iter().any(|t| {
+            matches!(&t.node, Node::Splittable { urn, .. }
+                if urn == urns::standard_p_transforms::splittable_par_do_components::PROCESS_SIZED_ELEMENTS_AND_RESTRICTIONS)
+        });
         Ok(Box::new(Processor {
             id: self.descriptor.id.clone(),
             sources,
             names: self.names,
             timers: self.timers,
+            splits_elements,
         }))
     }
 }
@@ -618,6 +623,10 @@ struct Processor {
     sources: Vec<(String, Box<dyn SourceOp>)>,
     names: Vec<Arc<str>>,
     timers: TimerTargets,
+    /// The stage processes splittable restrictions: its elements are
+    /// processed one at a time, and the last one of a bundle may be split
+    /// inside (see [`Cx::split_point`]).
+    splits_elements: bool,
 }
 
 impl Processor {
@@ -628,6 +637,7 @@ impl Processor {
             side_inputs: bundle.side_inputs,
             state: &mut *bundle.state,
             residuals: bundle.residuals.as_deref_mut(),
+            tail: None,
         };
         for (_, s) in &mut self.sources {
             s.start()?;
@@ -675,11 +685,11 @@ impl Processor {
     /// [`SPLIT_CHECK_EVERY`] each, asking `rebalancer` between runs whether
     /// to give part of the elements left away (dynamic work rebalancing;
     /// a split falls between elements).
-    fn process_splittable(
+    fn process_splittable<'r>(
         &mut self,
         inputs: &[(&str, &[u8])],
-        rebalancer: &dyn Rebalancer,
-        cx: &mut BundleCx<'_>,
+        rebalancer: &'r dyn Rebalancer,
+        cx: &mut BundleCx<'r>,
     ) -> Result<()> {
         let started = Instant::now();
         let mut pending: VecDeque<(&str, &[u8])> = inputs.iter().copied().collect();
@@ -691,9 +701,33 @@ impl Processor {
             let (mut at, mut end) = (0, bytes.len());
             while at < end {
                 let t = Instant::now();
-                at += self.sources[s].1.process_some(&bytes[at..end], run, cx)?;
+                // The bundle's last element, if it is a restriction: split
+                // points inside it may hand part of it off.
+                let tail = self.splits_elements
+                    && pending.is_empty()
+                    && self.sources[s].1.element_ends(&bytes[at..end])?.len() == 1;
+                if tail {
+                    cx.tail = Some(TailSplit {
+                        rebalancer,
+                        started,
+                        source: id.to_string(),
+                        covered: done
+                            .iter()
+                            .chain([(id, &bytes[..at])].iter())
+                            .filter(|(_, b)| !b.is_empty())
+                            .map(|(sid, b)| (sid.to_string(), b.to_vec()))
+                            .collect(),
+                    });
+                }
+                let taken = self.sources[s].1.process_some(&bytes[at..end], run, cx);
+                cx.tail = None;
+                at += taken?;
                 let took = t.elapsed();
-                if took < SPLIT_CHECK_EVERY / 2 {
+                if self.splits_elements {
+                    // Restrictions are heavy: one per run, so that the
+                    // last one is processed on its own.
+                    run = 1;
+                } else if took < SPLIT_CHECK_EVERY / 2 {
                     run = (run * 2).min(MAX_RUN);
                 } else if took > SPLIT_CHECK_EVERY * 2 {
                     run = (run / 2).max(1);
