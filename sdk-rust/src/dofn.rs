@@ -117,7 +117,13 @@ pub struct ProcessContext<'a, Out> {
     pub(crate) error: Option<Error>,
     /// Set by a splittable DoFn (`SdfContext::set_watermark`).
     pub(crate) watermark: Option<Timestamp>,
+    /// Passes full batches of main outputs downstream while `process`
+    /// runs (a splittable DoFn's restriction may output millions).
+    pub(crate) flush: Option<&'a mut FlushFn<'a, Out>>,
 }
+
+/// Hands a batch of outputs downstream (leaving it empty).
+pub(crate) type FlushFn<'a, Out> = dyn FnMut(&mut Batch<Out>) -> oxbeam_fn_api::Result<()> + 'a;
 
 impl<Out: Element> ProcessContext<'_, Out> {
     /// Event time of the element.
@@ -161,6 +167,12 @@ impl<Out: Element> ProcessContext<'_, Out> {
     #[inline]
     fn send(&mut self, wv: WindowedValue<Out>) {
         self.main.push(wv);
+        if self.main.len() >= crate::exec::BATCH
+            && let Some(flush) = self.flush.as_mut()
+            && let Err(e) = flush(self.main)
+        {
+            self.error.get_or_insert(e);
+        }
     }
 
     /// Outputs `value` to the additional output `tag`.

@@ -687,13 +687,23 @@ impl<F: SplittableDoFn> ProcessOp<F> {
     ) -> Result<Option<(RestrictionOf<F>, Duration, Option<Timestamp>)>> {
         set_current_transform(self.info.index);
         let (sizer, source) = (&self.sizer, self.source.as_deref());
+        // The bundle's context serves two callbacks of `process`: batches
+        // of outputs go downstream as they fill, and split points.
+        let cx = std::cell::RefCell::new(cx);
+        let next = &mut self.next;
+        let index = self.info.index;
+        let mut flush = |batch: &mut Batch<F::Out>| {
+            let r = next.receive_batch(batch, &mut **cx.borrow_mut());
+            set_current_transform(index);
+            r
+        };
         // Split points: the runner may take the unclaimed part of the
         // restriction for another worker.
         let mut split_point = |t: &mut F::Tracker| {
             let Some(source) = source else {
                 return;
             };
-            cx.split_point(source, &mut |fraction| {
+            cx.borrow_mut().split_point(source, &mut |fraction| {
                 let (primary, residual) = t.try_split(fraction)?;
                 let encode = |r: RestrictionOf<F>| {
                     let size = sizer.restriction_size(element, &r);
@@ -718,6 +728,7 @@ impl<F: SplittableDoFn> ProcessOp<F> {
             cx: &mut no_cx,
             error: None,
             watermark: None,
+            flush: Some(&mut flush),
         };
         let f = &mut self.f;
         let continuation = guard(&self.info.name, Some(element), || {

@@ -213,6 +213,7 @@ impl<D: DoFn> ParDoOp<D> {
             cx,
             error: None,
             watermark: None,
+            flush: None,
         };
         let dofn = &mut self.dofn;
         guard(&self.info.name, Some(&wv.value), || {

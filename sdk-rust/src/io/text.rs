@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::dofn::{DoFn, ProcessContext};
 use crate::pipeline::{PBegin, PCollection, PTransform};
+use crate::sdf::{
+    OffsetRange, OffsetRangeTracker, ProcessContinuation, SplittableDoFn, SplittableParDo, Tracked,
+};
 use crate::transforms::pardo::ParDo;
 use crate::view::SideInput;
 use crate::window::WindowFn;
@@ -21,12 +24,14 @@ const SPLITS_PER_WORKER: u64 = 4;
 /// Reads lines of the files matching a glob, one element per line (line
 /// terminators `\n` and `\r\n` removed; invalid UTF-8 replaced).
 ///
-/// Files are read in byte ranges spread over workers: about
-/// [`SPLITS_PER_WORKER`] ranges per worker over all matched bytes, each
-/// between 1 MiB and 64 MiB (or the size set by
+/// Files are read by a splittable DoFn (see [`crate::sdf`]) in byte ranges
+/// spread over workers: about [`SPLITS_PER_WORKER`] ranges per worker over
+/// all matched bytes, each between 1 MiB and 64 MiB (or the size set by
 /// [`with_split_bytes`](Self::with_split_bytes)). As in Beam's TextIO, a
-/// range reads the lines that *start* inside it, so a line straddling a
-/// boundary is read once, by the range where it starts.
+/// range reads the lines that *start* inside it (each line is claimed at
+/// its start offset), so a line straddling a boundary is read once, by the
+/// range where it starts; and a range being read can be split by the
+/// runner, which hands its unread tail to an idle worker.
 ///
 /// A glob matching no file fails the job.
 #[derive(Clone, Debug)]
@@ -79,20 +84,6 @@ fn expand_glob(pattern: &str) -> Vec<(String, u64)> {
     }
     assert!(!files.is_empty(), "no files match {pattern:?}");
     files
-}
-
-/// `[start, end)` byte ranges of `split` bytes covering each file.
-fn split_files(files: &[(String, u64)], split: u64) -> Vec<(String, (i64, i64))> {
-    let mut splits = Vec::new();
-    for (name, len) in files {
-        let mut start = 0;
-        while start < *len {
-            let end = start.saturating_add(split).min(*len);
-            splits.push((name.clone(), (start as i64, end as i64)));
-            start = end;
-        }
-    }
-    splits
 }
 
 /// Bytes read from the file at a time.
@@ -196,6 +187,19 @@ impl SplitLines {
     }
 }
 
+impl SplitLines {
+    /// The next line, whatever the range's end.
+    #[inline]
+    fn read_line(&mut self) -> Option<String> {
+        let (a, b) = self.next_line()?;
+        let line = &self.buf[a..b];
+        Some(match std::str::from_utf8(line) {
+            Ok(s) => s.to_string(),
+            Err(_) => String::from_utf8_lossy(line).into_owned(),
+        })
+    }
+}
+
 impl Iterator for SplitLines {
     type Item = String;
 
@@ -204,12 +208,67 @@ impl Iterator for SplitLines {
         if self.pos >= self.end {
             return None;
         }
-        let (a, b) = self.next_line()?;
-        let line = &self.buf[a..b];
-        Some(match std::str::from_utf8(line) {
-            Ok(s) => s.to_string(),
-            Err(_) => String::from_utf8_lossy(line).into_owned(),
-        })
+        self.read_line()
+    }
+}
+
+/// Reads a file's lines as a splittable DoFn: the element is `(path,
+/// (length, split size))`, the restriction a byte range, split up front
+/// into ranges of the split size; each line is claimed at the offset where
+/// it starts, so a range reads the lines starting in it, and the runner
+/// can split a range while it is read (dynamic work rebalancing).
+#[derive(Clone)]
+struct ReadLines;
+
+impl SplittableDoFn for ReadLines {
+    type In = (String, (i64, i64));
+    type Out = String;
+    type Tracker = OffsetRangeTracker;
+
+    fn initial_restriction(&self, (_, (len, _)): &(String, (i64, i64))) -> OffsetRange {
+        OffsetRange::new(0, *len)
+    }
+
+    fn split_restriction(
+        &self,
+        (_, (_, split)): &(String, (i64, i64)),
+        r: &OffsetRange,
+    ) -> Vec<OffsetRange> {
+        r.split(*split)
+    }
+
+    fn new_tracker(&self, r: OffsetRange) -> OffsetRangeTracker {
+        OffsetRangeTracker::new(r)
+    }
+
+    fn process(
+        &mut self,
+        (path, _): &(String, (i64, i64)),
+        tracker: &mut Tracked<'_, OffsetRangeTracker>,
+        ctx: &mut ProcessContext<'_, String>,
+    ) -> ProcessContinuation {
+        let start = tracker.current_restriction().start.max(0) as u64;
+        read_claimed(path, start, |at| tracker.try_claim(at), |l| ctx.output(l));
+        ProcessContinuation::Stop
+    }
+}
+
+/// Reads the lines of `path` that start at or after `start`, each once
+/// `claim` accepts its start offset, until `claim` refuses one. At the end
+/// of the file it claims the file's length (which a range of the file
+/// refuses: the range is done).
+fn read_claimed(
+    path: &str,
+    start: u64,
+    mut claim: impl FnMut(i64) -> bool,
+    mut emit: impl FnMut(String),
+) {
+    let mut lines = SplitLines::open(path, start, u64::MAX);
+    while claim(lines.pos as i64) {
+        match lines.read_line() {
+            Some(line) => emit(line),
+            None => break,
+        }
     }
 }
 
@@ -230,15 +289,12 @@ impl PTransform<PBegin> for ReadFromText {
                 let files = expand_glob(&pattern);
                 let total = files.iter().map(|(_, len)| len).sum();
                 let split = fixed.unwrap_or_else(|| split_bytes(total, parallelism));
-                split_files(&files, split)
+                files
+                    .into_iter()
+                    .map(move |(path, len)| (path, (len as i64, split as i64)))
+                    .collect::<Vec<_>>()
             })
-            .reshuffle("Reshuffle")
-            .flat_map(
-                "ReadLines",
-                |(path, (start, end)): &(String, (i64, i64))| {
-                    SplitLines::open(path, (*start).max(0) as u64, (*end).max(0) as u64)
-                },
-            )
+            .par_do_splittable("ReadLines", SplittableParDo::of(ReadLines))
     }
 }
 
@@ -450,6 +506,7 @@ impl PTransform<PCollection<(i64, String)>> for Finalize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sdf::RestrictionTracker;
 
     /// Lines as Beam's TextIO defines them: split at `\n`, a `\r` before it
     /// removed, a last line without terminator kept.
@@ -473,12 +530,34 @@ mod tests {
         lines
     }
 
-    fn read_in_splits(path: &str, len: u64, split: u64) -> Vec<String> {
-        let files = vec![(path.to_string(), len)];
-        split_files(&files, split)
-            .into_iter()
-            .flat_map(|(p, (s, e))| SplitLines::open(&p, s as u64, e as u64))
-            .collect()
+    /// The lines of `path` read as `ReadFromText` reads them: in ranges
+    /// of `split` bytes, each claiming line starts with an offset tracker
+    /// and, if `split_after` is set, split by the runner after that many
+    /// claims (half of the rest handed off and read as a range of its own).
+    fn read_in_splits(path: &str, len: u64, split: u64, split_after: Option<usize>) -> Vec<String> {
+        let mut ranges: Vec<OffsetRange> = OffsetRange::new(0, len as i64).split(split as i64);
+        let mut out = Vec::new();
+        while let Some(r) = (!ranges.is_empty()).then(|| ranges.remove(0)) {
+            let mut t = OffsetRangeTracker::new(r);
+            let mut claims = 0;
+            let mut handed = None;
+            read_claimed(
+                path,
+                r.start as u64,
+                |at| {
+                    let ok = t.try_claim(at);
+                    claims += 1;
+                    if ok && Some(claims) == split_after {
+                        handed = t.try_split(0.5).map(|(_, residual)| residual);
+                    }
+                    ok
+                },
+                |l| out.push(l),
+            );
+            assert_eq!(t.check_done(), Ok(()), "range {r:?}");
+            ranges.extend(handed);
+        }
+        out
     }
 
     #[test]
@@ -504,12 +583,21 @@ mod tests {
             let expected = reference(content);
             let len = content.len() as u64;
             for split in 1..=len + 1 {
-                assert_eq!(
-                    read_in_splits(&path, len, split),
-                    expected,
-                    "case {i} ({:?}) in ranges of {split} bytes",
-                    String::from_utf8_lossy(content)
-                );
+                for split_after in [None, Some(1), Some(2)] {
+                    let mut got = read_in_splits(&path, len, split, split_after);
+                    let mut want = expected.clone();
+                    if split_after.is_some() {
+                        // Handed-off ranges are read last.
+                        got.sort();
+                        want.sort();
+                    }
+                    assert_eq!(
+                        got,
+                        want,
+                        "case {i} ({:?}) in ranges of {split} bytes, split after {split_after:?}",
+                        String::from_utf8_lossy(content)
+                    );
+                }
             }
         }
     }
@@ -525,7 +613,7 @@ mod tests {
         let len = content.len() as u64;
         for split in [1000, READ_CHUNK as u64 - 1, READ_CHUNK as u64 * 3, len] {
             assert_eq!(
-                read_in_splits(&path, len, split),
+                read_in_splits(&path, len, split, None),
                 vec!["a".to_string(), long.clone(), "b".to_string(), long.clone()],
                 "ranges of {split} bytes"
             );
