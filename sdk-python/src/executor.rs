@@ -294,22 +294,27 @@ fn stateful_transform(
     ids.sort();
     let mut cells = Vec::new();
     for sid in ids {
-        let coder_id = match &p.state_specs[sid].spec {
-            Some(Spec::ReadModifyWriteSpec(s)) => &s.coder_id,
-            Some(Spec::BagSpec(s)) => &s.element_coder_id,
-            Some(Spec::SetSpec(s)) => &s.element_coder_id,
-            Some(Spec::CombiningSpec(s)) => &s.accumulator_coder_id,
-            Some(Spec::OrderedListSpec(s)) => &s.element_coder_id,
+        let (coder_id, key_coder_id) = match &p.state_specs[sid].spec {
+            Some(Spec::ReadModifyWriteSpec(s)) => (&s.coder_id, None),
+            Some(Spec::BagSpec(s)) => (&s.element_coder_id, None),
+            Some(Spec::SetSpec(s)) => (&s.element_coder_id, None),
+            Some(Spec::CombiningSpec(s)) => (&s.accumulator_coder_id, None),
+            Some(Spec::OrderedListSpec(s)) => (&s.element_coder_id, None),
+            Some(Spec::MapSpec(s)) => (&s.value_coder_id, Some(&s.key_coder_id)),
             _ => {
                 return Err(unsupported(format!(
-                    "state {sid}: only value, bag, set, combining and ordered list state"
+                    "state {sid}: only value, bag, set, combining, ordered list and map state"
                 )));
             }
         };
-        let c = Coder::from_proto(coder_id, components).map_err(|e| invalid(&what, e))?;
+        let codec_of = |id: &str| {
+            let c = Coder::from_proto(id, components).map_err(|e| invalid(&what, e))?;
+            Codec::from_coder(&c).map_err(unsupported)
+        };
         cells.push(Cell {
             id: sid.clone(),
-            codec: Codec::from_coder(&c).map_err(unsupported)?,
+            codec: codec_of(coder_id)?,
+            key_codec: key_coder_id.map(|k| codec_of(k)).transpose()?,
         });
     }
     let mut families: Vec<String> = p.timer_family_specs.keys().cloned().collect();

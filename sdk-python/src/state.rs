@@ -29,8 +29,11 @@ use crate::codec::{Codec, PyHelpers, pane_of, py_pane, py_window, window_of};
 pub(crate) struct Cell {
     /// Its id in `ParDoPayload.state_specs`.
     pub id: String,
-    /// Codec of its values (bag elements, accumulators, list entries).
+    /// Codec of its values (bag elements, accumulators, list entries, map
+    /// values).
     pub codec: Codec,
+    /// Codec of its map keys (map state only).
+    pub key_codec: Option<Codec>,
 }
 
 /// What the client knows of one stateful transform of the stage.
@@ -191,6 +194,21 @@ impl StateClient {
         Ok(out)
     }
 
+    fn key_codec(&self, t: usize, c: usize) -> PyResult<&Codec> {
+        self.cell(t, c)?
+            .key_codec
+            .as_ref()
+            .ok_or_else(|| PyValueError::new_err(format!("state cell {t}/{c} is not a map")))
+    }
+
+    /// `key` encoded (nested) with map cell `c`'s key codec.
+    fn map_key(&self, t: usize, c: usize, key: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+        let mut out = Vec::new();
+        self.key_codec(t, c)?
+            .encode(&self.helpers, key, &mut out, true)?;
+        Ok(out)
+    }
+
     fn cell(&self, t: usize, c: usize) -> PyResult<&Cell> {
         self.transforms
             .get(t)
@@ -342,6 +360,87 @@ impl StateClient {
     /// Empties bag cell `c` of transform `t`.
     fn clear(&mut self, t: usize, c: usize) -> PyResult<()> {
         self.request(t, c, UserStateKind::Bag, |s, k| s.clear(k))
+    }
+
+    /// The value under `key` in map cell `c` of transform `t`, or `None`.
+    fn map_get<'py>(
+        &mut self,
+        py: Python<'py>,
+        t: usize,
+        c: usize,
+        key: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let map_key = self.map_key(t, c, key)?;
+        let mut buf = Vec::new();
+        self.request(
+            t,
+            c,
+            UserStateKind::Multimap { map_key: &map_key },
+            |s, k| s.get(k, &mut buf),
+        )?;
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        // A put replaces: the last value is the current one.
+        let codec = &self.cell(t, c)?.codec;
+        let mut input = &buf[..];
+        let mut last = None;
+        while !input.is_empty() {
+            last = Some(codec.decode(py, &self.helpers, &mut input, true)?);
+        }
+        Ok(last)
+    }
+
+    /// Sets `key` to `value` in map cell `c` of transform `t`.
+    fn map_put(
+        &mut self,
+        t: usize,
+        c: usize,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let map_key = self.map_key(t, c, key)?;
+        let mut buf = Vec::new();
+        self.cell(t, c)?
+            .codec
+            .encode(&self.helpers, value, &mut buf, true)?;
+        let kind = || UserStateKind::Multimap { map_key: &map_key };
+        self.request(t, c, kind(), |s, k| s.clear(k))?;
+        self.request(t, c, kind(), |s, k| s.append(k, &buf))
+    }
+
+    /// Removes `key` from map cell `c` of transform `t`.
+    fn map_remove(&mut self, t: usize, c: usize, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        let map_key = self.map_key(t, c, key)?;
+        self.request(
+            t,
+            c,
+            UserStateKind::Multimap { map_key: &map_key },
+            |s, k| s.clear(k),
+        )
+    }
+
+    /// The keys of map cell `c` of transform `t`, in first-insertion order.
+    fn map_keys<'py>(
+        &mut self,
+        py: Python<'py>,
+        t: usize,
+        c: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let mut buf = Vec::new();
+        self.request(t, c, UserStateKind::MultimapKeys, |s, k| s.get(k, &mut buf))?;
+        let codec = self.key_codec(t, c)?;
+        let list = PyList::empty(py);
+        let mut input = &buf[..];
+        while !input.is_empty() {
+            list.append(codec.decode(py, &self.helpers, &mut input, true)?)?;
+        }
+        Ok(list)
+    }
+
+    /// Empties map cell `c` of transform `t`.
+    fn map_clear(&mut self, t: usize, c: usize) -> PyResult<()> {
+        self.request(t, c, UserStateKind::MultimapKeys, |s, k| s.clear(k))
     }
 
     /// Entries `(sort key micros, value)` of ordered-list cell `c` with

@@ -267,6 +267,56 @@ def test_ordered_list_state(ox):
         ]))
 
 
+@pytest.mark.parametrize("mode", ["in_process", "multi_processing"])
+def test_map_state(ox, mode):
+    # Oxbeam's MapStateSpec (Beam Java's MapState; Beam Python has none):
+    # per user, the latest score per game and the games seen, flushed at
+    # the end of the window; in multi-processing mode the state goes
+    # through the Fn API State channel (multimap user state).
+    beam = ox.beam
+    from oxbeam import coders
+    from oxbeam.options.pipeline_options import PipelineOptions
+    from oxbeam.transforms import userstate as us
+    from oxbeam.transforms.timeutil import TimeDomain
+
+    class Latest(beam.DoFn):
+        SCORES = us.MapStateSpec("scores", coders.StrUtf8Coder(), coders.VarIntCoder())
+        T = us.TimerSpec("t", TimeDomain.WATERMARK)
+
+        def process(self, kv, scores=beam.DoFn.StateParam(SCORES), t=beam.DoFn.TimerParam(T)):
+            game, score = kv[1]
+            first = scores.put_if_absent(game, score)
+            if first is not None:
+                scores.put(game, max(first, score))
+            t.set(100)
+
+        @us.on_timer(T)
+        def flush(self, key=beam.DoFn.KeyParam, scores=beam.DoFn.StateParam(SCORES)):
+            yield key, sorted(scores.items()), scores.get("chess", -1), scores.contains("go")
+            yield key, sorted(scores.keys()), sorted(scores.values()), scores.read()
+            scores.remove("go")
+            yield key, "removed go", scores.read()
+            scores.clear()
+            yield key, scores.read()
+
+    opts = PipelineOptions(["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+                           if mode == "multi_processing" else [])
+    with beam.Pipeline(options=opts) as p:
+        events = [("ann", ("chess", 5)), ("bob", ("go", 1)), ("ann", ("go", 7)),
+                  ("ann", ("chess", 3)), ("ann", ("chess", 9)), ("bob", ("poker", 2))]
+        out = p | beam.Create(events) | beam.ParDo(Latest())
+        ox.assert_that(out, ox.equal_to([
+            ("ann", [("chess", 9), ("go", 7)], 9, True),
+            ("ann", ["chess", "go"], [7, 9], {"chess": 9, "go": 7}),
+            ("ann", "removed go", {"chess": 9}),
+            ("ann", {}),
+            ("bob", [("go", 1), ("poker", 2)], -1, True),
+            ("bob", ["go", "poker"], [1, 2], {"go": 1, "poker": 2}),
+            ("bob", "removed go", {"poker": 2}),
+            ("bob", {}),
+        ]))
+
+
 def test_processing_time_timer_fires_in_batch(ox):
     # In batch, processing-time timers fire after the input, as Beam's model
     # has it; Beam Python's batch DirectRunner never fires them.

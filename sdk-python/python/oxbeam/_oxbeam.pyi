@@ -63,6 +63,16 @@ class StateClient:
         """Adds ``value`` at ``sort_key`` (micros) to ordered-list cell ``c``."""
     def ordered_clear(self, t: int, c: int, start: int, end: int) -> None:
         """Removes the entries of ordered-list cell ``c`` in ``[start, end)``."""
+    def map_get(self, t: int, c: int, key: object) -> Optional[object]:
+        """The value under ``key`` in map cell ``c``, or ``None``."""
+    def map_put(self, t: int, c: int, key: object, value: object) -> None:
+        """Sets ``key`` to ``value`` in map cell ``c``."""
+    def map_remove(self, t: int, c: int, key: object) -> None:
+        """Removes ``key`` from map cell ``c``."""
+    def map_keys(self, t: int, c: int) -> list:
+        """The keys of map cell ``c``, in first-insertion order."""
+    def map_clear(self, t: int, c: int) -> None:
+        """Empties map cell ``c``."""
     def set_timer(self, t: int, f: int, tag: str, fire: int, hold: int, pane: Optional[object] = None) -> None:
         """Sets timer ``tag`` of family ``f`` to fire at ``fire`` with output
         timestamp ``hold`` (micros), for the current key and window."""

@@ -840,12 +840,59 @@ def _state_classes():
         def commit(self):
             pass
 
+    class MapState(us.MapRuntimeState):
+        __slots__ = ("_c", "_t", "_i")
+
+        def __init__(self, client, t, i):
+            self._c, self._t, self._i = client, t, i
+
+        def get(self, key, default=None):
+            v = self._c.map_get(self._t, self._i, key)
+            return default if v is None else v
+
+        def put(self, key, value):
+            self._c.map_put(self._t, self._i, key, value)
+
+        def put_if_absent(self, key, value):
+            """Puts ``value`` unless ``key`` has one; returns the value
+            ``key`` had (``None`` if it had none)."""
+            old = self._c.map_get(self._t, self._i, key)
+            if old is None:
+                self._c.map_put(self._t, self._i, key, value)
+            return old
+
+        def remove(self, key):
+            self._c.map_remove(self._t, self._i, key)
+
+        def contains(self, key):
+            return self._c.map_get(self._t, self._i, key) is not None
+
+        def keys(self):
+            return list(self._c.map_keys(self._t, self._i))
+
+        def values(self):
+            return [v for _, v in self.items()]
+
+        def items(self):
+            c, t, i = self._c, self._t, self._i
+            return [(k, c.map_get(t, i, k)) for k in c.map_keys(t, i)]
+
+        def read(self):
+            return dict(self.items())
+
+        def clear(self):
+            self._c.map_clear(self._t, self._i)
+
+        def commit(self):
+            pass
+
     return {
         us.ReadModifyWriteStateSpec: ValueState,
         us.BagStateSpec: BagState,
         us.SetStateSpec: SetState,
         us.CombiningValueStateSpec: CombiningState,
         us.OrderedListStateSpec: OrderedListState,
+        us.MapStateSpec: MapState,
     }
 
 

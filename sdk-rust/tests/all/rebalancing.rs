@@ -69,5 +69,9 @@ fn a_text_file_read_as_one_range_is_split_while_it_is_read() {
     let mut want = lines.clone();
     want.sort();
     assert_eq!(out.sorted(), want);
-    assert!(result.dynamic_splits >= 1, "{} splits", result.dynamic_splits);
+    assert!(
+        result.dynamic_splits >= 1,
+        "{} splits",
+        result.dynamic_splits
+    );
 }

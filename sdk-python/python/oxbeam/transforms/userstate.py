@@ -16,8 +16,9 @@ key and window. The ParDo's payload declares them with Beam's spec messages
 (``StateSpec``, ``TimerFamilySpec``) exactly as Beam Python writes them, and
 the runner partitions the input by key. Value, combining and set state are
 bags on the wire (as in Beam Python); ordered lists are Beam ordered-list
-state keyed by microseconds. Beam 2.77's Python SDK has no ``MapStateSpec``,
-and neither has this module.
+state keyed by microseconds. ``MapStateSpec`` is Oxbeam's (Beam 2.77's
+Python SDK has none; it follows Beam Java's ``MapState``): Beam's multimap
+user state on the wire, one value per key.
 """
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "SetStateSpec",
     "CombiningValueStateSpec",
     "OrderedListStateSpec",
+    "MapStateSpec",
     "TimerSpec",
     "on_timer",
     "get_dofn_specs",
@@ -39,6 +41,7 @@ __all__ = [
     "SetRuntimeState",
     "CombiningValueRuntimeState",
     "OrderedListRuntimeState",
+    "MapRuntimeState",
     "BaseTimer",
     "RuntimeTimer",
 ]
@@ -134,6 +137,34 @@ class OrderedListStateSpec(StateSpec):
 
     def _spec_json(self, b, coder_id):
         return {"orderedListSpec": {"elementCoderId": coder_id}}
+
+
+class MapStateSpec(StateSpec):
+    """Values by key (Oxbeam's; Beam Java's ``MapState``):
+    ``MapStateSpec(name, key_coder, value_coder)``. At runtime: ``get(key,
+    default=None)``, ``put(key, value)``, ``put_if_absent(key, value)``,
+    ``remove(key)``, ``contains(key)``, ``keys()``, ``values()``,
+    ``items()``, ``read()`` (a dict) and ``clear()``, per key and window of
+    the element."""
+
+    _protocol = "standard_user_state_types::MULTIMAP"
+
+    def __init__(self, name, key_coder, value_coder):
+        if not isinstance(key_coder, Coder):
+            raise TypeError("key_coder is not of type Coder")
+        StateSpec.__init__(self, name, value_coder)
+        self.key_coder = key_coder
+
+    def to_runner_api(self, b):
+        from oxbeam.coders import _element_type_of
+
+        return {
+            "mapSpec": {
+                "keyCoderId": b.coder(_element_type_of(self.key_coder)),
+                "valueCoderId": b.coder(_element_type_of(self.coder)),
+            },
+            "protocol": {"urn": b.urn(self._protocol)},
+        }
 
 
 class TimerSpec(object):
@@ -270,6 +301,10 @@ class SetRuntimeState(AccumulatingRuntimeState):
 
 class CombiningValueRuntimeState(AccumulatingRuntimeState):
     """Combining state: ``read()`` gives the combined output."""
+
+
+class MapRuntimeState(RuntimeState):
+    """Map state (see :class:`MapStateSpec`)."""
 
 
 class OrderedListRuntimeState(AccumulatingRuntimeState):
