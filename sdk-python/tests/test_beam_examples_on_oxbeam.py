@@ -51,11 +51,6 @@ KNOWN_FAILURES = {
     # reaches its deadline (Python) rather than strictly after it (Java,
     # Oxbeam).
     "snippets/snippets_test.py::SnippetsTest::test_model_other_composite_triggers",
-    # Declared input types are checked, but not TypeVar-bound hints of
-    # PTransform classes, hints from annotations, or --runtime_type_check.
-    "snippets/snippets_test.py::TypeHintsTest::test_bad_types",
-    "snippets/snippets_test.py::TypeHintsTest::test_bad_types_annotations",
-    "snippets/snippets_test.py::TypeHintsTest::test_runtime_checks_on",
     # PeriodicImpulse as a slowly changing side input: needs the streaming
     # engine to run Python splittable DoFns.
     "snippets/snippets_test.py::SlowlyChangingSideInputsTest::test_side_input_slow_update",

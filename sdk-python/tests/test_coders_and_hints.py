@@ -242,3 +242,73 @@ def test_declared_input_types_are_checked_at_construction(B):
     _ = ints | "AsFloat" >> beam.Map(lambda x: x / 2).with_input_types(float)
     _ = numbers | "AnyOk" >> beam.Map(lambda x: x).with_input_types(typehints.Any)
     _ = pairs | "KvOk" >> beam.Map(lambda kv: kv).with_input_types(typehints.Tuple[str, int])
+
+
+def test_annotations_typevar_composites_and_runtime_checks(B):
+    # Beam's typehints rules beyond decorators: element-parameter
+    # annotations of DoFn.process, of Map functions and of composites'
+    # expand(pcoll: PCollection[T]); TypeVar-bound hints of PTransform
+    # classes; --no_pipeline_type_check; --runtime_type_check.
+    from typing import Iterable, TypeVar
+
+    beam = B.beam
+    typehints = importlib.import_module(B.name + ".typehints")
+    PCollection = importlib.import_module(B.name + ".pvalue").PCollection
+    PipelineOptions = B.options.PipelineOptions
+
+    class Evens(beam.DoFn):
+        def process(self, element: int) -> Iterable[int]:
+            if element % 2 == 0:
+                yield element
+
+    def to_id(element: int) -> str:
+        return "id_%d" % element
+
+    class IntToStr(beam.PTransform):
+        def expand(self, pcoll: PCollection[int]) -> PCollection[str]:
+            return pcoll | beam.Map(str)
+
+    T = TypeVar("T")
+
+    @typehints.with_input_types(T)
+    @typehints.with_output_types(tuple[int, T])
+    class WithLength(beam.PTransform):
+        def expand(self, pcoll):
+            return pcoll | beam.Map(lambda x: (len(x), x))
+
+    p = beam.Pipeline()
+    strings = p | beam.Create(["1", "2"])
+    for label, bad in [("ParDo", lambda: strings | "a" >> beam.ParDo(Evens())),
+                       ("Map", lambda: strings | "b" >> beam.Map(to_id)),
+                       ("composite", lambda: strings | "c" >> IntToStr())]:
+        with pytest.raises(typehints.TypeCheckError):
+            bad()
+            pytest.fail(label)
+    with_lens = strings | "d" >> WithLength()
+    assert with_lens.element_type == typehints.Tuple[int, str]
+    with pytest.raises(typehints.TypeCheckError):
+        with_lens | "e" >> beam.Map(lambda x: x).with_input_types(tuple[int, int])
+    # Unchecked when asked.
+    q = beam.Pipeline(options=PipelineOptions(pipeline_type_check=False))
+    _ = q | beam.Create(["1"]) | beam.Map(to_id)
+
+    # Annotated transforms on the right types run (here on ints, and the
+    # composite's output coded as KV<int, str>).
+    with B.pipeline() as p:
+        ints = p | "Ints" >> beam.Create([1, 2, 3, 4])
+        ids = ints | beam.ParDo(Evens()) | beam.Map(to_id)
+        B.assert_that(ids, B.equal_to(["id_2", "id_4"]), label="ids")
+        lens = ints | IntToStr() | WithLength() | beam.GroupByKey() | beam.MapTuple(
+            lambda k, vs: (k, sorted(vs)))
+        B.assert_that(lens, B.equal_to([(1, ["1", "2", "3", "4"])]), label="lens")
+
+    # --runtime_type_check: outputs are checked against declared types.
+    with pytest.raises(Exception, match="According to type-hint"):
+        r = beam.Pipeline(options=PipelineOptions(runtime_type_check=True))
+        _ = r | beam.Create(["a"]) | beam.Map(lambda x: 3).with_output_types(str)
+        r.run().wait_until_finish()
+    with beam.Pipeline(options=PipelineOptions(runtime_type_check=True)) as r:
+        out = (r | beam.Create([1, 2])
+               | beam.FlatMap(lambda x: [x, x]).with_output_types(int)
+               | beam.Map(lambda x: (x, str(x))).with_output_types(typehints.Tuple[int, str]))
+        B.assert_that(out, B.equal_to([(1, "1"), (1, "1"), (2, "2"), (2, "2")]))

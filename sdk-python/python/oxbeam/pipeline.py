@@ -143,6 +143,15 @@ class Pipeline(object):
                 'pvalue | "label" >> transform' % full
             )
         self._labels.add(full)
+        declared_output = None
+        if isinstance(pvalueish, PCollection):
+            from oxbeam.transforms.core import _type_options
+            from oxbeam.typehints.decorators import (
+                check_input, composite_hints, pcollection_input_of)
+
+            if _type_options(self).pipeline_type_check:
+                check_input(label, pcollection_input_of(transform), pvalueish)
+                declared_output = composite_hints(transform, pvalueish)
         inputs = _pcollections_of(pvalueish)
         node = AppliedPTransform(self, parent, transform, full, inputs)
         parent.parts.append(node)
@@ -154,6 +163,9 @@ class Pipeline(object):
         if not node.outputs:
             for i, pc in enumerate(_pcollections_of(result)):
                 node.outputs.setdefault(str(i), pc)
+        if declared_output is not None and isinstance(result, PCollection):
+            # A composite's declared output type (its TypeVars bound).
+            result.element_type = declared_output
         return result
 
     def _current(self):

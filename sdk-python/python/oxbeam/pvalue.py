@@ -46,6 +46,13 @@ class PCollection(PValue):
     :mod:`oxbeam.typehints`); it picks the coder.
     """
 
+    def __class_getitem__(cls, element_type):
+        # ``PCollection[int]`` in annotations (``expand(self, pcoll:
+        # PCollection[int])``), as Beam's generic PCollection.
+        import types
+
+        return types.GenericAlias(cls, element_type)
+
     def __init__(self, pipeline, producer=None, tag=None, element_type=None, windowing=None):
         PValue.__init__(self, pipeline)
         from oxbeam import typehints

@@ -305,6 +305,15 @@ class DoFn(object):
         pass
 
 
+def _type_options(pipeline):
+    from oxbeam.options.pipeline_options import TypeOptions
+
+    options = getattr(pipeline, "options", None)
+    if options is None:
+        return TypeOptions()
+    return options.view_as(TypeOptions)
+
+
 class _DoFnTransform(PTransform):
     """Shared by ParDo, Map, FlatMap, Filter and Partition."""
 
@@ -340,7 +349,14 @@ class _DoFnTransform(PTransform):
         args = tuple(sub(a) for a in self.args)
         kwargs = {k: sub(v) for k, v in self.kwargs.items()}
         node.side_inputs = side_pcolls
-        return DoFnSpec(self._kind, self.fn, args, kwargs, views, star=self._star)
+        fn = self.fn
+        if self._kind in ("map", "flatmap") and _type_options(pcoll.pipeline).runtime_type_check:
+            hint = self._output_element_type(pcoll)
+            if hint is not None and hint is not typehints.Any:
+                from oxbeam.typehints.decorators import checked_outputs
+
+                fn = checked_outputs(fn, hint, self.label, self._kind == "flatmap")
+        return DoFnSpec(self._kind, fn, args, kwargs, views, star=self._star)
 
     def _output_element_type(self, pcoll):
         if self._output_type is not None:
@@ -373,9 +389,10 @@ class _DoFnTransform(PTransform):
             raise TypeError("%s must be applied to a PCollection, got %r" % (self.label, pcoll))
         from oxbeam.typehints.decorators import check_input, input_type_of
 
-        hints = getattr(self, "_input_hints", None)
-        check_input(self.label, hints[0][0] if hints and hints[0] else input_type_of(self.fn),
-                    pcoll)
+        if _type_options(pcoll.pipeline).pipeline_type_check:
+            hints = getattr(self, "_input_hints", None)
+            check_input(self.label, hints[0][0] if hints and hints[0] else input_type_of(self.fn),
+                        pcoll)
         node = _node(pcoll.pipeline)
         stateful = self._stateful()
         if stateful is not None:
