@@ -374,3 +374,126 @@ impl std::fmt::Debug for Executors {
             .finish()
     }
 }
+
+/// Dynamic work rebalancing at element boundaries, for executors that
+/// process a bundle's input buffers in runs of elements: between runs,
+/// [`ElementSplits::check`] asks the [`Rebalancer`] whether to give work
+/// away and, if so, hands off the last part of the elements left (the rest
+/// of the current buffer, then the buffers not started) and shortens what
+/// this bundle goes on to process.
+pub struct ElementSplits<'a> {
+    rebalancer: &'a dyn Rebalancer,
+    started: std::time::Instant,
+    /// Processed so far: whole buffers and prefixes.
+    done: Vec<(&'a str, &'a [u8])>,
+}
+
+impl<'a> ElementSplits<'a> {
+    /// Splits for a bundle that starts now.
+    pub fn new(rebalancer: &'a dyn Rebalancer) -> Self {
+        ElementSplits {
+            rebalancer,
+            started: std::time::Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    /// How long the bundle has run.
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// The rebalancer.
+    pub fn rebalancer(&self) -> &'a dyn Rebalancer {
+        self.rebalancer
+    }
+
+    /// What the bundle processed before `bytes[..at]` of buffer `id`, and
+    /// that prefix: the work a split of the element at `at` leaves covered.
+    pub fn covered(&self, id: &str, prefix: &[u8]) -> Vec<(String, Vec<u8>)> {
+        self.done
+            .iter()
+            .copied()
+            .chain(std::iter::once((id, prefix)))
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(sid, b)| (sid.to_string(), b.to_vec()))
+            .collect()
+    }
+
+    /// Records that `bytes` of buffer `id` were processed (all of what the
+    /// bundle processes of it).
+    pub fn finished(&mut self, id: &'a str, bytes: &'a [u8]) {
+        self.done.push((id, bytes));
+    }
+
+    /// Between runs: `bytes[at..*end]` of buffer `id` and the buffers of
+    /// `pending` are left. If the rebalancer asks for a fraction of the
+    /// remaining work, the last elements of what is left (cut where
+    /// `ends_of(source, bytes)` says elements end) are handed off;
+    /// `*end` and `pending` shrink to what this bundle keeps. Returns
+    /// whether it split.
+    ///
+    /// # Errors
+    /// What `ends_of` returns.
+    pub fn check(
+        &mut self,
+        (id, bytes, at): (&'a str, &'a [u8], usize),
+        end: &mut usize,
+        pending: &mut std::collections::VecDeque<(&'a str, &'a [u8])>,
+        ends_of: impl Fn(&str, &[u8]) -> Result<Vec<usize>>,
+    ) -> Result<bool> {
+        let Some(fraction) = self.rebalancer.split_fraction(self.started.elapsed()) else {
+            return Ok(false);
+        };
+        let mut left: Vec<(&'a str, &'a [u8], Vec<usize>)> = Vec::new();
+        for (sid, b) in std::iter::once((id, &bytes[at..*end])).chain(pending.iter().copied()) {
+            left.push((sid, b, ends_of(sid, b)?));
+        }
+        let total: usize = left.iter().map(|(_, _, e)| e.len()).sum();
+        let give = ((total as f64) * fraction.clamp(0.0, 1.0)).floor() as usize;
+        if give == 0 {
+            return Ok(false);
+        }
+        // Keep the first `total - give` elements left.
+        let mut keep = total - give;
+        let cuts: Vec<usize> = left
+            .iter()
+            .map(|(_, b, ends)| {
+                let cut = match keep {
+                    0 => 0,
+                    k if k >= ends.len() => b.len(),
+                    k => ends[k - 1],
+                };
+                keep -= keep.min(ends.len());
+                cut
+            })
+            .collect();
+        let away: Vec<(String, Vec<u8>)> = left
+            .iter()
+            .zip(&cuts)
+            .filter(|((_, b, _), cut)| **cut < b.len())
+            .map(|((sid, b, _), &cut)| (sid.to_string(), b[cut..].to_vec()))
+            .collect();
+        let kept: Vec<(&'a str, &'a [u8])> = left
+            .iter()
+            .zip(&cuts)
+            .map(|((sid, b, _), &cut)| (*sid, &b[..cut]))
+            .collect();
+        let covered: Vec<(String, Vec<u8>)> = self
+            .done
+            .iter()
+            .chain([(id, &bytes[..at])].iter())
+            .chain(kept.iter())
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(sid, b)| (sid.to_string(), b.to_vec()))
+            .collect();
+        self.rebalancer.hand_off(away, covered);
+        *end = at + cuts[0];
+        *pending = kept[1..]
+            .iter()
+            .copied()
+            .filter(|(_, b)| !b.is_empty())
+            .collect();
+        Ok(true)
+    }
+}

@@ -73,8 +73,8 @@ mod metrics;
 pub use error::UserCodeError;
 pub use error::{Error, Result};
 pub use executor::{
-    Bundle, BundleProcessor, Executor, Executors, NoSideInputs, NoUserState, OutputSink,
-    Rebalancer, Residual, SideInputs, UserState, UserStateKey, UserStateKind,
+    Bundle, BundleProcessor, ElementSplits, Executor, Executors, NoSideInputs, NoUserState,
+    OutputSink, Rebalancer, Residual, SideInputs, UserState, UserStateKey, UserStateKind,
 };
 pub use grpc::{FnServer, GrpcExecutor, HarnessConfig, HarnessOptions, Harnesses, serve_harness};
 pub use metrics::{DistributionData, MetricKey, Metrics};

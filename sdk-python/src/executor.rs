@@ -9,12 +9,14 @@
 //! into buffers ([`SinkBuffer`]) that Rust hands to the runner with the GIL
 //! released.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use oxbeam_fn_api::MetricKey;
-use oxbeam_fn_api::{Bundle, BundleProcessor, Error, Executor, Metrics, Result, UserCodeError};
+use oxbeam_fn_api::{
+    Bundle, BundleProcessor, ElementSplits, Error, Executor, Metrics, Result, UserCodeError,
+};
 use oxbeam_model::coders::{Coder, WindowCoder};
 use oxbeam_model::fn_execution::{ProcessBundleDescriptor, RemoteGrpcPort};
 use oxbeam_model::pipeline as pb;
@@ -30,6 +32,9 @@ use crate::state::{Cell, PendingTimers, StateClient, StatefulTransform};
 
 /// Input elements per Python call.
 pub const BATCH: usize = 2048;
+
+/// How long a run of elements between split checks aims to take.
+const SPLIT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Python exceptions raised by user code during a run, kept so that the
 /// SDK can re-raise the original exception from `Pipeline.run()`.
@@ -112,13 +117,28 @@ impl Interrupt {
 pub struct PythonExecutor {
     errors: ErrorSlot,
     interrupt: Arc<Interrupt>,
+    /// Running bundles may be split for idle workers (in a harness
+    /// process: in the user's process, every thread shares one
+    /// interpreter lock, so a split-off part could not run in parallel).
+    splits: bool,
 }
 
 impl PythonExecutor {
     /// An executor that records user exceptions in `errors`; `interrupt`
     /// stops its stages' Python code when the job is cancelled.
     pub fn new(errors: ErrorSlot, interrupt: Arc<Interrupt>) -> Self {
-        PythonExecutor { errors, interrupt }
+        PythonExecutor {
+            errors,
+            interrupt,
+            splits: false,
+        }
+    }
+
+    /// Lets the runner split running bundles (dynamic work rebalancing):
+    /// for an executor serving a harness process.
+    pub fn with_splits(mut self) -> Self {
+        self.splits = true;
+        self
     }
 }
 
@@ -158,6 +178,8 @@ struct Sink {
 struct Source {
     id: String,
     decoder: BatchDecoder,
+    /// The port's windowed value coder: where elements end (for splits).
+    coder: Coder,
 }
 
 struct SideSpec {
@@ -179,6 +201,8 @@ struct Processor {
     client: Option<Py<StateClient>>,
     errors: ErrorSlot,
     interrupt: Arc<Interrupt>,
+    /// See [`PythonExecutor::with_splits`].
+    splits: bool,
 }
 
 fn invalid(what: impl Into<String>, e: impl std::fmt::Display) -> Error {
@@ -389,6 +413,8 @@ impl Executor for PythonExecutor {
                         sources.push(Source {
                             id: id.clone(),
                             decoder: BatchDecoder::new(codec, wc),
+                            coder: Coder::from_proto(&port.coder_id, &components)
+                                .map_err(|e| invalid(format!("data port {id}"), e))?,
                         });
                         continue;
                     }
@@ -574,6 +600,7 @@ impl Executor for PythonExecutor {
                 client,
                 errors: self.errors.clone(),
                 interrupt: self.interrupt.clone(),
+                splits: self.splits,
             }) as Box<dyn BundleProcessor>)
         })
     }
@@ -733,8 +760,18 @@ impl Processor {
             Ok(self.drain(py))
         })?;
         self.emit(bundle, drained)?;
-        let inputs: Vec<(&str, &[u8])> = bundle.inputs.clone();
-        for (source_id, bytes) in inputs {
+        // Dynamic work rebalancing (in a harness process): between
+        // batches, the runner may take the last part of the elements left
+        // for another harness process.
+        let mut splits = bundle
+            .rebalancer
+            .filter(|_| self.splits)
+            .map(ElementSplits::new);
+        // Elements per Python call: all of a batch, or, where the runner
+        // may split, runs sized to take a few milliseconds.
+        let mut run = if splits.is_some() { 16 } else { BATCH };
+        let mut pending: VecDeque<(&str, &[u8])> = bundle.inputs.iter().copied().collect();
+        while let Some((source_id, bytes)) = pending.pop_front() {
             let si = self
                 .sources
                 .iter()
@@ -745,14 +782,16 @@ impl Processor {
                         format!("no data source {source_id}"),
                     )
                 })?;
-            let mut input = bytes;
-            while !input.is_empty() {
+            let (mut at, mut end) = (0, bytes.len());
+            while at < end {
+                let mut input = &bytes[at..end];
+                let started = std::time::Instant::now();
                 let drained = Python::attach(|py| -> Result<_> {
                     let values = PyList::empty(py);
                     let metas = PyList::empty(py);
                     self.sources[si]
                         .decoder
-                        .decode_into(py, &self.helpers, &mut input, BATCH, &values, &metas)
+                        .decode_into(py, &self.helpers, &mut input, run, &values, &metas)
                         .map_err(|e| invalid(format!("input of data source {source_id}"), e))?;
                     let runner = self.runner.bind(py);
                     self.interrupt
@@ -762,7 +801,27 @@ impl Processor {
                         .map_err(|e| user_error(py, &self.errors, &self.stage, e))?;
                     Ok(self.drain(py))
                 })?;
+                at = end - input.len();
                 self.emit(bundle, drained)?;
+                if splits.is_some() {
+                    let took = started.elapsed();
+                    if took < SPLIT_CHECK_EVERY / 2 {
+                        run = (run * 2).min(BATCH);
+                    } else if took > SPLIT_CHECK_EVERY * 2 {
+                        run = (run / 2).max(1);
+                    }
+                }
+                if let Some(sp) = splits.as_mut()
+                    && (at < end || !pending.is_empty())
+                {
+                    let sources = &self.sources;
+                    sp.check((source_id, bytes, at), &mut end, &mut pending, |sid, b| {
+                        element_ends(sources, sid, b)
+                    })?;
+                }
+            }
+            if let Some(sp) = splits.as_mut() {
+                sp.finished(source_id, &bytes[..at]);
             }
         }
         if !bundle.timers.is_empty() {
@@ -780,6 +839,24 @@ impl Processor {
         bundle.metrics.merge(&metrics);
         self.emit(bundle, drained)
     }
+}
+
+/// The end offset of each element of data source `id` in `bytes`.
+fn element_ends(sources: &[Source], id: &str, bytes: &[u8]) -> Result<Vec<usize>> {
+    let source = sources
+        .iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| Error::Internal(format!("no data source {id}")))?;
+    let mut input = bytes;
+    let mut ends = Vec::new();
+    while !input.is_empty() {
+        source
+            .coder
+            .skip(&mut input, oxbeam_model::coders::Context::Nested)
+            .map_err(|e| invalid(format!("input of data source {id}"), e))?;
+        ends.push(bytes.len() - input.len());
+    }
+    Ok(ends)
 }
 
 type CounterRow = (String, String, String, i64);

@@ -129,7 +129,8 @@ where
 /// every PCollection is bounded), `harness_processes` (int: how many
 /// harness processes each `beam:env:process:v1` environment gets — the
 /// Python SDK's `multi_processing` mode puts its Python stages in one,
-/// served by [`serve_worker`]), `echo_harness_output` (bool).
+/// served by [`serve_worker`]), `echo_harness_output` (bool),
+/// `dynamic_splitting` (bool, default true: split straggling bundles).
 ///
 /// Ctrl-C (or any exception a Python signal handler raises) while the job
 /// runs, when called from the main thread: the job is cancelled — no new
@@ -187,6 +188,9 @@ fn run_pipeline(
         if let Some(e) = option::<bool>(o, "echo_harness_output")? {
             opts.harness.echo_output = e;
         }
+        if option::<bool>(o, "dynamic_splitting")? == Some(false) {
+            opts.split_stragglers_after = None;
+        }
     }
     let slot: ErrorSlot = Arc::new(Mutex::new(Vec::new()));
     let interrupt = Arc::new(Interrupt::default());
@@ -238,7 +242,7 @@ fn run_pipeline(
 fn serve_worker(py: Python<'_>, control_endpoint: String, worker_id: String) -> PyResult<()> {
     let slot: ErrorSlot = Arc::new(Mutex::new(Vec::new()));
     let python: Arc<dyn oxbeam_fn_api::Executor> =
-        Arc::new(PythonExecutor::new(slot, Arc::new(Interrupt::default())));
+        Arc::new(PythonExecutor::new(slot, Arc::new(Interrupt::default())).with_splits());
     let config = oxbeam_fn_api::HarnessConfig {
         control_endpoint,
         id: worker_id,

@@ -42,6 +42,32 @@ def test_python_stages_run_in_two_worker_processes():
         assert_that(total, equal_to([n * (n - 1) // 2]), label="Sum")
 
 
+@pytest.mark.parametrize("split", [True, False])
+def test_a_straggling_bundle_is_split_for_the_idle_worker(split):
+    # 150 elements of 10 ms each, unfused: the slow Map reads Create's one
+    # chunk as one bundle, on one harness process. With dynamic splitting
+    # the runner asks the busy harness for part of it (ProcessBundleSplit)
+    # once it has run a while, and the other harness process runs what it
+    # gives away.
+    import time
+
+    def slow(x):
+        time.sleep(0.01)
+        return os.getpid(), x
+
+    options = MP + ["--no_fusion"] + ([] if split else ["--no_dynamic_splitting"])
+    with beam.Pipeline(options=PipelineOptions(options)) as p:
+        pairs = p | beam.Create(range(150)) | "Slow" >> beam.Map(slow)
+        xs = pairs | "X" >> beam.Map(lambda kv: kv[1])
+        pids = pairs | "Pid" >> beam.Map(lambda kv: kv[0]) | beam.Distinct()
+
+        def check(ps):
+            assert len(ps) == (2 if split else 1), ps
+
+        assert_that(xs, equal_to(list(range(150))), label="Exact")
+        assert_that(pids, check, label="Workers")
+
+
 def test_user_exception_from_a_worker_keeps_type_label_and_element():
     def boom(x):
         if x == 7:

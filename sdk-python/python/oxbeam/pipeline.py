@@ -224,7 +224,9 @@ class Pipeline(object):
             raise ValueError(
                 "--direct_running_mode=%s: expected one of %s" % (mode, ", ".join(_RUNNING_MODES))
             )
-        opts = {"parallelism": workers or None}
+        opts = {"parallelism": workers or None,
+                "dynamic_splitting": not direct.no_dynamic_splitting,
+                "fusion": not direct.no_fusion}
         proto_json = self.to_runner_api_json()
         if mode == "multi_processing":
             # Python stages in harness processes, one interpreter lock each.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oxbeam_fn_api::{Bundle, BundleProcessor, Error, Executor, Rebalancer, Result};
+use oxbeam_fn_api::{Bundle, BundleProcessor, ElementSplits, Error, Executor, Rebalancer, Result};
 use oxbeam_model::coders::{Coder as DynCoder, WindowCoder};
 use oxbeam_model::fn_execution::{ProcessBundleDescriptor, RemoteGrpcPort};
 use oxbeam_model::oxbeam::NativeFunctionPayload;
@@ -687,14 +687,12 @@ impl Processor {
     /// a split falls between elements).
     fn process_splittable<'r>(
         &mut self,
-        inputs: &[(&str, &[u8])],
+        inputs: &[(&'r str, &'r [u8])],
         rebalancer: &'r dyn Rebalancer,
         cx: &mut BundleCx<'r>,
     ) -> Result<()> {
-        let started = Instant::now();
+        let mut splits = ElementSplits::new(rebalancer);
         let mut pending: VecDeque<(&str, &[u8])> = inputs.iter().copied().collect();
-        // What the bundle has processed, whole buffers and prefixes.
-        let mut done: Vec<(&str, &[u8])> = Vec::new();
         let mut run = 1usize;
         while let Some((id, bytes)) = pending.pop_front() {
             let s = self.source(id)?;
@@ -709,14 +707,9 @@ impl Processor {
                 if tail {
                     cx.tail = Some(TailSplit {
                         rebalancer,
-                        started,
+                        started: Instant::now() - splits.elapsed(),
                         source: id.to_string(),
-                        covered: done
-                            .iter()
-                            .chain([(id, &bytes[..at])].iter())
-                            .filter(|(_, b)| !b.is_empty())
-                            .map(|(sid, b)| (sid.to_string(), b.to_vec()))
-                            .collect(),
+                        covered: splits.covered(id, &bytes[..at]),
                     });
                 }
                 let taken = self.sources[s].1.process_some(&bytes[at..end], run, cx);
@@ -735,63 +728,16 @@ impl Processor {
                 if at == end && pending.is_empty() {
                     break;
                 }
-                let Some(fraction) = rebalancer.split_fraction(started.elapsed()) else {
-                    continue;
-                };
-                // Elements left: the rest of this buffer, then the others.
-                let mut left: Vec<(&str, &[u8], Vec<usize>)> = Vec::new();
-                for (sid, b) in
-                    std::iter::once((id, &bytes[at..end])).chain(pending.iter().copied())
-                {
-                    let ends = self.sources[self.source(sid)?].1.element_ends(b)?;
-                    left.push((sid, b, ends));
-                }
-                let total: usize = left.iter().map(|(_, _, e)| e.len()).sum();
-                let give = ((total as f64) * fraction.clamp(0.0, 1.0)).floor() as usize;
-                if give == 0 {
-                    continue;
-                }
-                // Keep the first `total - give` elements left.
-                let mut keep = total - give;
-                let cuts: Vec<usize> = left
-                    .iter()
-                    .map(|(_, b, ends)| {
-                        let cut = match keep {
-                            0 => 0,
-                            k if k >= ends.len() => b.len(),
-                            k => ends[k - 1],
-                        };
-                        keep -= keep.min(ends.len());
-                        cut
-                    })
-                    .collect();
-                let away: Vec<(String, Vec<u8>)> = left
-                    .iter()
-                    .zip(&cuts)
-                    .filter(|((_, b, _), cut)| **cut < b.len())
-                    .map(|((sid, b, _), &cut)| (sid.to_string(), b[cut..].to_vec()))
-                    .collect();
-                let kept: Vec<(&str, &[u8])> = left
-                    .iter()
-                    .zip(&cuts)
-                    .map(|((sid, b, _), &cut)| (*sid, &b[..cut]))
-                    .collect();
-                let covered: Vec<(String, Vec<u8>)> = done
-                    .iter()
-                    .chain([(id, &bytes[..at])].iter())
-                    .chain(kept.iter())
-                    .filter(|(_, b)| !b.is_empty())
-                    .map(|(sid, b)| (sid.to_string(), b.to_vec()))
-                    .collect();
-                rebalancer.hand_off(away, covered);
-                end = at + cuts[0];
-                pending = kept[1..]
-                    .iter()
-                    .copied()
-                    .filter(|(_, b)| !b.is_empty())
-                    .collect();
+                let sources = &self.sources;
+                splits.check((id, bytes, at), &mut end, &mut pending, |sid, b| {
+                    let i = sources
+                        .iter()
+                        .position(|(x, _)| x == sid)
+                        .ok_or_else(|| Error::Internal(format!("no data source {sid}")))?;
+                    sources[i].1.element_ends(b)
+                })?;
             }
-            done.push((id, &bytes[..at]));
+            splits.finished(id, &bytes[..at]);
         }
         Ok(())
     }
