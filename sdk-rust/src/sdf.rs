@@ -79,7 +79,7 @@ use prost::Message;
 
 use crate::coder::{Coder, CoderSpec, Element};
 use crate::dofn::ProcessContext;
-use crate::exec::ops::OpInfo;
+use crate::exec::ops::{OpInfo, forward_lifecycle};
 use crate::exec::side::SideCache;
 use crate::exec::types::{TypeOps, ops};
 use crate::exec::{Batch, Cx, Erased, NoCx, Receiver, WindowedValue, erase, guard, unerase};
@@ -596,9 +596,7 @@ struct PairOp<F: SplittableDoFn> {
 }
 
 impl<F: SplittableDoFn> Receiver<F::In> for PairOp<F> {
-    fn start(&mut self) -> Result<()> {
-        self.next.start()
-    }
+    forward_lifecycle!();
 
     fn receive(&mut self, wv: WindowedValue<F::In>, cx: &mut dyn Cx) -> Result<()> {
         set_current_transform(self.info.index);
@@ -608,14 +606,6 @@ impl<F: SplittableDoFn> Receiver<F::In> for PairOp<F> {
         })?;
         self.out.push(wv.map(|v| (v, r)));
         self.next.receive_batch(&mut self.out, cx)
-    }
-
-    fn finish(&mut self, cx: &mut dyn Cx) -> Result<()> {
-        self.next.finish(cx)
-    }
-
-    fn teardown(&mut self) {
-        self.next.teardown()
     }
 }
 
@@ -628,9 +618,7 @@ struct SplitOp<F: SplittableDoFn> {
 }
 
 impl<F: SplittableDoFn> Receiver<Paired<F>> for SplitOp<F> {
-    fn start(&mut self) -> Result<()> {
-        self.next.start()
-    }
+    forward_lifecycle!();
 
     fn receive(&mut self, wv: WindowedValue<Paired<F>>, cx: &mut dyn Cx) -> Result<()> {
         set_current_transform(self.info.index);
@@ -650,14 +638,6 @@ impl<F: SplittableDoFn> Receiver<Paired<F>> for SplitOp<F> {
             self.out.push_with(((element.clone(), r), size), meta);
         }
         self.next.receive_batch(&mut self.out, cx)
-    }
-
-    fn finish(&mut self, cx: &mut dyn Cx) -> Result<()> {
-        self.next.finish(cx)
-    }
-
-    fn teardown(&mut self) {
-        self.next.teardown()
     }
 }
 

@@ -298,6 +298,7 @@ macro_rules! forward_lifecycle {
         }
     };
 }
+pub(crate) use forward_lifecycle;
 
 macro_rules! forward_lifecycle_start_teardown {
     () => {
