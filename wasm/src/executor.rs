@@ -15,12 +15,14 @@
 //! output coder (ASCII fast path for strings).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use oxbeam_fn_api::{Bundle, BundleProcessor, Error, Executor, OutputSink, Result, UserCodeError};
+use oxbeam_fn_api::{
+    Bundle, BundleProcessor, ElementSplits, Error, Executor, OutputSink, Result, UserCodeError,
+};
 use oxbeam_model::coders::{
     Coder, Context, WindowCoder, WindowedValueHeader, Windows, decode_windowed_with, wire,
 };
@@ -626,8 +628,75 @@ impl BundleProcessor for WasmProcessor {
                 .begin_bundle()
                 .map_err(|f| user_error(&s.name, f.message, None))?;
         }
+        let Some(rebalancer) = bundle.rebalancer else {
+            let inputs = bundle.inputs.clone();
+            return self.run(&inputs, &mut *bundle.sink);
+        };
+        // Dynamic work rebalancing: the bundle runs in runs of elements
+        // sized to take a few milliseconds; between runs the runner may
+        // take the last part of the elements left for an idle worker.
+        let mut splits = ElementSplits::new(rebalancer);
+        let mut pending: VecDeque<(&str, &[u8])> = bundle.inputs.iter().copied().collect();
+        let mut run = 64usize;
+        while let Some((id, bytes)) = pending.pop_front() {
+            let (mut at, mut end) = (0, bytes.len());
+            // Where the buffer's elements end (a split only cuts there).
+            let ends = self.element_ends(id, bytes)?;
+            let mut done = 0;
+            while at < end {
+                done = (done + run).min(ends.len());
+                let to = ends.get(done.wrapping_sub(1)).map_or(end, |&e| e.min(end));
+                if to <= at {
+                    break;
+                }
+                let started = std::time::Instant::now();
+                self.run(&[(id, &bytes[at..to])], &mut *bundle.sink)?;
+                at = to;
+                let took = started.elapsed();
+                if took < SPLIT_CHECK_EVERY / 2 {
+                    run = (run * 2).min(MAX_RUN);
+                } else if took > SPLIT_CHECK_EVERY * 2 {
+                    run = (run / 2).max(1);
+                }
+                if at < end || !pending.is_empty() {
+                    splits.check((id, bytes, at), &mut end, &mut pending, |sid, b| {
+                        self.element_ends(sid, b)
+                    })?;
+                }
+            }
+            splits.finished(id, &bytes[..at]);
+        }
+        Ok(())
+    }
+}
+
+/// How long a run of elements between split checks aims to take.
+const SPLIT_CHECK_EVERY: Duration = Duration::from_millis(5);
+/// The longest run of elements between split checks.
+const MAX_RUN: usize = 1 << 16;
+
+impl WasmProcessor {
+    /// The end offset of each element of data source `source` in `bytes`.
+    fn element_ends(&self, source: &str, bytes: &[u8]) -> Result<Vec<usize>> {
+        let pcoll = self
+            .sources
+            .iter()
+            .find(|(id, _)| id == source)
+            .map(|(_, p)| &self.pcolls[p])
+            .ok_or_else(|| Error::Internal(format!("no data source {source}")))?;
+        let base = bytes.as_ptr() as usize;
+        let mut ends = Vec::new();
+        for_each_element(&[bytes], pcoll, |e| {
+            ends.push(e.raw.as_ptr() as usize - base + e.raw.len());
+            Ok(())
+        })?;
+        Ok(ends)
+    }
+
+    /// Runs every step of the stage over `inputs`, outputs to `sink`.
+    fn run(&mut self, inputs: &[(&str, &[u8])], sink: &mut dyn OutputSink) -> Result<()> {
         let mut source_segments: HashMap<&str, Vec<&[u8]>> = HashMap::new();
-        for (source, data) in &bundle.inputs {
+        for (source, data) in inputs {
             if let Some((_, pcoll)) = self.sources.iter().find(|(id, _)| id == source) {
                 source_segments
                     .entry(pcoll.as_str())
@@ -640,7 +709,7 @@ impl BundleProcessor for WasmProcessor {
             if let Some(sinks) = self.sinks.get(*pcoll) {
                 for_each_element(segments, &self.pcolls[*pcoll], |e| {
                     for s in sinks {
-                        bundle.sink.emit(s, e.raw)?;
+                        sink.emit(s, e.raw)?;
                     }
                     Ok(())
                 })?;
@@ -661,7 +730,7 @@ impl BundleProcessor for WasmProcessor {
                 };
                 let mut out = Out {
                     sinks: self.sinks.get(&output).unwrap_or(&no_sinks),
-                    sink: &mut *bundle.sink,
+                    sink: &mut *sink,
                     buffer: buffer.as_mut(),
                 };
                 let ctx = StepCx {

@@ -1,6 +1,8 @@
 //! The same pipelines through the Rust SDK with native and Wasm UDFs give
 //! identical output.
 
+use std::sync::Arc;
+
 use oxbeam::Pipeline;
 use oxbeam::wasm::{
     WasmCombineGlobally, WasmCombinePerKey, WasmFilter, WasmFlatMap, WasmFn, WasmMap,
@@ -143,4 +145,46 @@ fn wasm_failure_fails_the_job_naming_the_transform() {
     let err = p.run().unwrap_err().to_string();
     assert!(err.contains("Explode"), "{err}");
     assert!(err.contains("guest panicked on purpose"), "{err}");
+}
+
+/// An unfused Wasm stage reading Create's one chunk as one bundle, with a
+/// slow guest function (a busy loop per element): with two workers the
+/// runner splits the running bundle and hands the rest to the idle one;
+/// the output is exact either way.
+#[test]
+fn a_straggling_wasm_bundle_is_split_for_an_idle_worker() {
+    let words: Vec<String> = (0..300).map(|i| format!("w{i}")).collect();
+    let mut want: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+    want.sort();
+    for split in [true, false] {
+        let p = Pipeline::new(oxbeam::PipelineOptions {
+            parallelism: Some(2),
+            no_progress: true,
+            no_fusion: true,
+            no_dynamic_splitting: !split,
+            ..Default::default()
+        });
+        p.with_executor(urns::wasm_functions::ENVIRONMENT, executor());
+        let module = Arc::new(crate::wat_guest::module());
+        let out = p
+            .create("Words", words.clone())
+            .apply(
+                "SlowUpper",
+                WasmMap::<String>::new(WasmFn::new(module, "slow_upper")),
+            )
+            .collect_for_testing("Out");
+        let started = std::time::Instant::now();
+        let result = p.run().unwrap();
+        eprintln!(
+            "splitting {split}: {:?}, {} splits",
+            started.elapsed(),
+            result.dynamic_splits
+        );
+        assert_eq!(out.sorted(), want);
+        if split {
+            assert!(result.dynamic_splits >= 1);
+        } else {
+            assert_eq!(result.dynamic_splits, 0);
+        }
+    }
 }

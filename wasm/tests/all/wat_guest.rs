@@ -15,8 +15,13 @@ pub const WAT: &str = r#"
       (then (i32.const 1024)) (else (i32.const 0))))
   ;; MAP: ASCII upper-case of each value.
   (func (export "upper") (param $len i32) (result i64)
+    (call $upper_spinning (local.get $len) (i32.const 0)))
+  ;; The same, spinning `busy` iterations per value (a slow UDF).
+  (func (export "slow_upper") (param $len i32) (result i64)
+    (call $upper_spinning (local.get $len) (i32.const 2000000)))
+  (func $upper_spinning (param $len i32) (param $busy i32) (result i64)
     (local $count i32) (local $i i32) (local $in i32) (local $out i32)
-    (local $n i32) (local $j i32) (local $c i32)
+    (local $n i32) (local $j i32) (local $c i32) (local $k i32)
     (local.set $count (i32.load (i32.const 1024)))
     (local.set $in (i32.const 1032))
     (local.set $out (i32.const 131072))
@@ -28,6 +33,12 @@ pub const WAT: &str = r#"
         (i32.store (local.get $out) (local.get $n))
         (local.set $in (i32.add (local.get $in) (i32.const 4)))
         (local.set $out (i32.add (local.get $out) (i32.const 4)))
+        (local.set $k (local.get $busy))
+        (block $spun
+          (loop $spin
+            (br_if $spun (i32.eqz (local.get $k)))
+            (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+            (br $spin)))
         (local.set $j (i32.const 0))
         (block $bdone
           (loop $byte
