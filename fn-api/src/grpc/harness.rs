@@ -755,9 +755,18 @@ impl OutputSink for HarnessSink {
     fn emit(&mut self, sink_transform: &str, element: &[u8]) -> Result<()> {
         match self.pending.last_mut() {
             Some((id, buf)) if id == sink_transform => buf.extend_from_slice(element),
-            _ => self
-                .pending
-                .push((sink_transform.to_string(), element.to_vec())),
+            _ => {
+                // Sized for a whole message: growing it by doubling would
+                // copy it a dozen times (and fault in fresh pages each time).
+                let mut buf = Vec::with_capacity(
+                    DATA_BATCH_BYTES
+                        .saturating_sub(self.size)
+                        .max(element.len())
+                        + element.len(),
+                );
+                buf.extend_from_slice(element);
+                self.pending.push((sink_transform.to_string(), buf));
+            }
         }
         self.size += element.len();
         if self.size >= DATA_BATCH_BYTES {
