@@ -301,8 +301,10 @@ fn transcode_flatten_inputs(g: &mut Graph) {
 /// Replaces each splittable ParDo by Beam's three SDF components (as Beam's
 /// `expand_sdf` does): pair each element with its initial restriction,
 /// split and size the restrictions, then process the sized element and
-/// restriction pairs. The harness runs them as ordinary DoFns; the runner
-/// sends no split requests (restrictions are processed whole).
+/// restriction pairs. The harness runs them as ordinary DoFns; the process
+/// component starts a stage (fusion), so the runner can split a running
+/// bundle of it (dynamic work rebalancing), between restrictions and, where
+/// the harness supports it, inside one.
 fn expand_splittable_dofns(g: &mut Graph) -> Result<()> {
     use urns::standard_p_transforms::splittable_par_do_components as sdf;
     let splittable: Vec<String> = g
