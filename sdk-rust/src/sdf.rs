@@ -72,10 +72,8 @@ use std::time::Duration;
 use oxbeam_fn_api::{Error, NoUserState, Residual, Result};
 use oxbeam_model::coders::{CoderError, WindowedValueHeader, Windows};
 use oxbeam_model::pipeline as pb;
-use oxbeam_model::urns;
 use oxbeam_model::urns::standard_p_transforms::splittable_par_do_components as sdf;
 use oxbeam_model::window::Timestamp;
-use prost::Message;
 
 use crate::coder::{Coder, CoderSpec, Element};
 use crate::dofn::ProcessContext;
@@ -84,8 +82,9 @@ use crate::exec::side::SideCache;
 use crate::exec::types::{TypeOps, ops};
 use crate::exec::{Batch, Cx, Erased, NoCx, Receiver, WindowedValue, erase, guard, unerase};
 use crate::metrics::set_current_transform;
-use crate::pipeline::{MAIN_TAG, PCollection, native_spec};
+use crate::pipeline::{MAIN_TAG, PCollection};
 use crate::registry::NativeFn;
+use crate::transforms::pardo::add_native_pardo_transform;
 
 /// What [`SplittableDoFn::process`] tells the runner when it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -474,25 +473,16 @@ impl<T: Element> PCollection<T> {
         let name = p.reserve_name(label);
         let restriction_coder_id =
             p.coder_id(&<RestrictionOf<F> as Element>::Coder::default().spec());
-        let payload = pb::ParDoPayload {
-            do_fn: Some(native_spec(
-                urns::native_functions::DO_FN,
-                &name,
-                Vec::new(),
-                std::any::type_name::<F>().to_string(),
-            )),
-            restriction_coder_id,
-            ..Default::default()
-        };
-        let spec = pb::FunctionSpec {
-            urn: urns::standard_p_transforms::primitives::PAR_DO.to_string(),
-            payload: payload.encode_to_vec().into(),
-        };
-        let id = p.b.borrow_mut().add_reserved_transform(
+        let id = add_native_pardo_transform(
+            p,
             &name,
-            Some(spec),
             vec![("in".to_string(), self.id.clone())],
-            true,
+            Vec::new(),
+            std::any::type_name::<F>().to_string(),
+            pb::ParDoPayload {
+                restriction_coder_id,
+                ..Default::default()
+            },
         );
         p.register(
             &id,

@@ -64,7 +64,7 @@ use crate::exec::{BATCH, Batch, Cx, Receiver, TimerTarget, WindowedValue, erase,
 use crate::metrics::set_current_transform;
 use crate::pipeline::{MAIN_TAG, PCollection, native_spec};
 use crate::registry::{NativeFn, ParDoArgs, ParDoFn};
-use crate::transforms::pardo::main_output;
+use crate::transforms::pardo::{add_native_pardo_transform, main_output};
 
 /// A DoFn over keyed input with per-key-and-window state and timers. See
 /// the [module docs](self).
@@ -1044,26 +1044,17 @@ impl<K: Element, V: Element> PCollection<(K, V)> {
                 )
             })
             .collect();
-        let payload = pb::ParDoPayload {
-            do_fn: Some(native_spec(
-                urns::native_functions::DO_FN,
-                &name,
-                Vec::new(),
-                std::any::type_name::<D>().to_string(),
-            )),
-            state_specs: state_specs.into_iter().collect(),
-            timer_family_specs,
-            ..Default::default()
-        };
-        let spec = pb::FunctionSpec {
-            urn: urns::standard_p_transforms::primitives::PAR_DO.to_string(),
-            payload: payload.encode_to_vec().into(),
-        };
-        let id = p.b.borrow_mut().add_reserved_transform(
+        let id = add_native_pardo_transform(
+            p,
             &name,
-            Some(spec),
             vec![("in".to_string(), self.id.clone())],
-            true,
+            Vec::new(),
+            std::any::type_name::<D>().to_string(),
+            pb::ParDoPayload {
+                state_specs: state_specs.into_iter().collect(),
+                timer_family_specs,
+                ..Default::default()
+            },
         );
         let proto = Mutex::new(dofn);
         let domains: Arc<[(String, TimeDomain)]> = decl.timers.into();

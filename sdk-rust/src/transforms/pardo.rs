@@ -84,33 +84,50 @@ pub(crate) fn add_pardo(
             )
         })
         .collect();
-    let payload = pb::ParDoPayload {
-        do_fn: Some(native_spec(
-            urns::native_functions::DO_FN,
-            &name,
-            params,
-            display,
-        )),
-        side_inputs,
-        ..Default::default()
-    };
-    let spec = pb::FunctionSpec {
-        urn: urns::standard_p_transforms::primitives::PAR_DO.to_string(),
-        payload: payload.encode_to_vec().into(),
-    };
     let mut inputs = vec![("in".to_string(), input.to_string())];
     inputs.extend(
         sides
             .iter()
             .map(|s| (s.local_name.clone(), s.pcoll_id.clone())),
     );
-    // `reserve_name` took the unique name; register the transform under it.
-    let id = {
-        let mut b = p.b.borrow_mut();
-        b.add_reserved_transform(&name, Some(spec), inputs, true)
+    let payload = pb::ParDoPayload {
+        side_inputs,
+        ..Default::default()
     };
+    let id = add_native_pardo_transform(p, &name, inputs, params, display, payload);
     p.register(&id, NativeFn::ParDo(entry(&id)));
     id
+}
+
+/// Adds the ParDo transform `name` (a name taken with
+/// `Pipeline::reserve_name`) reading `inputs` (the main one as `"in"`), its
+/// `payload` (side inputs, state specs, restriction coder...) completed
+/// with the native DoFn registered under `name`; returns its id. The caller
+/// registers the function and adds outputs.
+pub(crate) fn add_native_pardo_transform(
+    p: &Pipeline,
+    name: &str,
+    inputs: Vec<(String, String)>,
+    params: Vec<u8>,
+    display: String,
+    payload: pb::ParDoPayload,
+) -> String {
+    let payload = pb::ParDoPayload {
+        do_fn: Some(native_spec(
+            urns::native_functions::DO_FN,
+            name,
+            params,
+            display,
+        )),
+        ..payload
+    };
+    let spec = pb::FunctionSpec {
+        urn: urns::standard_p_transforms::primitives::PAR_DO.to_string(),
+        payload: payload.encode_to_vec().into(),
+    };
+    // `reserve_name` took the unique name; register the transform under it.
+    p.b.borrow_mut()
+        .add_reserved_transform(name, Some(spec), inputs, true)
 }
 
 /// A single-output ParDo entry whose operator is built by `build` from the
