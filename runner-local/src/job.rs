@@ -241,19 +241,7 @@ impl<'p> Job<'p> {
                             ),
                         }
                     }
-                    if let Some(spec) = &g.merge_windows {
-                        let e = executor_of(
-                            &spec.environment_id,
-                            &spec.environment_urn,
-                            &spec.descriptor,
-                            || format!("window merging of GroupByKey '{}'", g.unique_name),
-                            executors,
-                            &mut harnesses,
-                            options,
-                        )?;
-                        parts.merger =
-                            Some(Arc::new(SdkWindowMerger::new(&g.unique_name, spec, &e)?));
-                    }
+                    parts.merger = window_merger(g, executors, &mut harnesses, options)?;
                     grouping_parts.insert(step_executors.len(), parts);
                 }
                 // Non-default triggers and accumulation modes go through
@@ -265,18 +253,8 @@ impl<'p> Job<'p> {
                         }
                     }
                     let mut shuffle = Shuffle::new(g, partitions, options.memory_budget_bytes);
-                    if let Some(spec) = &g.merge_windows {
-                        let e = executor_of(
-                            &spec.environment_id,
-                            &spec.environment_urn,
-                            &spec.descriptor,
-                            || format!("window merging of GroupByKey '{}'", g.unique_name),
-                            executors,
-                            &mut harnesses,
-                            options,
-                        )?;
-                        let merger = SdkWindowMerger::new(&g.unique_name, spec, &e)?;
-                        shuffle = shuffle.with_merger(Arc::new(merger));
+                    if let Some(merger) = window_merger(g, executors, &mut harnesses, options)? {
+                        shuffle = shuffle.with_merger(merger);
                     }
                     shuffles.push(shuffle);
                 }
@@ -1314,6 +1292,33 @@ fn split_restrictions(
 /// The executor of environment `env_id` (URN `env_urn`): a registered
 /// one, else an SDK harness over the gRPC Fn API (started on first use);
 /// `what` names the work needing it, for the error when there is none.
+/// The SDK harness merging the windows of GroupByKey `g`, if its merging
+/// window fn is one the runner does not know.
+fn window_merger(
+    g: &oxbeam_runner_core::GroupByKeyStep,
+    executors: &Executors,
+    harnesses: &mut Option<Harnesses>,
+    options: &LocalOptions,
+) -> Result<Option<Arc<dyn WindowMerger>>, Error> {
+    let Some(spec) = &g.merge_windows else {
+        return Ok(None);
+    };
+    let e = executor_of(
+        &spec.environment_id,
+        &spec.environment_urn,
+        &spec.descriptor,
+        || format!("window merging of GroupByKey '{}'", g.unique_name),
+        executors,
+        harnesses,
+        options,
+    )?;
+    Ok(Some(Arc::new(SdkWindowMerger::new(
+        &g.unique_name,
+        spec,
+        &e,
+    )?)))
+}
+
 fn executor_of(
     env_id: &str,
     env_urn: &str,
