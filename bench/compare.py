@@ -416,11 +416,9 @@ def fnapi(quick, build):
     bin_dir = os.path.join(TARGET, "release")
     scale = 10 if quick else 1
     raw = {}
-    for mode in ("process", "thread"):
+    for mode, flags in (("process", []), ("thread", ["--in-process"]), ("memory", ["--in-memory"])):
         cmd = [os.path.join(bin_dir, "oxbeam-fnapi"), "--bundles", str(max(20 // scale, 3)),
-               "--round-trips", str(2000 // scale)]
-        if mode == "thread":
-            cmd.append("--in-process")
+               "--round-trips", str(2000 // scale)] + flags
         raw[mode], _, _ = measure(cmd)
     n = 10_000_000 // scale
     chain = {}
@@ -429,13 +427,13 @@ def fnapi(quick, build):
                                 "--environment-type", env, "chain", "--elements", str(n), "--stages", "1"])
         chain[env] = (r["elements"] / r["seconds"], wall, rss)
     print()
-    print("| Fn API over loopback gRPC, 100-byte elements | harness process | harness thread |")
-    print("|---|---|---|")
-    p, t = raw["process"], raw["thread"]
-    print(f"| data plane, each way | {p['mb_per_sec_each_way']:.0f} MB/s ({p['elements_per_sec']/1e6:.2f}M elem/s) "
-          f"| {t['mb_per_sec_each_way']:.0f} MB/s ({t['elements_per_sec']/1e6:.2f}M elem/s) |")
-    print(f"| control round trip (empty bundle) | {p['round_trip_us']:.0f} µs | {t['round_trip_us']:.0f} µs |")
-    print(f"| harness start to first processor | {p['connect_ms']:.0f} ms | {t['connect_ms']:.0f} ms |")
+    print("| Fn API, 100-byte elements | harness process (gRPC) | harness thread (gRPC) | harness thread (in-memory transport) |")
+    print("|---|---|---|---|")
+    modes = [raw["process"], raw["thread"], raw["memory"]]
+    print("| data plane, each way | " + " | ".join(
+        f"{m['mb_per_sec_each_way']:.0f} MB/s ({m['elements_per_sec']/1e6:.2f}M elem/s)" for m in modes) + " |")
+    print("| control round trip (empty bundle) | " + " | ".join(f"{m['round_trip_us']:.0f} µs" for m in modes) + " |")
+    print("| harness start to first processor | " + " | ".join(f"{m['connect_ms']:.0f} ms" for m in modes) + " |")
     print()
     # Generate, Map and the count's precombine fuse into one stage that runs
     # in the harness: only the precombined counts cross the Fn API.

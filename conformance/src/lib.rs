@@ -18,6 +18,8 @@
 //! native stage out of process, in SDK harness processes of the
 //! `oxbeam-conformance-worker` binary over the gRPC Fn API (see
 //! [`out_of_process_configs`]): same expected outputs, same failures.
+//! [`in_memory_configs`] run every stage through the same protocol in this
+//! process, over the in-memory transport.
 //!
 //! Each case names the capabilities it needs; a runner that lacks one counts
 //! the case as *Unimplemented* in the [`Ledger`] instead of running it, so the
@@ -42,7 +44,7 @@ mod wasm;
 pub use case::{Case, Expected, Input, Step, WindowSpec, load_cases};
 pub use interpret::{build, build_with};
 pub use ledger::{Ledger, Outcome, run_case};
-pub use runners::{RunnerConfig, out_of_process_configs, runner_configs};
+pub use runners::{RunnerConfig, in_memory_configs, out_of_process_configs, runner_configs};
 
 /// Adds this process's Wasm executor to `p` (what a harness serving a
 /// case's Wasm stages needs; the modules travel in the stages' payloads).

@@ -76,6 +76,38 @@ pub fn runner_configs() -> Vec<RunnerConfig> {
     ]
 }
 
+/// Runner-local with every stage (native and Wasm) behind the whole Fn API
+/// protocol, but in this process: each executor serves as an SDK harness
+/// on a thread, over the in-memory transport (`--environment-type
+/// in-memory`). Fused and unfused.
+pub fn in_memory_configs() -> Vec<RunnerConfig> {
+    let config = |name, args: &[&str], wasm| RunnerConfig {
+        name,
+        options: local(args),
+        capabilities: LOCAL_CAPABILITIES,
+        wasm,
+        harness: None,
+    };
+    vec![
+        config(
+            "in-memory",
+            &["--parallelism", "2", "--environment-type", "in-memory"],
+            false,
+        ),
+        config(
+            "in-memory-wasm-unfused",
+            &[
+                "--parallelism",
+                "2",
+                "--no-fusion",
+                "--environment-type",
+                "in-memory",
+            ],
+            true,
+        ),
+    ]
+}
+
 /// Runner-local with every native stage in SDK harness processes started
 /// from `worker` (the `oxbeam-conformance-worker` binary), fused and
 /// unfused, and with the Wasm twins' stages there too: the same cases must

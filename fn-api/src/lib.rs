@@ -61,6 +61,14 @@
 //!   (closing their control streams first, so they exit cleanly), or at once
 //!   when the job is cancelled ([`Harnesses::cancel`]).
 //!
+//! - Harnesses reach the runner through a [`Transport`]: [`GrpcTransport`]
+//!   (tonic, across processes) or [`InMemoryTransport`]
+//!   ([`FnServer::in_memory_transport`]): the same channels wired straight
+//!   to the server's services, messages moved as values, never serialized.
+//!   [`serve_harness_with`] serves over either; [`InMemoryHarness`] wraps
+//!   any executor so its bundles go through the whole protocol in this
+//!   process.
+//!
 //! Cost: a harness process is started once per job; each bundle costs one
 //! control round trip plus its data, streamed over HTTP/2 with large flow
 //! control windows. Descriptors are registered once per harness.
@@ -76,5 +84,9 @@ pub use executor::{
     Bundle, BundleProcessor, ElementSplits, Executor, Executors, NoSideInputs, NoUserState,
     OutputSink, Rebalancer, Residual, SideInputs, UserState, UserStateKey, UserStateKind,
 };
-pub use grpc::{FnServer, GrpcExecutor, HarnessConfig, HarnessOptions, Harnesses, serve_harness};
+pub use grpc::{
+    FnServer, GrpcExecutor, GrpcTransport, HarnessConfig, HarnessOptions, Harnesses,
+    InMemoryHarness, InMemoryTransport, MessageStream, OutboundStream, Transport, serve_harness,
+    serve_harness_with,
+};
 pub use metrics::{DistributionData, MetricKey, Metrics};

@@ -53,9 +53,11 @@ pub struct PipelineOptions {
     #[arg(long)]
     pub streaming: bool,
     /// Where native Rust stages run (Beam's `--environment_type`):
-    /// `EMBEDDED` in this process, or `PROCESS`: in SDK harness processes,
+    /// `EMBEDDED` in this process, `PROCESS`: in SDK harness processes,
     /// each this same binary re-run with the same arguments plus `--worker`
-    /// (see `oxbeam::worker`), over the gRPC Fn API on 127.0.0.1.
+    /// (see `oxbeam::worker`), over the gRPC Fn API on 127.0.0.1, or
+    /// `IN_MEMORY`: in this process, but through the whole Fn API protocol
+    /// (an SDK harness thread over the in-memory transport).
     #[arg(
         long,
         alias = "environment_type",
@@ -99,6 +101,12 @@ pub enum EnvironmentType {
     /// In SDK harness processes (`beam:env:process:v1`) running this
     /// binary in worker mode.
     Process,
+    /// In this process, through the whole Fn API protocol: each
+    /// environment's executor serves as an SDK harness on a thread, over
+    /// the in-memory transport (no sockets, no serialization). For testing
+    /// the protocol and measuring its cost apart from gRPC.
+    #[value(name = "in-memory", alias = "in_memory")]
+    InMemory,
 }
 
 /// The flags a runner passes when it starts a pipeline binary as an SDK

@@ -599,9 +599,12 @@ impl Pipeline {
     /// process environment running this binary as a worker, and has no
     /// in-process executor.
     fn proto_and_executors(&self) -> Result<(pb::Pipeline, Executors)> {
+        use crate::options::EnvironmentType;
         let mut proto = self.to_proto();
-        if self.options.environment_type != crate::options::EnvironmentType::Process {
-            return Ok((proto, self.executors()));
+        match self.options.environment_type {
+            EnvironmentType::Embedded => return Ok((proto, self.executors())),
+            EnvironmentType::InMemory => return Ok((proto, self.in_memory_executors()?)),
+            EnvironmentType::Process => {}
         }
         let process =
             crate::worker::process_environment(self.options.environment_config.as_deref())?;
@@ -616,6 +619,22 @@ impl Pipeline {
             }
         }
         Ok((proto, Executors::new()))
+    }
+
+    /// [`Pipeline::executors`], each serving as an SDK harness on a thread
+    /// of this process, driven over the Fn API's in-memory transport.
+    fn in_memory_executors(&self) -> Result<Executors> {
+        let direct = self.executors();
+        let mut wrapped = Executors::new();
+        for urn in direct.env_urns() {
+            let Some(executor) = direct.get(urn) else {
+                continue;
+            };
+            let harness = oxbeam_fn_api::InMemoryHarness::start(executor.clone())
+                .map_err(crate::Error::Execution)?;
+            wrapped = wrapped.with(urn, Arc::new(harness));
+        }
+        Ok(wrapped)
     }
 
     /// The input of source transforms.

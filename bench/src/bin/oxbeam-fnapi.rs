@@ -1,7 +1,7 @@
 //! The Fn API's cost across processes (see `bench/compare.py fnapi`):
 //!
 //! ```text
-//! oxbeam-fnapi [--elements N] [--bundles B] [--round-trips R] [--in-process]
+//! oxbeam-fnapi [--elements N] [--bundles B] [--round-trips R] [--in-process | --in-memory]
 //! ```
 //!
 //! Starts this binary again as the SDK harness process of a
@@ -15,7 +15,9 @@
 //!   the closing of its data ports, and the response.
 //!
 //! With `--in-process` the harness is a thread of this process (still over
-//! loopback gRPC). Prints one JSON line.
+//! loopback gRPC); with `--in-memory` it is a thread connected by the
+//! in-memory transport (the same protocol, no sockets, no serialization).
+//! Prints one JSON line.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use oxbeam_fn_api::{
     Bundle, BundleProcessor, Executor, HarnessConfig, HarnessOptions, Harnesses, Metrics,
-    NoSideInputs, serve_harness,
+    NoSideInputs, serve_harness, serve_harness_with,
 };
 use oxbeam_model::coders::{Context, WindowedValueHeader, encode_windowed_bytes};
 use oxbeam_model::fn_execution::{ProcessBundleDescriptor, RemoteGrpcPort};
@@ -53,8 +55,11 @@ struct Args {
     #[arg(long, default_value_t = 2000)]
     round_trips: usize,
     /// Serve the harness from a thread of this process instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "in_memory")]
     in_process: bool,
+    /// Serve the harness from a thread over the in-memory transport.
+    #[arg(long)]
+    in_memory: bool,
     /// Serve as the harness (set when this binary starts itself).
     #[arg(long, hide = true)]
     worker: bool,
@@ -169,7 +174,16 @@ fn main() -> anyhow::Result<()> {
         connect_timeout: Duration::from_secs(30),
         ..HarnessOptions::default()
     })?;
-    let executor: Arc<dyn Executor> = if args.in_process {
+    let executor: Arc<dyn Executor> = if args.in_memory {
+        let transport = harnesses.server().in_memory_transport();
+        std::thread::spawn(move || serve_harness_with(transport, "bench", Arc::new(Identity)));
+        Arc::new(
+            harnesses
+                .server()
+                .executor("bench")
+                .with_connect_timeout(Duration::from_secs(30)),
+        )
+    } else if args.in_process {
         let url = harnesses.server().url().to_string();
         std::thread::spawn(move || {
             serve_harness(
@@ -257,7 +271,13 @@ fn main() -> anyhow::Result<()> {
 
     println!(
         "{{\"harness\": \"{}\", \"connect_ms\": {:.1}, \"elements\": {elements}, \"seconds\": {data_secs:.4}, \"elements_per_sec\": {:.0}, \"mb_per_sec_each_way\": {:.1}, \"round_trip_us\": {round_trip_us:.1}}}",
-        if args.in_process { "thread" } else { "process" },
+        if args.in_memory {
+            "in-memory"
+        } else if args.in_process {
+            "thread"
+        } else {
+            "process"
+        },
         connect.as_secs_f64() * 1e3,
         elements / data_secs,
         elements * ELEMENT_BYTES as f64 / data_secs / 1e6,

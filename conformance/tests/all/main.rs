@@ -59,6 +59,29 @@ fn wasm_mode_runs_user_functions_as_wasm_stages() {
     assert!(matches!(run_case(&case, native), Outcome::Failed(_)));
 }
 
+/// Every case gives the same outcome with its stages behind the Fn API
+/// protocol in this process (the in-memory transport) as run directly.
+#[test]
+fn every_case_passes_through_the_in_memory_fn_api() {
+    let cases = load_cases(cases_dir()).expect("load cases");
+    let mut ledger = Ledger::default();
+    for runner in oxbeam_conformance::in_memory_configs() {
+        for case in &cases {
+            ledger.record(&case.name, runner.name, run_case(case, &runner));
+        }
+    }
+    println!("{ledger}");
+    let failures = ledger.failures();
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    let (passed, _, _) = ledger.totals();
+    assert!(passed >= cases.len() * 2, "too few cases ran: {passed}");
+}
+
 /// Every case gives the same outcome with its native stages in SDK harness
 /// processes (the conformance worker binary, over the gRPC Fn API) as in
 /// process.

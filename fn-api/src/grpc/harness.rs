@@ -22,17 +22,18 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bytes::Bytes;
 use oxbeam_model::fn_execution::{
     self as fe, Elements, InstructionRequest, InstructionResponse, ProcessBundleDescriptor,
-    RemoteGrpcPort, StateKey, StateRequest, StateResponse, beam_fn_control_client,
-    beam_fn_data_client, beam_fn_state_client, elements, instruction_request, instruction_response,
+    RemoteGrpcPort, StateKey, StateRequest, StateResponse, elements, instruction_request,
+    instruction_response,
 };
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
-use tonic::transport::Channel;
 
 use super::split::SplitRequests;
 use super::state::all_elements_key;
-use super::{DATA_BATCH_BYTES, MAX_MESSAGE_BYTES, Ports, WORKER_ID_HEADER};
+use super::transport::{GrpcTransport, Transport};
+use super::{DATA_BATCH_BYTES, Ports};
 use crate::{
     Bundle, BundleProcessor, Error, Executor, Metrics, OutputSink, Residual, Result, SideInputs,
     UserState, UserStateKey, UserStateKind,
@@ -60,44 +61,57 @@ pub struct HarnessConfig {
 /// [`Error::Harness`] if the runner cannot be reached or the control stream
 /// fails; a runner closing the stream is a normal end (`Ok`).
 pub fn serve_harness(config: HarnessConfig, executor: Arc<dyn Executor>) -> Result<()> {
+    let transport = Arc::new(GrpcTransport::new(config.control_endpoint));
+    serve_harness_with(transport, &config.id, executor)
+}
+
+/// As [`serve_harness`], over any [`Transport`]: e.g. the in-memory one of
+/// an [`super::FnServer`] in this process
+/// ([`super::FnServer::in_memory_transport`]), for the full protocol
+/// without serialization.
+///
+/// # Errors
+/// As [`serve_harness`].
+pub fn serve_harness_with(
+    transport: Arc<dyn Transport>,
+    worker_id: &str,
+    executor: Arc<dyn Executor>,
+) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("oxbeam-harness")
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the harness runtime: {e}")))?;
-    let result = runtime.block_on(run(config, executor));
+    let result = runtime.block_on(run(transport, worker_id, executor));
     runtime.shutdown_background();
     result
 }
 
-fn with_worker_id<T>(message: T, id: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Ok(v) = id.parse() {
-        request.metadata_mut().insert(WORKER_ID_HEADER, v);
-    }
-    request
-}
-
-async fn run(config: HarnessConfig, executor: Arc<dyn Executor>) -> Result<()> {
+async fn run(
+    transport: Arc<dyn Transport>,
+    worker_id: &str,
+    executor: Arc<dyn Executor>,
+) -> Result<()> {
     let fail = |message: String| Error::Harness {
-        worker: config.id.clone(),
+        worker: worker_id.to_string(),
         message,
     };
-    let channel = super::connect(&config.control_endpoint).await?;
-    let mut control = beam_fn_control_client::BeamFnControlClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let (responses, rx) = mpsc::unbounded_channel();
-    let mut inbound = control
-        .control(with_worker_id(UnboundedReceiverStream::new(rx), &config.id))
+    let mut inbound = transport
+        .control(worker_id, Box::pin(UnboundedReceiverStream::new(rx)))
         .await
-        .map_err(|s| fail(format!("cannot open the control stream: {}", s.message())))?
-        .into_inner();
+        .map_err(|s| {
+            fail(format!(
+                "cannot open the control stream ({}): {}",
+                transport.describe(),
+                s.message()
+            ))
+        })?;
     let harness = Arc::new(Harness {
-        id: config.id.clone(),
+        id: worker_id.to_string(),
         executor,
-        control,
+        transport,
         descriptors: Mutex::new(HashMap::new()),
         processors: Mutex::new(HashMap::new()),
         data: tokio::sync::Mutex::new(HashMap::new()),
@@ -106,10 +120,10 @@ async fn run(config: HarnessConfig, executor: Arc<dyn Executor>) -> Result<()> {
         splits: Mutex::new(HashMap::new()),
     });
     loop {
-        match inbound.message().await {
-            Ok(Some(request)) => harness.clone().handle(request),
-            Ok(None) => break,
-            Err(s) => {
+        match inbound.next().await {
+            Some(Ok(request)) => harness.clone().handle(request),
+            None => break,
+            Some(Err(s)) => {
                 harness.teardown();
                 return Err(fail(format!("control stream failed: {}", s.message())));
             }
@@ -140,7 +154,7 @@ const SPLIT_ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_milli
 struct Harness {
     id: String,
     executor: Arc<dyn Executor>,
-    control: beam_fn_control_client::BeamFnControlClient<Channel>,
+    transport: Arc<dyn Transport>,
     descriptors: Mutex<HashMap<String, Arc<Prepared>>>,
     /// Idle processors per descriptor id.
     processors: Mutex<Pool>,
@@ -254,17 +268,11 @@ impl Harness {
         {
             return Ok(p);
         }
-        let mut control = self.control.clone();
-        let d = control
-            .get_process_bundle_descriptor(with_worker_id(
-                fe::GetProcessBundleDescriptorRequest {
-                    process_bundle_descriptor_id: descriptor_id.to_string(),
-                },
-                &self.id,
-            ))
+        let d = self
+            .transport
+            .descriptor(&self.id, descriptor_id)
             .await
-            .map_err(|s| format!("unknown descriptor {descriptor_id:?}: {}", s.message()))?
-            .into_inner();
+            .map_err(|s| format!("unknown descriptor {descriptor_id:?}: {}", s.message()))?;
         let p = Arc::new(prepare(d).map_err(|e| e.to_string())?);
         if let Ok(mut m) = self.descriptors.lock() {
             m.insert(descriptor_id.to_string(), p.clone());
@@ -277,7 +285,7 @@ impl Harness {
         if let Some(c) = clients.get(url).filter(|c| !c.closed()) {
             return Ok(c.clone());
         }
-        let c = DataClient::connect(url, &self.id).await?;
+        let c = DataClient::connect(self.transport.as_ref(), url, &self.id).await?;
         clients.insert(url.to_string(), c.clone());
         Ok(c)
     }
@@ -287,7 +295,7 @@ impl Harness {
         if let Some(c) = clients.get(url).filter(|c| !c.closed()) {
             return Ok(c.clone());
         }
-        let c = StateClient::connect(url, &self.id).await?;
+        let c = StateClient::connect(self.transport.as_ref(), url, &self.id).await?;
         clients.insert(url.to_string(), c.clone());
         Ok(c)
     }
@@ -948,21 +956,20 @@ impl Inboxes {
 }
 
 impl DataClient {
-    async fn connect(url: &str, worker: &str) -> std::result::Result<Arc<DataClient>, String> {
-        let channel = super::connect(url).await.map_err(|e| e.to_string())?;
-        let mut client = beam_fn_data_client::BeamFnDataClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    async fn connect(
+        transport: &dyn Transport,
+        url: &str,
+        worker: &str,
+    ) -> std::result::Result<Arc<DataClient>, String> {
         let (tx, rx) = mpsc::channel(8);
-        let mut inbound = client
-            .data(with_worker_id(ReceiverStream::new(rx), worker))
+        let mut inbound = transport
+            .data(url, worker, Box::pin(ReceiverStream::new(rx)))
             .await
-            .map_err(|s| format!("cannot open the data stream to {url}: {}", s.message()))?
-            .into_inner();
+            .map_err(|s| format!("cannot open the data stream to {url}: {}", s.message()))?;
         let inboxes = Arc::new(Mutex::new(Inboxes::default()));
         let routes = inboxes.clone();
         tokio::spawn(async move {
-            while let Ok(Some(elements)) = inbound.message().await {
+            while let Some(Ok(elements)) = inbound.next().await {
                 let Ok(mut inboxes) = routes.lock() else {
                     break;
                 };
@@ -1014,22 +1021,21 @@ struct StateClient {
 }
 
 impl StateClient {
-    async fn connect(url: &str, worker: &str) -> std::result::Result<Arc<StateClient>, String> {
-        let channel = super::connect(url).await.map_err(|e| e.to_string())?;
-        let mut client = beam_fn_state_client::BeamFnStateClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    async fn connect(
+        transport: &dyn Transport,
+        url: &str,
+        worker: &str,
+    ) -> std::result::Result<Arc<StateClient>, String> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut inbound = client
-            .state(with_worker_id(UnboundedReceiverStream::new(rx), worker))
+        let mut inbound = transport
+            .state(url, worker, Box::pin(UnboundedReceiverStream::new(rx)))
             .await
-            .map_err(|s| format!("cannot open the state stream to {url}: {}", s.message()))?
-            .into_inner();
+            .map_err(|s| format!("cannot open the state stream to {url}: {}", s.message()))?;
         let pending: Arc<Mutex<HashMap<String, oneshot::Sender<StateResponse>>>> = Arc::default();
         let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (p, c) = (pending.clone(), closed.clone());
         tokio::spawn(async move {
-            while let Ok(Some(response)) = inbound.message().await {
+            while let Some(Ok(response)) = inbound.next().await {
                 if let Some(w) = p.lock().ok().and_then(|mut p| p.remove(&response.id)) {
                     let _ = w.send(response);
                 }

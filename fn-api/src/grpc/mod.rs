@@ -14,9 +14,11 @@
 
 mod env;
 mod harness;
+mod in_memory;
 mod runner;
 mod split;
 mod state;
+mod transport;
 
 use std::time::Duration;
 
@@ -26,8 +28,10 @@ use oxbeam_model::pipeline as pb;
 use prost::Message;
 
 pub use env::{HarnessOptions, Harnesses};
-pub use harness::{HarnessConfig, serve_harness};
+pub use harness::{HarnessConfig, serve_harness, serve_harness_with};
+pub use in_memory::InMemoryHarness;
 pub use runner::{FnServer, GrpcExecutor};
+pub use transport::{GrpcTransport, InMemoryTransport, MessageStream, OutboundStream, Transport};
 
 use crate::{Error, Result};
 

@@ -21,11 +21,13 @@ use oxbeam_model::fn_execution::{
 };
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::split::Ledger;
 use super::state::{self, SideInputSpecs, StateCache, UserStateAccess, UserStateSpecs};
+use super::transport::{InMemoryTransport, MessageStream, Transport};
 use super::{DATA_BATCH_BYTES, MAX_MESSAGE_BYTES, Ports, WORKER_ID_HEADER};
 use crate::{
     Bundle, BundleProcessor, Error, Executor, Rebalancer, Residual, Result, UserCodeError,
@@ -96,6 +98,9 @@ pub(crate) struct Shared {
     descriptors: Mutex<HashMap<String, Arc<ProcessBundleDescriptor>>>,
     next: AtomicU64,
     pub(crate) provision: Mutex<fe::ProvisionInfo>,
+    /// The server's runtime: every service task runs there, whichever
+    /// transport opened its channel.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Shared {
@@ -199,18 +204,22 @@ fn worker_id<T>(request: &Request<T>) -> String {
         .to_string()
 }
 
+/// The runner's Fn API services. The gRPC services below and the
+/// in-memory transport ([`super::transport::InMemoryTransport`]) both open
+/// their channels through [`Services::open_control`] and its siblings, so a
+/// harness gets the same protocol either way.
 #[derive(Clone)]
-struct Services(Arc<Shared>);
+pub(crate) struct Services(pub(crate) Arc<Shared>);
 
-#[tonic::async_trait]
-impl beam_fn_control_server::BeamFnControl for Services {
-    type ControlStream = UnboundedReceiverStream<std::result::Result<InstructionRequest, Status>>;
-
-    async fn control(
+impl Services {
+    /// Opens worker `worker_id`'s control channel: `inbound` carries its
+    /// responses; the returned stream carries the runner's requests.
+    pub(crate) fn open_control(
         &self,
-        request: Request<Streaming<InstructionResponse>>,
-    ) -> std::result::Result<Response<Self::ControlStream>, Status> {
-        let worker = self.0.worker(&worker_id(&request));
+        worker_id: &str,
+        mut inbound: MessageStream<InstructionResponse>,
+    ) -> std::result::Result<MessageStream<InstructionRequest>, Status> {
+        let worker = self.0.worker(worker_id);
         let (tx, rx) = mpsc::unbounded_channel();
         {
             let mut control = worker
@@ -230,78 +239,71 @@ impl beam_fn_control_server::BeamFnControl for Services {
         }
         tracing::debug!(worker = %worker.id, "SDK harness connected");
         let shared = self.0.clone();
-        let mut inbound = request.into_inner();
-        tokio::spawn(async move {
+        self.0.runtime.spawn(async move {
             let reason = loop {
-                match inbound.message().await {
-                    Ok(Some(response)) => {
+                match inbound.next().await {
+                    Some(Ok(response)) => {
                         let id = response.instruction_id.clone();
-                        if shared.route(&id, BundleEvent::Response(response.clone())) {
+                        let waiter = worker.pending.lock().ok().and_then(|mut p| p.remove(&id));
+                        if let Some(w) = waiter {
+                            let _ = w.send(response);
                             continue;
                         }
-                        let waiter = worker.pending.lock().ok().and_then(|mut p| p.remove(&id));
-                        match waiter {
-                            Some(w) => {
-                                let _ = w.send(response);
-                            }
-                            None => tracing::debug!(
+                        if !shared.route(&id, BundleEvent::Response(response)) {
+                            tracing::debug!(
                                 worker = %worker.id,
                                 instruction = %id,
                                 "response to an unknown instruction ignored"
-                            ),
+                            );
                         }
                     }
-                    Ok(None) => break "it closed its control stream".to_string(),
-                    Err(status) => {
+                    None => break "it closed its control stream".to_string(),
+                    Some(Err(status)) => {
                         break format!("its control stream failed: {}", status.message());
                     }
                 }
             };
             shared.worker_gone(&worker, reason);
         });
-        Ok(Response::new(UnboundedReceiverStream::new(rx)))
+        Ok(Box::pin(UnboundedReceiverStream::new(rx)))
     }
 
-    async fn get_process_bundle_descriptor(
+    /// A registered descriptor (GetProcessBundleDescriptor).
+    pub(crate) fn descriptor(
         &self,
-        request: Request<fe::GetProcessBundleDescriptorRequest>,
-    ) -> std::result::Result<Response<ProcessBundleDescriptor>, Status> {
-        let id = request.into_inner().process_bundle_descriptor_id;
+        id: &str,
+    ) -> std::result::Result<ProcessBundleDescriptor, Status> {
         let d = self
             .0
             .descriptors
             .lock()
             .map_err(|_| Status::internal("poisoned"))?
-            .get(&id)
+            .get(id)
             .cloned();
         match d {
-            Some(d) => Ok(Response::new((*d).clone())),
+            Some(d) => Ok((*d).clone()),
             None => Err(Status::not_found(format!(
                 "no process bundle descriptor {id:?}"
             ))),
         }
     }
-}
 
-#[tonic::async_trait]
-impl beam_fn_data_server::BeamFnData for Services {
-    type DataStream = ReceiverStream<std::result::Result<Elements, Status>>;
-
-    async fn data(
+    /// Opens worker `worker_id`'s data channel.
+    pub(crate) fn open_data(
         &self,
-        request: Request<Streaming<Elements>>,
-    ) -> std::result::Result<Response<Self::DataStream>, Status> {
-        let worker = self.0.worker(&worker_id(&request));
+        worker_id: &str,
+        mut inbound: MessageStream<Elements>,
+    ) -> MessageStream<Elements> {
+        let worker = self.0.worker(worker_id);
         let (tx, rx) = mpsc::channel(8);
         if let Ok(mut d) = worker.data.lock() {
             *d = Some(tx);
         }
         let shared = self.0.clone();
-        let mut inbound = request.into_inner();
-        tokio::spawn(async move {
+        self.0.runtime.spawn(async move {
             loop {
-                match inbound.message().await {
-                    Ok(Some(elements)) => {
+                match inbound.next().await {
+                    Some(Ok(elements)) => {
                         for d in elements.data {
                             let id = d.instruction_id.clone();
                             if !shared.route(&id, BundleEvent::Data(d)) {
@@ -315,8 +317,8 @@ impl beam_fn_data_server::BeamFnData for Services {
                             }
                         }
                     }
-                    Ok(None) => break,
-                    Err(status) => {
+                    None => break,
+                    Some(Err(status)) => {
                         shared.fail_worker_bundles(
                             &worker.id,
                             &format!("its data stream failed: {}", status.message()),
@@ -326,23 +328,18 @@ impl beam_fn_data_server::BeamFnData for Services {
                 }
             }
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Box::pin(ReceiverStream::new(rx))
     }
-}
 
-#[tonic::async_trait]
-impl beam_fn_state_server::BeamFnState for Services {
-    type StateStream = UnboundedReceiverStream<std::result::Result<StateResponse, Status>>;
-
-    async fn state(
+    /// Opens a state channel.
+    pub(crate) fn open_state(
         &self,
-        request: Request<Streaming<StateRequest>>,
-    ) -> std::result::Result<Response<Self::StateStream>, Status> {
+        mut inbound: MessageStream<StateRequest>,
+    ) -> MessageStream<StateResponse> {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = self.0.clone();
-        let mut inbound = request.into_inner();
-        tokio::spawn(async move {
-            while let Ok(Some(req)) = inbound.message().await {
+        self.0.runtime.spawn(async move {
+            while let Some(Ok(req)) = inbound.next().await {
                 let instruction = req.instruction_id.clone();
                 let id = req.id.clone();
                 if !shared.route(&instruction, BundleEvent::State(req, tx.clone())) {
@@ -354,7 +351,57 @@ impl beam_fn_state_server::BeamFnState for Services {
                 }
             }
         });
-        Ok(Response::new(UnboundedReceiverStream::new(rx)))
+        Box::pin(UnboundedReceiverStream::new(rx))
+    }
+}
+
+#[tonic::async_trait]
+impl beam_fn_control_server::BeamFnControl for Services {
+    type ControlStream = MessageStream<InstructionRequest>;
+
+    async fn control(
+        &self,
+        request: Request<Streaming<InstructionResponse>>,
+    ) -> std::result::Result<Response<Self::ControlStream>, Status> {
+        let worker = worker_id(&request);
+        let inbound = Box::pin(request.into_inner());
+        self.open_control(&worker, inbound).map(Response::new)
+    }
+
+    async fn get_process_bundle_descriptor(
+        &self,
+        request: Request<fe::GetProcessBundleDescriptorRequest>,
+    ) -> std::result::Result<Response<ProcessBundleDescriptor>, Status> {
+        let id = request.into_inner().process_bundle_descriptor_id;
+        self.descriptor(&id).map(Response::new)
+    }
+}
+
+#[tonic::async_trait]
+impl beam_fn_data_server::BeamFnData for Services {
+    type DataStream = MessageStream<Elements>;
+
+    async fn data(
+        &self,
+        request: Request<Streaming<Elements>>,
+    ) -> std::result::Result<Response<Self::DataStream>, Status> {
+        let worker = worker_id(&request);
+        let inbound = Box::pin(request.into_inner());
+        Ok(Response::new(self.open_data(&worker, inbound)))
+    }
+}
+
+#[tonic::async_trait]
+impl beam_fn_state_server::BeamFnState for Services {
+    type StateStream = MessageStream<StateResponse>;
+
+    async fn state(
+        &self,
+        request: Request<Streaming<StateRequest>>,
+    ) -> std::result::Result<Response<Self::StateStream>, Status> {
+        Ok(Response::new(
+            self.open_state(Box::pin(request.into_inner())),
+        ))
     }
 }
 
@@ -370,7 +417,7 @@ impl beam_fn_logging_server::BeamFnLogging for Services {
         // Held until the harness closes its side, so the stream stays open.
         let (tx, rx) = mpsc::channel(1);
         let mut inbound = request.into_inner();
-        tokio::spawn(async move {
+        self.0.runtime.spawn(async move {
             while let Ok(Some(list)) = inbound.message().await {
                 for e in list.log_entries {
                     log_entry(&worker, &e);
@@ -483,6 +530,7 @@ impl FnServer {
                 logging_endpoint: Some(super::api_descriptor(&url)),
                 ..Default::default()
             }),
+            runtime: runtime.handle().clone(),
         });
         let s = Services(shared.clone());
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -557,6 +605,14 @@ impl FnServer {
             started: Mutex::new(None),
             registered: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A transport for a harness in this process ([`super::serve_harness_with`]):
+    /// its channels connect straight to this server's services, with no
+    /// socket and no serialization. Executors from [`FnServer::executor`]
+    /// drive such a harness exactly like one connected over gRPC.
+    pub fn in_memory_transport(&self) -> Arc<dyn Transport> {
+        Arc::new(InMemoryTransport::new(Services(self.shared.clone())))
     }
 
     /// Worker ids of the harnesses connected now, sorted.

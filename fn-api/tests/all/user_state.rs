@@ -1,5 +1,6 @@
-//! User state and timers across the gRPC Fn API: a `GrpcExecutor` driving
-//! `serve_harness` (in a thread of this process) whose executor counts
+//! User state and timers across the Fn API: a `GrpcExecutor` driving
+//! `serve_harness` (in a thread of this process, over gRPC and over the
+//! in-memory transport) whose executor counts
 //! elements per key in bag state and sets a timer per key; the runner side
 //! serves the state from a `UserState` and collects the timers.
 
@@ -7,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use oxbeam_fn_api::{
-    Bundle, BundleProcessor, Error, Executor, FnServer, HarnessConfig, Metrics, NoSideInputs,
-    OutputSink, Result, UserState, UserStateKey, UserStateKind, serve_harness,
+    Bundle, BundleProcessor, Error, Executor, FnServer, HarnessConfig, InMemoryHarness, Metrics,
+    NoSideInputs, OutputSink, Result, UserState, UserStateKey, UserStateKind, serve_harness,
 };
 use oxbeam_model::coders::{Context, WindowCoder, decode_windowed, wire};
 use oxbeam_model::fn_execution::ProcessBundleDescriptor;
@@ -206,6 +207,22 @@ fn user_state_and_timers_cross_the_fn_api_both_ways() {
         )
     });
     let executor = server.executor("stateful");
+    counts_and_flushes(&executor);
+    drop(executor);
+    drop(server);
+    let _ = harness.join();
+}
+
+/// The same bundles over the in-memory transport: the harness is a thread
+/// of this process whose channels are wired to the server's services.
+#[test]
+fn user_state_and_timers_cross_the_in_memory_transport() {
+    let harness = InMemoryHarness::start(Arc::new(StatefulExecutor)).unwrap();
+    assert!(harness.name().contains("in-memory"), "{}", harness.name());
+    counts_and_flushes(&harness);
+}
+
+fn counts_and_flushes(executor: &dyn Executor) {
     let mut p = executor
         .create_processor(Arc::new(stateful_descriptor()))
         .unwrap();
@@ -266,9 +283,4 @@ fn user_state_and_timers_cross_the_fn_api_both_ways() {
     .unwrap();
     assert_eq!(values(&sink.out), ["a:2@101", "b:1@101", "a:2@102"]);
     assert!(sink.timers.is_empty());
-
-    drop(p);
-    drop(executor);
-    drop(server);
-    let _ = harness.join();
 }
