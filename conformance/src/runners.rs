@@ -37,6 +37,17 @@ const LOCAL_CAPABILITIES: &[&str] = &[
     "splittable_dofn",
 ];
 
+/// Runner-local with `args`, in process (no harness).
+fn config(name: &'static str, args: &[&str], wasm: bool) -> RunnerConfig {
+    RunnerConfig {
+        name,
+        options: local(args),
+        capabilities: LOCAL_CAPABILITIES,
+        wasm,
+        harness: None,
+    }
+}
+
 fn local(args: &[&str]) -> PipelineOptions {
     let mut argv = vec!["conformance", "--no-progress"];
     argv.extend_from_slice(args);
@@ -48,13 +59,6 @@ fn local(args: &[&str]) -> PipelineOptions {
 /// with the user functions as Wasm stages, lifted and fused, and unlifted and
 /// unfused.
 pub fn runner_configs() -> Vec<RunnerConfig> {
-    let config = |name, args: &[&str], wasm| RunnerConfig {
-        name,
-        options: local(args),
-        capabilities: LOCAL_CAPABILITIES,
-        wasm,
-        harness: None,
-    };
     vec![
         config("local", &["--parallelism", "2"], false),
         config(
@@ -81,13 +85,6 @@ pub fn runner_configs() -> Vec<RunnerConfig> {
 /// on a thread, over the in-memory transport (`--environment-type
 /// in-memory`). Fused and unfused.
 pub fn in_memory_configs() -> Vec<RunnerConfig> {
-    let config = |name, args: &[&str], wasm| RunnerConfig {
-        name,
-        options: local(args),
-        capabilities: LOCAL_CAPABILITIES,
-        wasm,
-        harness: None,
-    };
     vec![
         config(
             "in-memory",
@@ -114,11 +111,8 @@ pub fn in_memory_configs() -> Vec<RunnerConfig> {
 /// give the same outputs and failures as in process.
 pub fn out_of_process_configs(worker: &std::path::Path) -> Vec<RunnerConfig> {
     let config = |name, args: &[&str], wasm| RunnerConfig {
-        name,
-        options: local(args),
-        capabilities: LOCAL_CAPABILITIES,
-        wasm,
         harness: Some(worker.to_path_buf()),
+        ..config(name, args, wasm)
     };
     vec![
         config("process", &["--parallelism", "2"], false),

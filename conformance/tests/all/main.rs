@@ -7,9 +7,20 @@ use oxbeam_conformance::{Ledger, Outcome, cases_dir, load_cases, run_case, runne
 fn every_case_passes_on_every_runner_that_implements_it() {
     let cases = load_cases(cases_dir()).expect("load cases");
     assert!(cases.len() >= 25, "only {} cases", cases.len());
+    passes_everywhere(&cases, runner_configs(), 3);
+}
+
+/// Runs every case on every runner of `runners`, prints the ledger, and
+/// checks that nothing failed and that at least `min_runners` runners' worth
+/// of cases passed.
+fn passes_everywhere(
+    cases: &[oxbeam_conformance::Case],
+    runners: Vec<oxbeam_conformance::RunnerConfig>,
+    min_runners: usize,
+) {
     let mut ledger = Ledger::default();
-    for runner in runner_configs() {
-        for case in &cases {
+    for runner in runners {
+        for case in cases {
             ledger.record(&case.name, runner.name, run_case(case, &runner));
         }
     }
@@ -22,7 +33,10 @@ fn every_case_passes_on_every_runner_that_implements_it() {
         failures.join("\n")
     );
     let (passed, _, _) = ledger.totals();
-    assert!(passed >= cases.len() * 3, "too few cases ran: {passed}");
+    assert!(
+        passed >= cases.len() * min_runners,
+        "too few cases ran: {passed}"
+    );
 }
 
 /// The harness itself must notice a wrong expectation.
@@ -64,22 +78,7 @@ fn wasm_mode_runs_user_functions_as_wasm_stages() {
 #[test]
 fn every_case_passes_through_the_in_memory_fn_api() {
     let cases = load_cases(cases_dir()).expect("load cases");
-    let mut ledger = Ledger::default();
-    for runner in oxbeam_conformance::in_memory_configs() {
-        for case in &cases {
-            ledger.record(&case.name, runner.name, run_case(case, &runner));
-        }
-    }
-    println!("{ledger}");
-    let failures = ledger.failures();
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    let (passed, _, _) = ledger.totals();
-    assert!(passed >= cases.len() * 2, "too few cases ran: {passed}");
+    passes_everywhere(&cases, oxbeam_conformance::in_memory_configs(), 2);
 }
 
 /// Every case gives the same outcome with its native stages in SDK harness
@@ -89,22 +88,11 @@ fn every_case_passes_through_the_in_memory_fn_api() {
 fn every_case_passes_with_native_stages_in_harness_processes() {
     let cases = load_cases(cases_dir()).expect("load cases");
     let worker = std::path::Path::new(env!("CARGO_BIN_EXE_oxbeam-conformance-worker"));
-    let mut ledger = Ledger::default();
-    for runner in oxbeam_conformance::out_of_process_configs(worker) {
-        for case in &cases {
-            ledger.record(&case.name, runner.name, run_case(case, &runner));
-        }
-    }
-    println!("{ledger}");
-    let failures = ledger.failures();
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
+    passes_everywhere(
+        &cases,
+        oxbeam_conformance::out_of_process_configs(worker),
+        2,
     );
-    let (passed, _, _) = ledger.totals();
-    assert!(passed >= cases.len() * 2, "too few cases ran: {passed}");
 
     // The stages really run in the worker processes: with a harness that
     // exits at once, the case fails saying so.
