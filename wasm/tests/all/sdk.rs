@@ -148,12 +148,14 @@ fn wasm_failure_fails_the_job_naming_the_transform() {
 }
 
 /// An unfused Wasm stage reading Create's one chunk as one bundle, with a
-/// slow guest function (a busy loop per element): with two workers the
-/// runner splits the running bundle and hands the rest to the idle one;
-/// the output is exact either way.
+/// slow guest function (a busy loop per element, about 0.3 ms): with two
+/// workers the runner splits the running bundle and hands the rest to the
+/// idle one; the output is exact either way. The bundle runs over a second
+/// alone here, well past runner-local's 300 ms before a straggler is split,
+/// even on a machine several times faster.
 #[test]
 fn a_straggling_wasm_bundle_is_split_for_an_idle_worker() {
-    let words: Vec<String> = (0..300).map(|i| format!("w{i}")).collect();
+    let words: Vec<String> = (0..2000).map(|i| format!("w{i}")).collect();
     let mut want: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
     want.sort();
     for split in [true, false] {
