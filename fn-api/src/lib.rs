@@ -71,7 +71,13 @@
 //!
 //! Cost: a harness process is started once per job; each bundle costs one
 //! control round trip plus its data, streamed over HTTP/2 with large flow
-//! control windows. Descriptors are registered once per harness.
+//! control windows. Descriptors are registered once per harness. Small
+//! bundles (up to [`EMBED_BYTES`] of data) skip the data channel: their
+//! inputs ride in the ProcessBundleRequest when the environment declares
+//! [`CONTROL_REQUEST_ELEMENTS_EMBEDDING`] (Oxbeam's harnesses do), and
+//! Oxbeam's harness returns their outputs in the response, since
+//! [`FnServer`] declares control-response embedding among its runner
+//! capabilities (ProvisionInfo).
 
 mod error;
 mod executor;
@@ -85,8 +91,8 @@ pub use executor::{
     OutputSink, Rebalancer, Residual, SideInputs, UserState, UserStateKey, UserStateKind,
 };
 pub use grpc::{
-    FnServer, GrpcExecutor, GrpcTransport, HarnessConfig, HarnessOptions, Harnesses,
-    InMemoryHarness, InMemoryTransport, MessageStream, OutboundStream, Transport, serve_harness,
-    serve_harness_with,
+    CONTROL_REQUEST_ELEMENTS_EMBEDDING, EMBED_BYTES, FnServer, GrpcExecutor, GrpcTransport,
+    HarnessConfig, HarnessOptions, Harnesses, InMemoryHarness, InMemoryTransport, MessageStream,
+    OutboundStream, Transport, serve_harness, serve_harness_with,
 };
 pub use metrics::{DistributionData, MetricKey, Metrics};

@@ -226,6 +226,8 @@ pub(crate) fn process_environment(config: Option<&str>) -> Result<pb::Environmen
         }
         .encode_to_vec()
         .into(),
+        // `serve_harness` reads inputs embedded in ProcessBundleRequests.
+        capabilities: vec![oxbeam_fn_api::CONTROL_REQUEST_ELEMENTS_EMBEDDING.to_string()],
         ..Default::default()
     })
 }

@@ -181,7 +181,8 @@ fn main() -> anyhow::Result<()> {
             harnesses
                 .server()
                 .executor("bench")
-                .with_connect_timeout(Duration::from_secs(30)),
+                .with_connect_timeout(Duration::from_secs(30))
+                .with_request_embedding(true),
         )
     } else if args.in_process {
         let url = harnesses.server().url().to_string();
@@ -198,7 +199,8 @@ fn main() -> anyhow::Result<()> {
             harnesses
                 .server()
                 .executor("bench")
-                .with_connect_timeout(Duration::from_secs(30)),
+                .with_connect_timeout(Duration::from_secs(30))
+                .with_request_embedding(true),
         )
     } else {
         let exe = std::env::current_exe()?;
@@ -210,6 +212,7 @@ fn main() -> anyhow::Result<()> {
             }
             .encode_to_vec()
             .into(),
+            capabilities: vec![oxbeam_fn_api::CONTROL_REQUEST_ELEMENTS_EMBEDDING.to_string()],
             ..Default::default()
         };
         harnesses.executor_for("bench", &environment)?

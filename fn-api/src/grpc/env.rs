@@ -304,7 +304,13 @@ impl Harnesses {
                 });
             }
         };
-        let kind = Arc::new(kind);
+        let kind = Arc::new(HarnessSpec {
+            kind,
+            embed_requests: environment
+                .capabilities
+                .iter()
+                .any(|c| c == super::CONTROL_REQUEST_ELEMENTS_EMBEDDING),
+        });
         let executor = self.new_executor(environment_id, &kind)?;
         executors.insert(environment_id.to_string(), (kind, executor.clone()));
         Ok(executor)
@@ -321,13 +327,13 @@ impl Harnesses {
         self.options.workers_per_environment > 1
             && self.executors.lock().is_ok_and(|e| {
                 e.get(environment_id)
-                    .is_some_and(|(kind, _)| matches!(**kind, HarnessKind::Process(_)))
+                    .is_some_and(|(spec, _)| matches!(spec.kind, HarnessKind::Process(_)))
             })
     }
 
     /// A new executor for the harnesses of environment `environment_id`
     /// (none started yet).
-    fn new_executor(&self, environment_id: &str, kind: &HarnessKind) -> Result<Arc<dyn Executor>> {
+    fn new_executor(&self, environment_id: &str, spec: &HarnessSpec) -> Result<Arc<dyn Executor>> {
         let workers = self.options.workers_per_environment.max(1);
         let mut members = Vec::with_capacity(workers);
         for _ in 0..workers {
@@ -336,11 +342,12 @@ impl Harnesses {
                 sanitize(environment_id),
                 self.server.shared.next_id()
             );
-            let (name, launcher) = self.launcher(kind, &worker_id)?;
+            let (name, launcher) = self.launcher(&spec.kind, &worker_id)?;
             members.push(Arc::new(
                 self.server
                     .executor(&worker_id)
                     .with_connect_timeout(self.options.connect_timeout)
+                    .with_request_embedding(spec.embed_requests)
                     .with_launcher(name, launcher),
             ));
         }
@@ -435,7 +442,15 @@ fn sanitize(id: &str) -> String {
 }
 
 /// How the harnesses of an environment start, and its current executor.
-type EnvironmentHarnesses = (Arc<HarnessKind>, Arc<dyn Executor>);
+type EnvironmentHarnesses = (Arc<HarnessSpec>, Arc<dyn Executor>);
+
+/// How an environment's harnesses start, and what they support.
+struct HarnessSpec {
+    kind: HarnessKind,
+    /// The environment declares control-request embedding: small bundles'
+    /// inputs travel in their ProcessBundleRequests.
+    embed_requests: bool,
+}
 
 /// How the harnesses of one environment are started.
 enum HarnessKind {

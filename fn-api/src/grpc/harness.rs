@@ -33,7 +33,7 @@ use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use super::split::SplitRequests;
 use super::state::all_elements_key;
 use super::transport::{GrpcTransport, Transport};
-use super::{DATA_BATCH_BYTES, Ports};
+use super::{CONTROL_RESPONSE_ELEMENTS_EMBEDDING, DATA_BATCH_BYTES, EMBED_BYTES, Ports};
 use crate::{
     Bundle, BundleProcessor, Error, Executor, Metrics, OutputSink, Residual, Result, SideInputs,
     UserState, UserStateKey, UserStateKind,
@@ -108,7 +108,9 @@ async fn run(
                 s.message()
             ))
         })?;
+    let embed_responses = runner_embeds_responses(transport.as_ref()).await;
     let harness = Arc::new(Harness {
+        embed_responses,
         id: worker_id.to_string(),
         executor,
         transport,
@@ -132,6 +134,23 @@ async fn run(
     harness.teardown();
     Ok(())
 }
+
+/// Whether the runner declares control-response embedding in its
+/// ProvisionInfo. A runner that does not answer soon (or at all) is taken
+/// not to: outputs then go on the data stream, as always allowed.
+async fn runner_embeds_responses(transport: &dyn Transport) -> bool {
+    let info = tokio::time::timeout(PROVISION_WITHIN, transport.provision()).await;
+    match info {
+        Ok(Ok(info)) => info
+            .runner_capabilities
+            .iter()
+            .any(|c| c == CONTROL_RESPONSE_ELEMENTS_EMBEDDING),
+        _ => false,
+    }
+}
+
+/// How long a harness waits for the runner's ProvisionInfo.
+const PROVISION_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A descriptor with what the harness derived from it.
 struct Prepared {
@@ -163,6 +182,10 @@ struct Harness {
     responses: mpsc::UnboundedSender<InstructionResponse>,
     /// Split requests of the bundles running now, by instruction id.
     splits: Mutex<HashMap<String, Arc<SplitRequests>>>,
+    /// The runner takes outputs embedded in ProcessBundleResponses
+    /// (`beam:protocol:control_response_elements_embedding:v1` among its
+    /// ProvisionInfo runner capabilities).
+    embed_responses: bool,
 }
 
 impl Harness {
@@ -311,70 +334,39 @@ impl Harness {
             None => None,
         };
         // Inputs: whole elements per data source, until each is closed;
-        // timers per timer family, until each is closed.
-        let mut inputs: Vec<(String, Bytes)> = Vec::new();
-        let mut timers: Vec<(String, String, Bytes)> = Vec::new();
-        if let Some(data) = &data {
+        // timers per timer family, until each is closed. Embedded in the
+        // request (control-request embedding), then from the data stream.
+        let mut collected = Inputs::new(&prepared);
+        if let Some(embedded) = request.elements {
+            for d in embedded.data {
+                collected.accept(&prepared, Incoming::Data(d))?;
+            }
+            for t in embedded.timers {
+                collected.accept(&prepared, Incoming::Timers(t))?;
+            }
+        }
+        if let (Some(data), false) = (&data, collected.complete()) {
             let mut inbox = data.subscribe(instruction);
-            let mut open: HashSet<&str> = prepared
-                .ports
-                .sources
-                .iter()
-                .map(|(s, _)| s.as_str())
-                .collect();
-            let mut open_timers: HashSet<(&str, &str)> = prepared
-                .timer_families
-                .iter()
-                .map(|(t, f)| (t.as_str(), f.as_str()))
-                .collect();
-            while !open.is_empty() || !open_timers.is_empty() {
+            while !collected.complete() {
                 let Some(incoming) = inbox.recv().await else {
                     data.unsubscribe(instruction);
                     return Err(
                         "the data stream closed before the bundle's inputs were complete".into(),
                     );
                 };
-                let d = match incoming {
-                    Incoming::Data(d) => d,
-                    Incoming::Timers(t) => {
-                        let family = prepared
-                            .timer_families
-                            .iter()
-                            .find(|(tr, f)| *tr == t.transform_id && *f == t.timer_family_id)
-                            .map(|(tr, f)| (tr.as_str(), f.as_str()))
-                            .filter(|family| open_timers.contains(family));
-                        let Some(family) = family else {
-                            data.unsubscribe(instruction);
-                            return Err(format!(
-                                "timers of family {:?} of {:?}, which is not an open timer family of descriptor {}",
-                                t.timer_family_id, t.transform_id, prepared.descriptor.id
-                            ));
-                        };
-                        if t.is_last {
-                            open_timers.remove(&family);
-                        }
-                        if !t.timers.is_empty() {
-                            timers.push((t.transform_id, t.timer_family_id, t.timers));
-                        }
-                        continue;
-                    }
-                };
-                if !open.contains(d.transform_id.as_str()) {
+                if let Err(e) = collected.accept(&prepared, incoming) {
                     data.unsubscribe(instruction);
-                    return Err(format!(
-                        "data for {:?}, which is not an open data source of descriptor {}",
-                        d.transform_id, prepared.descriptor.id
-                    ));
-                }
-                if d.is_last {
-                    open.remove(d.transform_id.as_str());
-                }
-                if !d.data.is_empty() {
-                    inputs.push((d.transform_id, d.data));
+                    return Err(e);
                 }
             }
             data.unsubscribe(instruction);
         }
+        if !collected.complete() {
+            return Err(
+                "the bundle's inputs were not closed, and no data stream brings them".into(),
+            );
+        }
+        let Inputs { inputs, timers, .. } = collected;
         let state = if prepared.side_inputs.is_empty() && !prepared.user_state {
             None
         } else {
@@ -414,6 +406,7 @@ impl Harness {
             .and_then(|mut p| p.get_mut(&prepared.descriptor.id).and_then(Vec::pop));
         let executor = self.executor.clone();
         let out = data.as_ref().map(|d| d.tx.clone());
+        let embed = self.embed_responses;
         let instruction_id = instruction.to_string();
         let prep = prepared.clone();
         // Stateless bundles may be split while they run.
@@ -434,7 +427,7 @@ impl Harness {
                 &prep,
                 &instruction_id,
                 (inputs, timers),
-                out,
+                (out, embed),
                 &side_inputs,
                 (user_state, running.as_deref()),
             )
@@ -447,8 +440,12 @@ impl Harness {
             }
             s.finish();
         }
-        let ran = ran?;
-        let (processor, metrics, residuals) = ran?;
+        let Ran {
+            processor,
+            metrics,
+            residuals,
+            embedded,
+        } = ran??;
         let residual_roots = residual_roots(&prepared.descriptor, residuals)?;
         if let Ok(mut p) = self.processors.lock() {
             p.entry(prepared.descriptor.id.clone())
@@ -459,6 +456,7 @@ impl Harness {
         Ok(fe::ProcessBundleResponse {
             monitoring_infos: metrics.to_monitoring_infos(),
             residual_roots,
+            elements: embedded,
             ..Default::default()
         })
     }
@@ -529,6 +527,84 @@ fn prepare(d: ProcessBundleDescriptor) -> Result<Prepared> {
     })
 }
 
+/// A bundle's inputs as they arrive: data per source and timers per timer
+/// family, until every one is closed (`is_last`).
+struct Inputs<'p> {
+    open: HashSet<&'p str>,
+    open_timers: HashSet<(&'p str, &'p str)>,
+    inputs: Vec<(String, Bytes)>,
+    timers: Vec<(String, String, Bytes)>,
+}
+
+impl<'p> Inputs<'p> {
+    fn new(prepared: &'p Prepared) -> Self {
+        Inputs {
+            open: prepared
+                .ports
+                .sources
+                .iter()
+                .map(|(s, _)| s.as_str())
+                .collect(),
+            open_timers: prepared
+                .timer_families
+                .iter()
+                .map(|(t, f)| (t.as_str(), f.as_str()))
+                .collect(),
+            inputs: Vec::new(),
+            timers: Vec::new(),
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.open.is_empty() && self.open_timers.is_empty()
+    }
+
+    fn accept(
+        &mut self,
+        prepared: &'p Prepared,
+        incoming: Incoming,
+    ) -> std::result::Result<(), String> {
+        match incoming {
+            Incoming::Timers(t) => {
+                let family = prepared
+                    .timer_families
+                    .iter()
+                    .find(|(tr, f)| *tr == t.transform_id && *f == t.timer_family_id)
+                    .map(|(tr, f)| (tr.as_str(), f.as_str()))
+                    .filter(|family| self.open_timers.contains(family));
+                let Some(family) = family else {
+                    return Err(format!(
+                        "timers of family {:?} of {:?}, which is not an open timer family of descriptor {}",
+                        t.timer_family_id, t.transform_id, prepared.descriptor.id
+                    ));
+                };
+                if t.is_last {
+                    self.open_timers.remove(&family);
+                }
+                if !t.timers.is_empty() {
+                    self.timers
+                        .push((t.transform_id, t.timer_family_id, t.timers));
+                }
+            }
+            Incoming::Data(d) => {
+                let Some(source) = self.open.get(d.transform_id.as_str()).copied() else {
+                    return Err(format!(
+                        "data for {:?}, which is not an open data source of descriptor {}",
+                        d.transform_id, prepared.descriptor.id
+                    ));
+                };
+                if d.is_last {
+                    self.open.remove(source);
+                }
+                if !d.data.is_empty() {
+                    self.inputs.push((d.transform_id, d.data));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Runs one bundle on a blocking thread; gives the processor back for reuse,
 /// and the bundle's metrics, if it succeeded.
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
@@ -538,10 +614,10 @@ fn run_bundle(
     prepared: &Prepared,
     instruction: &str,
     (inputs, timers): (Vec<(String, Bytes)>, Vec<(String, String, Bytes)>),
-    out: Option<mpsc::Sender<Elements>>,
+    (out, embed): (Option<mpsc::Sender<Elements>>, bool),
     side_inputs: &HarnessSideInputs,
     (user_state, splits): (Option<HarnessUserState>, Option<&SplitRequests>),
-) -> std::result::Result<(Box<dyn BundleProcessor>, Metrics, Vec<Residual>), String> {
+) -> std::result::Result<Ran, String> {
     let mut processor = match pooled {
         Some(p) => p,
         None => catch_unwind(AssertUnwindSafe(|| {
@@ -557,6 +633,8 @@ fn run_bundle(
     };
     let mut sink = HarnessSink {
         out,
+        embed,
+        sent: false,
         instruction: instruction.to_string(),
         pending: Vec::new(),
         pending_timers: Vec::new(),
@@ -599,9 +677,24 @@ fn run_bundle(
         let _ = catch_unwind(AssertUnwindSafe(|| processor.teardown()));
         return Err(f);
     }
-    sink.close(&prepared.ports.sinks, &prepared.timer_families)
+    let embedded = sink
+        .close(&prepared.ports.sinks, &prepared.timer_families)
         .map_err(|e| e.to_string())?;
-    Ok((processor, metrics, residuals))
+    Ok(Ran {
+        processor,
+        metrics,
+        residuals,
+        embedded,
+    })
+}
+
+/// What a bundle that ran gives back.
+struct Ran {
+    processor: Box<dyn BundleProcessor>,
+    metrics: Metrics,
+    residuals: Vec<Residual>,
+    /// Its outputs, for the response (control-response embedding).
+    embedded: Option<Elements>,
 }
 
 /// Work a splittable DoFn deferred, as Beam's residual roots: the
@@ -684,9 +777,15 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// Batches a bundle's outputs into ~1 MB `Elements` messages.
+/// Batches a bundle's outputs into ~1 MB `Elements` messages. With
+/// `embed` (the runner declared control-response embedding), a bundle
+/// whose outputs total at most [`EMBED_BYTES`] returns them for its
+/// response instead of sending them on the data stream.
 struct HarnessSink {
     out: Option<mpsc::Sender<Elements>>,
+    embed: bool,
+    /// Whether a message went out on the data stream.
+    sent: bool,
     instruction: String,
     pending: Vec<(String, Vec<u8>)>,
     /// `(transform, timer family, timers)`.
@@ -704,6 +803,25 @@ impl HarnessSink {
         last: &[(String, oxbeam_model::coders::Coder)],
         last_timers: &[(String, String)],
     ) -> Result<()> {
+        let elements = self.take(last, last_timers);
+        if elements.data.is_empty() && elements.timers.is_empty() {
+            return Ok(());
+        }
+        let out = self
+            .out
+            .as_ref()
+            .ok_or_else(|| Error::Internal("output without a data stream".into()))?;
+        self.sent = true;
+        out.blocking_send(elements)
+            .map_err(|_| Error::Internal("the data stream to the runner closed".into()))
+    }
+
+    /// What is pending, as one message, closing `last` and `last_timers`.
+    fn take(
+        &mut self,
+        last: &[(String, oxbeam_model::coders::Coder)],
+        last_timers: &[(String, String)],
+    ) -> Elements {
         let mut timers: Vec<elements::Timers> = self
             .pending_timers
             .drain(..)
@@ -739,23 +857,21 @@ impl HarnessSink {
             is_last: true,
         }));
         self.size = 0;
-        if data.is_empty() && timers.is_empty() {
-            return Ok(());
-        }
-        let out = self
-            .out
-            .as_ref()
-            .ok_or_else(|| Error::Internal("output without a data stream".into()))?;
-        out.blocking_send(Elements { data, timers })
-            .map_err(|_| Error::Internal("the data stream to the runner closed".into()))
+        Elements { data, timers }
     }
 
+    /// Closes every output: returns the last message for the response if
+    /// it may be embedded there, else sends it.
     fn close(
         &mut self,
         sinks: &[(String, oxbeam_model::coders::Coder)],
         timer_families: &[(String, String)],
-    ) -> Result<()> {
-        self.flush_with_timers(sinks, timer_families)
+    ) -> Result<Option<Elements>> {
+        if self.embed && !self.sent && self.size <= EMBED_BYTES {
+            return Ok(Some(self.take(sinks, timer_families)));
+        }
+        self.flush_with_timers(sinks, timer_families)?;
+        Ok(None)
     }
 }
 

@@ -68,7 +68,8 @@ impl InMemoryHarness {
             name,
             executor: server
                 .executor(&worker_id)
-                .with_connect_timeout(CONNECT_WITHIN),
+                .with_connect_timeout(CONNECT_WITHIN)
+                .with_request_embedding(true),
             server,
             thread: Mutex::new(Some(thread)),
         })

@@ -30,7 +30,7 @@ use prost::Message;
 pub use env::{HarnessOptions, Harnesses};
 pub use harness::{HarnessConfig, serve_harness, serve_harness_with};
 pub use in_memory::InMemoryHarness;
-pub use runner::{FnServer, GrpcExecutor};
+pub use runner::{EMBED_BYTES, FnServer, GrpcExecutor};
 pub use transport::{GrpcTransport, InMemoryTransport, MessageStream, OutboundStream, Transport};
 
 use crate::{Error, Result};
@@ -46,6 +46,13 @@ pub(crate) const STATE_PAGE_BYTES: usize = 1 << 20;
 /// window update on loopback.
 const STREAM_WINDOW: u32 = 16 << 20;
 const CONNECTION_WINDOW: u32 = 64 << 20;
+/// Runner capability: a harness may embed a bundle's outputs in its
+/// ProcessBundleResponse.
+pub(crate) const CONTROL_RESPONSE_ELEMENTS_EMBEDDING: &str =
+    "beam:protocol:control_response_elements_embedding:v1";
+/// Harness capability: it reads inputs embedded in ProcessBundleRequests.
+pub const CONTROL_REQUEST_ELEMENTS_EMBEDDING: &str =
+    "beam:protocol:control_request_elements_embedding:v1";
 /// gRPC metadata key carrying the harness's worker id, as Beam SDKs send it.
 pub(crate) const WORKER_ID_HEADER: &str = "worker_id";
 

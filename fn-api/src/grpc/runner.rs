@@ -33,6 +33,12 @@ use crate::{
     Bundle, BundleProcessor, Error, Executor, Rebalancer, Residual, Result, UserCodeError,
 };
 
+/// Most bytes of a bundle's data embedded in a control message: its inputs
+/// in the ProcessBundleRequest (with [`GrpcExecutor::with_request_embedding`]),
+/// or its outputs in the response (Oxbeam's harness, when the runner
+/// declares control-response embedding). More streams on the data channel,
+/// so control messages stay small.
+pub const EMBED_BYTES: usize = 256 << 10;
 /// How long a harness may take to connect its control stream.
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a harness may take to open its data stream, or to answer a
@@ -528,6 +534,7 @@ impl FnServer {
             provision: Mutex::new(fe::ProvisionInfo {
                 control_endpoint: Some(super::api_descriptor(&url)),
                 logging_endpoint: Some(super::api_descriptor(&url)),
+                runner_capabilities: vec![super::CONTROL_RESPONSE_ELEMENTS_EMBEDDING.to_string()],
                 ..Default::default()
             }),
             runtime: runtime.handle().clone(),
@@ -604,6 +611,7 @@ impl FnServer {
             launcher: None,
             started: Mutex::new(None),
             registered: Mutex::new(HashMap::new()),
+            embed_requests: false,
         }
     }
 
@@ -634,6 +642,9 @@ impl FnServer {
 
 impl Drop for FnServer {
     fn drop(&mut self) {
+        // End every control stream: harnesses over gRPC see the server go
+        // anyway, but an in-memory harness holds the services themselves.
+        self.shared.close_workers(Duration::ZERO);
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());
         }
@@ -727,6 +738,9 @@ pub struct GrpcExecutor {
     /// `Some(Ok)` once started and connected, `Some(Err)` if that failed.
     started: Mutex<Option<std::result::Result<(), String>>>,
     registered: Mutex<HashMap<Vec<u8>, Arc<Registered>>>,
+    /// The harness reads inputs embedded in its ProcessBundleRequests
+    /// (`beam:protocol:control_request_elements_embedding:v1`).
+    embed_requests: bool,
 }
 
 impl std::fmt::Debug for GrpcExecutor {
@@ -742,6 +756,16 @@ impl GrpcExecutor {
     /// How long to wait for the harness to connect (default 120 s).
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Embeds the inputs of small bundles (up to [`EMBED_BYTES`]) in
+    /// their ProcessBundleRequest instead of streaming them on the data
+    /// channel: for harnesses that declare
+    /// `beam:protocol:control_request_elements_embedding:v1`. Saves the
+    /// data channel's hops on every small bundle.
+    pub fn with_request_embedding(mut self, embed: bool) -> Self {
+        self.embed_requests = embed;
         self
     }
 
@@ -949,6 +973,7 @@ impl Executor for GrpcExecutor {
             launcher: self.launcher.clone(),
             worker,
             registered,
+            embed_requests: self.embed_requests,
         }))
     }
 }
@@ -971,6 +996,7 @@ struct GrpcProcessor {
     launcher: Option<Arc<dyn Launcher>>,
     worker: Arc<Worker>,
     registered: Arc<Registered>,
+    embed_requests: bool,
 }
 
 /// Removes a bundle's route when the bundle ends, however it ends.
@@ -994,20 +1020,16 @@ impl GrpcProcessor {
 
     /// Sends `inputs` as `Elements` batches of about [`DATA_BATCH_BYTES`],
     /// each data source closed with `is_last`.
-    fn send_inputs(
+    /// The messages carrying a bundle's inputs: its data in batches of
+    /// about [`DATA_BATCH_BYTES`], every data source closed with `is_last`,
+    /// then its timers with every timer family closed.
+    fn input_messages(
         &self,
-        data: &mpsc::Sender<std::result::Result<Elements, Status>>,
         instruction: &str,
         inputs: &[(&str, &[u8])],
         timers: &[(&str, &str, &[u8])],
-    ) -> Result<()> {
-        let send = |batch: Vec<elements::Data>| {
-            data.blocking_send(Ok(Elements {
-                data: batch,
-                timers: vec![],
-            }))
-            .map_err(|_| self.harness_error("its data stream closed while the runner sent input"))
-        };
+    ) -> Result<Vec<Elements>> {
+        let mut messages = Vec::new();
         let mut batch = Vec::new();
         let mut size = 0;
         for &(source, bytes) in inputs {
@@ -1032,7 +1054,10 @@ impl GrpcProcessor {
                     is_last: false,
                 });
                 if size >= DATA_BATCH_BYTES {
-                    send(std::mem::take(&mut batch))?;
+                    messages.push(Elements {
+                        data: std::mem::take(&mut batch),
+                        timers: vec![],
+                    });
                     size = 0;
                 }
             }
@@ -1044,10 +1069,6 @@ impl GrpcProcessor {
                 data: Bytes::new(),
                 is_last: true,
             });
-        }
-        send(batch)?;
-        if self.registered.timer_families.is_empty() {
-            return Ok(());
         }
         // Every timer family of the stage is an input the harness waits
         // for: its timers (if any), then `is_last`.
@@ -1070,11 +1091,24 @@ impl GrpcProcessor {
                 is_last: true,
             });
         }
-        data.blocking_send(Ok(Elements {
-            data: vec![],
+        messages.push(Elements {
+            data: batch,
             timers: out,
-        }))
-        .map_err(|_| self.harness_error("its data stream closed while the runner sent timers"))
+        });
+        Ok(messages)
+    }
+
+    fn send_inputs(
+        &self,
+        data: &mpsc::Sender<std::result::Result<Elements, Status>>,
+        messages: Vec<Elements>,
+    ) -> Result<()> {
+        for m in messages {
+            data.blocking_send(Ok(m)).map_err(|_| {
+                self.harness_error("its data stream closed while the runner sent input")
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -1291,12 +1325,30 @@ impl GrpcProcessor {
         if let Some(reason) = self.worker.gone() {
             return Err(self.harness_error(format!("is gone: {reason}")));
         }
+        let has_inputs = !reg.ports.sources.is_empty() || !reg.timer_families.is_empty();
+        let input_bytes: usize = inputs.iter().map(|(_, b)| b.len()).sum::<usize>()
+            + timers.iter().map(|(_, _, b)| b.len()).sum::<usize>();
+        let mut messages = if has_inputs {
+            self.input_messages(&instruction, inputs, timers)?
+        } else {
+            Vec::new()
+        };
+        let embedded =
+            (self.embed_requests && has_inputs && input_bytes <= EMBED_BYTES).then(|| {
+                let mut all = Elements::default();
+                for m in messages.drain(..) {
+                    all.data.extend(m.data);
+                    all.timers.extend(m.timers);
+                }
+                all
+            });
         self.worker
             .send(InstructionRequest {
                 instruction_id: instruction.clone(),
                 request: Some(instruction_request::Request::ProcessBundle(
                     fe::ProcessBundleRequest {
                         process_bundle_descriptor_id: reg.harness_id.clone(),
+                        elements: embedded,
                         ..Default::default()
                     },
                 )),
@@ -1304,7 +1356,7 @@ impl GrpcProcessor {
             .map_err(|e| self.harness_error(format!("cannot start a bundle: {e}")))?;
 
         let mut backlog: VecDeque<BundleEvent> = VecDeque::new();
-        if !reg.ports.sources.is_empty() {
+        if !messages.is_empty() {
             // The harness opens its data stream when it first needs it.
             let deadline = Instant::now() + PROTOCOL_TIMEOUT;
             let data = loop {
@@ -1329,7 +1381,7 @@ impl GrpcProcessor {
                     )));
                 }
             };
-            self.send_inputs(&data, &instruction, inputs, timers)?;
+            self.send_inputs(&data, messages)?;
         }
 
         let mut open: HashSet<&str> = reg.ports.sinks.iter().map(|(id, _)| id.as_str()).collect();
@@ -1489,11 +1541,23 @@ impl GrpcProcessor {
                     if let Some(s) = splits.as_mut() {
                         self.poll_split(s, &instruction, true)?;
                     }
-                    if let Some(fe::instruction_response::Response::ProcessBundle(pb)) = &r.response
+                    if let Some(fe::instruction_response::Response::ProcessBundle(mut pb)) =
+                        r.response
                     {
-                        outcome.residuals = pb.residual_roots.clone();
+                        outcome.residuals = std::mem::take(&mut pb.residual_roots);
                         outcome.requires_finalization = pb.requires_finalization;
                         bundle.metrics.merge_monitoring_infos(&pb.monitoring_infos);
+                        // Outputs embedded in the response (control-response
+                        // embedding) are handled as if they came on the
+                        // data channel, before anything still queued.
+                        if let Some(e) = pb.elements.take() {
+                            for t in e.timers.into_iter().rev() {
+                                backlog.push_front(BundleEvent::Timers(t));
+                            }
+                            for d in e.data.into_iter().rev() {
+                                backlog.push_front(BundleEvent::Data(d));
+                            }
+                        }
                     }
                     answered_at = Some(Instant::now());
                 }

@@ -18,6 +18,7 @@ use oxbeam_model::fn_execution::{
     self as fe, Elements, InstructionRequest, InstructionResponse, ProcessBundleDescriptor,
     StateRequest, StateResponse, beam_fn_control_client::BeamFnControlClient,
     beam_fn_data_client::BeamFnDataClient, beam_fn_state_client::BeamFnStateClient,
+    provision_service_client::ProvisionServiceClient,
 };
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
@@ -61,6 +62,15 @@ pub trait Transport: Send + Sync {
         id: &str,
     ) -> std::result::Result<ProcessBundleDescriptor, Status>;
 
+    /// The runner's ProvisionInfo (ProvisionService.GetProvisionInfo), for
+    /// its capabilities. Transports that cannot reach it answer
+    /// `Unimplemented` (the default).
+    async fn provision(&self) -> std::result::Result<fe::ProvisionInfo, Status> {
+        Err(Status::unimplemented(
+            "this transport has no provision service",
+        ))
+    }
+
     /// Opens a data channel (BeamFnData.Data).
     async fn data(
         &self,
@@ -82,7 +92,8 @@ pub trait Transport: Send + Sync {
 /// and message limits. Opens one HTTP/2 connection per channel.
 pub struct GrpcTransport {
     control_endpoint: String,
-    control: tokio::sync::OnceCell<BeamFnControlClient<Channel>>,
+    /// The connection to the control endpoint (control and provision).
+    control: tokio::sync::OnceCell<Channel>,
 }
 
 impl GrpcTransport {
@@ -95,18 +106,17 @@ impl GrpcTransport {
         }
     }
 
-    async fn control_client(&self) -> std::result::Result<BeamFnControlClient<Channel>, Status> {
+    async fn control_channel(&self) -> std::result::Result<Channel, Status> {
         self.control
-            .get_or_try_init(|| async {
-                let channel = super::connect(&self.control_endpoint)
-                    .await
-                    .map_err(|e| Status::unavailable(e.to_string()))?;
-                Ok(BeamFnControlClient::new(channel)
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES))
-            })
+            .get_or_try_init(|| channel(&self.control_endpoint))
             .await
             .cloned()
+    }
+
+    async fn control_client(&self) -> std::result::Result<BeamFnControlClient<Channel>, Status> {
+        Ok(BeamFnControlClient::new(self.control_channel().await?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
 }
 
@@ -168,6 +178,19 @@ impl Transport for GrpcTransport {
             .get_process_bundle_descriptor(with_worker_id(request, worker))
             .await?
             .into_inner())
+    }
+
+    /// Asks the provision service on the control endpoint (where Oxbeam
+    /// serves it; a runner serving it elsewhere answers an error, and the
+    /// harness assumes no runner capabilities).
+    async fn provision(&self) -> std::result::Result<fe::ProvisionInfo, Status> {
+        let mut client = ProvisionServiceClient::new(self.control_channel().await?);
+        client
+            .get_provision_info(fe::GetProvisionInfoRequest {})
+            .await?
+            .into_inner()
+            .info
+            .ok_or_else(|| Status::not_found("empty ProvisionInfo"))
     }
 
     async fn data(
@@ -235,6 +258,15 @@ impl Transport for InMemoryTransport {
         id: &str,
     ) -> std::result::Result<ProcessBundleDescriptor, Status> {
         self.services.descriptor(id)
+    }
+
+    async fn provision(&self) -> std::result::Result<fe::ProvisionInfo, Status> {
+        self.services
+            .0
+            .provision
+            .lock()
+            .map(|p| p.clone())
+            .map_err(|_| Status::internal("poisoned"))
     }
 
     async fn data(

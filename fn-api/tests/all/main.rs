@@ -2,6 +2,7 @@
 //! (this test binary re-executed, and Beam's own Python SDK harness).
 
 mod beam_python;
+mod embedding;
 mod harness;
 mod malformed;
 mod testing;

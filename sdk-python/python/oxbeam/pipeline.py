@@ -309,7 +309,12 @@ def _worker_environment():
     data = _oxbeam.encode_proto(
         "org.apache.beam.model.pipeline.v1.ProcessPayload", json.dumps(payload)
     )
-    return {"urn": _urns()["standard_environments::environments::PROCESS"], "payload": _b64(data)}
+    return {
+        "urn": _urns()["standard_environments::environments::PROCESS"],
+        "payload": _b64(data),
+        # The worker (`serve_harness`) reads inputs embedded in requests.
+        "capabilities": ["beam:protocol:control_request_elements_embedding:v1"],
+    }
 
 
 def _reraise_user_error(e):
