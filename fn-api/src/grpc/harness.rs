@@ -233,8 +233,10 @@ impl Harness {
             }
             Some(Q::ProcessBundle(p)) => {
                 tokio::spawn(async move {
-                    let result = self.process_bundle(&id, p).await;
-                    self.respond(id, result.map(A::ProcessBundle));
+                    // The bundle's thread responds itself once it ran.
+                    if let Err(e) = self.clone().process_bundle(&id, p).await {
+                        self.respond(id, Err(e));
+                    }
                 });
             }
             Some(Q::FinalizeBundle(_)) => {
@@ -323,11 +325,15 @@ impl Harness {
         Ok(c)
     }
 
+    /// Collects a bundle's inputs and runs it on a blocking thread, which
+    /// sends the response as soon as the bundle is done (one thread hand-off
+    /// less per bundle). An error before the bundle runs is returned for
+    /// the caller to send.
     async fn process_bundle(
-        &self,
+        self: Arc<Self>,
         instruction: &str,
         request: fe::ProcessBundleRequest,
-    ) -> std::result::Result<fe::ProcessBundleResponse, String> {
+    ) -> std::result::Result<(), String> {
         let prepared = self.prepared(&request.process_bundle_descriptor_id).await?;
         let data = match &prepared.data_url {
             Some(url) => Some(self.data_client(url).await?),
@@ -420,8 +426,10 @@ impl Harness {
             m.insert(instruction.to_string(), s.clone());
         }
         let running = splits.clone();
-        let ran = tokio::task::spawn_blocking(move || {
-            run_bundle(
+        let harness = self.clone();
+        let id = instruction.to_string();
+        tokio::task::spawn_blocking(move || {
+            let ran = run_bundle(
                 executor,
                 pooled,
                 &prep,
@@ -430,22 +438,39 @@ impl Harness {
                 (out, embed),
                 &side_inputs,
                 (user_state, running.as_deref()),
-            )
+            );
+            if let Some(s) = &running {
+                s.finish();
+            }
+            let response = ran.and_then(|ran| harness.finished(&prep, ran));
+            harness.respond(
+                id,
+                response.map(instruction_response::Response::ProcessBundle),
+            );
         })
         .await
-        .map_err(|e| format!("the bundle's thread failed: {e}"));
+        .map_err(|e| format!("the bundle's thread failed: {e}"))?;
         if let Some(s) = splits {
             if let Ok(mut m) = self.splits.lock() {
                 m.remove(instruction);
             }
             s.finish();
         }
+        Ok(())
+    }
+
+    /// A bundle that ran: its processor back to the pool, its response.
+    fn finished(
+        &self,
+        prepared: &Prepared,
+        ran: Ran,
+    ) -> std::result::Result<fe::ProcessBundleResponse, String> {
         let Ran {
             processor,
             metrics,
             residuals,
             embedded,
-        } = ran??;
+        } = ran;
         let residual_roots = residual_roots(&prepared.descriptor, residuals)?;
         if let Ok(mut p) = self.processors.lock() {
             p.entry(prepared.descriptor.id.clone())
