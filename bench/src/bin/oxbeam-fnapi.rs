@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use oxbeam_fn_api::{
-    Bundle, BundleProcessor, Executor, HarnessConfig, HarnessOptions, Harnesses, Metrics,
-    NoSideInputs, serve_harness, serve_harness_with,
+    Bundle, BundleProcessor, Executor, GrpcTransport, HarnessConfig, HarnessOptions, Harnesses,
+    Metrics, NoSideInputs, Transport, serve_harness, serve_harness_with,
 };
 use oxbeam_model::coders::{Context, WindowedValueHeader, encode_windowed_bytes};
 use oxbeam_model::fn_execution::{ProcessBundleDescriptor, RemoteGrpcPort};
@@ -174,27 +174,14 @@ fn main() -> anyhow::Result<()> {
         connect_timeout: Duration::from_secs(30),
         ..HarnessOptions::default()
     })?;
-    let executor: Arc<dyn Executor> = if args.in_memory {
-        let transport = harnesses.server().in_memory_transport();
+    let executor: Arc<dyn Executor> = if args.in_memory || args.in_process {
+        // A harness thread of this process, over either transport.
+        let transport: Arc<dyn Transport> = if args.in_memory {
+            harnesses.server().in_memory_transport()
+        } else {
+            Arc::new(GrpcTransport::new(harnesses.server().url()))
+        };
         std::thread::spawn(move || serve_harness_with(transport, "bench", Arc::new(Identity)));
-        Arc::new(
-            harnesses
-                .server()
-                .executor("bench")
-                .with_connect_timeout(Duration::from_secs(30))
-                .with_request_embedding(true),
-        )
-    } else if args.in_process {
-        let url = harnesses.server().url().to_string();
-        std::thread::spawn(move || {
-            serve_harness(
-                HarnessConfig {
-                    control_endpoint: url,
-                    id: "bench".into(),
-                },
-                Arc::new(Identity),
-            )
-        });
         Arc::new(
             harnesses
                 .server()
