@@ -790,6 +790,8 @@ pub(crate) struct PrecombineOp<K: Element, C: CombineFn> {
     pub window_index: FxHashMap<BoundedWindow, usize>,
     pub entries: usize,
     pub scratch: Vec<u8>,
+    /// The encoded key of the input after the current run.
+    pub next_key: Vec<u8>,
     pub out: Batch<(K, C::Acc)>,
     pub next: Box<dyn Receiver<(K, C::Acc)>>,
 }
@@ -805,6 +807,7 @@ impl<K: Element, C: CombineFn> PrecombineOp<K, C> {
             window_index: FxHashMap::default(),
             entries: 0,
             scratch: Vec::new(),
+            next_key: Vec::new(),
             out: Batch::default(),
             next,
         }
@@ -850,12 +853,11 @@ impl<K: Element, C: CombineFn> PrecombineOp<K, C> {
         self.next.receive_batch(&mut self.out, cx)
     }
 
-    /// Folds one input into its accumulator; `Ok(true)` when the table is
-    /// full and must be flushed.
+    /// Folds a run of inputs that share `window` and the encoded key in
+    /// `self.scratch` into their accumulator (one table lookup for the
+    /// run); `Ok(true)` when the table is full and must be flushed.
     #[inline]
-    fn add(&mut self, value: &(K, C::In), window: BoundedWindow) -> Result<bool> {
-        self.scratch.clear();
-        self.key_coder.encode(&value.0, &mut self.scratch);
+    fn add_run(&mut self, values: &[(K, C::In)], window: BoundedWindow) -> Result<bool> {
         let i = match self.tables.get(self.last_table) {
             Some((w, _)) if *w == window => self.last_table,
             _ => {
@@ -871,9 +873,11 @@ impl<K: Element, C: CombineFn> PrecombineOp<K, C> {
         let f = &*self.combine_fn;
         let name = &self.info.name;
         let (acc, created) = table.get_or_insert(&self.scratch, || {
-            guard(name, Some(value), || f.create_accumulator())
+            guard(name, values.first().map(|v| v as &dyn Debug), || {
+                f.create_accumulator()
+            })
         })?;
-        guard(name, Some(value), || f.add_input(acc, &value.1))?;
+        guarded_each(name, values, |v| f.add_input(acc, &v.1))?;
         if created {
             self.entries += 1;
         }
@@ -887,17 +891,36 @@ impl<K: Element, C: CombineFn> Receiver<(K, C::In)> for PrecombineOp<K, C> {
     #[inline]
     fn receive(&mut self, wv: WindowedValue<(K, C::In)>, cx: &mut dyn Cx) -> Result<()> {
         set_current_transform(self.info.index);
-        if self.add(&wv.value, wv.window)? {
+        self.scratch.clear();
+        self.key_coder.encode(&wv.value.0, &mut self.scratch);
+        if self.add_run(std::slice::from_ref(&wv.value), wv.window)? {
             self.flush(cx)?;
         }
         Ok(())
     }
 
+    /// Consecutive inputs with the same key and window (a global combine's
+    /// whole batch, or sorted input) fold with one table lookup.
     fn receive_batch(&mut self, batch: &mut Batch<(K, C::In)>, cx: &mut dyn Cx) -> Result<()> {
         set_current_transform(self.info.index);
+        let (values, meta) = (&batch.values, &batch.meta);
         let mut r = Ok(());
-        for (v, m) in batch.values.iter().zip(&batch.meta) {
-            match self.add(v, m.window) {
+        let mut next_key = std::mem::take(&mut self.next_key);
+        if let Some(first) = values.first() {
+            self.scratch.clear();
+            self.key_coder.encode(&first.0, &mut self.scratch);
+        }
+        let mut start = 0;
+        for j in 1..=values.len() {
+            let window = meta[start].window;
+            if j < values.len() {
+                next_key.clear();
+                self.key_coder.encode(&values[j].0, &mut next_key);
+                if meta[j].window == window && next_key == self.scratch {
+                    continue;
+                }
+            }
+            match self.add_run(&values[start..j], window) {
                 Ok(false) => {}
                 Ok(true) => {
                     r = self.flush(cx);
@@ -908,7 +931,10 @@ impl<K: Element, C: CombineFn> Receiver<(K, C::In)> for PrecombineOp<K, C> {
             if r.is_err() {
                 break;
             }
+            std::mem::swap(&mut self.scratch, &mut next_key);
+            start = j;
         }
+        self.next_key = next_key;
         batch.clear();
         r
     }

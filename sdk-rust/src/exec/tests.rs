@@ -213,9 +213,13 @@ fn combine_phases() {
     let mut d = descriptor(&p, &[], kvs.id(), &[pre.id()]);
     d.transforms
         .insert("pre".into(), phase(cc, kvs.id(), pre.id()));
+    // Runs of one key fold with one lookup each; a key seen again after
+    // another joins its earlier accumulator.
     let input = encode(&[
         (("a".to_string(), 1i64), 1, G),
+        (("a".to_string(), 4), 1, G),
         (("b".to_string(), 10), 2, G),
+        (("b".to_string(), 5), 2, G),
         (("a".to_string(), 2), 3, G),
     ]);
     let out = run(d, &p, &input, &NoSideInputs).unwrap();
@@ -225,8 +229,8 @@ fn combine_phases() {
     assert_eq!(
         got,
         vec![
-            (("a".to_string(), 3), max, G),
-            (("b".to_string(), 10), max, G)
+            (("a".to_string(), 7), max, G),
+            (("b".to_string(), 15), max, G)
         ]
     );
 
