@@ -58,17 +58,68 @@ fn pool() -> PyResult<&'static DescriptorPool> {
 /// Encodes the proto message `message` (full name, e.g.
 /// `org.apache.beam.model.pipeline.v1.Pipeline`) from its proto3 JSON form.
 ///
+/// Large bytes fields need not travel as base64 inside the JSON: a bytes
+/// field whose value is [`BLOB_MARKER`] followed by a decimal index takes
+/// `blobs[index]` instead (the SDK's pickled functions and Create values).
+///
 /// # Errors
-/// `ValueError` for unknown messages or JSON that does not match.
+/// `ValueError` for unknown messages, JSON that does not match, or a blob
+/// index out of range.
 #[pyfunction]
-fn encode_proto<'py>(py: Python<'py>, message: &str, json: &str) -> PyResult<Bound<'py, PyBytes>> {
+#[pyo3(signature = (message, json, blobs = None))]
+fn encode_proto<'py>(
+    py: Python<'py>,
+    message: &str,
+    json: &str,
+    blobs: Option<Vec<Bound<'py, PyBytes>>>,
+) -> PyResult<Bound<'py, PyBytes>> {
     let desc = pool()?
         .get_message_by_name(message)
         .ok_or_else(|| PyValueError::new_err(format!("unknown proto message {message}")))?;
     let mut de = serde_json::Deserializer::from_str(json);
-    let msg = DynamicMessage::deserialize(desc, &mut de)
+    let mut msg = DynamicMessage::deserialize(desc, &mut de)
         .map_err(|e| PyValueError::new_err(format!("{message}: {e}")))?;
+    if let Some(blobs) = blobs {
+        let blobs: Vec<&[u8]> = blobs.iter().map(|b| b.as_bytes()).collect();
+        fill_blobs(&mut msg, &blobs)
+            .map_err(|e| PyValueError::new_err(format!("{message}: {e}")))?;
+    }
     Ok(PyBytes::new(py, &msg.encode_to_vec()))
+}
+
+/// The prefix of a bytes field standing for one of [`encode_proto`]'s blobs.
+pub const BLOB_MARKER: &[u8] = b"\xffoxbeam-blob:";
+
+/// Replaces every bytes field of `msg` (nested messages, lists and maps
+/// included) that names a blob with that blob.
+fn fill_blobs(msg: &mut DynamicMessage, blobs: &[&[u8]]) -> Result<(), String> {
+    use prost_reflect::Value;
+    fn fill(v: &mut Value, blobs: &[&[u8]]) -> Result<(), String> {
+        match v {
+            Value::Bytes(b) => {
+                if let Some(index) = b.strip_prefix(BLOB_MARKER) {
+                    let i = std::str::from_utf8(index)
+                        .ok()
+                        .and_then(|i| i.parse::<usize>().ok())
+                        .filter(|i| *i < blobs.len())
+                        .ok_or_else(|| {
+                            format!(
+                                "blob reference {:?} names none of {} blobs",
+                                String::from_utf8_lossy(index),
+                                blobs.len()
+                            )
+                        })?;
+                    *b = prost::bytes::Bytes::copy_from_slice(blobs[i]);
+                }
+            }
+            Value::Message(m) => fill_blobs(m, blobs)?,
+            Value::List(items) => items.iter_mut().try_for_each(|v| fill(v, blobs))?,
+            Value::Map(entries) => entries.values_mut().try_for_each(|v| fill(v, blobs))?,
+            _ => {}
+        }
+        Ok(())
+    }
+    msg.fields_mut().try_for_each(|(_, v)| fill(v, blobs))
 }
 
 /// Decodes the proto message `message` to its proto3 JSON form.
@@ -356,6 +407,7 @@ pub fn _oxbeam(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SinkBuffer>()?;
     m.add_class::<state::StateClient>()?;
     m.add("BATCH_SIZE", BATCH)?;
+    m.add("BLOB_MARKER", PyBytes::new(m.py(), BLOB_MARKER))?;
     let table: std::collections::BTreeMap<&str, &str> = urns::ALL.iter().copied().collect();
     m.add("URNS", table)?;
     errors::register(m)?;

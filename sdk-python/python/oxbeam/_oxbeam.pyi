@@ -85,10 +85,17 @@ def encode_values(components: bytes, coder_id: str, values: list) -> List[bytes]
 
     Raises ``ValueError`` if a value does not fit the coder."""
 
-def encode_proto(message: str, json: str) -> bytes:
+def encode_proto(message: str, json: str, blobs: Optional[List[bytes]] = None) -> bytes:
     """Encodes proto message ``message`` (full name) from proto3 JSON.
 
-    Raises ``ValueError`` for unknown messages or mismatching JSON."""
+    A bytes field whose value is ``BLOB_MARKER`` followed by a decimal index
+    ``i`` takes ``blobs[i]`` (large payloads need not cross as base64).
+
+    Raises ``ValueError`` for unknown messages, mismatching JSON or a blob
+    index out of range."""
+
+BLOB_MARKER: bytes
+"""The prefix of a bytes field that refers to one of ``encode_proto``'s blobs."""
 
 def serve_worker(control_endpoint: str, worker_id: str) -> None:
     """Serves as an SDK harness for Python stages: connects to a runner's Fn

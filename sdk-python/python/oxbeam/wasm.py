@@ -62,7 +62,6 @@ element.
 """
 
 import base64
-import json
 import os
 
 from oxbeam import typehints
@@ -153,11 +152,9 @@ class _WasmFunction(object):
 
     def spec(self, b, urn_key, kind):
         """The ``FunctionSpec`` (proto3 JSON) of this function as ``kind``."""
-        from oxbeam import _oxbeam
-
         b.environments[ENVIRONMENT_ID] = {"urn": b.urn("wasm_functions::ENVIRONMENT")}
         payload = {
-            "moduleBytes": _b64(self.module),
+            "moduleBytes": b.bytes_field(self.module),
             "exportName": self.export,
             "kind": "WASM_FUNCTION_KIND_" + kind,
             "config": _b64(self.config),
@@ -166,29 +163,25 @@ class _WasmFunction(object):
         }
         if any(v != "0" for v in self.limits.values()):
             payload["limits"] = self.limits
-        encoded = _oxbeam.encode_proto("oxbeam.model.v1.WasmFunctionPayload", json.dumps(payload))
-        return {"urn": b.urn(urn_key), "payload": _b64(encoded)}
+        encoded = b.encode("oxbeam.model.v1.WasmFunctionPayload", payload)
+        return {"urn": b.urn(urn_key), "payload": b.bytes_field(encoded)}
 
 
 def _par_do_payload(fn, kind):
     def payload(b):
-        from oxbeam import _oxbeam
-
         msg = {"doFn": fn.spec(b, "wasm_functions::DO_FN", kind)}
-        return _oxbeam.encode_proto("org.apache.beam.model.pipeline.v1.ParDoPayload", json.dumps(msg))
+        return b.encode("org.apache.beam.model.pipeline.v1.ParDoPayload", msg)
 
     return payload
 
 
 def _combine_payload(fn, accumulator_type):
     def payload(b):
-        from oxbeam import _oxbeam
-
         msg = {
             "combineFn": fn.spec(b, "wasm_functions::COMBINE_FN", "COMBINE"),
             "accumulatorCoderId": b.coder(accumulator_type),
         }
-        return _oxbeam.encode_proto("org.apache.beam.model.pipeline.v1.CombinePayload", json.dumps(msg))
+        return b.encode("org.apache.beam.model.pipeline.v1.CombinePayload", msg)
 
     return payload
 

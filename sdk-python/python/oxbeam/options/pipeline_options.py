@@ -237,7 +237,7 @@ class DirectOptions(PipelineOptions):
     # Oxbeam's: ``--no_dynamic_splitting`` never splits a running bundle to
     # rebalance work; ``--no_fusion`` runs every transform as its own stage
     # (to check fusion does not change results).
-    _defaults = {"direct_num_workers": 0, "direct_running_mode": "in_memory",
+    _defaults = {"direct_num_workers": 1, "direct_running_mode": "in_memory",
                  "direct_runner_use_stacked_bundle": True, "no_dynamic_splitting": False,
                  "no_fusion": False}
     _types = {"direct_num_workers": int, "no_dynamic_splitting": bool, "no_fusion": bool}

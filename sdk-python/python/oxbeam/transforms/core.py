@@ -417,9 +417,6 @@ class _DoFnTransform(PTransform):
 
 def _set_pardo(node, spec, stateful=None, pcoll=None):
     def payload(b):
-        from oxbeam import _oxbeam
-        import json
-
         side = {
             "side%d" % i: {"accessPattern": {"urn": b.urn("standard_side_input_types::ITERABLE")}}
             for i in range(len(node.side_inputs))
@@ -427,7 +424,7 @@ def _set_pardo(node, spec, stateful=None, pcoll=None):
         msg = {
             "doFn": {
                 "urn": b.urn("oxbeam_python::DO_FN"),
-                "payload": _b64(_pickle(spec)),
+                "payload": b.bytes_field(_pickle(spec)),
             }
         }
         if side:
@@ -447,7 +444,7 @@ def _set_pardo(node, spec, stateful=None, pcoll=None):
                 }
                 msg["timerFamilySpecs"] = {t.name: t.to_runner_api(b, timer_coder) for t in timers}
             b.requirements.add(b.urn("standard_requirements::REQUIRES_STATEFUL_PROCESSING"))
-        return _oxbeam.encode_proto("org.apache.beam.model.pipeline.v1.ParDoPayload", json.dumps(msg))
+        return b.encode("org.apache.beam.model.pipeline.v1.ParDoPayload", msg)
 
     node.primitive = ("standard_p_transforms::primitives::PAR_DO", payload, True)
 
@@ -994,14 +991,11 @@ class CallableWrapperCombineFn(CombineFn):
 
 def _combine_payload(cf):
     def payload(b):
-        from oxbeam import _oxbeam
-        import json
-
         msg = {
-            "combineFn": {"urn": b.urn("oxbeam_python::COMBINE_FN"), "payload": _b64(_pickle(cf))},
+            "combineFn": {"urn": b.urn("oxbeam_python::COMBINE_FN"), "payload": b.bytes_field(_pickle(cf))},
             "accumulatorCoderId": b.coder(typehints.Any),
         }
-        return _oxbeam.encode_proto("org.apache.beam.model.pipeline.v1.CombinePayload", json.dumps(msg))
+        return b.encode("org.apache.beam.model.pipeline.v1.CombinePayload", msg)
 
     return payload
 

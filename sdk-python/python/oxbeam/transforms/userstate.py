@@ -120,12 +120,12 @@ class CombiningValueStateSpec(StateSpec):
         StateSpec.__init__(self, name, coder)
 
     def _spec_json(self, b, coder_id):
-        from oxbeam.transforms.core import _b64, _pickle
+        from oxbeam.transforms.core import _pickle
 
         return {
             "combiningSpec": {
                 "accumulatorCoderId": coder_id,
-                "combineFn": {"urn": b.urn("oxbeam_python::COMBINE_FN"), "payload": _b64(_pickle(self.combine_fn))},
+                "combineFn": {"urn": b.urn("oxbeam_python::COMBINE_FN"), "payload": b.bytes_field(_pickle(self.combine_fn))},
             }
         }
 
