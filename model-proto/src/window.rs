@@ -29,7 +29,19 @@ const fn parse_constant(s: &str) -> i64 {
 /// Ordered like the millisecond count. Encoded by Beam as 8 big-endian bytes of
 /// `millis ^ i64::MIN` (see [`Timestamp::to_ordered_bytes`]), so that byte order
 /// equals time order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Timestamp(i64);
 
 impl Timestamp {
@@ -92,7 +104,9 @@ impl From<i64> for Timestamp {
 /// fns of an SDK) travel as opaque values in the dynamic coder tree
 /// ([`crate::coders::Value`]); `beam:coder:custom_window:v1` carries their max
 /// timestamp in front of them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum BoundedWindow {
     /// The single window spanning all time (`beam:coder:global_window:v1`,
     /// encoded as zero bytes).
@@ -121,7 +135,9 @@ impl BoundedWindow {
 
 /// Whether a pane fired before, at, or after the watermark passed the end of
 /// its window. The discriminant is Beam's encoding (bits 2–3 of the pane byte).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[repr(u8)]
 pub enum PaneTiming {
     /// Fired before the watermark passed the end of the window (speculative).
@@ -157,7 +173,7 @@ impl PaneTiming {
 /// indices: decoding it yields index 0 for a first pane and −1 otherwise, and
 /// `on_time_index` −1 for early panes and 0 otherwise, like Beam's table of
 /// well-known panes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PaneInfo {
     /// First pane fired for this window.
     pub is_first: bool,

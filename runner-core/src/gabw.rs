@@ -126,14 +126,14 @@ pub fn encode_grouped(
 pub type CompactionBatch<'a> = [(&'a [u8], BoundedWindow, &'a [Vec<u8>])];
 
 /// A pane emitted earlier, kept to retract it (RETRACTING).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Emitted {
     window: BoundedWindow,
     timestamp: Timestamp,
     values: Vec<Vec<u8>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct WindowState {
     trigger: TriggerState,
     /// Buffered values (all since the last discard).
@@ -159,7 +159,7 @@ struct WindowState {
 }
 
 /// A window's entries in the grouping's indexes of holds and timers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Registered {
     hold: Option<Timestamp>,
     deadline: Option<Timestamp>,
@@ -326,6 +326,60 @@ impl GroupAlsoByWindow {
             compact_at: None,
             crowded: Vec::new(),
         })
+    }
+
+    /// Its state — every buffered window with its trigger, panes and holds,
+    /// the timer indexes, watermarks and clock — as bytes for a
+    /// checkpoint; [`restore`](Self::restore) puts it back into a grouping
+    /// built for the same windowing strategy.
+    pub fn snapshot(&self) -> Vec<u8> {
+        crate::snapshot::encode(&(
+            &self.keys,
+            &self.touched,
+            &self.holds,
+            &self.deadlines,
+            &self.event_timers,
+            (
+                self.input_watermark,
+                self.output_watermark,
+                self.processing_time,
+            ),
+            self.dropped,
+            &self.crowded,
+        ))
+    }
+
+    /// Replaces its state with a [`snapshot`](Self::snapshot).
+    ///
+    /// # Errors
+    /// [`Error::Internal`] if the bytes are not a snapshot; the grouping is
+    /// unchanged.
+    pub fn restore(&mut self, snapshot: &[u8]) -> Result<()> {
+        type Snapshot = (
+            HashMap<Vec<u8>, BTreeMap<BoundedWindow, WindowState>>,
+            Vec<(Vec<u8>, BoundedWindow)>,
+            BTreeMap<Timestamp, usize>,
+            TimerIndex,
+            TimerIndex,
+            (Timestamp, Timestamp, Timestamp),
+            u64,
+            Vec<(Vec<u8>, BoundedWindow)>,
+        );
+        let (keys, touched, holds, deadlines, event_timers, times, dropped, crowded): Snapshot =
+            crate::snapshot::decode("a GroupByKey's windows", snapshot).map_err(Error::Internal)?;
+        self.keys = keys;
+        self.touched = touched;
+        self.holds = holds;
+        self.deadlines = deadlines;
+        self.event_timers = event_timers;
+        (
+            self.input_watermark,
+            self.output_watermark,
+            self.processing_time,
+        ) = times;
+        self.dropped = dropped;
+        self.crowded = crowded;
+        Ok(())
     }
 
     /// When `window` expires: its max timestamp plus the allowed lateness,

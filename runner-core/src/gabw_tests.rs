@@ -1270,3 +1270,58 @@ fn sdk_merged_windows_combine_states_as_elements_arrive() {
         ]
     );
 }
+
+#[test]
+fn a_restored_snapshot_goes_on_as_if_never_stopped() {
+    // Sessions with early, on-time and late panes, retracting: windows
+    // merge, panes are retracted and late data arrives after the snapshot.
+    let s = strategy(
+        WindowFn::Sessions { gap_ms: 10 },
+        Trigger::AfterWatermark {
+            early: Some(Box::new(Trigger::ElementCount(2))),
+            late: Some(Box::new(Trigger::ElementCount(1))),
+        },
+        AccumulationMode::Retracting,
+        100,
+    );
+    let first: &[Ev] = &[
+        Add(&[(1, 1), (2, 4)]),
+        Add(&[(3, 30)]),
+        Pt(5),
+        Wm(20),
+        Add(&[(4, 12)]),
+    ];
+    let second: &[Ev] = &[
+        Add(&[(5, 8), (6, 31)]),
+        Wm(50),
+        Add(&[(7, 2)]),
+        Add(&[(8, 41)]),
+        End,
+    ];
+    let mut straight = Run::new(&s);
+    let mut want = straight.events(&sessions(10), first);
+    want.extend(straight.events(&sessions(10), second));
+
+    let mut before = Run::new(&s);
+    let mut got = before.events(&sessions(10), first);
+    let snapshot = before.g.snapshot();
+    drop(before);
+    let mut after = Run::new(&s);
+    after.g.restore(&snapshot).unwrap();
+    (after.wm, after.pt) = (Timestamp::from_millis(20), Timestamp::from_millis(5));
+    got.extend(after.events(&sessions(10), second));
+    assert!(want.iter().any(|p| p.starts_with("RETRACT")), "{want:#?}");
+    assert!(want.iter().any(|p| p.contains("Late")), "{want:#?}");
+    assert_eq!(got, want);
+    assert!(after.g.is_empty());
+
+    // Not a snapshot: an error, the grouping unchanged.
+    let mut g = GroupAlsoByWindow::new(&s).unwrap();
+    g.process(b"k", sessions(10)(1), Timestamp::from_millis(1), b"1");
+    let err = g.restore(b"\xff\xff\xff\xff\xff").unwrap_err().to_string();
+    assert!(
+        err.contains("corrupt snapshot of a GroupByKey's windows (5 bytes)"),
+        "{err}"
+    );
+    assert!(!g.is_empty());
+}

@@ -48,6 +48,7 @@ pub mod merge_windows;
 mod optimizer;
 mod plan;
 mod redis;
+pub mod snapshot;
 pub mod state;
 mod translate;
 pub mod trigger;

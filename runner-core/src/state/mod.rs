@@ -55,7 +55,9 @@ use crate::graph::{Graph, Kind};
 pub struct StateError(pub String);
 
 /// The time domain of a timer family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum TimeDomain {
     /// Fires when the input watermark passes the timer.
     EventTime,

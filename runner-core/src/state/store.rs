@@ -45,6 +45,7 @@ pub struct CellRef<'a> {
     pub key: &'a [u8],
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 enum Cell {
     Bag(Vec<u8>),
     Multimap(BTreeMap<Vec<u8>, Vec<u8>>),
@@ -149,6 +150,23 @@ impl StateStore {
     /// Number of non-empty cells.
     pub fn len(&self) -> usize {
         self.cells.len()
+    }
+
+    /// Every cell, as bytes for a checkpoint (see [`crate::snapshot`]).
+    pub fn snapshot(&self) -> Vec<u8> {
+        crate::snapshot::encode(&(&self.cells, self.sequence))
+    }
+
+    /// Replaces every cell with a [`snapshot`](Self::snapshot)'s.
+    ///
+    /// # Errors
+    /// If the bytes are not a snapshot; the store is unchanged.
+    pub fn restore(&mut self, snapshot: &[u8]) -> Result<(), StateError> {
+        let (cells, sequence) =
+            crate::snapshot::decode("user state", snapshot).map_err(StateError)?;
+        self.cells = cells;
+        self.sequence = sequence;
+        Ok(())
     }
 
     /// Whether no cell holds anything.

@@ -196,6 +196,58 @@ fn latest_timer_wins_clear_removes_and_due_timers_fire_in_order() {
 }
 
 #[test]
+fn state_and_timers_restore_from_snapshots() {
+    let mut s = StateStore::new();
+    let (a, b, o) = (cell(b"", b"a"), cell(b"", b"b"), cell(b"", b"o"));
+    s.append(&a, StateKind::Bag, b"\x01\x02").unwrap();
+    let mk = StateKind::Multimap { map_key: b"\x01x" };
+    s.append(&b, mk, b"\x05").unwrap();
+    let all = StateKind::OrderedList {
+        start: i64::MIN,
+        end: i64::MAX,
+    };
+    s.append(&o, all, &entry(10, b"x")).unwrap();
+    let mut r = StateStore::new();
+    r.restore(&s.snapshot()).unwrap();
+    assert_eq!(get(&mut r, &a, StateKind::Bag), b"\x01\x02");
+    assert_eq!(get(&mut r, &b, mk), b"\x05");
+    // The ordered list's insertion sequence goes on where it was.
+    s.append(&o, all, &entry(10, b"y")).unwrap();
+    r.append(&o, all, &entry(10, b"y")).unwrap();
+    assert_eq!(get(&mut r, &o, all), get(&mut s, &o, all));
+    assert_eq!(r.len(), s.len());
+
+    let mut q = queue();
+    q.set(id(b"a", ""), Some((30, 25, b"\x0f"))).unwrap();
+    q.set(id(b"b", "x"), Some((40, 40, b"\x0f"))).unwrap();
+    let mut pt = id(b"c", "");
+    pt.family = "p".into();
+    q.set(pt, Some((7, 5, b"\x0f"))).unwrap();
+    let mut r = queue();
+    r.restore(&q.snapshot()).unwrap();
+    assert_eq!(
+        (r.len(), r.hold(), r.next_processing_time()),
+        (3, Some(5), Some(7))
+    );
+    assert_eq!(
+        fired(&r.fire_due(i64::MAX, i64::MAX)),
+        fired(&q.fire_due(i64::MAX, i64::MAX))
+    );
+    assert!(r.is_empty());
+
+    let err = r.restore(b"\x09").unwrap_err().to_string();
+    assert!(
+        err.contains("corrupt snapshot of timers (1 bytes)"),
+        "{err}"
+    );
+    let err = StateStore::new().restore(b"").unwrap_err().to_string();
+    assert!(
+        err.contains("corrupt snapshot of user state (0 bytes)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn processing_time_timers_fire_with_processing_time() {
     let mut q = queue();
     let p = TimerId {

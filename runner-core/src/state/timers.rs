@@ -8,7 +8,9 @@ use super::{StateError, TimeDomain, window_max_timestamp};
 use crate::coder::read_varint;
 
 /// Identifies one timer: the latest one set under an id wins.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TimerId {
     /// Transform that set it.
     pub transform: String,
@@ -59,7 +61,7 @@ type KeyWindow<'a> = (&'a str, &'a [u8], &'a [u8]);
 /// A due timer: (fire timestamp, domain slot, sequence, id).
 type Candidate<'a> = (i64, usize, u64, &'a TimerId);
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Pending {
     domain: TimeDomain,
     fire: i64,
@@ -184,6 +186,32 @@ impl TimerQueue {
     /// An empty queue.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Every pending timer, as bytes for a checkpoint (see
+    /// [`crate::snapshot`]). Families are the plan's, declared again.
+    pub fn snapshot(&self) -> Vec<u8> {
+        crate::snapshot::encode(&(&self.pending, &self.by_time, &self.holds, self.seq))
+    }
+
+    /// Replaces the pending timers with a [`snapshot`](Self::snapshot)'s.
+    ///
+    /// # Errors
+    /// If the bytes are not a snapshot; the queue is unchanged.
+    pub fn restore(&mut self, snapshot: &[u8]) -> Result<(), StateError> {
+        type Snapshot = (
+            HashMap<TimerId, Pending>,
+            [BTreeSet<(i64, u64, TimerId)>; 2],
+            std::collections::BTreeMap<i64, usize>,
+            u64,
+        );
+        let (pending, by_time, holds, seq): Snapshot =
+            crate::snapshot::decode("timers", snapshot).map_err(StateError)?;
+        self.pending = pending;
+        self.by_time = by_time;
+        self.holds = holds;
+        self.seq = seq;
+        Ok(())
     }
 
     /// Declares timer family `family` of `transform` and its time domain.

@@ -33,7 +33,7 @@ impl TriggerContext {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Node {
     finished: bool,
     /// Elements in the pane (ElementCount, Always).
@@ -49,7 +49,7 @@ struct Node {
 ///
 /// Methods take the [`Trigger`] the state was made for; passing another one
 /// gives meaningless answers (never a panic).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TriggerState {
     root: Node,
 }

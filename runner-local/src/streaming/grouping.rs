@@ -69,6 +69,15 @@ pub(crate) trait Grouping: Send {
     /// Elements dropped for arriving after their window expired.
     fn dropped_late(&self) -> u64;
 
+    /// Its state, as bytes for a checkpoint.
+    fn snapshot(&self) -> Vec<u8>;
+
+    /// Replaces its state with a [`Grouping::snapshot`]'s.
+    ///
+    /// # Errors
+    /// If the bytes are not a snapshot of this kind of grouping.
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), Error>;
+
     /// Buffered values merged away by compaction so far.
     fn compacted(&self) -> u64 {
         0
@@ -261,6 +270,14 @@ impl Gabw {
 }
 
 impl Grouping for Gabw {
+    fn snapshot(&self) -> Vec<u8> {
+        self.inner.snapshot()
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), Error> {
+        Ok(self.inner.restore(snapshot)?)
+    }
+
     fn process(
         &mut self,
         key: &[u8],

@@ -41,6 +41,7 @@
 //!   and nothing is queued or in flight. Drain stops the sources (their
 //!   watermarks jump to +∞), so every window fires; cancel stops at once.
 
+mod checkpoint;
 mod grouping;
 mod redis;
 mod sources;

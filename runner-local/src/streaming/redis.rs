@@ -406,6 +406,15 @@ pub(crate) struct RedisIo {
     pub sinks: Vec<RedisSink>,
     /// One connection per server for commits, by url.
     conns: BTreeMap<String, Connection>,
+    /// The engine state (see `checkpoint`) as last committed or restored.
+    state_committed: Option<Vec<u8>>,
+    /// Whether the engine state was looked for at start.
+    pub state_loaded: bool,
+}
+
+/// The key of the engine state next to checkpoint key `key`.
+fn state_key(key: &str) -> String {
+    format!("{key}:state")
 }
 
 impl RedisIo {
@@ -428,9 +437,61 @@ impl RedisIo {
             .ok_or_else(|| Error::Internal(format!("step {step} is not a Redis sink")))?;
         sink.buffer(bytes)?;
         if self.sources.is_empty() && sink.pending.len() >= MAX_UNCOUPLED_BUFFER {
-            self.commit()?;
+            self.commit(None)?;
         }
         Ok(())
+    }
+
+    /// The source whose checkpoint key the engine state goes with: the
+    /// first with a checkpoint key.
+    fn state_source(&self) -> Option<&RedisSource> {
+        self.sources
+            .iter()
+            .find(|s| s.read.spec.checkpoint_key.is_some())
+    }
+
+    /// The engine state saved next to the state source's checkpoint (see
+    /// `checkpoint`), read once its source started.
+    ///
+    /// # Errors
+    /// [`Error::External`] naming the source and server.
+    pub fn load_state(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        let Some(i) = self
+            .sources
+            .iter()
+            .position(|s| s.read.spec.checkpoint_key.is_some())
+        else {
+            return Ok(None);
+        };
+        let source = &mut self.sources[i];
+        let key = state_key(
+            source
+                .read
+                .spec
+                .checkpoint_key
+                .as_deref()
+                .unwrap_or_default(),
+        );
+        let Some(conn) = source.conn.as_mut() else {
+            return Ok(None);
+        };
+        let saved: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&key)
+            .query(conn)
+            .map_err(|e| source.err(format!("reading engine state key {key:?}: {e}")))?;
+        self.state_committed.clone_from(&saved);
+        Ok(saved)
+    }
+
+    /// An error about the engine state saved with the state source.
+    pub fn state_error(&self, message: impl std::fmt::Display) -> Error {
+        match self.state_source() {
+            Some(s) => s.err(format!(
+                "engine state key {:?}: {message}",
+                state_key(s.read.spec.checkpoint_key.as_deref().unwrap_or_default())
+            )),
+            None => Error::Internal(message.to_string()),
+        }
     }
 
     /// Drain: every source stops reading.
@@ -443,12 +504,25 @@ impl RedisIo {
     /// Writes what the sinks buffered and the sources' new offsets: per
     /// server, one MULTI/EXEC with the XADDs of its sinks and the SETs of
     /// the checkpoint keys of its sources; sources on a server with no sink
-    /// are checkpointed after every sink's transaction succeeded.
+    /// are checkpointed after every sink's transaction succeeded. `state`,
+    /// the engine's (GroupByKeys, user state, timers), goes with the first
+    /// source that has a checkpoint key, as `<checkpoint key>:state`, when
+    /// it changed.
     ///
     /// # Errors
     /// [`Error::External`] naming the sink (or source) and server.
-    pub fn commit(&mut self) -> Result<(), Error> {
+    pub fn commit(&mut self, state: Option<&[u8]>) -> Result<(), Error> {
+        let state = state
+            .filter(|s| self.state_committed.as_deref() != Some(*s))
+            .and_then(|s| {
+                let source = self.state_source()?;
+                let key = state_key(source.read.spec.checkpoint_key.as_deref()?);
+                Some((source.read.spec.url.clone(), key, s))
+            });
         let mut urls: Vec<String> = Vec::new();
+        if let Some((url, ..)) = &state {
+            urls.push(url.clone());
+        }
         for s in &self.sinks {
             if !s.pending.is_empty() && !urls.contains(&s.write.spec.url) {
                 urls.push(s.write.spec.url.clone());
@@ -472,10 +546,14 @@ impl RedisIo {
                     self.sources[i].read.spec.url == url && self.sources[i].uncommitted().is_some()
                 })
                 .collect();
+            let state_here = state.as_ref().filter(|(u, ..)| *u == url);
             let what = match (sinks.first(), sources.first()) {
                 (Some(&i), _) => self.sinks[i].what.clone(),
                 (None, Some(&i)) => self.sources[i].what.clone(),
-                (None, None) => continue,
+                (None, None) => match self.state_source() {
+                    Some(s) if state_here.is_some() => s.what.clone(),
+                    _ => continue,
+                },
             };
             let mut pipe = redis::pipe();
             pipe.atomic();
@@ -497,6 +575,9 @@ impl RedisIo {
                     offsets.push((i, id));
                 }
             }
+            if let Some((_, key, bytes)) = state_here {
+                pipe.cmd("SET").arg(key).arg(*bytes).ignore();
+            }
             if !self.conns.contains_key(&url) {
                 let c = connect(&what, &url, REPLY_SLACK)?;
                 self.conns.insert(url.clone(), c);
@@ -513,6 +594,9 @@ impl RedisIo {
             }
             for (i, id) in offsets {
                 self.sources[i].committed = Some(id);
+            }
+            if let Some((.., bytes)) = state_here {
+                self.state_committed = Some(bytes.to_vec());
             }
         }
         Ok(())
@@ -584,7 +668,34 @@ impl Engine<'_, '_> {
                 s.start()?;
             }
         }
-        self.redis.commit()?;
+        let keeps_state = self.keeps_state();
+        if !self.redis.state_loaded {
+            // A restarted job: its GroupByKeys and stateful stages go on
+            // from the state committed with the offsets it resumes after.
+            self.redis.state_loaded = true;
+            if keeps_state && let Some(bytes) = self.redis.load_state()? {
+                self.restore_state(&bytes)
+                    .map_err(|m| self.redis.state_error(m))?;
+            }
+        }
+        // Input a stage holds while it waits for side inputs is read but
+        // not processed: the offsets wait for it.
+        let holding = self.ops.iter().any(|o| match o {
+            Op::Stage(s) => {
+                s.side.is_some()
+                    && (!s.queue.is_empty()
+                        || s.keyed.iter().flatten().any(|p| !p.queue.is_empty()))
+            }
+            _ => false,
+        });
+        if !holding {
+            let state = if keeps_state {
+                Some(self.snapshot_state()?)
+            } else {
+                None
+            };
+            self.redis.commit(state.as_deref())?;
+        }
         let mut read = false;
         for k in 0..self.redis.sources.len() {
             read |= !self.redis.sources[k].done;
@@ -742,12 +853,12 @@ mod tests {
         io.sinks[0].buffer(&elems).unwrap();
         // Nothing is visible before the commit.
         assert!(stream_data(&mut c, "out").is_empty());
-        io.commit().unwrap();
+        io.commit(None).unwrap();
         assert_eq!(stream_data(&mut c, "out"), ["v1!", "v2!", "v3!"]);
         let ckpt: String = redis::cmd("GET").arg("ckpt").query(&mut c).unwrap();
         assert_eq!(ckpt, "3-0");
         // A second commit with nothing new writes nothing.
-        io.commit().unwrap();
+        io.commit(None).unwrap();
         assert_eq!(stream_data(&mut c, "out").len(), 3);
         // Read the 4th but "crash" before committing: a new source resumes
         // after the checkpoint and sees it again.
@@ -812,7 +923,7 @@ mod tests {
         WindowedValueHeader::global(Timestamp::from_millis(0)).encode(&mut e);
         write_length_prefixed(&mut e, b"x");
         io.sinks[0].buffer(&e).unwrap();
-        let err = io.commit().unwrap_err().to_string();
+        let err = io.commit(None).unwrap_err().to_string();
         assert!(
             err.starts_with(&format!(
                 "Redis stream sink 'Write' at {dead}: cannot connect: "
@@ -831,7 +942,7 @@ mod tests {
         let mut io = RedisIo::default();
         io.sources.push(RedisSource::new(0, &step));
         io.sources[0].start().unwrap();
-        io.commit().unwrap();
+        io.commit(None).unwrap();
         let ckpt: String = redis::cmd("GET").arg("ckpt").query(&mut c).unwrap();
         assert_eq!(ckpt, "7-0");
         // A restart resumes there, not at the then latest entry.
