@@ -507,7 +507,7 @@ impl RedisIo {
     /// are checkpointed after every sink's transaction succeeded. `state`,
     /// the engine's (GroupByKeys, user state, timers), goes with the first
     /// source that has a checkpoint key, as `<checkpoint key>:state`, when
-    /// it changed.
+    /// it changed; empty `state` deletes that key.
     ///
     /// # Errors
     /// [`Error::External`] naming the sink (or source) and server.
@@ -575,8 +575,14 @@ impl RedisIo {
                     offsets.push((i, id));
                 }
             }
-            if let Some((_, key, bytes)) = state_here {
-                pipe.cmd("SET").arg(key).arg(*bytes).ignore();
+            match state_here {
+                Some((_, key, [])) => {
+                    pipe.cmd("DEL").arg(key).ignore();
+                }
+                Some((_, key, bytes)) => {
+                    pipe.cmd("SET").arg(key).arg(*bytes).ignore();
+                }
+                None => {}
             }
             if !self.conns.contains_key(&url) {
                 let c = connect(&what, &url, REPLY_SLACK)?;
@@ -689,10 +695,16 @@ impl Engine<'_, '_> {
             _ => false,
         });
         if !holding {
-            let state = if keeps_state {
-                Some(self.snapshot_state()?)
-            } else {
-                None
+            // A finished job (drained, or its sources ended) has fired every
+            // window and expired all state: a restart from its state would
+            // start at the end of time and drop all new input as late, so
+            // its state is deleted with the last offsets; a restart begins
+            // anew after them.
+            let finished = self.out_wm.iter().all(|&w| w == END_OF_TIME);
+            let state = match (keeps_state, finished) {
+                (false, _) => None,
+                (true, true) => Some(Vec::new()),
+                (true, false) => Some(self.snapshot_state()?),
             };
             self.redis.commit(state.as_deref())?;
         }

@@ -470,6 +470,9 @@ fn a_killed_stateful_pipeline_process_restarts_exactly_once() {
     }
     want.sort();
     assert_eq!(wins, want);
+    // The finished job (its bounded source ended) left no state to resume.
+    let state: Option<Vec<u8>> = redis::cmd("GET").arg("ckpt:state").query(&mut c).unwrap();
+    assert_eq!(state, None);
 }
 
 #[test]
@@ -483,9 +486,21 @@ fn engine_state_of_another_pipeline_or_corrupt_is_refused() {
             .checkpoint_key("ckpt")
             .stop_at_end()
     };
+    // A job cancelled mid-stream leaves its last committed state.
     let p = pipeline();
-    build_stateful(&p, read(), &url);
-    p.run().unwrap();
+    build_stateful(
+        &p,
+        ReadFromRedisStream::new(&url, "in")
+            .checkpoint_key("ckpt")
+            .batch_size(5),
+        &url,
+    );
+    let job = p.start().unwrap();
+    wait_for_output(&mut c, 5);
+    job.cancel();
+    assert!(matches!(job.wait(), Err(Error::Cancelled)));
+    let state: Option<Vec<u8>> = redis::cmd("GET").arg("ckpt:state").query(&mut c).unwrap();
+    assert!(state.is_some());
     let source = format!("Redis stream source 'Read/ReadFromRedisStream' at {url}");
 
     // Another pipeline with the same checkpoint key.
