@@ -98,3 +98,98 @@ def test_write_to_redis_needs_bytes_or_str():
     with pytest.raises(TypeError, match="WriteToRedisStream writes bytes or str elements"):
         with beam.Pipeline() as p:
             p | beam.Create([1, 2]) | WriteToRedisStream("redis://127.0.0.1:1/", "s")
+
+
+# A stateful streaming job: a running count per key in user state, and
+# counts per key in 100 ms fixed windows (a GroupByKey's state).
+_STATEFUL_JOB = r'''
+import sys, time
+import oxbeam as beam
+from oxbeam.coders import VarIntCoder
+from oxbeam.io.streams import ReadFromRedisStream, WriteToRedisStream
+from oxbeam.transforms.userstate import ReadModifyWriteStateSpec
+
+url, bounded = sys.argv[1], sys.argv[2] == "bounded"
+
+
+class Running(beam.DoFn):
+    COUNT = ReadModifyWriteStateSpec("count", VarIntCoder())
+
+    def process(self, kv, count=beam.DoFn.StateParam(COUNT)):
+        n = (count.read() or 0) + 1
+        count.write(n)
+        yield "%s#%d" % (kv[0], n)
+
+
+def slow_key(kv):
+    time.sleep(0.0005)
+    return (kv[1].decode(), 1)
+
+
+with beam.Pipeline() as p:
+    keyed = (p | ReadFromRedisStream(url, "in", checkpoint_key="ckpt", batch_size=25, stop_at_end=bounded)
+               | beam.Map(slow_key))
+    (keyed | beam.ParDo(Running()).with_output_types(str) | "Out" >> WriteToRedisStream(url, "out"))
+    (keyed | beam.WindowInto(beam.window.FixedWindows(0.1)) | beam.CombinePerKey(sum)
+           | beam.MapTuple(lambda k, n: "%s=%d" % (k, n)).with_output_types(str)
+           | "Wins" >> WriteToRedisStream(url, "wins"))
+'''
+
+
+def _redis_cli(url, *args):
+    port = url.rstrip("/").rsplit(":", 1)[1]
+    out = subprocess.run(["redis-cli", "-p", port, *args], check=True, capture_output=True, text=True)
+    return out.stdout
+
+
+def _add_keyed_entries(url, lo, hi):
+    # Entry i: id <10 + i // 5>-<i % 5> (event time 10 + i // 5 ms), data k<i % 4>.
+    cmds = "".join("XADD in %d-%d data k%d\n" % (10 + i // 5, i % 5, i % 4) for i in range(lo, hi))
+    port = url.rstrip("/").rsplit(":", 1)[1]
+    subprocess.run(["redis-cli", "-p", port], input=cmds, check=True, capture_output=True, text=True)
+
+
+def _stream(url, name):
+    """The ``data`` of every entry of stream ``name``, in order."""
+    lines = _redis_cli(url, "XRANGE", name, "-", "+").splitlines()
+    assert lines[1::3] == ["data"] * (len(lines) // 3)
+    return lines[2::3]
+
+
+def test_a_killed_stateful_python_job_restarts_exactly_once(redis_url, tmp_path):
+    """User state and window state are committed with the offsets: a job
+    killed mid-stream and restarted emits every running count and every
+    window count exactly once."""
+    import sys
+
+    script = tmp_path / "job.py"
+    script.write_text(_STATEFUL_JOB)
+    _add_keyed_entries(redis_url, 0, 2000)
+    child = subprocess.Popen([sys.executable, str(script), redis_url, "unbounded"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while int(_redis_cli(redis_url, "XLEN", "out")) < 700:
+        assert child.poll() is None, child.stderr.read().decode()
+        assert time.time() < deadline, "no output after 120 s"
+        time.sleep(0.01)
+    child.kill()
+    child.wait()
+    partial = int(_redis_cli(redis_url, "XLEN", "out"))
+    assert 700 <= partial < 2000
+    assert int(_redis_cli(redis_url, "EXISTS", "ckpt:state")) == 1
+    _add_keyed_entries(redis_url, 2000, 2400)
+    subprocess.run([sys.executable, str(script), redis_url, "bounded"], check=True)
+
+    per_key = {}
+    for r in _stream(redis_url, "out"):
+        k, n = r.split("#")
+        per_key.setdefault(k, []).append(int(n))
+    assert sorted(per_key) == ["k0", "k1", "k2", "k3"]
+    for k, counts in per_key.items():
+        assert counts == list(range(1, 601)), k
+    want = {}
+    for i in range(2400):
+        key = ("k%d" % (i % 4), (10 + i // 5) // 100)
+        want[key] = want.get(key, 0) + 1
+    assert sorted(_stream(redis_url, "wins")) == sorted("%s=%d" % (k, n) for (k, _), n in want.items())
+    assert int(_redis_cli(redis_url, "EXISTS", "ckpt:state")) == 0
