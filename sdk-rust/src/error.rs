@@ -6,8 +6,9 @@ use oxbeam_fn_api::UserCodeError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The pipeline is invalid or unsupported by the runner.
-    #[error("invalid pipeline: {0}")]
+    /// The pipeline is invalid or unsupported by the runner (the runner's
+    /// message says which: `invalid pipeline: ...`, `not implemented: ...`).
+    #[error("{0}")]
     Plan(String),
     /// Running failed: user code, IO, or bad data.
     #[error("{0}")]
