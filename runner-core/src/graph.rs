@@ -45,6 +45,8 @@ pub(crate) enum Kind {
     RedisRead(crate::redis::RedisReadSpec),
     /// Runner-executed Redis stream sink (`oxbeam:transform:redis_write:v1`).
     RedisWrite(crate::redis::RedisWriteSpec),
+    /// Runner-executed file-watching source (`oxbeam:transform:watch_files:v1`).
+    WatchFiles(crate::watch::WatchFilesSpec),
     /// Any other leaf; executable if it has an environment.
     Extension,
 }
@@ -88,6 +90,7 @@ impl Transform {
                 | Kind::Generate(_)
                 | Kind::RedisRead(_)
                 | Kind::RedisWrite(_)
+                | Kind::WatchFiles(_)
         )
     }
 

@@ -53,6 +53,7 @@ pub mod state;
 mod translate;
 pub mod trigger;
 pub(crate) mod validate;
+mod watch;
 mod windowing;
 
 pub use coder::{Coder, DecodeError, WindowedHeader};
@@ -67,6 +68,7 @@ pub use redis::{
 };
 pub use translate::decode_pipeline;
 pub use validate::SUPPORTED_REQUIREMENTS;
+pub use watch::{DEFAULT_POLL_INTERVAL_MS, WatchFilesSpec, WatchFilesStep};
 pub use windowing::{
     AccumulationMode, ClosingBehavior, OnTimeBehavior, OutputTime, WindowCoderKind, WindowFn,
     WindowingStrategy,

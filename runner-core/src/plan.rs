@@ -243,6 +243,8 @@ pub enum Step {
     Generate(GenerateStep),
     /// See [`RedisReadStep`](crate::RedisReadStep).
     RedisRead(crate::RedisReadStep),
+    /// See [`WatchFilesStep`](crate::WatchFilesStep).
+    WatchFiles(crate::WatchFilesStep),
     /// See [`RedisWriteStep`](crate::RedisWriteStep).
     RedisWrite(crate::RedisWriteStep),
 }
@@ -251,9 +253,11 @@ impl Step {
     /// Materialized PCollections this step reads (main and side), in order.
     pub fn reads(&self) -> Vec<&str> {
         match self {
-            Step::Impulse(_) | Step::TestStream(_) | Step::Generate(_) | Step::RedisRead(_) => {
-                vec![]
-            }
+            Step::Impulse(_)
+            | Step::TestStream(_)
+            | Step::Generate(_)
+            | Step::RedisRead(_)
+            | Step::WatchFiles(_) => vec![],
             Step::RedisWrite(w) => w.inputs.iter().map(String::as_str).collect(),
             Step::GroupByKey(g) => g.inputs.iter().map(String::as_str).collect(),
             Step::Flatten(f) => f.inputs.iter().map(String::as_str).collect(),
@@ -277,6 +281,7 @@ impl Step {
             Step::TestStream(t) => t.outputs.values().map(String::as_str).collect(),
             Step::Generate(g) => vec![&g.output],
             Step::RedisRead(r) => vec![&r.output],
+            Step::WatchFiles(w) => vec![&w.output],
             Step::RedisWrite(_) => vec![],
         }
     }
@@ -291,6 +296,7 @@ impl Step {
             Step::TestStream(t) => format!("test-stream '{}'", t.unique_name),
             Step::Generate(g) => format!("generate '{}'", g.unique_name),
             Step::RedisRead(r) => format!("redis-read '{}'", r.unique_name),
+            Step::WatchFiles(w) => format!("watch-files '{}'", w.unique_name),
             Step::RedisWrite(w) => format!("redis-write '{}'", w.unique_name),
         }
     }
@@ -332,7 +338,11 @@ impl ExecutionPlan {
         self.steps.iter().any(|s| {
             matches!(
                 s,
-                Step::TestStream(_) | Step::Generate(_) | Step::RedisRead(_) | Step::RedisWrite(_)
+                Step::TestStream(_)
+                    | Step::Generate(_)
+                    | Step::RedisRead(_)
+                    | Step::RedisWrite(_)
+                    | Step::WatchFiles(_)
             )
         }) || self.pcollections.values().any(|p| !p.bounded)
     }
@@ -450,6 +460,19 @@ impl fmt::Display for ExecutionPlan {
                         f,
                         "[{i}] RedisRead '{}' ({} stream {:?}, checkpoint {:?}, batch {}) -> {}",
                         r.unique_name, s.url, s.stream, s.checkpoint_key, s.batch_size, r.output
+                    )?;
+                }
+                Step::WatchFiles(w) => {
+                    let s = &w.spec;
+                    writeln!(
+                        f,
+                        "[{i}] WatchFiles '{}' ({:?} every {} ms, stop after idle {:?} ms, max files {:?}) -> {}",
+                        w.unique_name,
+                        s.pattern,
+                        s.poll_interval_ms,
+                        s.stop_after_idle_ms,
+                        s.max_files,
+                        w.output
                     )?;
                 }
                 Step::RedisWrite(w) => {
@@ -624,6 +647,12 @@ pub(crate) fn assemble(
                 spec: spec.clone(),
             }),
             Kind::RedisRead(spec) => Step::RedisRead(crate::RedisReadStep {
+                transform: id.clone(),
+                unique_name: display_name(g, id),
+                output: out(),
+                spec: spec.clone(),
+            }),
+            Kind::WatchFiles(spec) => Step::WatchFiles(crate::WatchFilesStep {
                 transform: id.clone(),
                 unique_name: display_name(g, id),
                 output: out(),

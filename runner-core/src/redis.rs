@@ -106,7 +106,7 @@ fn check_url(t: &Transform, url: &str) -> Result<()> {
     Ok(())
 }
 
-fn coder_of(g: &Graph, t: &Transform, pcollection: &str) -> Result<Coder> {
+pub(crate) fn coder_of(g: &Graph, t: &Transform, pcollection: &str) -> Result<Coder> {
     g.pcollections
         .get(pcollection)
         .map(|p| p.coder_id.as_str())

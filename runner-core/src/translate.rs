@@ -531,6 +531,9 @@ fn leaf(id: &str, t: &pb::PTransform, spec: &pb::FunctionSpec) -> Result<Transfo
         urns::oxbeam_transforms::GENERATE => Kind::Generate(generate(id, t, spec)?),
         urns::oxbeam_transforms::REDIS_READ => Kind::RedisRead(redis_read(id, t, spec)?),
         urns::oxbeam_transforms::REDIS_WRITE => Kind::RedisWrite(redis_write(id, t, spec)?),
+        urns::oxbeam_transforms::WATCH_FILES => Kind::WatchFiles(
+            crate::watch::WatchFilesSpec::decode(&describe(id, t), spec.payload.as_ref())?,
+        ),
         prim::PAR_DO => {
             let p = pb::ParDoPayload::decode(spec.payload.as_ref()).map_err(|e| {
                 Error::plan(describe(id, t), format!("malformed ParDoPayload: {e}"))

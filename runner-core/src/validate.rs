@@ -126,6 +126,7 @@ fn check_transform(g: &Graph, t: &Transform) -> Result<()> {
         Kind::TestStream(spec) => check_test_stream(g, t, spec)?,
         Kind::Generate(spec) => check_generate(g, t, spec)?,
         Kind::RedisRead(spec) => crate::redis::check_read(g, t, spec)?,
+        Kind::WatchFiles(spec) => crate::watch::check(g, t, spec)?,
         Kind::RedisWrite(spec) => crate::redis::check_write(g, t, spec)?,
         Kind::Extension => {
             if t.environment_id.is_empty() {
@@ -872,6 +873,30 @@ mod tests {
                 },
                 "kv_varint",
             ),
+        ];
+        insta::assert_snapshot!(out.join("\n"));
+    }
+
+    #[test]
+    fn malformed_file_watchers() {
+        use oxbeam_model::oxbeam::WatchFilesPayload;
+        use prost::Message;
+        let with = |pattern: &str, coder: &str| {
+            let mut b = Builder::new();
+            let payload = WatchFilesPayload {
+                pattern: pattern.into(),
+                ..Default::default()
+            };
+            b.watch_files("Watch", payload.encode_to_vec(), coder);
+            err(&b.build())
+        };
+        let mut b = Builder::new();
+        b.watch_files("Watch", vec![0xff], "str");
+        let out = [
+            with("/in/*.txt", "kv_str"),
+            with("", "str"),
+            with("/in/[", "str"),
+            err(&b.build()),
         ];
         insta::assert_snapshot!(out.join("\n"));
     }

@@ -294,7 +294,8 @@ impl<'p> Job<'p> {
                 | Step::TestStream(_)
                 | Step::Generate(_)
                 | Step::RedisRead(_)
-                | Step::RedisWrite(_) => {}
+                | Step::RedisWrite(_)
+                | Step::WatchFiles(_) => {}
             }
             step_executors.push(executor);
         }
@@ -641,12 +642,14 @@ impl<'p> Job<'p> {
                 }
                 Ok(parts)
             }
-            Step::TestStream(_) | Step::Generate(_) | Step::RedisRead(_) | Step::RedisWrite(_) => {
-                Err(Error::Internal(format!(
-                    "{} needs the streaming engine",
-                    self.plan.steps()[i].name()
-                )))
-            }
+            Step::TestStream(_)
+            | Step::Generate(_)
+            | Step::RedisRead(_)
+            | Step::RedisWrite(_)
+            | Step::WatchFiles(_) => Err(Error::Internal(format!(
+                "{} needs the streaming engine",
+                self.plan.steps()[i].name()
+            ))),
             Step::Stage(stage) => {
                 if !stage.side_inputs.is_empty() {
                     let mut data = HashMap::new();

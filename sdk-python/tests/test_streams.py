@@ -193,3 +193,40 @@ def test_a_killed_stateful_python_job_restarts_exactly_once(redis_url, tmp_path)
         want[key] = want.get(key, 0) + 1
     assert sorted(_stream(redis_url, "wins")) == sorted("%s=%d" % (k, n) for (k, _), n in want.items())
     assert int(_redis_cli(redis_url, "EXISTS", "ckpt:state")) == 0
+
+
+def test_watch_files_reads_each_new_file_once(tmp_path):
+    import os
+    import threading
+
+    from oxbeam.io.streams import WatchFiles
+
+    def put(name, text):
+        tmp = tmp_path / ("." + name)
+        tmp.write_text(text)
+        os.rename(tmp, tmp_path / name)
+
+    put("a.txt", "a0\na1\n")
+    later = threading.Timer(0.2, lambda: put("b.txt", "b0\r\nb1"))
+    later.start()
+    try:
+        with beam.Pipeline() as p:
+            lines = p | WatchFiles(str(tmp_path / "*.txt"), poll_interval=0.02, stop_after_idle=0.6)
+            assert_that(lines, equal_to(["a0", "a1", "b0", "b1"]))
+            counted = (lines | beam.Map(lambda line: line[0])
+                       | beam.combiners.Count.PerElement())
+            assert_that(counted, equal_to([("a", 2), ("b", 2)]), label="PerFile")
+    finally:
+        later.cancel()
+    with pytest.raises(ValueError, match="max_files must be at least 1"):
+        WatchFiles("x", max_files=0)
+
+
+def test_watch_files_names_a_file_that_is_not_utf8(tmp_path):
+    from oxbeam.io.streams import WatchFiles
+
+    (tmp_path / "bad.txt").write_bytes(b"ok\n\xff\n")
+    with pytest.raises(Exception, match="file-watching source .* at %s: line 2 is not UTF-8"
+                       % str(tmp_path / "bad.txt").replace(".", r"\.")):
+        with beam.Pipeline() as p:
+            p | WatchFiles(str(tmp_path / "*.txt"), max_files=1)

@@ -388,6 +388,24 @@ impl Builder {
         out
     }
 
+    /// A file-watching source with `payload` (WatchFilesPayload) emitting
+    /// PCollections of `coder`.
+    pub fn watch_files(&mut self, name: &str, payload: Vec<u8>, coder: &str) -> String {
+        let out = self.pcoll(name, coder, "global");
+        self.comps().pcollections.get_mut(&out).unwrap().is_bounded =
+            pb::is_bounded::Enum::Unbounded as i32;
+        self.add(
+            name,
+            urns::oxbeam_transforms::WATCH_FILES,
+            payload,
+            &[],
+            Some(&out),
+            "",
+            true,
+        );
+        out
+    }
+
     pub fn build(self) -> Pipeline {
         self.p
     }

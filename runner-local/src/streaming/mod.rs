@@ -45,6 +45,7 @@ mod checkpoint;
 mod grouping;
 mod redis;
 mod sources;
+mod watch;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,6 +71,7 @@ use crate::{Error, LocalOptions, PipelineResult, StepReport};
 
 use grouping::{Compactor, Gabw, Grouping};
 use sources::{Generator, TestStreamScript};
+use watch::FileWatcher;
 
 /// Longest a queued chunk waits for a bundle when workers are busy.
 pub(crate) const MAX_BUNDLE_DELAY: Duration = Duration::from_millis(20);
@@ -249,6 +251,7 @@ enum Op {
     Group(Box<GroupRt>),
     TestStream(TestStreamScript),
     Generate(Generator),
+    Watch(FileWatcher),
     Redis,
 }
 
@@ -372,6 +375,7 @@ impl<'j, 'p> Engine<'j, 'p> {
                     Op::TestStream(TestStreamScript::new(t))
                 }
                 Step::Generate(g) => Op::Generate(Generator::new(&g.spec)),
+                Step::WatchFiles(w) => Op::Watch(FileWatcher::new(w)),
                 Step::RedisRead(_) => Op::Redis,
                 Step::RedisWrite(w) => {
                     for r in &w.inputs {
@@ -465,6 +469,7 @@ impl<'j, 'p> Engine<'j, 'p> {
                     match op {
                         Op::TestStream(t) => t.stop(),
                         Op::Generate(g) => g.stop(),
+                        Op::Watch(w) => w.stop(),
                         _ => {}
                     }
                 }
@@ -511,6 +516,11 @@ impl<'j, 'p> Engine<'j, 'p> {
             match op {
                 Op::Generate(g) if !self.throttled => {
                     if let Some(d) = g.next_due() {
+                        wait = wait.min(d.max(MIN_SOURCE_POLL));
+                    }
+                }
+                Op::Watch(w) if !self.throttled => {
+                    if let Some(d) = w.next_due() {
                         wait = wait.min(d.max(MIN_SOURCE_POLL));
                     }
                 }
@@ -866,6 +876,10 @@ impl<'j, 'p> Engine<'j, 'p> {
                     let wm = g.watermark();
                     self.set_output_wm(i, wm);
                 }
+                Op::Watch(w) => {
+                    let wm = w.watermark();
+                    self.set_output_wm(i, wm);
+                }
                 Op::Redis => self.redis_watermark(i, in_wm),
             }
         }
@@ -1033,15 +1047,19 @@ impl<'j, 'p> Engine<'j, 'p> {
         if self.throttled {
             return Ok(());
         }
+        let now_ms = self.processing_time();
         for i in 0..self.ops.len() {
-            let Op::Generate(g) = &mut self.ops[i] else {
-                continue;
+            let output = match &self.job.plan.steps()[i] {
+                Step::Generate(gs) => &gs.output,
+                Step::WatchFiles(ws) => &ws.output,
+                _ => continue,
             };
-            let Step::Generate(gs) = &self.job.plan.steps()[i] else {
-                return Err(internal("generate op of another step"));
+            let mut w = self.job.writer(output)?;
+            let emitted = match &mut self.ops[i] {
+                Op::Generate(g) => g.emit_due(&mut |e| w.emit(e))?,
+                Op::Watch(f) => f.poll(now_ms, &mut |e| w.emit(e))?,
+                _ => return Err(internal("a source step with another op")),
             };
-            let mut w = self.job.writer(&gs.output)?;
-            let emitted = g.emit_due(&mut |e| w.emit(e))?;
             w.commit()?;
             if emitted > 0 {
                 self.collect(i)?;

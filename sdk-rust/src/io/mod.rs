@@ -1,6 +1,7 @@
 //! File IO: text files (one element per line) and JSON lines (serde);
-//! [`Generate`], a synthetic unbounded source for streaming pipelines; and
-//! [`redis`]: Redis Streams as a replayable source and an exactly-once sink.
+//! [`WatchFiles`], the lines of new files as they appear; [`Generate`], a
+//! synthetic unbounded source for streaming pipelines; and [`redis`]: Redis
+//! Streams as a replayable source and an exactly-once sink.
 //!
 //! Reading expands a glob into byte-range splits of each file, reshuffles
 //! them over workers, and reads the lines that *start* in each split (so a
@@ -15,7 +16,9 @@ mod generate;
 mod json;
 pub mod redis;
 mod text;
+mod watch;
 
 pub use generate::Generate;
 pub use json::{ReadJsonLines, WriteJsonLines};
 pub use text::{ReadFromText, WriteToText, shard_name};
+pub use watch::WatchFiles;

@@ -18,4 +18,5 @@ mod smoke;
 mod state;
 mod streaming;
 mod triggers;
+mod watch_files;
 mod windowing;

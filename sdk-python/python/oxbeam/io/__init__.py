@@ -1,7 +1,7 @@
 """IO transforms, as in ``apache_beam.io`` (text files, ``Read`` of a
 ``BoundedSource``, ``Write`` to a ``Sink``, file systems, restriction
 trackers of splittable DoFns), and Oxbeam's streaming sources and sink
-(:mod:`oxbeam.io.streams`: Generate, Redis Streams)."""
+(:mod:`oxbeam.io.streams`: Generate, Redis Streams, WatchFiles)."""
 
 from oxbeam.io import fileio, filesystems, iobase, range_trackers, restriction_trackers  # noqa: F401
 from oxbeam.io import watermark_estimators  # noqa: F401
@@ -12,4 +12,4 @@ from oxbeam.io.textio import ReadFromText, ReadAllFromText, WriteToText  # noqa:
 from oxbeam.io.tabular import ReadFromCsv, ReadFromJson, WriteToCsv, WriteToJson  # noqa: F401
 from oxbeam.io.avroio import ReadFromAvro, WriteToAvro  # noqa: F401
 from oxbeam.io.parquetio import ReadFromParquet, WriteToParquet  # noqa: F401
-from oxbeam.io.streams import Generate, ReadFromRedisStream, WriteToRedisStream  # noqa: F401
+from oxbeam.io.streams import Generate, ReadFromRedisStream, WatchFiles, WriteToRedisStream  # noqa: F401

@@ -1,5 +1,6 @@
 """Oxbeam's streaming sources and sink, as runner primitives (the Rust SDK's
-``oxbeam::io::Generate`` and ``oxbeam::io::redis``; no Beam equivalent):
+``oxbeam::io::Generate``, ``oxbeam::io::redis`` and
+``oxbeam::io::WatchFiles``):
 
 - :class:`Generate`: a synthetic source of ``(key, seq)`` pairs with event
   timestamps, unbounded or of a fixed size, at a fixed rate: for streaming
@@ -7,11 +8,13 @@
 - :class:`ReadFromRedisStream` / :class:`WriteToRedisStream`: Redis Streams
   as a durable, replayable unbounded source and a sink. With a checkpoint
   key, a restarted job resumes after the last entry whose results were
-  committed, and the writes of a stateless pipeline commit with the
-  source's offsets (exactly once).
+  committed; the writes, and the state of GroupByKeys and stateful DoFns,
+  commit with the source's offsets (exactly once).
+- :class:`WatchFiles`: the lines of files matching a glob as they appear.
 
 The runner runs them in its streaming engine (``oxbeam:transform:generate:v1``,
-``oxbeam:transform:redis_read:v1``, ``oxbeam:transform:redis_write:v1``).
+``oxbeam:transform:redis_read:v1``, ``oxbeam:transform:redis_write:v1``,
+``oxbeam:transform:watch_files:v1``).
 """
 
 import json
@@ -20,7 +23,7 @@ from oxbeam import typehints
 from oxbeam.transforms.ptransform import PTransform
 from oxbeam.window import GlobalWindows
 
-__all__ = ["Generate", "ReadFromRedisStream", "WriteToRedisStream"]
+__all__ = ["Generate", "ReadFromRedisStream", "WatchFiles", "WriteToRedisStream"]
 
 
 def _millis(seconds, what):
@@ -154,3 +157,40 @@ class WriteToRedisStream(PTransform):
         node.primitive = ("oxbeam_transforms::REDIS_WRITE",
                           _payload("oxbeam.model.v1.RedisWritePayload", self._fields), False)
         return None
+
+
+class WatchFiles(PTransform):
+    """The lines of files matching ``pattern`` as they appear (Beam Java's
+    ``TextIO.read().watchForNewFiles``; Beam Python's
+    ``fileio.MatchContinuously`` followed by reading): every
+    ``poll_interval`` seconds the glob is matched and each file not seen
+    before in this job is read whole, once, one ``str`` element per line
+    (without the line terminator). Elements are in the global window,
+    timestamped with the processing time of the poll that found their file;
+    the watermark is the time of the last poll. Write files elsewhere and
+    rename them into the watched place, so a poll never reads half a file.
+
+    Unbounded unless ``stop_after_idle`` (seconds without a new file) or
+    ``max_files`` ends it; the pipeline runs on the streaming engine. A file
+    that is not UTF-8 or cannot be read fails the job, naming the file.
+    """
+
+    def __init__(self, pattern, poll_interval=1.0, stop_after_idle=None, max_files=None):
+        PTransform.__init__(self)
+        if not pattern:
+            raise ValueError("WatchFiles needs a file pattern")
+        if max_files is not None and max_files < 1:
+            raise ValueError("max_files must be at least 1, got %r" % (max_files,))
+        interval = _millis(poll_interval, "poll_interval")
+        idle = _millis(stop_after_idle, "stop_after_idle")
+        self._fields = {
+            "pattern": str(pattern),
+            "pollIntervalMillis": str(max(interval, 1)),
+            "stopAfterIdleMillis": str(max(idle, 1) if stop_after_idle is not None else 0),
+            "maxFiles": str(int(max_files or 0)),
+        }
+        self._bounded = stop_after_idle is not None or max_files is not None
+
+    def expand(self, pbegin):
+        return _source(pbegin, "oxbeam_transforms::WATCH_FILES", "oxbeam.model.v1.WatchFilesPayload",
+                       self._fields, str, not self._bounded)
