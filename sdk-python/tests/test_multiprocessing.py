@@ -142,3 +142,18 @@ def test_wordcount_over_many_ranges_in_worker_processes(tmp_path, monkeypatch):
             | beam.combiners.Count.PerElement()
         )
         assert_that(counts, equal_to(sorted(expected.items())))
+
+
+def test_worker_output_is_echoed_while_the_job_runs(capfd):
+    """What user code prints in a worker process reaches the driver's
+    stderr, prefixed with the worker; after the job nothing more does."""
+
+    def shout(x):
+        print("shouting %d" % x, flush=True)
+        return x
+
+    with beam.Pipeline(options=PipelineOptions(MP)) as p:
+        assert_that(p | beam.Create([7]) | beam.Map(shout), equal_to([7]))
+    err = capfd.readouterr().err
+    assert re.search(r"^\[python-\d+\] shouting 7$", err, re.M), err
+    assert "cannot connect" not in err, err

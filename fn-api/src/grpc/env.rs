@@ -103,6 +103,10 @@ pub struct Harnesses {
     executors: Mutex<HashMap<String, EnvironmentHarnesses>>,
     /// Set by [`Harnesses::cancel`]: no harness restarts after it.
     cancelled: std::sync::atomic::AtomicBool,
+    /// Whether process harnesses' output is echoed to stderr
+    /// ([`HarnessOptions::echo_output`]); off once the job is over, so a
+    /// harness still starting then does not print its failure to connect.
+    echo: Arc<std::sync::atomic::AtomicBool>,
     /// Default semi-persistent directories, removed when the job ends.
     scratch: Mutex<Vec<ScratchDir>>,
     /// Shared with the teardown, which drops it last.
@@ -116,6 +120,7 @@ impl Drop for Harnesses {
         let scratch = std::mem::take(&mut *self.scratch.lock().unwrap_or_else(|p| p.into_inner()));
         let server = self.server.clone();
         let background = self.options.stop_in_background;
+        self.echo.store(false, Ordering::Relaxed);
         // Let harnesses finish cleanly (their control streams end, they
         // close their side), then stop them (kill, or StopWorker), remove
         // their directories, and stop the server, in this order.
@@ -164,6 +169,7 @@ impl Harnesses {
         server.set_pipeline_options(&options.pipeline_options_json)?;
         Ok(Harnesses {
             server,
+            echo: Arc::new(std::sync::atomic::AtomicBool::new(options.echo_output)),
             options,
             executors: Mutex::new(HashMap::new()),
             cancelled: std::sync::atomic::AtomicBool::new(false),
@@ -393,7 +399,7 @@ impl Harnesses {
                         child: Mutex::new(None),
                         output: Arc::new(Mutex::new(VecDeque::new())),
                         pipes_done: Arc::new(AtomicUsize::new(0)),
-                        echo: self.options.echo_output,
+                        echo: self.echo.clone(),
                     }),
                 )
             }
@@ -555,7 +561,8 @@ struct ProcessLauncher {
     output: Arc<Mutex<VecDeque<String>>>,
     /// Output pipes read to their end.
     pipes_done: Arc<AtomicUsize>,
-    echo: bool,
+    /// Shared with [`Harnesses`]: echo output lines to stderr.
+    echo: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ProcessLauncher {
@@ -643,14 +650,14 @@ impl Launcher for ProcessLauncher {
             let output = self.output.clone();
             let done = self.pipes_done.clone();
             let worker = worker_id.to_string();
-            let echo = self.echo;
+            let echo = self.echo.clone();
             std::thread::Builder::new()
                 .name(format!("harness-output-{worker}"))
                 .spawn(move || {
                     for line in BufReader::new(pipe).lines() {
                         let Ok(line) = line else { break };
                         tracing::debug!(target: "oxbeam::harness", worker = %worker, "{line}");
-                        if echo {
+                        if echo.load(Ordering::Relaxed) {
                             eprintln!("[{worker}] {line}");
                         }
                         if let Ok(mut o) = output.lock() {
