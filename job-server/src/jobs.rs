@@ -491,6 +491,17 @@ fn run_job(job: &Job, pipeline: &pb::Pipeline, settings: &JobSettings) {
         streaming: job.config.streaming,
         ..LocalOptions::default()
     };
+    // TestStreams served by a TestStream service: their events, inline.
+    let inlined = match crate::test_stream::inline_service_events(pipeline) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(job = %job.id, "job failed: {e}");
+            job.message(MessageImportance::JobMessageError, e);
+            job.set_state(JobState::Failed);
+            return;
+        }
+    };
+    let pipeline = inlined.as_ref().unwrap_or(pipeline);
     // A Cancel or Drain that came while the job was starting stands.
     if !job.cancel.load(Ordering::SeqCst) && !job.drain.load(Ordering::SeqCst) {
         job.set_state(JobState::Running);

@@ -48,6 +48,7 @@ mod artifacts;
 mod jobs;
 mod service;
 mod status;
+mod test_stream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -150,9 +150,13 @@ impl job_service_server::JobService for JobServiceImpl {
         check_requirements(&pipeline)?;
         // Plan now so a pipeline Oxbeam cannot run is refused before the
         // client stages anything, with the planner's message.
+        // (TestStreams served by a service get their events at Run.)
         let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            oxbeam_runner_core::plan(&pipeline, &oxbeam_runner_core::PlanOptions::default())
-                .map(|_| ())
+            oxbeam_runner_core::plan(
+                &crate::test_stream::for_planning(&pipeline),
+                &oxbeam_runner_core::PlanOptions::default(),
+            )
+            .map(|_| ())
         }));
         match planned {
             Ok(Ok(())) => {}

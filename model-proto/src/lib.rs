@@ -81,6 +81,16 @@ pub mod proto {
                             ));
                         }
                     }
+                    /// Interactive API: the TestStream service.
+                    pub mod interactive {
+                        /// Version 1.
+                        pub mod v1 {
+                            include!(concat!(
+                                env!("OUT_DIR"),
+                                "/org.apache.beam.model.interactive.v1.rs"
+                            ));
+                        }
+                    }
                     /// Expansion service for cross-language transforms.
                     pub mod expansion {
                         /// Version 1.
@@ -99,6 +109,7 @@ pub mod proto {
 
 pub use proto::org::apache::beam::model::expansion::v1 as expansion;
 pub use proto::org::apache::beam::model::fn_execution::v1 as fn_execution;
+pub use proto::org::apache::beam::model::interactive::v1 as interactive;
 pub use proto::org::apache::beam::model::job_management::v1 as job_management;
 pub use proto::org::apache::beam::model::pipeline::v1 as pipeline;
 pub use proto::oxbeam::model::v1 as oxbeam;

@@ -897,3 +897,62 @@ def test_external_worker_pool(job_server, worker_pool, name):
     run_on(_pipeline(name, EXPECTED[name]),
            portable_options(job_server.endpoint, 'EXTERNAL', worker_pool,
                             extra=_options(name)))
+
+
+def test_test_stream_events_from_a_test_stream_service(job_server):
+    """A TestStream with an endpoint: the job server reads its events from
+    Beam's TestStreamService (here Beam's own controller, serving recorded
+    events) before the job runs. The result is that of the same events
+    inline on Beam's DirectRunner. (Beam's DirectRunner reading them from
+    the service itself scales their timestamps down 1000x, e.g. 10 s comes
+    back as 0.010 s, as `test_stream_test.test_basic_execution_with_service`
+    expects; Oxbeam reads the service's events as the microseconds they are.)"""
+    from apache_beam.coders import FastPrimitivesCoder
+    from apache_beam.testing.test_stream_service import TestStreamServiceController
+    from apache_beam.utils.timestamp import Timestamp
+
+    coder = FastPrimitivesCoder()
+
+    def stream(**kwargs):
+        return (TestStream(coder=coder, **kwargs)
+                .advance_watermark_to(10)
+                .add_elements(['a', 'b'])
+                .advance_watermark_to(20)
+                .add_elements([TimestampedValue('late', 12), TimestampedValue('c', 25)])
+                .advance_watermark_to_infinity())
+
+    recorded = [e.to_runner_api(coder) for e in stream()._events]
+
+    class Recorded(object):
+        def read_multiple(self, unused_keys):
+            for e in recorded:
+                yield e
+
+    def build(source):
+        def build_fn(p):
+            stamped = (p | source | beam.Map(lambda x, t=beam.DoFn.TimestampParam: (x, t)))
+            assert_that(stamped, equal_to([('a', Timestamp(10)), ('b', Timestamp(10)),
+                                           ('late', Timestamp(12)), ('c', Timestamp(25))]))
+        return build_fn
+
+    run_on(build(stream()), PipelineOptions(['--runner=DirectRunner', '--streaming']))
+    service = TestStreamServiceController(reader=Recorded())
+    service.start()
+    try:
+        run_on(build(TestStream(coder=coder, endpoint=service.endpoint)),
+               portable_options(job_server.endpoint, extra=['--streaming']))
+    finally:
+        service.stop()
+
+
+def test_an_unreachable_test_stream_service_fails_the_job_clearly(job_server):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    p = beam.Pipeline(options=portable_options(job_server.endpoint, extra=['--streaming']))
+    _ = p | 'Events' >> TestStream(endpoint='localhost:%d' % port) | beam.Map(print)
+    with pytest.raises(RuntimeError, match=r"TestStream 'Events' \(id .*\): reading its events "
+                       r"from the TestStream service at localhost:%d: cannot connect" % port):
+        p.run().wait_until_finish()

@@ -20,6 +20,7 @@ mods = ["pipeline.v1.beam_runner_api_pb2", "pipeline.v1.endpoints_pb2",
         "pipeline.v1.external_transforms_pb2", "pipeline.v1.metrics_pb2",
         "pipeline.v1.schema_pb2", "pipeline.v1.standard_window_fns_pb2",
         "fn_execution.v1.beam_fn_api_pb2", "fn_execution.v1.beam_provision_api_pb2",
+        "interactive.v1.beam_interactive_api_pb2",
         "job_management.v1.beam_artifact_api_pb2", "job_management.v1.beam_expansion_api_pb2",
         "job_management.v1.beam_job_api_pb2"]
 files, order = {}, []
