@@ -373,36 +373,21 @@ impl Builder {
                 },
             );
         }
-        let out = self.pcoll(name, coder, "global");
-        self.comps().pcollections.get_mut(&out).unwrap().is_bounded =
-            pb::is_bounded::Enum::Unbounded as i32;
-        self.add(
-            name,
-            urns::oxbeam_transforms::GENERATE,
-            payload,
-            &[],
-            Some(&out),
-            "",
-            true,
-        );
-        out
+        self.unbounded_source(name, urns::oxbeam_transforms::GENERATE, payload, coder)
     }
 
     /// A file-watching source with `payload` (WatchFilesPayload) emitting
     /// PCollections of `coder`.
     pub fn watch_files(&mut self, name: &str, payload: Vec<u8>, coder: &str) -> String {
+        self.unbounded_source(name, urns::oxbeam_transforms::WATCH_FILES, payload, coder)
+    }
+
+    /// A runner-executed source `urn` with an unbounded output of `coder`.
+    fn unbounded_source(&mut self, name: &str, urn: &str, payload: Vec<u8>, coder: &str) -> String {
         let out = self.pcoll(name, coder, "global");
         self.comps().pcollections.get_mut(&out).unwrap().is_bounded =
             pb::is_bounded::Enum::Unbounded as i32;
-        self.add(
-            name,
-            urns::oxbeam_transforms::WATCH_FILES,
-            payload,
-            &[],
-            Some(&out),
-            "",
-            true,
-        );
+        self.add(name, urn, payload, &[], Some(&out), "", true);
         out
     }
 

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use std::collections::BTreeMap;
 
 use oxbeam::io::redis::{ReadFromRedisStream, WriteToRedisStream};
-use oxbeam::state::{Declarations, StateContext, StatefulDoFn, ValueState};
+use oxbeam::state::ValueState;
 use oxbeam::{Error, Pipeline, WindowFn};
 
 use crate::common::pipeline;
+use crate::state::RunningCount;
 
 #[path = "../../../runner-local/tests/support/redis_server.rs"]
 mod redis_server;
@@ -333,26 +334,6 @@ fn add_keyed_entries(c: &mut redis::Connection, range: std::ops::Range<u32>) {
     pipe.query::<()>(c).unwrap();
 }
 
-#[derive(Clone)]
-struct RunningCount {
-    count: ValueState<i64>,
-}
-
-impl StatefulDoFn for RunningCount {
-    type Key = String;
-    type Value = i64;
-    type Out = String;
-    fn declare(&self, d: &mut Declarations) {
-        d.state(&self.count);
-    }
-    fn process(&mut self, key: &String, v: &i64, ctx: &mut StateContext<'_, String>) {
-        let mut count = ctx.state(&self.count);
-        let n = count.read().unwrap_or(0) + v;
-        count.write(&n);
-        ctx.output(format!("{key}#{n}"));
-    }
-}
-
 /// Read `in` (slowly) → a running count per key in ValueState → `out`, and
 /// → counts per key in 100 ms fixed windows → `wins`.
 fn build_stateful(p: &Pipeline, read: ReadFromRedisStream, url: &str) {
@@ -369,6 +350,7 @@ fn build_stateful(p: &Pipeline, read: ReadFromRedisStream, url: &str) {
                 count: ValueState::new("count"),
             },
         )
+        .map("Show", |(k, n): &(String, i64)| format!("{k}#{n}"))
         .apply("WriteRunning", WriteToRedisStream::new(url, "out"));
     keyed
         .keys("Keys")

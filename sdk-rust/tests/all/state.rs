@@ -18,9 +18,10 @@ fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millis(ms)
 }
 
+/// A running sum per key in ValueState, emitted with each input.
 #[derive(Clone)]
-struct RunningCount {
-    count: ValueState<i64>,
+pub(crate) struct RunningCount {
+    pub count: ValueState<i64>,
 }
 
 impl StatefulDoFn for RunningCount {
