@@ -217,6 +217,11 @@ fn run(path: &std::path::Path, flags: RunFlags) -> anyhow::Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let pipeline = oxbeam_runner_core::decode_pipeline(&bytes)
         .with_context(|| format!("{} is not a serialized Pipeline proto", path.display()))?;
+    // TestStreams served by a TestStream service: their events, inline.
+    let pipeline = match oxbeam_job_server::inline_service_events(&pipeline) {
+        Ok(inlined) => inlined.unwrap_or(pipeline),
+        Err(e) => anyhow::bail!("the pipeline in {} failed: {e}", path.display()),
+    };
     let defaults = oxbeam_runner_local::LocalOptions::default();
     let options = oxbeam_runner_local::LocalOptions {
         parallelism: parallelism.unwrap_or(defaults.parallelism).max(1),

@@ -90,6 +90,8 @@ pub enum Error {
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+pub use test_stream::inline_service_events;
+
 /// Refuses pipelines whose `requirements` Oxbeam does not meet.
 ///
 /// # Errors

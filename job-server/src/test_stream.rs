@@ -22,9 +22,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// # Errors
 /// A message naming the transform and the endpoint when a payload does
 /// not decode, or the service cannot be reached or fails.
-pub(crate) fn inline_service_events(
-    pipeline: &pb::Pipeline,
-) -> Result<Option<pb::Pipeline>, String> {
+pub fn inline_service_events(pipeline: &pb::Pipeline) -> Result<Option<pb::Pipeline>, String> {
     let Some(components) = &pipeline.components else {
         return Ok(None);
     };

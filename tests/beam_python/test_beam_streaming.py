@@ -956,3 +956,47 @@ def test_an_unreachable_test_stream_service_fails_the_job_clearly(job_server):
     with pytest.raises(RuntimeError, match=r"TestStream 'Events' \(id .*\): reading its events "
                        r"from the TestStream service at localhost:%d: cannot connect" % port):
         p.run().wait_until_finish()
+
+
+def test_oxbeam_run_reads_a_test_stream_service(job_server, tmp_path):
+    """`oxbeam run` of a serialized Beam pipeline (Beam's own harness in a
+    PROCESS environment) reads the TestStream's events from the service too."""
+    import subprocess
+    import sys
+
+    from apache_beam.coders import StrUtf8Coder
+    from apache_beam.testing.test_stream_service import TestStreamServiceController
+    from apache_beam.transforms.environments import ProcessEnvironment
+
+    from conftest import HERE, _oxbeam_binary
+
+    coder = StrUtf8Coder()
+    recorded = [e.to_runner_api(coder) for e in (
+        TestStream(coder=coder).add_elements(['x', 'y']).advance_watermark_to(5)
+        .add_elements(['z']).advance_watermark_to_infinity())._events]
+
+    class Recorded(object):
+        def read_multiple(self, unused_keys):
+            for e in recorded:
+                yield e
+
+    service = TestStreamServiceController(reader=Recorded())
+    service.start()
+    try:
+        out = str(tmp_path / 'out.txt')
+
+        def append(word, path=out):
+            with open(path, 'a') as f:
+                f.write(word.upper() + '\n')
+
+        p = beam.Pipeline(options=PipelineOptions(['--streaming']))
+        _ = p | TestStream(coder=coder, endpoint=service.endpoint) | beam.Map(append)
+        env = ProcessEnvironment(
+            command='%s -m apache_beam.runners.worker.sdk_worker_main' % sys.executable,
+            env={'PYTHONPATH': HERE})
+        pb = tmp_path / 'pipeline.pb'
+        pb.write_bytes(p.to_runner_api(default_environment=env).SerializeToString())
+        subprocess.run([_oxbeam_binary(), 'run', str(pb), '--streaming'], check=True, timeout=120)
+    finally:
+        service.stop()
+    assert sorted(open(out).read().split()) == ['X', 'Y', 'Z']
