@@ -15,7 +15,7 @@
 //! written down in `docs/design/streaming.md` §4.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use oxbeam_model::coders::WindowedValueHeader;
 use oxbeam_model::coders::wire::write_length_prefixed;
@@ -410,7 +410,14 @@ pub(crate) struct RedisIo {
     state_committed: Option<Vec<u8>>,
     /// Whether the engine state was looked for at start.
     pub state_loaded: bool,
+    /// When a job with engine state commits next (`None`: at once).
+    next_state_commit: Option<Instant>,
 }
+
+/// Shortest time between two commits of a job with engine state: each
+/// commit writes the whole state, so commits (and the sinks' output) are
+/// spaced by at least this, and by ten times the last commit's duration.
+const MIN_STATE_COMMIT_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The key of the engine state next to checkpoint key `key`.
 fn state_key(key: &str) -> String {
@@ -694,19 +701,32 @@ impl Engine<'_, '_> {
             }
             _ => false,
         });
-        if !holding {
-            // A finished job (drained, or its sources ended) has fired every
-            // window and expired all state: a restart from its state would
-            // start at the end of time and drop all new input as late, so
-            // its state is deleted with the last offsets; a restart begins
-            // anew after them.
-            let finished = self.out_wm.iter().all(|&w| w == END_OF_TIME);
+        // A finished job (drained, or its sources ended) has fired every
+        // window and expired all state: a restart from its state would
+        // start at the end of time and drop all new input as late, so its
+        // state is deleted with the last offsets; a restart begins anew
+        // after them.
+        let finished = self.out_wm.iter().all(|&w| w == END_OF_TIME);
+        let due = !keeps_state
+            || finished
+            || self
+                .redis
+                .next_state_commit
+                .is_none_or(|t| Instant::now() >= t);
+        if !holding && due {
+            let started = Instant::now();
             let state = match (keeps_state, finished) {
                 (false, _) => None,
                 (true, true) => Some(Vec::new()),
                 (true, false) => Some(self.snapshot_state()?),
             };
             self.redis.commit(state.as_deref())?;
+            if keeps_state {
+                // Batches read meanwhile are committed together later: a
+                // crash replays them all, so results stay exactly once.
+                let spacing = (started.elapsed() * 10).max(MIN_STATE_COMMIT_INTERVAL);
+                self.redis.next_state_commit = Some(Instant::now() + spacing);
+            }
         }
         let mut read = false;
         for k in 0..self.redis.sources.len() {
