@@ -571,8 +571,14 @@ fn for_each_element<'a>(
         while !input.is_empty() {
             let before = input;
             let (header, value, outer) = if prefixed {
-                let header = WindowedValueHeader::decode(&mut input, pcoll.window_coder)
-                    .map_err(|e| Error::invalid("input element", e))?;
+                let header = match global_header(pcoll.window_coder, input) {
+                    Some(h) => {
+                        input = &input[GLOBAL_HEADER_LEN..];
+                        h
+                    }
+                    None => WindowedValueHeader::decode(&mut input, pcoll.window_coder)
+                        .map_err(|e| Error::invalid("input element", e))?,
+                };
                 let start = input;
                 let outer = wire::read_length_prefixed(&mut input)
                     .map_err(|e| Error::invalid("input element", e))?;
@@ -596,6 +602,30 @@ fn for_each_element<'a>(
         }
     }
     Ok(())
+}
+
+/// Bytes of the usual header in the global window: timestamp, one window,
+/// a one-byte pane.
+const GLOBAL_HEADER_LEN: usize = 13;
+
+/// The header at the start of `input` when it has the usual global-window
+/// form, read inline (the general decoder returns its result through
+/// memory, which stalls the next loads: ~9% of a Map stage's time).
+#[inline(always)]
+fn global_header(window_coder: WindowCoder, input: &[u8]) -> Option<WindowedValueHeader> {
+    if window_coder != WindowCoder::Global {
+        return None;
+    }
+    let head: &[u8; GLOBAL_HEADER_LEN] = input.get(..GLOBAL_HEADER_LEN)?.try_into().ok()?;
+    let (timestamp, rest) = head.split_first_chunk::<8>()?;
+    match rest {
+        [0, 0, 0, 1, pane] if pane >> 4 == 0 => Some(WindowedValueHeader {
+            timestamp: Timestamp::from_ordered_bytes(*timestamp),
+            windows: Windows::GLOBAL,
+            pane: wire::read_pane(&mut &[*pane][..]).ok()?,
+        }),
+        _ => None,
+    }
 }
 
 fn render(bytes: &[u8]) -> String {
