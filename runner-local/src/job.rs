@@ -470,9 +470,17 @@ impl<'p> Job<'p> {
                             tasks: usize,
                             started: Option<Instant>| {
                 wm[i] = END_OF_TIME;
+                let elapsed = started.map(|s| s.elapsed()).unwrap_or_default();
+                tracing::debug!(
+                    step = %steps[i].name(),
+                    ms = elapsed.as_secs_f64() * 1e3,
+                    bundles = tasks,
+                    splits = self.splits[i].load(Ordering::Relaxed),
+                    "step finished"
+                );
                 reports.push(StepReport {
                     step: steps[i].name(),
-                    elapsed: started.map(|s| s.elapsed()).unwrap_or_default(),
+                    elapsed,
                     tasks,
                     splits: self.splits[i].load(Ordering::Relaxed),
                 });
@@ -992,6 +1000,7 @@ impl<'p> Job<'p> {
             })
             .collect();
         let mut metrics = Metrics::default();
+        let started = Instant::now();
         let result = {
             let side: &dyn SideInputs = match &side {
                 Some(s) => s.as_ref(),
@@ -1037,6 +1046,12 @@ impl<'p> Job<'p> {
         for (_, w) in sink.writers {
             w.commit()?;
         }
+        tracing::debug!(
+            stage = %stage.id,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            input_bytes = inputs.iter().map(|(_, c)| c.bytes.len()).sum::<usize>(),
+            "bundle finished"
+        );
         self.metrics
             .lock()
             .map_err(|_| Error::Internal("poisoned metrics".into()))?
@@ -1243,8 +1258,9 @@ fn split_restrictions(
 ) -> Result<Vec<BundleInputs>, Error> {
     use oxbeam_runner_core::WindowedHeader;
     use oxbeam_runner_core::coder::Context;
-    // Per restriction: stage input index, chunk, its bytes in the chunk.
-    let mut elements: Vec<(usize, Arc<Chunk>, std::ops::Range<usize>)> = Vec::new();
+    // Per restriction: stage input index, chunk, its bytes in the chunk,
+    // its size.
+    let mut elements: Vec<(usize, Arc<Chunk>, std::ops::Range<usize>, f64)> = Vec::new();
     let mut whole: Vec<BundleInputs> = Vec::new();
     for (pcollection, (idx, chunk)) in chunks {
         let Some((coder, window_coder)) = coders(pcollection) else {
@@ -1263,19 +1279,31 @@ fn split_restrictions(
             let mut value = WindowedHeader::parse(&rest, &window_coder)
                 .map_err(|e| bad(e.0))?
                 .value;
+            let element = value;
             coder
                 .skip(&mut value, Context::Nested)
                 .map_err(|e| bad(e.to_string()))?;
             rest = value;
-            elements.push((idx, chunk.clone(), start..chunk.bytes.len() - rest.len()));
+            let size = restriction_size(&coder, &element[..element.len() - rest.len()]);
+            elements.push((
+                idx,
+                chunk.clone(),
+                start..chunk.bytes.len() - rest.len(),
+                size,
+            ));
         }
     }
+    // Largest first (a stable sort: equal sizes keep their order): the
+    // last restrictions to start are then the small ones, or, when all are
+    // alike, a long one that dynamic splitting can share with a worker that
+    // ran out of work, not a short tail that leaves the others idle.
+    elements.sort_by(|a, b| b.3.total_cmp(&a.3));
     let per_bundle = elements.len().div_ceil(MAX_RESTRICTION_BUNDLES).max(1);
     let mut bundles = whole;
     for group in elements.chunks(per_bundle) {
         let bundle = group
             .iter()
-            .map(|(idx, chunk, range)| {
+            .map(|(idx, chunk, range, _)| {
                 // A chunk that is one restriction is shared, not copied.
                 let c = if range.len() == chunk.bytes.len() {
                     chunk.clone()
@@ -1290,6 +1318,27 @@ fn split_restrictions(
         bundles.push(bundle);
     }
     Ok(bundles)
+}
+
+/// The size a sized restriction (`KV<KV<element, restriction>, size>`,
+/// the size a big-endian double, `value` its nested encoding) declares; 0
+/// for a coder of another shape or bytes that do not decode.
+fn restriction_size(coder: &Coder, value: &[u8]) -> f64 {
+    use oxbeam_runner_core::coder::Context;
+    let Coder::Kv { key, value: size } = coder else {
+        return 0.0;
+    };
+    if !matches!(**size, Coder::Double) {
+        return 0.0;
+    }
+    let mut rest = value;
+    if key.skip(&mut rest, Context::Nested).is_err() {
+        return 0.0;
+    }
+    match <[u8; 8]>::try_from(rest) {
+        Ok(b) => f64::from_be_bytes(b).max(0.0),
+        Err(_) => 0.0,
+    }
 }
 
 /// The executor of environment `env_id` (URN `env_urn`): a registered
@@ -1404,6 +1453,46 @@ mod tests {
             ]
         );
         assert!(Arc::ptr_eq(&bundles[3][0].1, &single));
+    }
+
+    /// Sized restrictions (`KV<bytes, double>`) go largest first; equal
+    /// sizes keep their order.
+    #[test]
+    fn largest_restrictions_first() {
+        let sized = |name: &[u8], size: f64| {
+            let mut v = vec![name.len() as u8];
+            v.extend_from_slice(name);
+            v.extend_from_slice(&size.to_be_bytes());
+            v
+        };
+        let values = [
+            sized(b"a", 6.5),
+            sized(b"tail", 2.0),
+            sized(b"b", 6.5),
+            sized(b"c", 9.0),
+        ];
+        let mut bytes = Vec::new();
+        for v in &values {
+            write_timestamp(&mut bytes, 0);
+            bytes.extend_from_slice(&1i32.to_be_bytes());
+            bytes.push(0x0F);
+            bytes.extend_from_slice(v);
+        }
+        let kv = Coder::Kv {
+            key: Arc::new(Coder::Bytes),
+            value: Arc::new(Coder::Double),
+        };
+        let bundles = split_restrictions(vec![("sized", (0, Arc::new(Chunk { bytes })))], |_| {
+            Some((kv.clone(), Coder::GlobalWindow))
+        })
+        .unwrap();
+        let order: Vec<f64> = bundles
+            .iter()
+            .map(|b| restriction_size(&kv, &b[0].1.bytes[13..]))
+            .collect();
+        assert_eq!(order, [9.0, 6.5, 6.5, 2.0]);
+        let names: Vec<u8> = bundles.iter().map(|b| b[0].1.bytes[14]).collect();
+        assert_eq!(names, b"cabt");
     }
 
     /// Past the cap, consecutive restrictions share bundles; bad bytes are

@@ -106,7 +106,7 @@ impl Default for LocalOptions {
             bundle_bytes: 1 << 20,
             harness: HarnessOptions::default(),
             streaming: false,
-            split_stragglers_after: Some(Duration::from_millis(300)),
+            split_stragglers_after: Some(Duration::from_millis(100)),
             compaction: true,
         }
     }

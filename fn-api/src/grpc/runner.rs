@@ -1642,7 +1642,9 @@ impl GrpcProcessor {
                     ),
                     message,
                 })?;
-            if !residual.is_empty() {
+            if residual.is_empty() {
+                tracing::debug!(stage = %reg.stage, "split request answered without a residual");
+            } else {
                 tracing::debug!(
                     stage = %reg.stage,
                     elapsed = ?s.started.elapsed(),
@@ -1679,6 +1681,12 @@ impl GrpcProcessor {
             )),
         });
         if sent.is_ok() {
+            tracing::debug!(
+                stage = %self.registered.stage,
+                elapsed = ?s.started.elapsed(),
+                fraction,
+                "split requested"
+            );
             s.pending = Some(rx);
         }
         Ok(())

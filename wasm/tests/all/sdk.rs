@@ -151,7 +151,7 @@ fn wasm_failure_fails_the_job_naming_the_transform() {
 /// slow guest function (a busy loop per element, about 0.3 ms): with two
 /// workers the runner splits the running bundle and hands the rest to the
 /// idle one; the output is exact either way. The bundle runs over a second
-/// alone here, well past runner-local's 300 ms before a straggler is split,
+/// alone here, well past runner-local's 100 ms before a straggler is split,
 /// even on a machine several times faster.
 #[test]
 fn a_straggling_wasm_bundle_is_split_for_an_idle_worker() {
