@@ -420,6 +420,7 @@ def fnapi(quick, build):
         cmd = [os.path.join(bin_dir, "oxbeam-fnapi"), "--bundles", str(max(20 // scale, 3)),
                "--round-trips", str(2000 // scale)] + flags
         raw[mode], _, _ = measure(cmd)
+    floor, _, _ = measure([os.path.join(bin_dir, "oxbeam-rtt-floor"), "--round-trips", str(20000 // scale)])
     n = 10_000_000 // scale
     chain = {}
     for env in ("EMBEDDED", "PROCESS"):
@@ -434,6 +435,11 @@ def fnapi(quick, build):
         f"{m['mb_per_sec_each_way']:.0f} MB/s ({m['elements_per_sec']/1e6:.2f}M elem/s)" for m in modes) + " |")
     print("| control round trip (empty bundle) | " + " | ".join(f"{m['round_trip_us']:.0f} µs" for m in modes) + " |")
     print("| harness start to first processor | " + " | ".join(f"{m['connect_ms']:.0f} ms" for m in modes) + " |")
+    print()
+    print("This machine's round-trip floor (`oxbeam-rtt-floor`, no Oxbeam code on the path): "
+          f"two threads over a channel {floor['threads_us']:.0f} µs, blocking loopback TCP between "
+          f"processes {floor['tcp_us']:.0f} µs, one bare tonic bidirectional stream between processes "
+          f"{floor['grpc_us']:.0f} µs.")
     print()
     # Generate, Map and the count's precombine fuse into one stage that runs
     # in the harness: only the precombined counts cross the Fn API.
