@@ -79,11 +79,13 @@
 //! [`FnServer`] declares control-response embedding among its runner
 //! capabilities (ProvisionInfo).
 
+mod bounded_trie;
 mod error;
 mod executor;
 mod grpc;
 mod metrics;
 
+pub use bounded_trie::BoundedTrie;
 pub use error::UserCodeError;
 pub use error::{Error, Result};
 pub use executor::{

@@ -1,5 +1,7 @@
 use oxbeam_model::coders::wire;
 use oxbeam_model::pipeline::MonitoringInfo;
+
+use crate::bounded_trie::BoundedTrie;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Identifies a user metric: the transform reporting it, and its namespace
@@ -58,6 +60,8 @@ pub struct Metrics {
     pub gauges: BTreeMap<MetricKey, (i64, i64)>,
     /// User string sets: every distinct string reported.
     pub string_sets: BTreeMap<MetricKey, BTreeSet<String>>,
+    /// User bounded tries (Beam's `Metrics.bounded_trie`, lineage).
+    pub bounded_tries: BTreeMap<MetricKey, BoundedTrie>,
     /// Elements produced per PCollection id.
     pub element_counts: BTreeMap<String, u64>,
 }
@@ -104,8 +108,21 @@ impl Metrics {
                 .or_default()
                 .extend(set.iter().cloned());
         }
+        for (k, t) in &other.bounded_tries {
+            self.merge_bounded_trie(k.clone(), t);
+        }
         for (k, n) in &other.element_counts {
             *self.element_counts.entry(k.clone()).or_default() += n;
+        }
+    }
+
+    /// Folds a bundle's bounded trie into the one of `key`.
+    pub fn merge_bounded_trie(&mut self, key: MetricKey, trie: &BoundedTrie) {
+        match self.bounded_tries.get_mut(&key) {
+            Some(t) => t.merge(trie),
+            None => {
+                self.bounded_tries.insert(key, trie.clone());
+            }
         }
     }
 }
@@ -191,6 +208,11 @@ impl Metrics {
                         self.string_sets.entry(key()).or_default().extend(set);
                     }
                 }
+                spec::USER_BOUNDED_TRIE => {
+                    if let Some(trie) = BoundedTrie::decode(p) {
+                        self.merge_bounded_trie(key(), &trie);
+                    }
+                }
                 spec::ELEMENT_COUNT => {
                     // The runner counts elements itself, per PCollection.
                 }
@@ -200,8 +222,9 @@ impl Metrics {
     }
 
     /// These metrics as Beam `MonitoringInfo`s, as a job server reports
-    /// them to SDK clients (`GetJobMetrics`): user counters, distributions
-    /// and gauges (`beam:metric:user:*`), and element counts.
+    /// them to SDK clients (`GetJobMetrics`): user counters, distributions,
+    /// gauges, string sets and bounded tries (`beam:metric:user:*`), and
+    /// element counts.
     pub fn to_monitoring_infos(&self) -> Vec<MonitoringInfo> {
         use oxbeam_model::urns::monitoring_info_specs as spec;
         use oxbeam_model::urns::monitoring_info_type_urns as ty;
@@ -251,6 +274,14 @@ impl Metrics {
                 encode_string_set(set),
             ));
         }
+        for (k, trie) in &self.bounded_tries {
+            out.push(user(
+                spec::USER_BOUNDED_TRIE,
+                ty::BOUNDED_TRIE_TYPE,
+                k,
+                trie.encode(),
+            ));
+        }
         for (pcollection, n) in &self.element_counts {
             let mut p = Vec::new();
             wire::write_varint_i64(&mut p, i64::try_from(*n).unwrap_or(i64::MAX));
@@ -286,6 +317,9 @@ mod tests {
         m.set_gauge(key("g"), 42, 1_700_000_000_000);
         m.string_sets
             .insert(key("s"), ["a".to_string(), "zzz".to_string()].into());
+        let mut trie = BoundedTrie::default();
+        trie.add(&["gs:".to_string(), "bucket".to_string()]);
+        m.bounded_tries.insert(key("t"), trie);
         let mut back = Metrics::default();
         back.merge_monitoring_infos(&m.to_monitoring_infos());
         assert_eq!(back, m);

@@ -380,10 +380,14 @@ class Counted(beam.DoFn):
     def __init__(self):
         self.seen = Metrics.counter('oxbeam', 'seen')
         self.sizes = Metrics.distribution('oxbeam', 'sizes')
+        self.parities = Metrics.string_set('oxbeam', 'parities')
+        self.paths = Metrics.bounded_trie('oxbeam', 'paths')
 
     def process(self, x):
         self.seen.inc()
         self.sizes.update(x)
+        self.parities.add('odd' if x % 2 else 'even')
+        self.paths.add(('n', 'small' if x < 10 else 'large', str(x)))
         yield x
 
 

@@ -104,6 +104,14 @@ def test_user_metrics(job_server):
     assert counters == {'seen': 3}
     dist = m['distributions'][0].committed
     assert (dist.count, dist.sum, dist.min, dist.max) == (3, 16, 1, 10)
+    sets = {s.key.metric.name: s.committed for s in m['string_sets']}
+    assert sets == {'parities': {'odd', 'even'}}
+    # Beam's bounded trie (lineage paths): the union of every bundle's.
+    trie, = m['bounded_tries']
+    assert trie.committed.size() == 3
+    for path in [('n', 'small', '1'), ('n', 'small', '5'), ('n', 'large', '10')]:
+        assert trie.committed.contains(path), path
+    assert not trie.committed.contains(('n', 'large', '5'))
 
 
 def test_unknown_job_id_is_not_found(job_server):
