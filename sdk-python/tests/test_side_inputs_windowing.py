@@ -145,6 +145,32 @@ def test_timestamped_value_from_flatmap(B):
         B.assert_that(out, B.equal_to([2, 1]))
 
 
+def test_create_of_timestamped_values_into_sliding_windows(B):
+    # Create's TimestampedValues set their elements' timestamps (Beam's
+    # Create emits them through a DoFn), also straight into a runner-side
+    # GroupByKey or combine.
+    import typing
+
+    beam = B.beam
+    TV = beam.window.TimestampedValue
+    kv = typing.Tuple[str, int]
+    with B.pipeline() as p:
+        out = (
+            p | beam.Create([TV(("k", 1), 5), TV(("k", 2), 12)]).with_output_types(kv)
+            | beam.WindowInto(beam.window.SlidingWindows(10, 5))
+            | beam.CombinePerKey(sum)
+            | beam.Map(lambda kv, w=beam.DoFn.WindowParam: (kv, int(w.start)))
+        )
+        B.assert_that(out, B.equal_to([(("k", 1), 0), (("k", 3), 5), (("k", 2), 10)]))
+        grouped = (
+            p | "C2" >> beam.Create([TV(("a", 1), 1), TV(("a", 2), 25)]).with_output_types(kv)
+            | "F2" >> beam.WindowInto(beam.window.FixedWindows(20))
+            | beam.GroupByKey()
+            | beam.MapTuple(lambda k, vs: (k, sorted(vs)))
+        )
+        B.assert_that(grouped, B.equal_to([("a", [1]), ("a", [2])]), label="Grouped")
+
+
 def test_windowed_side_input(B):
     beam = B.beam
     with B.pipeline() as p:

@@ -677,10 +677,18 @@ class ParDoOp(Op):
         vals = self.fnspec.values
         out = self.outs.get("None", _discard)
         step = 4096
+        # Beam's Create emits through a DoFn, so TimestampedValues (and
+        # WindowedValues) among the values set their element's timestamp
+        # (and windows) rather than being elements themselves.
+        special = _special_types().intersection(map(type, vals))
         for _ in range(times):
             for i in range(0, len(vals), step):
                 chunk = vals[i : i + step]
-                out(chunk, [meta] * len(chunk))
+                if special:
+                    for vs, ms in _route_specials(chunk, [meta] * len(chunk), "None").values():
+                        out(vs, ms)
+                else:
+                    out(chunk, [meta] * len(chunk))
 
     def finish_bundle(self):
         if self._bundle_params:
