@@ -29,6 +29,7 @@
 pub mod codec;
 pub mod errors;
 mod executor;
+mod job_client;
 mod state;
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -302,6 +303,38 @@ fn serve_worker(py: Python<'_>, control_endpoint: String, worker_id: String) -> 
         .map_err(|e| errors::ExecutionError::new_err(format!("SDK harness: {e}")))
 }
 
+/// Runs `pipeline` (an encoded Beam `Pipeline`) on the Beam job service
+/// at `endpoint` (`--runner=PortableRunner --job_endpoint=...`, e.g.
+/// `oxbeam job-server`) with `options` (a JSON object of pipeline options).
+/// Returns the job's final state, its error messages (empty unless it
+/// failed) and, when it is `DONE`, its metrics as [`run_pipeline`] returns
+/// them. Ctrl-C cancels the job.
+///
+/// # Errors
+/// `ExecutionError` if the service cannot be reached or refuses the job.
+#[pyfunction]
+#[pyo3(signature = (endpoint, pipeline, options, job_name))]
+fn submit_job(
+    py: Python<'_>,
+    endpoint: &str,
+    pipeline: &[u8],
+    options: &str,
+    job_name: &str,
+) -> PyResult<(String, String, String, MetricRows)> {
+    Ok(
+        match job_client::run_job(py, endpoint, pipeline, options, job_name)? {
+            job_client::Outcome::Done(m) => {
+                (String::new(), "DONE".into(), String::new(), metric_rows(&m))
+            }
+            job_client::Outcome::Failed {
+                job_id,
+                state,
+                error,
+            } => (job_id, state, error, Default::default()),
+        },
+    )
+}
+
 /// A job's metrics as the rows [`run_pipeline`] returns.
 fn metric_rows(m: &oxbeam_fn_api::Metrics) -> MetricRows {
     let names =
@@ -402,6 +435,7 @@ pub fn _oxbeam(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_proto, m)?)?;
     m.add_function(wrap_pyfunction!(run_pipeline, m)?)?;
     m.add_function(wrap_pyfunction!(serve_worker, m)?)?;
+    m.add_function(wrap_pyfunction!(submit_job, m)?)?;
     m.add_function(wrap_pyfunction!(codec::encode_values, m)?)?;
     m.add_function(wrap_pyfunction!(wat_to_wasm, m)?)?;
     m.add_class::<SinkBuffer>()?;

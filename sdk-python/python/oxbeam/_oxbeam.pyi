@@ -104,6 +104,27 @@ def serve_worker(control_endpoint: str, worker_id: str) -> None:
     the control stream. Raises ``ExecutionError`` if the runner cannot be
     reached or the stream fails."""
 
+def submit_job(
+    endpoint: str, pipeline: bytes, options: str, job_name: str
+) -> Tuple[
+    str,
+    str,
+    str,
+    Tuple[
+        List[Tuple[str, str, str, int]],
+        List[Tuple[str, str, str, int, int, int, int]],
+        List[Tuple[str, str, str, int, int]],
+        List[Tuple[str, str, str, List[str]]],
+    ],
+]:
+    """Runs a serialized Beam ``Pipeline`` on the Beam job service at
+    ``endpoint`` (``host:port``, e.g. ``oxbeam job-server``) with the pipeline
+    options in ``options`` (a JSON object): Prepare, Run, then its state until
+    it ends (Ctrl-C cancels the job and raises ``KeyboardInterrupt``).
+    Returns ``(job_id, state, error messages, metric rows)``; the rows are
+    ``run_pipeline``'s, filled when the state is ``DONE``. Raises
+    ``ExecutionError`` if the service cannot be reached or refuses the job."""
+
 def decode_proto(message: str, data: bytes) -> str:
     """Decodes proto message ``message`` (full name) to proto3 JSON."""
 

@@ -25,6 +25,8 @@ __all__ = ["Pipeline", "AppliedPTransform"]
 
 _LOG = logging.getLogger(__name__)
 _ENV = "python"
+# Submitted to a Beam job service (``--job_endpoint``).
+_PORTABLE_RUNNERS = {"portablerunner", "oxbeamjobserver"}
 _SUPPORTED_RUNNERS = {None, "", "direct", "directrunner", "oxbeam", "oxbeamrunner", "local",
                       "localrunner", "prismrunner", "fnapirunner", "bundlebasedirectrunner",
                       "switchingdirectrunner"}
@@ -212,10 +214,14 @@ class Pipeline(object):
         from oxbeam.runners.runner import PipelineResult
 
         runner = (self.runner or "").lower()
+        if runner in _PORTABLE_RUNNERS:
+            return self._run_on_job_service()
         if runner not in _SUPPORTED_RUNNERS:
             raise NotImplementedError(
                 "runner %r: Oxbeam's Python SDK runs pipelines on Oxbeam's local runner "
-                "(use --runner=DirectRunner or OxbeamRunner)" % self.runner
+                "(--runner=DirectRunner or OxbeamRunner) or submits them to a Beam job "
+                "service such as `oxbeam job-server` (--runner=PortableRunner "
+                "--job_endpoint=HOST:PORT)" % self.runner
             )
         direct = self._options.view_as(DirectOptions)
         # As Beam's DirectRunner: one worker unless asked, 0 for all cores.
@@ -257,6 +263,43 @@ class Pipeline(object):
         finally:
             gc.set_threshold(*saved)
         return PipelineResult(counters, dists, gauges, string_sets)
+
+    def _run_on_job_service(self):
+        """``--runner=PortableRunner --job_endpoint=HOST:PORT``: submits the
+        pipeline to a Beam job service (``oxbeam job-server``) over Beam's
+        Job API and waits for its end. The Python stages run in worker
+        processes the service starts on its machine (a ``beam:env:process:v1``
+        environment, ``python -m oxbeam.runners.worker`` with this
+        interpreter), ``--sdk_worker_parallelism`` of them."""
+        from oxbeam import _oxbeam
+        from oxbeam.options.pipeline_options import GoogleCloudOptions, PortableOptions
+        from oxbeam.runners.runner import PipelineResult
+
+        portable = self._options.view_as(PortableOptions)
+        endpoint = portable.job_endpoint
+        if not endpoint:
+            raise ValueError("--runner=PortableRunner needs --job_endpoint=HOST:PORT "
+                             "(e.g. of `oxbeam job-server`)")
+        env = str(portable.environment_type or "PROCESS").upper()
+        if env not in ("PROCESS", "LOOPBACK"):
+            raise NotImplementedError(
+                "--environment_type=%s: Oxbeam's Python SDK runs its Python stages in "
+                "worker processes the job service starts on its machine (PROCESS; "
+                "LOOPBACK is taken to mean the same)" % portable.environment_type)
+        builder = _ProtoBuilder(self, blobs=True)
+        proto_json = builder.build()
+        proto_json["components"]["environments"][_ENV] = _worker_environment()
+        proto = builder.encode("org.apache.beam.model.pipeline.v1.Pipeline", proto_json)
+        options = self._options.get_all_options(drop_default=True)
+        options.pop("runner", None)
+        options.setdefault("sdk_worker_parallelism", portable.sdk_worker_parallelism)
+        job_name = self._options.view_as(GoogleCloudOptions).job_name or "oxbeam-python"
+        self._ran = True
+        job_id, state, error, rows = _oxbeam.submit_job(
+            str(endpoint), proto, json.dumps(options, default=str), str(job_name))
+        if state != "DONE":
+            _raise_job_failure(job_id, state, error)
+        return PipelineResult(*rows)
 
     def __enter__(self):
         return self
@@ -318,6 +361,34 @@ def _worker_environment():
         # The worker (`serve_harness`) reads inputs embedded in requests.
         "capabilities": ["beam:protocol:control_request_elements_embedding:v1"],
     }
+
+
+def _raise_job_failure(job_id, state, error):
+    """A job that ended in ``state`` (not DONE): a user function's
+    exception is re-raised with its type, transform and element, as in local
+    runs; anything else is a ``RuntimeError``, as Beam's PortableRunner
+    raises."""
+    import re
+
+    from oxbeam._runtime import split_remote_error
+
+    tb, orig, element = split_remote_error(error or "")
+    if orig is not None:
+        m = re.search(r"transform '([^']*)'", error)
+        transform = m.group(1) if m else None
+        msg = "%s [while running '%s'%s]\n\nOriginal traceback:\n%s" % (
+            orig, transform, "" if element is None else " on element %s" % element, tb)
+        try:
+            new = type(orig)(msg)
+            new.transform = transform
+            new.element = element
+            new.traceback_text = tb
+            new.original = orig
+        except Exception:  # noqa: BLE001 - exception types with other signatures
+            new = None
+        if new is not None:
+            raise new.with_traceback(orig.__traceback__) from None
+    raise RuntimeError("Pipeline %s failed in state %s: %s" % (job_id, state, error or "(no message)"))
 
 
 def _reraise_user_error(e):

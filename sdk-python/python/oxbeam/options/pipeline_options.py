@@ -14,6 +14,14 @@ __all__ = [
     "TypeOptions",
     "GoogleCloudOptions",
     "WorkerOptions",
+    "PortableOptions",
+    "StreamingOptions",
+    "TestOptions",
+    "ProfilingOptions",
+    "JobServerOptions",
+    "PrismRunnerOptions",
+    "FlinkRunnerOptions",
+    "SparkRunnerOptions",
 ]
 
 
@@ -280,5 +288,56 @@ class WorkerOptions(PipelineOptions):
     _types = {"num_workers": int}
 
 
+class PortableOptions(PipelineOptions):
+    """``--runner=PortableRunner --job_endpoint=HOST:PORT`` submits the
+    pipeline to a Beam job service (``oxbeam job-server``)."""
+
+    _defaults = {"job_endpoint": None, "artifact_endpoint": None, "job_server_timeout": 300,
+                 "environment_type": None, "environment_config": None,
+                 "environment_options": None, "sdk_worker_parallelism": 1,
+                 "environment_cache_millis": 0, "output_executable_path": None}
+    _types = {"job_server_timeout": int, "sdk_worker_parallelism": int,
+              "environment_cache_millis": int}
+
+
+class StreamingOptions(PipelineOptions):
+    _defaults = {"update_compatibility_version": None}
+
+
+class TestOptions(PipelineOptions):
+    _defaults = {"on_success_matcher": None, "dry_run": False, "wait_until_finish_duration": None}
+    _types = {"dry_run": bool, "wait_until_finish_duration": int}
+
+
+class ProfilingOptions(PipelineOptions):
+    _defaults = {"profile_cpu": False, "profile_memory": False, "profile_location": None,
+                 "profile_sample_rate": 1.0}
+    _types = {"profile_cpu": bool, "profile_memory": bool, "profile_sample_rate": float}
+
+
+class JobServerOptions(PipelineOptions):
+    _defaults = {"artifacts_dir": None, "job_port": 0, "artifact_port": 0, "expansion_port": 0}
+    _types = {"job_port": int, "artifact_port": int, "expansion_port": int}
+
+
+class PrismRunnerOptions(PipelineOptions):
+    _defaults = {"prism_location": None, "prism_beam_version_override": None,
+                 "prism_log_level": "info", "prism_log_kind": "console"}
+
+
+class FlinkRunnerOptions(PipelineOptions):
+    _defaults = {"flink_master": "[auto]", "flink_version": None, "flink_job_server_jar": None,
+                 "flink_submit_uber_jar": False, "parallelism": -1, "max_parallelism": -1}
+    _types = {"flink_submit_uber_jar": bool, "parallelism": int, "max_parallelism": int}
+
+
+class SparkRunnerOptions(PipelineOptions):
+    _defaults = {"spark_master_url": "local[4]", "spark_job_server_jar": None,
+                 "spark_submit_uber_jar": False, "spark_rest_url": None, "spark_version": "3"}
+    _types = {"spark_submit_uber_jar": bool}
+
+
 _ALL_VIEWS = [StandardOptions, DirectOptions, SetupOptions, DebugOptions, TypeOptions,
-              GoogleCloudOptions, WorkerOptions]
+              GoogleCloudOptions, WorkerOptions, PortableOptions, StreamingOptions, TestOptions,
+              ProfilingOptions, JobServerOptions, PrismRunnerOptions, FlinkRunnerOptions,
+              SparkRunnerOptions]
