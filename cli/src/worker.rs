@@ -14,9 +14,6 @@ use std::sync::Arc;
 
 use oxbeam_fn_api::{BundleProcessor, Executor, HarnessConfig, Result};
 use oxbeam_model::fn_execution::ProcessBundleDescriptor;
-use oxbeam_model::pipeline as pb;
-use oxbeam_model::urns;
-use prost::Message;
 
 /// Beam's boot flags, as a runner passes them to a process harness.
 #[derive(Debug, clap::Args)]
@@ -102,42 +99,12 @@ impl Executor for WorkerExecutor {
         &self,
         descriptor: Arc<ProcessBundleDescriptor>,
     ) -> Result<Box<dyn BundleProcessor>> {
-        if runs_wasm(&descriptor) {
+        if oxbeam_wasm::runs_wasm(&descriptor) {
             self.wasm.create_processor(descriptor)
         } else {
             self.native.create_processor(descriptor)
         }
     }
-}
-
-/// Whether a transform of `d` is a Wasm function.
-fn runs_wasm(d: &ProcessBundleDescriptor) -> bool {
-    use urns::standard_p_transforms::combine_components as cc;
-    let combines = [
-        cc::COMBINE_PER_KEY_PRECOMBINE,
-        cc::COMBINE_PER_KEY_MERGE_ACCUMULATORS,
-        cc::COMBINE_PER_KEY_EXTRACT_OUTPUTS,
-        cc::COMBINE_GROUPED_VALUES,
-    ];
-    d.transforms
-        .values()
-        .filter_map(|t| t.spec.as_ref())
-        .any(|spec| {
-            let urn = spec.urn.as_str();
-            if urn == urns::standard_p_transforms::primitives::PAR_DO {
-                pb::ParDoPayload::decode(spec.payload.as_ref()).is_ok_and(|p| {
-                    p.do_fn
-                        .is_some_and(|f| f.urn == urns::wasm_functions::DO_FN)
-                })
-            } else if combines.contains(&urn) {
-                pb::CombinePayload::decode(spec.payload.as_ref()).is_ok_and(|p| {
-                    p.combine_fn
-                        .is_some_and(|f| f.urn == urns::wasm_functions::COMBINE_FN)
-                })
-            } else {
-                false
-            }
-        })
 }
 
 #[cfg(test)]

@@ -293,14 +293,41 @@ fn run_pipeline(
 #[pyfunction]
 fn serve_worker(py: Python<'_>, control_endpoint: String, worker_id: String) -> PyResult<()> {
     let slot: ErrorSlot = Arc::new(Mutex::new(Vec::new()));
-    let python: Arc<dyn oxbeam_fn_api::Executor> =
-        Arc::new(PythonExecutor::new(slot, Arc::new(Interrupt::default())).with_splits());
+    let worker: Arc<dyn oxbeam_fn_api::Executor> = Arc::new(WorkerExecutor {
+        python: PythonExecutor::new(slot, Arc::new(Interrupt::default())).with_splits(),
+        wasm: wasm_executor(),
+    });
     let config = oxbeam_fn_api::HarnessConfig {
         control_endpoint,
         id: worker_id,
     };
-    py.detach(|| oxbeam_fn_api::serve_harness(config, python))
+    py.detach(|| oxbeam_fn_api::serve_harness(config, worker))
         .map_err(|e| errors::ExecutionError::new_err(format!("SDK harness: {e}")))
+}
+
+/// A worker process's executor: Wasm stages (a job service runs the Python
+/// SDK's `oxbeam:env:wasm:v1` stages in these workers too) on the Wasm
+/// executor, every other stage on the Python one.
+struct WorkerExecutor {
+    python: PythonExecutor,
+    wasm: Arc<WasmExecutor>,
+}
+
+impl oxbeam_fn_api::Executor for WorkerExecutor {
+    fn name(&self) -> &str {
+        "oxbeam Python worker (Python and Wasm stages)"
+    }
+
+    fn create_processor(
+        &self,
+        descriptor: Arc<oxbeam_model::fn_execution::ProcessBundleDescriptor>,
+    ) -> oxbeam_fn_api::Result<Box<dyn oxbeam_fn_api::BundleProcessor>> {
+        if oxbeam_wasm::runs_wasm(&descriptor) {
+            self.wasm.create_processor(descriptor)
+        } else {
+            self.python.create_processor(descriptor)
+        }
+    }
 }
 
 /// Runs `pipeline` (an encoded Beam `Pipeline`) on the Beam job service

@@ -345,3 +345,23 @@ def test_bad_modules_fail_clearly(guest):
     p | beam.Create(["a"]) | "Missing" >> WasmMap(guest, "no_such_export")
     with pytest.raises(beam.OxbeamError, match='export "no_such_export" is missing'):
         p.run()
+
+
+@pytest.mark.skipif(not os.environ.get("OXBEAM_BIN"), reason="needs OXBEAM_BIN (the oxbeam binary)")
+def test_wasm_stages_on_the_job_server(guest, oxbeam_job_server):
+    # Submitted with --runner=PortableRunner: the Wasm stages run in the
+    # Python workers the job server starts, next to the Python stages.
+    from oxbeam.options.pipeline_options import PipelineOptions
+
+    expected = sorted(collections.Counter(
+        w.upper() for line in _lines() for w in line.split() if len(w) >= 3).items())
+    p = beam.Pipeline(options=PipelineOptions(
+        ["--runner=PortableRunner", "--job_endpoint=%s" % oxbeam_job_server]))
+    out = (p
+           | beam.Create(_lines())
+           | "Split" >> WasmFlatMap(guest, "tokenize")
+           | "Long" >> WasmFilter(guest, "min_len", config=(3).to_bytes(4, "little"))
+           | "Upper" >> WasmMap(guest, "upper")
+           | beam.combiners.Count.PerElement())
+    assert_that(out, equal_to(expected))
+    p.run()

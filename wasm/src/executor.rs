@@ -1417,3 +1417,36 @@ fn wasm_payload(
     WasmFunctionPayload::decode(spec.payload.as_ref())
         .map_err(|e| Error::invalid(format!("WasmFunctionPayload of {id}"), e))
 }
+
+/// Whether a transform of descriptor `d` is a Wasm function (a ParDo with
+/// `oxbeam:fn:wasm_do_fn:v1` or a combine step with
+/// `oxbeam:fn:wasm_combine_fn:v1`): a harness serving several kinds of
+/// stages hands such descriptors to a [`WasmExecutor`].
+pub fn runs_wasm(d: &ProcessBundleDescriptor) -> bool {
+    use urns::standard_p_transforms::combine_components as cc;
+    let combines = [
+        cc::COMBINE_PER_KEY_PRECOMBINE,
+        cc::COMBINE_PER_KEY_MERGE_ACCUMULATORS,
+        cc::COMBINE_PER_KEY_EXTRACT_OUTPUTS,
+        cc::COMBINE_GROUPED_VALUES,
+    ];
+    d.transforms
+        .values()
+        .filter_map(|t| t.spec.as_ref())
+        .any(|spec| {
+            let urn = spec.urn.as_str();
+            if urn == urns::standard_p_transforms::primitives::PAR_DO {
+                pb::ParDoPayload::decode(spec.payload.as_ref()).is_ok_and(|p| {
+                    p.do_fn
+                        .is_some_and(|f| f.urn == urns::wasm_functions::DO_FN)
+                })
+            } else if combines.contains(&urn) {
+                pb::CombinePayload::decode(spec.payload.as_ref()).is_ok_and(|p| {
+                    p.combine_fn
+                        .is_some_and(|f| f.urn == urns::wasm_functions::COMBINE_FN)
+                })
+            } else {
+                false
+            }
+        })
+}

@@ -60,5 +60,5 @@ mod executor;
 mod guest;
 mod runtime;
 
-pub use executor::{LoadedModule, WasmExecutor, WasmOptions};
+pub use executor::{LoadedModule, WasmExecutor, WasmOptions, runs_wasm};
 pub use guest::Limits;

@@ -288,7 +288,13 @@ class Pipeline(object):
                 "LOOPBACK is taken to mean the same)" % portable.environment_type)
         builder = _ProtoBuilder(self, blobs=True)
         proto_json = builder.build()
-        proto_json["components"]["environments"][_ENV] = _worker_environment()
+        envs = proto_json["components"]["environments"]
+        envs[_ENV] = _worker_environment()
+        from oxbeam.wasm import ENVIRONMENT_ID as wasm_env
+
+        if wasm_env in envs:
+            # Wasm stages run in the same workers (they embed wasmtime).
+            envs[wasm_env] = _worker_environment()
         proto = builder.encode("org.apache.beam.model.pipeline.v1.Pipeline", proto_json)
         options = self._options.get_all_options(drop_default=True)
         options.pop("runner", None)
