@@ -133,14 +133,8 @@ pub(crate) fn run_job(
     let mut wait = Duration::from_millis(1);
     let state = loop {
         let state = py
-            .detach(|| {
-                runtime.block_on(client.get_state(GetJobStateRequest {
-                    job_id: job_id.clone(),
-                }))
-            })
-            .map_err(|s| failed(&format!("state of job {job_id}"), endpoint, s.message()))?
-            .into_inner()
-            .state();
+            .detach(|| runtime.block_on(state_of(&mut client, &job_id)))
+            .map_err(|s| failed(&format!("state of job {job_id}"), endpoint, s.message()))?;
         if is_terminal(state) {
             break state;
         }
@@ -156,14 +150,7 @@ pub(crate) fn run_job(
                         .await?;
                     // Until the job has stopped: no output after Ctrl-C.
                     for _ in 0..600 {
-                        let s = client
-                            .get_state(GetJobStateRequest {
-                                job_id: job_id.clone(),
-                            })
-                            .await?
-                            .into_inner()
-                            .state();
-                        if is_terminal(s) {
+                        if is_terminal(state_of(&mut client, &job_id).await?) {
                             break;
                         }
                         tokio::time::sleep(POLL).await;
@@ -196,6 +183,19 @@ pub(crate) fn run_job(
         job_id,
         error,
     })
+}
+
+async fn state_of(
+    client: &mut JobServiceClient<Channel>,
+    job_id: &str,
+) -> Result<job_state::Enum, tonic::Status> {
+    Ok(client
+        .get_state(GetJobStateRequest {
+            job_id: job_id.to_string(),
+        })
+        .await?
+        .into_inner()
+        .state())
 }
 
 fn is_terminal(s: job_state::Enum) -> bool {

@@ -166,17 +166,19 @@ def test_wordcount_native_and_wasm_agree(guest):
                | beam.combiners.Count.PerElement())
         assert_that(out, equal_to(expected))
 
-    def wasm(p):
-        out = (p
-               | beam.Create(_lines())
-               | "Split" >> WasmFlatMap(guest, "tokenize")
-               | "Long" >> WasmFilter(guest, "min_len", config=(3).to_bytes(4, "little"))
-               | "Upper" >> WasmMap(guest, "upper")
-               | beam.combiners.Count.PerElement())
-        assert_that(out, equal_to(expected))
-
     _run(native)
-    _run(wasm)
+    _run(lambda p: _wasm_wordcount(p, guest, expected))
+
+
+def _wasm_wordcount(p, guest, expected):
+    """Words of 3+ letters, upper-cased and counted, by the Rust guest."""
+    out = (p
+           | beam.Create(_lines())
+           | "Split" >> WasmFlatMap(guest, "tokenize")
+           | "Long" >> WasmFilter(guest, "min_len", config=(3).to_bytes(4, "little"))
+           | "Upper" >> WasmMap(guest, "upper")
+           | beam.combiners.Count.PerElement())
+    assert_that(out, equal_to(expected))
 
 
 def test_ints_floats_and_bytes_cross_as_their_coders_encoding(guest):
@@ -357,11 +359,5 @@ def test_wasm_stages_on_the_job_server(guest, oxbeam_job_server):
         w.upper() for line in _lines() for w in line.split() if len(w) >= 3).items())
     p = beam.Pipeline(options=PipelineOptions(
         ["--runner=PortableRunner", "--job_endpoint=%s" % oxbeam_job_server]))
-    out = (p
-           | beam.Create(_lines())
-           | "Split" >> WasmFlatMap(guest, "tokenize")
-           | "Long" >> WasmFilter(guest, "min_len", config=(3).to_bytes(4, "little"))
-           | "Upper" >> WasmMap(guest, "upper")
-           | beam.combiners.Count.PerElement())
-    assert_that(out, equal_to(expected))
+    _wasm_wordcount(p, guest, expected)
     p.run()
