@@ -101,15 +101,28 @@ impl Interrupt {
         if let Ok(mut t) = self.threads.lock() {
             t.push(id);
         }
+        // Looking the id up ran Python code, which may have let a cancel in
+        // before this thread was listed: it set the flag before reading the
+        // list, so the flag shows it now (else the call would run its whole
+        // batch, seconds of user code, after Ctrl-C).
+        if self.is_cancelled() {
+            self.forget(id);
+            return Err(PyKeyboardInterrupt::new_err("the job was cancelled"));
+        }
         let r = f();
+        self.forget(id);
+        r
+    }
+
+    /// Takes thread `id` off the list of threads in a stage call, and drops
+    /// a cancel that came after the call's last bytecode.
+    fn forget(&self, id: u64) {
         if let Ok(mut t) = self.threads.lock() {
             if let Some(i) = t.iter().position(|&x| x == id) {
                 t.swap_remove(i);
             }
         }
-        // A cancel that came after the call's last bytecode: drop it here.
         set_async_exc(id, std::ptr::null_mut());
-        r
     }
 }
 

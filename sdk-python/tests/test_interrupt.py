@@ -39,10 +39,18 @@ PRELUDE = textwrap.dedent(
             time.sleep(0.01)
         return os_threads() - before
 
+    _told = []
+
     def started():
-        # Tells the parent that user code runs on the job's workers.
-        if not os.path.exists(marker):
-            open(marker, "w").close()
+        # Tells the parent that user code runs on the job's workers, once:
+        # a file check per element would release the interpreter lock
+        # between elements, and CPython hands a lock released that briefly
+        # straight back to the same thread, so the main thread (which
+        # notices Ctrl-C) could wait seconds for it (the GIL convoy).
+        if not _told:
+            _told.append(True)
+            if not os.path.exists(marker):
+                open(marker, "w").close()
 
     def slow(x):
         started()
