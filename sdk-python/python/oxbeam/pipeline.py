@@ -381,19 +381,7 @@ def _raise_job_failure(job_id, state, error):
     tb, orig, element = split_remote_error(error or "")
     if orig is not None:
         m = re.search(r"transform '([^']*)'", error)
-        transform = m.group(1) if m else None
-        msg = "%s [while running '%s'%s]\n\nOriginal traceback:\n%s" % (
-            orig, transform, "" if element is None else " on element %s" % element, tb)
-        try:
-            new = type(orig)(msg)
-            new.transform = transform
-            new.element = element
-            new.traceback_text = tb
-            new.original = orig
-        except Exception:  # noqa: BLE001 - exception types with other signatures
-            new = None
-        if new is not None:
-            raise new.with_traceback(orig.__traceback__) from None
+        _raise_as_user_error(orig, m.group(1) if m else None, element, tb)
     raise RuntimeError("Pipeline %s failed in state %s: %s" % (job_id, state, error or "(no message)"))
 
 
@@ -410,6 +398,13 @@ def _reraise_user_error(e):
         if orig is None:
             return
         element = remote_element
+    _raise_as_user_error(orig, transform, element, tb)
+
+
+def _raise_as_user_error(orig, transform, element, tb):
+    """Raises user code's exception ``orig`` again, its type kept, with the
+    transform, the element and the original traceback in its message and
+    attributes; returns if its type cannot be built from a message."""
     msg = "%s [while running '%s'%s]\n\nOriginal traceback:\n%s" % (
         orig,
         transform,
