@@ -31,6 +31,19 @@ def test_read_from_text_glob_and_header(B, tmp_path):
         B.assert_that(out, B.equal_to(["1", "2", "3"]))
 
 
+def test_read_from_text_with_filename(B, tmp_path):
+    (tmp_path / "a.txt").write_text("h\n1\n2\n")
+    (tmp_path / "b.txt").write_text("h\n3")
+    a, b = str(tmp_path / "a.txt"), str(tmp_path / "b.txt")
+    with B.pipeline() as p:
+        out = p | B.beam.io.ReadFromTextWithFilename(str(tmp_path / "*.txt"), skip_header_lines=1)
+        B.assert_that(out, B.equal_to([(a, "1"), (a, "2"), (b, "3")]))
+        every = (p | "Patterns" >> B.beam.Create([a, b])
+                 | B.beam.io.ReadAllFromText(with_filename=True))
+        B.assert_that(every, B.equal_to([(a, "h"), (a, "1"), (a, "2"), (b, "h"), (b, "3")]),
+                      label="All")
+
+
 def test_write_to_text(B, tmp_path):
     prefix = str(tmp_path / B.name / "out")
     with B.pipeline() as p:

@@ -8,7 +8,12 @@ from oxbeam.io import watermark_estimators  # noqa: F401
 from oxbeam.io.iobase import Read, Sink, Write, Writer  # noqa: F401
 from oxbeam.io.range_trackers import OffsetRangeTracker, UnsplittableRangeTracker  # noqa: F401
 
-from oxbeam.io.textio import ReadFromText, ReadAllFromText, WriteToText  # noqa: F401
+from oxbeam.io.textio import (  # noqa: F401
+    ReadAllFromText,
+    ReadFromText,
+    ReadFromTextWithFilename,
+    WriteToText,
+)
 from oxbeam.io.tabular import ReadFromCsv, ReadFromJson, WriteToCsv, WriteToJson  # noqa: F401
 from oxbeam.io.avroio import ReadFromAvro, WriteToAvro  # noqa: F401
 from oxbeam.io.parquetio import ReadFromParquet, WriteToParquet  # noqa: F401

@@ -9,7 +9,7 @@ from oxbeam.pvalue import AsList
 from oxbeam.transforms.core import Create, DoFn, FlatMap, Map, Reshuffle
 from oxbeam.transforms.ptransform import PTransform
 
-__all__ = ["ReadFromText", "ReadAllFromText", "WriteToText"]
+__all__ = ["ReadFromText", "ReadFromTextWithFilename", "ReadAllFromText", "WriteToText"]
 
 
 def _is_compressed(path, compression_type):
@@ -58,10 +58,11 @@ class _ReadRange(object):
     Beam's text source: a line belongs to the range it starts in; ``end``
     -1 reads to the end)."""
 
-    def __init__(self, strip, skip_header_lines, compression_type):
+    def __init__(self, strip, skip_header_lines, compression_type, with_filename=False):
         self.strip = strip
         self.skip = skip_header_lines
         self.compression_type = compression_type
+        self.with_filename = with_filename
 
     def __call__(self, rng):
         path, start, end = rng
@@ -96,6 +97,8 @@ class _ReadRange(object):
             lines = [ln + "\n" if (i < n - 1 or keep_nl) else ln for i, ln in enumerate(lines)]
         if self.skip and start == 0:
             lines = lines[self.skip:]
+        if self.with_filename:
+            return [(path, ln) for ln in lines]
         return lines
 
 
@@ -103,17 +106,20 @@ class _ReadLines(PTransform):
     """File patterns to the lines of their files: patterns → byte ranges,
     redistributed → the lines of each range."""
 
-    def __init__(self, strip, skip_header_lines, compression_type):
+    def __init__(self, strip, skip_header_lines, compression_type, with_filename=False):
         PTransform.__init__(self)
         self.split = _SplitIntoRanges(compression_type)
-        self.read = _ReadRange(strip, skip_header_lines, compression_type)
+        self.read = _ReadRange(strip, skip_header_lines, compression_type, with_filename)
 
     def expand(self, patterns):
+        from oxbeam import typehints
+
+        line = typehints.Tuple[str, str] if self.read.with_filename else str
         return (
             patterns
             | "SplitIntoRanges" >> FlatMap(self.split)
             | "Reshuffle" >> Reshuffle()
-            | "ReadRange" >> FlatMap(self.read).with_output_types(str)
+            | "ReadRange" >> FlatMap(self.read).with_output_types(line)
         )
 
 
@@ -173,13 +179,30 @@ class _Encode(object):
         return self.coder.encode(value).decode("utf-8", "surrogateescape")
 
 
+class ReadFromTextWithFilename(ReadFromText):
+    """``(file name, line)`` for each line of the files matching
+    ``file_pattern``."""
+
+    def __init__(self, file_pattern=None, min_bundle_size=0, compression_type="auto",
+                 strip_trailing_newlines=True, coder=None, validate=True, skip_header_lines=0,
+                 **kwargs):
+        if _custom(coder) is not None:
+            raise NotImplementedError("ReadFromTextWithFilename with a coder other than UTF-8")
+        ReadFromText.__init__(self, file_pattern, min_bundle_size, compression_type,
+                              strip_trailing_newlines, None, validate, skip_header_lines)
+        self.read = _ReadLines(strip_trailing_newlines, skip_header_lines, compression_type,
+                               with_filename=True)
+
+
 class ReadAllFromText(PTransform):
-    """The lines of the files matching each pattern of the input PCollection."""
+    """The lines of the files matching each pattern of the input PCollection
+    (``(file name, line)`` with ``with_filename=True``)."""
 
     def __init__(self, strip_trailing_newlines=True, compression_type="auto", skip_header_lines=0,
-                 **kwargs):
+                 with_filename=False, **kwargs):
         PTransform.__init__(self)
-        self.read = _ReadLines(strip_trailing_newlines, skip_header_lines, compression_type)
+        self.read = _ReadLines(strip_trailing_newlines, skip_header_lines, compression_type,
+                               with_filename)
 
     def expand(self, pcoll):
         return pcoll | "ReadLines" >> self.read
