@@ -269,3 +269,63 @@ def test_chained_plain_maps_run_fused_with_exact_errors_and_metrics(ox):
                  | "Invert" >> beam.Map(lambda x: 1 / x))
     assert e.value.transform == "Invert"
     assert "0" in repr(e.value.element)
+
+
+def _bad_record(b):
+    """A dead-letter record as ``(element, exception type name, repr)``."""
+    element, (exc_type, exc_repr, tb) = b
+    assert isinstance(tb, list) and any("Traceback" in line for line in tb)
+    return (element, exc_type.__name__, exc_repr)
+
+
+def _tens_but_two(x):
+    if x == 2:
+        raise ValueError("two")
+    return x * 10
+
+
+def test_map_with_exception_handling(B):
+    beam = B.beam
+    with B.pipeline() as p:
+        good, bad = p | beam.Create([1, 2, 3]) | beam.Map(_tens_but_two).with_exception_handling()
+        B.assert_that(good, B.equal_to([10, 30]))
+        B.assert_that(bad | beam.Map(_bad_record), B.equal_to([(2, "ValueError", "ValueError('two')")]),
+                      label="Bad")
+
+
+def test_pardo_with_exception_handling_tags_and_partial(B):
+    beam = B.beam
+
+    class D(beam.DoFn):
+        def process(self, x):
+            yield ("first", x)
+            if x < 0:
+                raise KeyError(x)
+            yield ("second", x)
+
+    with B.pipeline() as p:
+        r = p | "CreateA" >> beam.Create([5, -1]) | "Whole" >> beam.ParDo(D()).with_exception_handling(
+            main_tag="ok", dead_letter_tag="dead")
+        # Not partial: the failing element's first output is dropped.
+        B.assert_that(r.ok, B.equal_to([("first", 5), ("second", 5)]))
+        B.assert_that(r.dead | "BadA" >> beam.Map(_bad_record),
+                      B.equal_to([(-1, "KeyError", "KeyError(-1)")]), label="DeadA")
+        ok, dead = (p | "CreateB" >> beam.Create([5, -1])
+                    | "Partial" >> beam.ParDo(D()).with_exception_handling(partial=True))
+        B.assert_that(ok, B.equal_to([("first", 5), ("second", 5), ("first", -1)]), label="OkB")
+        B.assert_that(dead | "BadB" >> beam.Map(lambda b: b[0]), B.equal_to([-1]), label="DeadB")
+
+
+def test_exception_handling_only_catches_exc_class(B):
+    beam = B.beam
+    with pytest.raises(Exception, match="two"):
+        with B.pipeline() as p:
+            p | beam.Create([2]) | beam.Map(_tens_but_two).with_exception_handling(
+                exc_class=KeyError)
+
+
+def test_resource_hints_are_accepted(B):
+    beam = B.beam
+    with B.pipeline() as p:
+        out = p | beam.Create([1]) | beam.Map(lambda x: x + 1).with_resource_hints(min_ram="1GB")
+        B.assert_that(out, B.equal_to([2]))

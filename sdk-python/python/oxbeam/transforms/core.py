@@ -335,6 +335,35 @@ class _DoFnTransform(PTransform):
         self._main_tag = main_kw.get("main")
         return self
 
+    def with_exception_handling(self, main_tag=None, dead_letter_tag="bad", *, exc_class=Exception,
+                                partial=False, use_subprocess=False, threshold=1,
+                                threshold_windowing=None, timeout=None, error_handler=None,
+                                on_failure_callback=None, allow_unsafe_userstate_in_process=False):
+        """Beam's dead-letter output: an element whose function raises
+        ``exc_class`` goes to output ``dead_letter_tag`` as ``(element,
+        (exception type, repr(exception), traceback lines))`` instead of
+        failing the pipeline; the rest go to ``main_tag`` (default
+        ``'good'``). ``good, bad = pcoll | ...with_exception_handling()``.
+        Unless ``partial``, a failing element's earlier outputs are dropped."""
+        for name, value, default in [("use_subprocess", use_subprocess, False),
+                                     ("timeout", timeout, None),
+                                     ("error_handler", error_handler, None),
+                                     ("threshold_windowing", threshold_windowing, None)]:
+            if value != default:
+                raise NotImplementedError("with_exception_handling(%s=...)" % name)
+        if threshold != 1:
+            raise NotImplementedError("with_exception_handling(threshold=%r)" % (threshold,))
+        if self._stateful() is not None or _restriction_provider_of(self) is not None:
+            raise NotImplementedError("with_exception_handling of a stateful or splittable DoFn")
+        wrapper = _exception_handling_dofn(self, dead_letter_tag, exc_class, partial,
+                                           on_failure_callback)
+        handled = ParDo(wrapper, *self.args, **self.kwargs).with_outputs(
+            dead_letter_tag, main=main_tag or self._main_tag or "good")
+        handled._output_type = self._output_type
+        if getattr(self, "_label", None):
+            handled._label = self._label
+        return handled
+
     def _spec(self, pcoll, node):
         views = []
         side_pcolls = []
@@ -413,6 +442,116 @@ class _DoFnTransform(PTransform):
         for t in self._tags:
             out[t]
         return out
+
+
+def _restriction_provider_of(t):
+    return _restriction_provider(t.fn) if isinstance(t.fn, DoFn) else None
+
+
+class _ExceptionHandlingDoFn(DoFn):
+    """Runs a ParDo's DoFn or a Map/FlatMap/Filter function per element; an
+    exception of ``exc_class`` becomes a dead-letter output (Beam's
+    ``with_exception_handling``)."""
+
+    def __init__(self, kind, fn, star, dead_letter_tag, exc_class, partial, on_failure_callback):
+        self.kind = kind
+        self.fn = fn
+        self.star = star
+        self.dead_letter_tag = dead_letter_tag
+        self.exc_class = exc_class
+        self.partial = partial
+        self.on_failure_callback = on_failure_callback
+
+    def default_label(self):
+        return self.fn.default_label() if self.kind == "dofn" else _label_of(self.fn)
+
+    def setup(self):
+        if self.kind == "dofn":
+            self.fn.setup()
+
+    def start_bundle(self):
+        if self.kind == "dofn":
+            self.fn.start_bundle()
+
+    def finish_bundle(self):
+        if self.kind == "dofn":
+            return self.fn.finish_bundle()
+
+    def teardown(self):
+        if self.kind == "dofn":
+            self.fn.teardown()
+
+    def _outputs(self, element, args, kwargs):
+        if self.kind == "dofn":
+            return self.fn.process(element, *args, **kwargs)
+        call_args = (tuple(element) + args) if self.star else ((element,) + args)
+        result = self.fn(*call_args, **kwargs)
+        if self.kind == "map":
+            return [result]
+        if self.kind == "filter":
+            return [element] if result else []
+        return result
+
+    def _handle(self, element, args, kwargs):
+        import sys
+        import traceback
+
+        try:
+            result = self._outputs(element, args, kwargs)
+            if result is None:
+                return
+            if not self.partial:
+                # Nothing goes out until the element has no error.
+                result = list(result)
+            yield from result
+        except self.exc_class as exn:
+            if self.on_failure_callback is not None:
+                try:
+                    self.on_failure_callback(exn, element)
+                except Exception:  # noqa: BLE001 - as Beam: logged, not raised
+                    import logging
+
+                    logging.warning("on_failure_callback failed", exc_info=True)
+            yield TaggedOutput(self.dead_letter_tag, (
+                element, (type(exn), repr(exn), traceback.format_exception(*sys.exc_info()))))
+
+
+def _exception_handling_dofn(t, dead_letter_tag, exc_class, partial, on_failure_callback):
+    """An :class:`_ExceptionHandlingDoFn` for transform ``t`` whose
+    ``process`` declares the same DoFn parameters (TimestampParam, ...) as
+    the wrapped function, so the runner fills them in (a class per wrapped
+    signature: the runner reads parameters from ``process``)."""
+    import inspect
+
+    inner = t.fn.process if t._kind == "dofn" else t.fn
+    params = []
+    try:
+        for name, p in inspect.signature(inner).parameters.items():
+            if isinstance(p.default, _DoFnParamTypes()) or p.default in _DoFnParamValues():
+                params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+    except (TypeError, ValueError):
+        pass
+
+    def process(self, element, *args, **kwargs):
+        return self._handle(element, args, kwargs)
+
+    self_ = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    elem = inspect.Parameter("element", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    rest = inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL)
+    process.__signature__ = inspect.Signature([self_, elem, rest] + params)
+    cls = type("ExceptionHandling", (_ExceptionHandlingDoFn,), {"process": process})
+    kind = t._kind if t._kind in ("dofn", "map", "flatmap", "filter") else None
+    if kind is None:
+        raise NotImplementedError("with_exception_handling of %s" % type(t).__name__)
+    return cls(kind, t.fn, t._star, dead_letter_tag, exc_class, partial, on_failure_callback)
+
+
+def _DoFnParamValues():
+    return (DoFn.TimestampParam, DoFn.WindowParam, DoFn.PaneInfoParam)
+
+
+def _DoFnParamTypes():
+    return (DoFn.SetupContextParam, DoFn.BundleContextParam)
 
 
 def _set_pardo(node, spec, stateful=None, pcoll=None):

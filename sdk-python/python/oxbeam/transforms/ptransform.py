@@ -37,6 +37,15 @@ class PTransform(object):
         self._output_type = typehints.normalize(type_hint)
         return self
 
+    def with_resource_hints(self, **hints):
+        """Beam's resource hints (``min_ram``, ``accelerator``, ...): recorded;
+        a local runner has one kind of worker, so they change nothing."""
+        self._resource_hints = dict(getattr(self, "_resource_hints", {}), **hints)
+        return self
+
+    def get_resource_hints(self):
+        return dict(getattr(self, "_resource_hints", {}))
+
     def with_input_types(self, *args, **kwargs):
         """Declares the input's element type: applying the transform to a
         PCollection of a plainly different type (``str`` elements into
