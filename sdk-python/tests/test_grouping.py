@@ -258,3 +258,29 @@ def test_combiner_lifting_on_and_off_agree(ox, lifting):
     out = p | beam.Create(PAIRS * 10) | beam.CombinePerKey(sum)
     ox.assert_that(out, ox.equal_to([("a", 90), ("b", 20), ("c", 40)]))
     _oxbeam.run_pipeline(p.to_runner_api_bytes(), {"combiner_lifting": lifting, "fusion": lifting})
+
+
+def test_fanouts_tuple_combines_and_from_callable(B):
+    beam = B.beam
+    combiners = beam.transforms.combiners
+    with B.pipeline() as p:
+        nums = p | beam.Create(list(range(10)))
+        B.assert_that(nums | beam.CombineGlobally(sum).with_fanout(3), B.equal_to([45]))
+        hot = (p | "Hot" >> beam.Create([("a", i) for i in range(10)] + [("b", 1)])
+               | beam.CombinePerKey(sum).with_hot_key_fanout(2))
+        B.assert_that(hot, B.equal_to([("a", 45), ("b", 1)]), label="HotKeys")
+        both = nums | "Both" >> beam.CombineGlobally(combiners.SingleInputTupleCombineFn(
+            combiners.CountCombineFn(), combiners.MeanCombineFn(), max))
+        B.assert_that(both, B.equal_to([(10, 4.5, 9)]), label="Tuple")
+        called = nums | "Called" >> beam.CombineGlobally(beam.CombineFn.from_callable(max))
+        B.assert_that(called, B.equal_to([9]), label="FromCallable")
+
+
+def test_latest_globally_without_defaults_per_window(B):
+    beam = B.beam
+    TV = beam.window.TimestampedValue
+    with B.pipeline() as p:
+        latest = (p | beam.Create([TV(1, 1), TV(2, 5), TV(3, 12)]).with_output_types(int)
+                  | beam.WindowInto(beam.window.FixedWindows(10))
+                  | beam.combiners.Latest.Globally().without_defaults())
+        B.assert_that(latest, B.equal_to([2, 3]))

@@ -9,6 +9,7 @@ from oxbeam.transforms.core import CombineFn, CombineGlobally, CombinePerKey, Do
 from oxbeam.transforms.ptransform import PTransform
 
 __all__ = [
+    "SingleInputTupleCombineFn",
     "Count",
     "Mean",
     "Top",
@@ -384,15 +385,30 @@ class TupleCombineFn(CombineFn):
             c.teardown(*args, **kwargs)
 
 
+class SingleInputTupleCombineFn(TupleCombineFn):
+    """Combines each input with every one of several CombineFns (or
+    callables); outputs a tuple of their outputs."""
+
+    def add_input(self, accumulator, element, *args, **kwargs):
+        return [c.add_input(a, element) for c, a in zip(self._combiners, accumulator)]
+
+
 class Latest(object):
     """The element with the latest timestamp: ``Globally()``, ``PerKey()``."""
 
     class Globally(PTransform):
+        has_defaults = True
+
+        def without_defaults(self):
+            self.has_defaults = False
+            return self
+
         def expand(self, pcoll):
+            combine = CombineGlobally(LatestCombineFn())
             return (
                 pcoll
                 | "AddTimestamp" >> Map(_with_timestamp)
-                | CombineGlobally(LatestCombineFn())
+                | (combine if self.has_defaults else combine.without_defaults())
             )
 
     class PerKey(PTransform):

@@ -1071,6 +1071,12 @@ class CombineFn(object):
         return self.__class__.__name__
 
     @staticmethod
+    def from_callable(fn):
+        """A CombineFn applying ``fn`` (e.g. ``sum``) to a list of values and
+        accumulators, as Beam's ``CombineFn.from_callable``."""
+        return CallableWrapperCombineFn(fn)
+
+    @staticmethod
     def maybe_from_callable(fn, has_side_inputs=False):
         if isinstance(fn, CombineFn):
             return fn
@@ -1155,6 +1161,14 @@ class CombinePerKey(PTransform):
         self._orig = fn
         self.args = args
         self.kwargs = kwargs
+
+    def with_hot_key_fanout(self, fanout):
+        """Beam's spreading of hot keys over intermediate combines: each
+        bundle's values are pre-combined per key before the shuffle anyway
+        (combiner lifting), so this changes nothing here."""
+        if not callable(fanout) and int(fanout) < 1:
+            raise ValueError("with_hot_key_fanout(%r): expected a positive fanout" % (fanout,))
+        return self
 
     def default_label(self):
         return "CombinePerKey(%s)" % (
@@ -1244,6 +1258,14 @@ class CombineGlobally(PTransform):
 
     def without_defaults(self):
         self.has_defaults = False
+        return self
+
+    def with_fanout(self, fanout):
+        """Beam's intermediate pre-combining for a large global combine: the
+        runner already pre-combines every bundle (combiner lifting) and
+        merges the accumulators, so this changes nothing here."""
+        if int(fanout) < 1:
+            raise ValueError("with_fanout(%r): expected a positive fanout" % (fanout,))
         return self
 
     def as_singleton_view(self):
