@@ -358,3 +358,21 @@ def test_gauge_and_string_set(B):
     (strings,) = q["string_sets"]
     assert strings.committed == {"a", "bb"}
     assert "Observe" in strings.key.step
+
+
+def test_write_to_text_bounded_shards(B, tmp_path):
+    words = ["w%d" % i for i in range(5)]
+    by_records = str(tmp_path / B.name / "records")
+    by_bytes = str(tmp_path / B.name / "bytes")
+    with B.pipeline() as p:
+        lines = p | B.beam.Create(words)
+        lines | "Records" >> B.beam.io.WriteToText(by_records, max_records_per_shard=2)
+        lines | "Bytes" >> B.beam.io.WriteToText(by_bytes, max_bytes_per_shard=7)
+    files = sorted(glob.glob(by_records + "*"))
+    assert len(files) == 3 and all(f.endswith("-of-00003") for f in files), files
+    assert sorted(len(open(f).read().splitlines()) for f in files) == [1, 2, 2]
+    assert _read_all(by_records) == words
+    # A shard closes once it holds 7 bytes: three 3-byte lines, then two.
+    files = glob.glob(by_bytes + "*")
+    assert sorted(os.path.getsize(f) for f in files) == [6, 9], files
+    assert _read_all(by_bytes) == words

@@ -215,7 +215,9 @@ def _mark_retraction(element, pane=DoFn.PaneInfoParam):
 
 class _WriteShards(object):
     def __init__(self, prefix, suffix, num_shards, template, header, newline, footer=None,
-                 gzip_output=False):
+                 gzip_output=False, max_records_per_shard=None, max_bytes_per_shard=None):
+        self.max_records = max_records_per_shard
+        self.max_bytes = max_bytes_per_shard
         self.prefix = prefix
         self.suffix = suffix
         self.num_shards = num_shards
@@ -228,11 +230,36 @@ class _WriteShards(object):
     def _name(self, i, n):
         return shard_name(self.prefix, self.suffix, i, n, self.template)
 
+    def _bounded_shards(self, lines):
+        """Consecutive lines per shard, and at least ``num_shards`` shards:
+        as Beam's writers, a shard is closed once it holds
+        ``max_records_per_shard`` lines or ``max_bytes_per_shard`` bytes (so
+        it may pass the byte bound by its last line)."""
+        shards, records, size = [[]], 0, 0
+        for line in lines:
+            n = len(line.encode("utf-8", "surrogateescape")) + (1 if self.newline else 0)
+            full = (self.max_records is not None and records >= self.max_records) or (
+                self.max_bytes is not None and size >= self.max_bytes)
+            if full:
+                shards.append([])
+                records, size = 0, 0
+            shards[-1].append(line)
+            records += 1
+            size += n
+        while len(shards) < (self.num_shards or 1):
+            shards.append([])
+        return shards
+
     def __call__(self, _, lines):
-        n = self.num_shards or 1
-        shards = [[] for _ in range(n)]
-        for i, line in enumerate(lines):
-            shards[i % n].append(line if isinstance(line, str) else str(line))
+        lines = [line if isinstance(line, str) else str(line) for line in lines]
+        if self.max_records is not None or self.max_bytes is not None:
+            shards = self._bounded_shards(lines)
+            n = len(shards)
+        else:
+            n = self.num_shards or 1
+            shards = [[] for _ in range(n)]
+            for i, line in enumerate(lines):
+                shards[i % n].append(line)
         names = []
         d = os.path.dirname(self.prefix)
         if d:
@@ -272,15 +299,21 @@ class WriteToText(PTransform):
 
     def __init__(self, file_path_prefix, file_name_suffix="", append_trailing_newlines=True,
                  num_shards=0, shard_name_template=None, coder=None, compression_type="auto",
-                 header=None, footer=None, **kwargs):
+                 header=None, footer=None, *, max_records_per_shard=None, max_bytes_per_shard=None,
+                 **kwargs):
         PTransform.__init__(self)
+        for name, bound in [("max_records_per_shard", max_records_per_shard),
+                            ("max_bytes_per_shard", max_bytes_per_shard)]:
+            if bound is not None and int(bound) < 1:
+                raise ValueError("%s=%r: expected a positive number" % (name, bound))
         self.coder = _custom(coder)
         c = (compression_type or "auto").lower()
         if c not in ("auto", "uncompressed", "gzip"):
             raise NotImplementedError("compression type %s for text output" % compression_type)
         gz = _is_compressed(file_name_suffix or "", c)
         self.fn = _WriteShards(file_path_prefix, file_name_suffix, num_shards,
-                               shard_name_template, header, append_trailing_newlines, footer, gz)
+                               shard_name_template, header, append_trailing_newlines, footer, gz,
+                               max_records_per_shard, max_bytes_per_shard)
 
     def expand(self, pcoll):
         from oxbeam.transforms.core import WindowInto
