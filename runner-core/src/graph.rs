@@ -225,10 +225,33 @@ impl Graph {
     /// unknown coders' components are left alone. Missing ids are returned
     /// unchanged (validation reports them).
     pub fn length_prefix_unknown(&mut self, id: &str) -> String {
-        self.length_prefix_unknown_at(id, 0)
+        self.length_prefix_unknown_at(id, 0, &mut BTreeMap::new())
     }
 
-    fn length_prefix_unknown_at(&mut self, id: &str, depth: usize) -> String {
+    /// `done` holds the answer for each coder id already visited: a coder
+    /// shared by several components (or, in a malformed proto, its own
+    /// component) is rewritten once, not once per path to it, which grows
+    /// exponentially with the nesting.
+    fn length_prefix_unknown_at(
+        &mut self,
+        id: &str,
+        depth: usize,
+        done: &mut BTreeMap<String, String>,
+    ) -> String {
+        if let Some(known) = done.get(id) {
+            return known.clone();
+        }
+        let rewritten = self.length_prefix_unknown_once(id, depth, done);
+        done.insert(id.to_string(), rewritten.clone());
+        rewritten
+    }
+
+    fn length_prefix_unknown_once(
+        &mut self,
+        id: &str,
+        depth: usize,
+        done: &mut BTreeMap<String, String>,
+    ) -> String {
         let Some(spec) = self.coders.get(id).cloned() else {
             return id.to_string();
         };
@@ -255,7 +278,7 @@ impl Graph {
         let components: Vec<String> = spec
             .components
             .iter()
-            .map(|c| self.length_prefix_unknown_at(c, depth + 1))
+            .map(|c| self.length_prefix_unknown_at(c, depth + 1, done))
             .collect();
         if components == spec.components {
             return id.to_string();
@@ -323,5 +346,48 @@ impl Graph {
             return Err(stuck);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oxbeam_model::urns::standard_coders as sc;
+
+    fn spec(urn: &str, components: &[&str]) -> CoderSpec {
+        CoderSpec {
+            urn: urn.to_string(),
+            payload: vec![],
+            components: components.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    /// 60 levels of `KV<c, c>` over an unknown coder: every coder is
+    /// rewritten once (2^60 paths lead to the bottom one), and the result
+    /// wraps the unknown coder in a length prefix at every level.
+    #[test]
+    fn shared_and_cyclic_coders_are_rewritten_once() {
+        let mut g = Graph::default();
+        g.coders
+            .insert("c0".into(), spec("example:coder:opaque:v1", &[]));
+        for i in 1..=60 {
+            let below = format!("c{}", i - 1);
+            g.coders
+                .insert(format!("c{i}"), spec(sc::KV, &[&below, &below]));
+        }
+        let top = g.length_prefix_unknown("c60");
+        let mut id = top;
+        for _ in 0..60 {
+            let s = &g.coders[&id];
+            assert_eq!(s.urn, sc::KV);
+            assert_eq!(s.components[0], s.components[1]);
+            id = s.components[0].clone();
+        }
+        assert_eq!(g.coders[&id].urn, sc::LENGTH_PREFIX);
+        assert_eq!(g.coders[&id].components, ["c0"]);
+        // A coder that is its own component (a malformed proto) ends too.
+        g.coders
+            .insert("loop".into(), spec(sc::KV, &["loop", "loop"]));
+        g.length_prefix_unknown("loop");
     }
 }
