@@ -524,13 +524,12 @@ def _exception_handling_dofn(t, dead_letter_tag, exc_class, partial, on_failure_
     import inspect
 
     inner = t.fn.process if t._kind == "dofn" else t.fn
+    # The parameters the runner fills in, as it finds them in ``inner``.
+    filled = {name for name, _ in _runtime._params_of(inner)}
     params = []
-    try:
-        for name, p in inspect.signature(inner).parameters.items():
-            if isinstance(p.default, _DoFnParamTypes()) or p.default in _DoFnParamValues():
-                params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
-    except (TypeError, ValueError):
-        pass
+    if filled:
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+                  for name, p in inspect.signature(inner).parameters.items() if name in filled]
 
     def process(self, element, *args, **kwargs):
         return self._handle(element, args, kwargs)
@@ -544,14 +543,6 @@ def _exception_handling_dofn(t, dead_letter_tag, exc_class, partial, on_failure_
     if kind is None:
         raise NotImplementedError("with_exception_handling of %s" % type(t).__name__)
     return cls(kind, t.fn, t._star, dead_letter_tag, exc_class, partial, on_failure_callback)
-
-
-def _DoFnParamValues():
-    return (DoFn.TimestampParam, DoFn.WindowParam, DoFn.PaneInfoParam)
-
-
-def _DoFnParamTypes():
-    return (DoFn.SetupContextParam, DoFn.BundleContextParam)
 
 
 def _set_pardo(node, spec, stateful=None, pcoll=None):
