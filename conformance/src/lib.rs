@@ -54,5 +54,9 @@ pub fn register_wasm(p: &oxbeam::Pipeline) {
 
 /// The directory holding the bundled cases.
 pub fn cases_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cases")
+    std::path::Path::new(
+        &std::env::var_os("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("cases")
 }

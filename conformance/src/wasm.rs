@@ -28,7 +28,10 @@ pub(crate) fn guest() -> anyhow::Result<Arc<Vec<u8>>> {
 }
 
 fn build_guest() -> anyhow::Result<Vec<u8>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("..");
     oxbeam_wasm::dev::build_guest_udfs(&root).map_err(anyhow::Error::msg)
 }
 

@@ -12,7 +12,10 @@ use oxbeam_runner_local::{LocalOptions, LocalRunner};
 use prost::Message;
 
 fn guest() -> Arc<Vec<u8>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("..");
     Arc::new(oxbeam_wasm::dev::build_guest_udfs(&root).expect("the Wasm guest builds"))
 }
 

@@ -16,7 +16,11 @@ fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("OXBEAM_PYTHON") {
         return PathBuf::from(p);
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    let venv = Path::new(
+        &std::env::var_os("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../.venv/bin/python");
     assert!(
         venv.exists(),
         "no Python with apache-beam: run ./scripts/test (creates .venv) or set OXBEAM_PYTHON"

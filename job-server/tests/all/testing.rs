@@ -156,7 +156,11 @@ pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("OXBEAM_PYTHON") {
         return PathBuf::from(p);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python")
+    Path::new(
+        &std::env::var_os("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../.venv/bin/python")
 }
 
 /// Runs a Beam Python `script` that writes a Pipeline proto to its first

@@ -275,7 +275,11 @@ fn every_oxbeam_message_enum_and_service_matches_beam() {
 /// difference.
 #[test]
 fn a_changed_field_number_is_reported() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
+    let root = std::path::Path::new(
+        &std::env::var_os("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("proto");
     // A fresh directory (a fixed name could hold a failed run's edits).
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("proto");

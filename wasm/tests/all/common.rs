@@ -26,7 +26,10 @@ pub fn rust_guest() -> Arc<Vec<u8>> {
 }
 
 fn build_rust_guest() -> Vec<u8> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("..");
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output();
