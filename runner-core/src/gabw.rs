@@ -20,8 +20,8 @@
 //! use oxbeam_runner_core::gabw::GroupAlsoByWindow;
 //! use oxbeam_runner_core::trigger::Trigger;
 //! use oxbeam_runner_core::{
-//!     AccumulationMode, ClosingBehavior, OnTimeBehavior, OutputTime, WindowCoderKind, WindowFn,
-//!     WindowingStrategy,
+//!     AccumulationMode, ClosingBehavior, OnTimeBehavior, OutputTime, PaneRules, WindowCoderKind,
+//!     WindowFn, WindowingStrategy,
 //! };
 //! let strategy = WindowingStrategy {
 //!     window_fn: WindowFn::Global,
@@ -34,6 +34,7 @@
 //!     trigger: Trigger::Repeatedly(Box::new(Trigger::ElementCount(2))),
 //!     closing_behavior: ClosingBehavior::EmitIfNonEmpty,
 //!     on_time_behavior: OnTimeBehavior::FireAlways,
+//!     pane_rules: PaneRules::Java,
 //! };
 //! let mut g = GroupAlsoByWindow::new(&strategy).unwrap();
 //! let (mut out, t0) = (Vec::new(), Timestamp::from_millis(0));
@@ -58,8 +59,8 @@ use crate::error::{Error, Result};
 use crate::merge_windows::WindowMap;
 use crate::trigger::{Trigger, TriggerContext, TriggerState};
 use crate::windowing::{
-    AccumulationMode, ClosingBehavior, OnTimeBehavior, OutputTime, WindowCoderKind, WindowFn,
-    WindowingStrategy,
+    AccumulationMode, ClosingBehavior, OnTimeBehavior, OutputTime, PaneRules, WindowCoderKind,
+    WindowFn, WindowingStrategy,
 };
 
 /// One pane (or the retraction of one) of one key and window.
@@ -245,6 +246,7 @@ pub struct GroupAlsoByWindow {
     allowed_lateness_ms: i64,
     closing: ClosingBehavior,
     on_time: OnTimeBehavior,
+    pane_rules: PaneRules,
     keys: HashMap<Vec<u8>, BTreeMap<BoundedWindow, WindowState>>,
     /// (key, window) that received elements since the last `advance`.
     /// (Windows flag themselves with `WindowState::touched`, so each is
@@ -314,6 +316,7 @@ impl GroupAlsoByWindow {
             allowed_lateness_ms: strategy.allowed_lateness_ms.max(0),
             closing: strategy.closing_behavior,
             on_time: strategy.on_time_behavior,
+            pane_rules: strategy.pane_rules,
             keys: HashMap::new(),
             touched: Vec::new(),
             holds: BTreeMap::new(),
@@ -403,6 +406,7 @@ impl GroupAlsoByWindow {
             input_watermark: self.input_watermark,
             processing_time: self.processing_time,
             merging: self.merging,
+            ready_at_deadline: self.pane_rules == PaneRules::Python,
         }
     }
 
@@ -570,12 +574,19 @@ impl GroupAlsoByWindow {
             } else {
                 state
                     .trigger
-                    .next_processing_time()
+                    .next_processing_time(self.pane_rules == PaneRules::Python)
                     .map(Timestamp::from_millis)
             },
             // The end-of-window timer until the watermark passes it, then
-            // the expiry timer.
-            timer: Some(if max >= wm { max } else { gc }),
+            // the expiry timer; for a window kept past its expiry (Beam
+            // Python's rules, see `on_event_time`), the end of the input.
+            timer: Some(if max >= wm {
+                max
+            } else if gc >= wm || self.pane_rules == PaneRules::Java {
+                gc
+            } else {
+                Timestamp::GLOBAL_WINDOW_MAX
+            }),
         };
         let before = std::mem::replace(&mut state.registered, now);
         if before != now {
@@ -675,6 +686,7 @@ impl GroupAlsoByWindow {
             input_watermark: self.input_watermark,
             processing_time: self.processing_time,
             merging: true,
+            ready_at_deadline: self.pane_rules == PaneRules::Python,
         };
         let trigger_states: Vec<&TriggerState> = sources.iter().map(|s| &s.trigger).collect();
         let trigger = TriggerState::merge(&self.trigger, &trigger_states, &ctx);
@@ -887,12 +899,18 @@ impl GroupAlsoByWindow {
         }
         // Re-registers the deadline: a trigger that did not fire (its
         // deadline passed but, say, a count is missing) waits for elements.
+        let expired = self.gc_time(&window) < self.input_watermark;
         if let Some(s) = self.keys.get_mut(key).and_then(|w| w.get_mut(&window))
             && s.trigger
-                .next_processing_time()
+                .next_processing_time(self.pane_rules == PaneRules::Python)
                 .is_some_and(|t| t <= self.processing_time.millis())
             && !fire
         {
+            if self.pane_rules == PaneRules::Python && expired {
+                // Kept past its expiry, and no element can make it ready.
+                self.remove_window(key, window);
+                return;
+            }
             // Not ready although due: leave the index until state changes.
             let before = s.registered;
             let now = Registered {
@@ -912,6 +930,7 @@ impl GroupAlsoByWindow {
             return;
         }
         self.sync(key, window);
+        self.retire_if_expired(key, window);
     }
 
     /// The event-time timer `timer` of a window fired: its end of window,
@@ -929,7 +948,7 @@ impl GroupAlsoByWindow {
         };
         // When expiry coincides with the end of the window (no allowed
         // lateness), Beam has one timer, handled as expiry only.
-        if timer != gc {
+        if timer < gc {
             let ctx = self.ctx(&window);
             if !state.closed && state.trigger.should_fire(&self.trigger, &ctx) {
                 self.emit(key, window, out);
@@ -937,11 +956,53 @@ impl GroupAlsoByWindow {
             self.sync(key, window);
             return;
         }
-        // Expiry: the final pane, then all state goes.
+        // Expiry: the final pane, then all state goes. Under Beam Python's
+        // rules there is no final pane, only the trigger's own firing (this
+        // timer is also the end of the window when there is no lateness).
         if !state.closed {
-            self.on_trigger(key, window, true, out);
+            match self.pane_rules {
+                PaneRules::Java => self.on_trigger(key, window, true, out),
+                PaneRules::Python => {
+                    // (A timer past the expiry is the end of the input for a
+                    // window kept for processing time: it only goes.)
+                    let ctx = self.ctx(&window);
+                    if timer == gc && state.trigger.should_fire(&self.trigger, &ctx) {
+                        self.emit(key, window, out);
+                    }
+                    // Beam Python's runners keep a window's state, so a
+                    // processing-time trigger still fires it after the
+                    // watermark passed; it stays until then (or the end of
+                    // the input), taking no more elements.
+                    if self.waits_for_processing_time(key, window) {
+                        self.sync(key, window);
+                        return;
+                    }
+                }
+            }
         }
         self.remove_window(key, window);
+    }
+
+    /// Whether a window's trigger waits for a processing-time deadline and
+    /// input may still come (the watermark is not past the global window).
+    fn waits_for_processing_time(&self, key: &[u8], window: BoundedWindow) -> bool {
+        self.input_watermark <= Timestamp::GLOBAL_WINDOW_MAX
+            && self
+                .keys
+                .get(key)
+                .and_then(|w| w.get(&window))
+                .is_some_and(|s| !s.closed && s.trigger.next_processing_time(true).is_some())
+    }
+
+    /// Removes a window kept past its expiry for a processing-time firing
+    /// (Beam Python's rules) once it no longer waits for one.
+    fn retire_if_expired(&mut self, key: &[u8], window: BoundedWindow) {
+        if self.pane_rules == PaneRules::Python
+            && self.gc_time(&window) < self.input_watermark
+            && !self.waits_for_processing_time(key, window)
+        {
+            self.remove_window(key, window);
+        }
     }
 
     /// A trigger firing (Beam's ReduceFnRunner.emit).
@@ -972,7 +1033,7 @@ impl GroupAlsoByWindow {
 
     /// Emits the pane of a window if Beam would (ReduceFnRunner.onTrigger):
     /// non-empty, or the on-time pane under FIRE_ALWAYS, or the final pane
-    /// under EMIT_ALWAYS.
+    /// under EMIT_ALWAYS. Under Beam Python's rules every firing emits.
     fn on_trigger(
         &mut self,
         key: &[u8],
@@ -984,6 +1045,7 @@ impl GroupAlsoByWindow {
         let gc = self.gc_time(&window);
         let (wm, output_wm) = (self.input_watermark, self.output_watermark);
         let (accumulation, closing, on_time) = (self.accumulation, self.closing, self.on_time);
+        let python = self.pane_rules == PaneRules::Python;
         let Some(state) = self.keys.get_mut(key).and_then(|w| w.get_mut(&window)) else {
             return;
         };
@@ -993,12 +1055,18 @@ impl GroupAlsoByWindow {
             Some(h) if h <= max => h,
             _ => max,
         };
-        state.element_hold = None;
+        // Beam Python's runners keep the hold (so the timestamp of the
+        // next pane still counts these elements) until the on-time pane,
+        // for triggers that have one.
+        let keep_hold = python && wm <= max && self.trigger.has_on_time_pane();
+        if !keep_hold {
+            state.element_hold = None;
+        }
         state.extra_hold = None;
         if !finished {
             if max >= wm {
                 state.extra_hold = Some(max);
-            } else if gc >= wm && closing == ClosingBehavior::EmitAlways {
+            } else if gc >= wm && closing == ClosingBehavior::EmitAlways && !python {
                 state.extra_hold = Some(gc);
             }
         }
@@ -1007,6 +1075,7 @@ impl GroupAlsoByWindow {
             _ => state.new_elements == 0,
         };
         if is_empty
+            && !python
             && closing == ClosingBehavior::EmitIfNonEmpty
             && on_time == OnTimeBehavior::FireIfNonEmpty
         {
@@ -1014,6 +1083,7 @@ impl GroupAlsoByWindow {
         }
         let pane = describe_pane(state.last_pane, max, wm, output_wm, finished);
         let emit = !is_empty
+            || python
             || (pane.timing == PaneTiming::OnTime && on_time == OnTimeBehavior::FireAlways)
             || (finished && closing == ClosingBehavior::EmitAlways);
         if !emit {

@@ -31,6 +31,7 @@ fn strategy(
         trigger,
         closing_behavior: ClosingBehavior::EmitIfNonEmpty,
         on_time_behavior: OnTimeBehavior::FireAlways,
+        pane_rules: PaneRules::Java,
     }
 }
 
@@ -1324,4 +1325,235 @@ fn a_restored_snapshot_goes_on_as_if_never_stopped() {
         "{err}"
     );
     assert!(!g.is_empty());
+}
+
+fn python(mut s: WindowingStrategy) -> WindowingStrategy {
+    s.pane_rules = PaneRules::Python;
+    s
+}
+
+#[test]
+fn python_rules_emit_only_when_the_trigger_fires() {
+    // Beam Python's runners (GeneralTriggerDriver): AfterCount(3) fires
+    // once with the whole bundle and finishes; the second window never
+    // reaches 3 and emits nothing at expiry (trigger_test.py test_after_count).
+    // The default trigger's pane is never the last.
+    let fixed10 = WindowFn::Fixed {
+        size_ms: 10,
+        offset_ms: 0,
+    };
+    let s = python(strategy(
+        fixed10.clone(),
+        Trigger::ElementCount(3),
+        AccumulationMode::Discarding,
+        0,
+    ));
+    let out = run(
+        &s,
+        &fixed(10),
+        &[
+            Add(&[(1, 1), (2, 2), (3, 3), (4, 4), (10, 10), (11, 11)]),
+            End,
+        ],
+    );
+    assert_eq!(out, ["[0,10) ts=9 [1,2,3,4] Early first last 0/-1"]);
+    let s = python(strategy(
+        fixed10,
+        Trigger::Default,
+        AccumulationMode::Discarding,
+        0,
+    ));
+    let out = run(&s, &fixed(10), &[Add(&[(1, 1)]), End]);
+    assert_eq!(out, ["[0,10) ts=9 [1] OnTime first 0/0"]);
+}
+
+#[test]
+fn python_rules_fire_late_panes_but_no_closing_pane() {
+    // trigger_transcripts.yaml fixed_drop_late_data_after_allowed_lateness:
+    // accumulating, allowed lateness 20; Java would close each window with a
+    // final pane repeating its values.
+    let s = python(strategy(
+        WindowFn::Fixed {
+            size_ms: 10,
+            offset_ms: 0,
+        },
+        Trigger::AfterWatermark {
+            early: Some(Box::new(Trigger::ElementCount(3))),
+            late: Some(Box::new(Trigger::ElementCount(1))),
+        },
+        AccumulationMode::Accumulating,
+        20,
+    ));
+    let out = run(
+        &s,
+        &fixed(10),
+        &[
+            Add(&[(1, 1), (2, 2), (80, 80), (81, 81)]),
+            Wm(100),
+            Add(&[(7, 7)]),
+            Add(&[(82, 82)]),
+            End,
+        ],
+    );
+    assert_eq!(
+        out,
+        [
+            "[0,10) ts=9 [1,2] OnTime first 0/0",
+            "[80,90) ts=89 [80,81] OnTime first 0/0",
+            "[80,90) ts=89 [80,81,82] Late 1/1",
+        ]
+    );
+}
+
+#[test]
+fn python_rules_keep_an_expired_window_for_its_processing_time_trigger() {
+    // snippets_test.py test_model_setting_trigger: the watermark passes the
+    // window before the clock reaches AfterProcessingTime's deadline, which
+    // Python fires at the deadline itself (Java: strictly after).
+    let s = python(strategy(
+        WindowFn::Fixed {
+            size_ms: 60_000,
+            offset_ms: 0,
+        },
+        Trigger::AfterProcessingTime {
+            transforms: vec![TimestampTransform::Delay { delay_ms: 600_000 }],
+        },
+        AccumulationMode::Discarding,
+        0,
+    ));
+    let mut r = Run::new(&s);
+    let out = r.events(&fixed(60_000), &[Add(&[(1, 10_000)]), Wm(70_000)]);
+    assert!(out.is_empty());
+    assert_eq!(
+        r.g.next_processing_time(),
+        Some(Timestamp::from_millis(600_000))
+    );
+    // Late for the expired window: dropped. (The pane is on time: the
+    // window's hold kept the output watermark back. Python labels it LATE,
+    // comparing the processing time with the window's end.)
+    let out = r.events(&fixed(60_000), &[Add(&[(2, 20_000)]), Pt(600_000)]);
+    assert_eq!(out, ["[0,60000) ts=59999 [1] OnTime first last 0/0"]);
+    assert!(r.g.is_empty());
+    assert_eq!(r.g.dropped_late(), 1);
+    // A deadline the clock never reaches: the window goes at the end of
+    // the input.
+    let mut r = Run::new(&s);
+    let end = Wm(Timestamp::MAX.millis());
+    let out = r.events(&fixed(60_000), &[Add(&[(1, 10_000)]), Wm(70_000), end]);
+    assert!(out.is_empty());
+    assert!(r.g.is_empty());
+    assert_eq!(r.g.watermark_hold(), None);
+}
+
+#[test]
+fn python_rules_reset_composite_early_triggers_and_keep_holds() {
+    // trigger_test.py test_multiple_accumulating_firings: the early
+    // AfterAll(AfterCount(1), AfterProcessingTime(5)) starts over after
+    // firing, so element 6 does not fire at once. With OUTPUT_AT_EARLIEST,
+    // Beam Python keeps the hold until the on-time pane.
+    let mut s = python(strategy(
+        WindowFn::Fixed {
+            size_ms: 10_000,
+            offset_ms: 0,
+        },
+        Trigger::AfterWatermark {
+            early: Some(Box::new(Trigger::AfterAll(vec![
+                Trigger::ElementCount(1),
+                Trigger::AfterProcessingTime {
+                    transforms: vec![TimestampTransform::Delay { delay_ms: 5000 }],
+                },
+            ]))),
+            late: None,
+        },
+        AccumulationMode::Accumulating,
+        0,
+    ));
+    s.output_time = OutputTime::EarliestInPane;
+    let out = run(
+        &s,
+        &fixed(10_000),
+        &[
+            Add(&[(1, 1000), (2, 2000)]),
+            Pt(5000),
+            Add(&[(6, 6000)]),
+            Pt(7000),
+            Wm(10_000),
+            End,
+        ],
+    );
+    assert_eq!(
+        out,
+        [
+            "[0,10000) ts=1000 [1,2] Early first 0/-1",
+            "[0,10000) ts=1000 [1,2,6] OnTime last 1/0",
+        ]
+    );
+}
+
+#[test]
+fn python_rules_fire_never_once_in_batch() {
+    // Beam Python's batch runner turns Never into Always (one pane);
+    // Java's fires it at expiry, which batch reaches as well.
+    let s = python(strategy(
+        WindowFn::Global,
+        Trigger::Never,
+        AccumulationMode::Discarding,
+        0,
+    ));
+    let batch = s.for_batch();
+    assert_eq!(batch.trigger, Trigger::Always);
+    assert!(batch.is_simple_batch_grouping());
+    assert_eq!(batch.batch_pane(), java_only_pane());
+    assert_eq!(
+        run(&s, &global, &[Add(&[(1, 1)]), End]),
+        Vec::<String>::new()
+    );
+    let java = strategy(
+        WindowFn::Global,
+        Trigger::Never,
+        AccumulationMode::Discarding,
+        0,
+    );
+    assert_eq!(java.for_batch().trigger, Trigger::Never);
+    // The one pane of a fixed window's plain batch grouping is not the
+    // last under Python's rules; Always fires it early there.
+    let fixed10 = WindowFn::Fixed {
+        size_ms: 10,
+        offset_ms: 0,
+    };
+    let fixed_default = python(strategy(
+        fixed10.clone(),
+        Trigger::Default,
+        AccumulationMode::Discarding,
+        0,
+    ));
+    assert_eq!(
+        fixed_default.batch_pane(),
+        PaneInfo {
+            is_last: false,
+            ..java_only_pane()
+        }
+    );
+    let fixed_always = python(strategy(
+        fixed10,
+        Trigger::Always,
+        AccumulationMode::Discarding,
+        0,
+    ));
+    assert_eq!(
+        fixed_always.batch_pane(),
+        PaneInfo {
+            is_last: false,
+            timing: PaneTiming::Early,
+            on_time_index: -1,
+            ..java_only_pane()
+        }
+    );
+}
+
+fn java_only_pane() -> PaneInfo {
+    PaneInfo {
+        timing: PaneTiming::OnTime,
+        ..PaneInfo::NO_FIRING
+    }
 }

@@ -70,8 +70,8 @@ pub use translate::decode_pipeline;
 pub use validate::SUPPORTED_REQUIREMENTS;
 pub use watch::{DEFAULT_POLL_INTERVAL_MS, WatchFilesSpec, WatchFilesStep};
 pub use windowing::{
-    AccumulationMode, ClosingBehavior, OnTimeBehavior, OutputTime, WindowCoderKind, WindowFn,
-    WindowingStrategy,
+    AccumulationMode, ClosingBehavior, OnTimeBehavior, OutputTime, PaneRules, WindowCoderKind,
+    WindowFn, WindowingStrategy,
 };
 
 use oxbeam_model::pipeline::Pipeline;

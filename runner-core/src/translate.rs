@@ -14,8 +14,8 @@ use crate::graph::{Environment, Graph, Kind, PCollection, TestStreamSpec, Transf
 use crate::plan::{GenerateSpec, TestStreamEvent, TimestampedElement};
 use crate::trigger::Trigger;
 use crate::windowing::{
-    AccumulationMode, ClosingBehavior, OnTimeBehavior, OutputTime, WindowCoderKind, WindowFn,
-    WindowingStrategy,
+    AccumulationMode, ClosingBehavior, OnTimeBehavior, OutputTime, PaneRules, WindowCoderKind,
+    WindowFn, WindowingStrategy,
 };
 
 use urns::standard_p_transforms::{combine_components as cc, composites, primitives as prim};
@@ -61,8 +61,15 @@ pub(crate) fn to_graph(p: &pb::Pipeline) -> Result<Graph> {
         );
     }
     for (id, ws) in &comps.windowing_strategies {
-        g.windowing_strategies
-            .insert(id.clone(), windowing_strategy(id, ws, &g.coders)?);
+        let mut strategy = windowing_strategy(id, ws, &g.coders)?;
+        if comps
+            .environments
+            .get(&ws.environment_id)
+            .is_some_and(is_python_sdk)
+        {
+            strategy.pane_rules = PaneRules::Python;
+        }
+        g.windowing_strategies.insert(id.clone(), strategy);
         g.raw_windowing_strategies
             .insert(id.clone(), ws.encode_to_vec());
     }
@@ -671,6 +678,23 @@ fn timestamp_ms(t: Option<prost_types::Timestamp>) -> i64 {
     })
 }
 
+/// Whether an environment is a Python SDK's, whose runners' pane rules
+/// Python pipelines expect: Oxbeam's (`oxbeam:env:python:v1`, or a
+/// capability naming it) or Beam's, whose environments list the SDK's
+/// container image as a capability
+/// (`beam:version:sdk_base:apache/beam_python3.11_sdk:2.77.0`).
+fn is_python_sdk(env: &pb::Environment) -> bool {
+    env.urn == urns::oxbeam_python::ENVIRONMENT
+        || env.capabilities.iter().any(|c| {
+            c == urns::oxbeam_python::ENVIRONMENT
+                || c.strip_prefix(SDK_BASE_CAPABILITY)
+                    .is_some_and(|image| image.contains("python"))
+        })
+}
+
+/// Prefix of Beam's capability naming an environment's SDK container image.
+const SDK_BASE_CAPABILITY: &str = "beam:version:sdk_base:";
+
 fn windowing_strategy(
     id: &str,
     ws: &pb::WindowingStrategy,
@@ -755,6 +779,7 @@ fn windowing_strategy(
         trigger,
         closing_behavior,
         on_time_behavior,
+        pane_rules: PaneRules::Java,
     })
 }
 
@@ -984,6 +1009,53 @@ mod tests {
         );
         p.root_transform_ids = vec!["Read".into(), "Write".into()];
         insta::assert_snapshot!(plan_text(&b.build(), PlanOptions::default()));
+    }
+
+    #[test]
+    fn strategies_of_python_environments_get_python_pane_rules() {
+        use crate::PaneRules;
+        use oxbeam_model::pipeline as pb;
+        let mut b = Builder::new();
+        b.impulse("Impulse");
+        let comps = b.p.components.as_mut().unwrap();
+        let envs = [
+            (
+                "beam",
+                "beam:env:external:v1",
+                vec!["beam:version:sdk_base:apache/beam_python3.11_sdk:2.77.0"],
+            ),
+            ("oxbeam", "oxbeam:env:python:v1", vec![]),
+            (
+                "oxbeam-worker",
+                "beam:env:process:v1",
+                vec!["oxbeam:env:python:v1"],
+            ),
+            (
+                "go",
+                "beam:env:external:v1",
+                vec!["beam:version:sdk_base:apache/beam_go_sdk:2.77.0"],
+            ),
+        ];
+        for (id, urn, caps) in envs {
+            comps.environments.insert(
+                id.into(),
+                pb::Environment {
+                    urn: urn.into(),
+                    capabilities: caps.into_iter().map(String::from).collect(),
+                    ..Default::default()
+                },
+            );
+            let mut ws = comps.windowing_strategies["fixed"].clone();
+            ws.environment_id = id.into();
+            comps.windowing_strategies.insert(format!("ws-{id}"), ws);
+        }
+        let g = super::to_graph(&b.build()).unwrap();
+        let rules = |id: &str| g.windowing_strategies[id].pane_rules;
+        assert_eq!(rules("ws-beam"), PaneRules::Python);
+        assert_eq!(rules("ws-oxbeam"), PaneRules::Python);
+        assert_eq!(rules("ws-oxbeam-worker"), PaneRules::Python);
+        assert_eq!(rules("ws-go"), PaneRules::Java);
+        assert_eq!(rules("fixed"), PaneRules::Java);
     }
 
     #[test]

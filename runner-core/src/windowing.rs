@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use oxbeam_model::window::{PaneInfo, PaneTiming};
+
 use crate::trigger::Trigger;
 
 /// How elements are assigned to windows.
@@ -117,6 +119,24 @@ pub enum OnTimeBehavior {
     FireIfNonEmpty,
 }
 
+/// Whose rules decide which panes a grouping emits. Beam's runners differ
+/// here, and the windowing strategy's proto cannot tell: Beam Python writes
+/// `EMIT_ALWAYS` and `FIRE_ALWAYS` and its runners ignore both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PaneRules {
+    /// Beam Java's ReduceFnRunner (and the Java runners: Flink, Dataflow):
+    /// the closing and on-time behaviours are honoured, and a window's
+    /// buffered data is emitted in a final pane when it expires even if its
+    /// trigger never fired.
+    #[default]
+    Java,
+    /// Beam Python's runners (GeneralTriggerDriver; Prism does the same): a
+    /// pane is emitted exactly when the trigger fires, empty or not, and
+    /// nothing at expiry — data of a window whose trigger never fired is
+    /// dropped. For strategies whose environment is a Python SDK's.
+    Python,
+}
+
 /// The encoding of the windows of a PCollection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowCoderKind {
@@ -151,6 +171,8 @@ pub struct WindowingStrategy {
     pub closing_behavior: ClosingBehavior,
     /// Whether an empty on-time pane is emitted.
     pub on_time_behavior: OnTimeBehavior,
+    /// Which runners' pane rules apply (see [`PaneRules`]).
+    pub pane_rules: PaneRules,
 }
 
 impl WindowingStrategy {
@@ -167,6 +189,54 @@ impl WindowingStrategy {
     pub fn is_simple_batch_grouping(&self) -> bool {
         matches!(self.trigger, Trigger::Default | Trigger::Always)
             && self.accumulation == AccumulationMode::Discarding
+    }
+
+    /// The strategy a batch grouping applies. Beam Python's runners fire a
+    /// `Never` trigger once in batch, as `Always` ("for batch, we should
+    /// always fire once"); Java's fire it at expiry, which batch reaches too.
+    pub fn for_batch(&self) -> WindowingStrategy {
+        let mut strategy = self.clone();
+        if self.pane_rules == PaneRules::Python && self.trigger == Trigger::Never {
+            strategy.trigger = Trigger::Always;
+        }
+        strategy
+    }
+
+    /// The pane of each output of a simple batch grouping (one pane per key
+    /// and window): on time, first and last under Java's rules. Beam
+    /// Python's runners give that only for the global window with the
+    /// default windowing or `Always` (their BatchGlobalTriggerDriver);
+    /// elsewhere their trigger driver fires `Always` early, on the input
+    /// watermark, and the default trigger on time but never finished, so
+    /// neither pane is the last.
+    pub fn batch_pane(&self) -> PaneInfo {
+        let only = PaneInfo {
+            timing: PaneTiming::OnTime,
+            ..PaneInfo::NO_FIRING
+        };
+        let whole_global = self.window_fn == WindowFn::Global
+            && match self.trigger {
+                Trigger::Always => true,
+                Trigger::Default => {
+                    self.output_time == OutputTime::EndOfWindow && self.allowed_lateness_ms == 0
+                }
+                _ => false,
+            };
+        if self.pane_rules == PaneRules::Java || whole_global {
+            return only;
+        }
+        match self.trigger {
+            Trigger::Always => PaneInfo {
+                is_last: false,
+                timing: PaneTiming::Early,
+                on_time_index: -1,
+                ..only
+            },
+            _ => PaneInfo {
+                is_last: false,
+                ..only
+            },
+        }
     }
 
     /// Whether combiners may be lifted in front of a grouping with this

@@ -19,6 +19,7 @@ use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use oxbeam_model::coders::wire;
 use oxbeam_model::urns::beam_constants::constants;
 use oxbeam_model::window::{BoundedWindow, Timestamp};
 use oxbeam_runner_core::coder::{
@@ -31,9 +32,6 @@ use oxbeam_runner_core::{
 
 use crate::Error;
 use crate::data::SlotWriter;
-
-/// Pane of every grouped output in batch: first, last, on time, index 0.
-const ON_TIME_ONLY_PANE: u8 = 0x07;
 
 pub(crate) fn global_window_max() -> i64 {
     constants::GLOBAL_WINDOW_MAX_TIMESTAMP_MILLIS
@@ -55,6 +53,9 @@ pub(crate) struct Shuffle {
     window_coder: Coder,
     merging: bool,
     output_time: OutputTime,
+    /// The encoded pane of each grouped output of the one-pane fast path
+    /// ([`WindowingStrategy::batch_pane`]).
+    pane: Vec<u8>,
     /// Set when the strategy needs Beam's trigger machinery (a non-default
     /// trigger or accumulating panes): groups then go through
     /// [`GroupAlsoByWindow`] instead of the one-pane fast path.
@@ -76,6 +77,7 @@ fn internal(msg: impl Into<String>) -> Error {
 impl Shuffle {
     pub fn new(step: &GroupByKeyStep, partitions: usize, budget: u64) -> Self {
         let partitions = partitions.max(1);
+        let windowing = step.windowing.for_batch();
         Shuffle {
             transform: step.unique_name.clone(),
             key_coder: step.key_coder.clone(),
@@ -85,7 +87,12 @@ impl Shuffle {
             },
             merging: step.windowing.merging,
             output_time: step.windowing.output_time,
-            triggered: (!step.windowing.is_simple_batch_grouping()).then(|| step.windowing.clone()),
+            pane: {
+                let mut pane = Vec::new();
+                wire::write_pane(&mut pane, &windowing.batch_pane());
+                pane
+            },
+            triggered: (!windowing.is_simple_batch_grouping()).then_some(windowing),
             merger: None,
             partitions: (0..partitions)
                 .map(|_| Mutex::new(Partition::default()))
@@ -173,7 +180,7 @@ impl Shuffle {
             }
             return grouper.flush(out);
         }
-        let mut grouper = Grouper::new(self.merging, self.output_time);
+        let mut grouper = Grouper::new(self.merging, self.output_time, &self.pane);
         grouper.merger = self.merger.clone();
         if runs.is_empty() {
             for e in sorted_index(&blocks)? {
@@ -531,9 +538,10 @@ impl<'a> ShuffleWriter<'a> {
 
 /// Builds grouped output elements from records in shuffle order (equal
 /// keys adjacent, and equal windows adjacent within a key).
-struct Grouper {
+struct Grouper<'a> {
     merging: bool,
     output_time: OutputTime,
+    pane: &'a [u8],
     global_max: i64,
     elem: Vec<u8>,
     open: bool,
@@ -550,11 +558,12 @@ struct Grouper {
     merger: Option<Arc<dyn WindowMerger>>,
 }
 
-impl Grouper {
-    fn new(merging: bool, output_time: OutputTime) -> Self {
+impl<'a> Grouper<'a> {
+    fn new(merging: bool, output_time: OutputTime, pane: &'a [u8]) -> Self {
         Grouper {
             merging,
             output_time,
+            pane,
             global_max: global_window_max(),
             elem: Vec::new(),
             open: false,
@@ -603,7 +612,7 @@ impl Grouper {
         self.elem.extend_from_slice(&[0; 8]);
         self.elem.extend_from_slice(&1i32.to_be_bytes());
         self.elem.extend_from_slice(window);
-        self.elem.push(ON_TIME_ONLY_PANE);
+        self.elem.extend_from_slice(self.pane);
         self.elem.extend_from_slice(&self.key);
         self.count_pos = self.elem.len();
         self.elem.extend_from_slice(&[0; 4]);

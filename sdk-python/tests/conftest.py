@@ -38,17 +38,21 @@ def _sdk(param, job_endpoint=None):
         wv=importlib.import_module(name + ".utils.windowed_value"),
         ts=importlib.import_module(name + ".utils.timestamp"),
         mode=mode or "in_process",
-        pipeline=lambda: beam.Pipeline(options=_options(name, mode, job_endpoint)),
+        pipeline=lambda *args: beam.Pipeline(options=_options(name, mode, job_endpoint, args)),
     )
 
 
-def _options(name, mode="", job_endpoint=None):
+def _options(name, mode="", job_endpoint=None, extra=()):
+    """The options of a ``B.pipeline(*extra)``: the SDK's mode, then
+    ``extra`` flags (such as ``--allow_unsafe_triggers``)."""
     opts = importlib.import_module(name + ".options.pipeline_options")
     if name == "apache_beam":
-        return opts.PipelineOptions(["--direct_num_workers=1"])
-    if mode == "job_server":
-        return opts.PipelineOptions(["--runner=PortableRunner", "--job_endpoint=%s" % job_endpoint])
-    return opts.PipelineOptions(MULTI_PROCESSING if mode == "multi_processing" else [])
+        args = ["--direct_num_workers=1"]
+    elif mode == "job_server":
+        args = ["--runner=PortableRunner", "--job_endpoint=%s" % job_endpoint]
+    else:
+        args = list(MULTI_PROCESSING) if mode == "multi_processing" else []
+    return opts.PipelineOptions(args + list(extra))
 
 
 def _available():

@@ -42,15 +42,6 @@ SKIP_FILES = re.compile(r"(bigquery|bigtable|datastore|_it_test|enrichment|filte
 
 # Cases that fail on Oxbeam, with why.
 KNOWN_FAILURES = {
-    # Beam Python's runner fires no final pane when a window closes under a
-    # trigger that has not fired (Repeatedly(AfterCount(10)) here); Oxbeam
-    # honours the closing behaviour of the windowing strategy as Beam's Java
-    # runners do, and emits the held data.
-    "complete/game/leader_board_test.py::LeaderBoardTest::test_leader_board_users",
-    # The same difference, and AfterProcessingTime firing when the clock
-    # reaches its deadline (Python) rather than strictly after it (Java,
-    # Oxbeam).
-    "snippets/snippets_test.py::SnippetsTest::test_model_other_composite_triggers",
     # PeriodicImpulse as a slowly changing side input: needs the streaming
     # engine to run Python splittable DoFns.
     "snippets/snippets_test.py::SlowlyChangingSideInputsTest::test_side_input_slow_update",

@@ -126,6 +126,27 @@ impl Trigger {
         matches!(self, Trigger::Default)
     }
 
+    /// Whether the trigger fires when the watermark passes the end of the
+    /// window, data or not (Beam Python's `has_ontime_pane`). Beam Python's
+    /// runners keep a window's output-time hold across the panes before it.
+    pub fn has_on_time_pane(&self) -> bool {
+        match self {
+            Trigger::Default | Trigger::AfterWatermark { .. } => true,
+            Trigger::Repeatedly(t) => t.has_on_time_pane(),
+            Trigger::AfterAll(s) | Trigger::AfterAny(s) | Trigger::AfterEach(s) => {
+                s.iter().any(Trigger::has_on_time_pane)
+            }
+            Trigger::OrFinally { main, finally } => {
+                main.has_on_time_pane() || finally.has_on_time_pane()
+            }
+            Trigger::Never
+            | Trigger::Always
+            | Trigger::AfterProcessingTime { .. }
+            | Trigger::AfterSynchronizedProcessingTime
+            | Trigger::ElementCount(_) => false,
+        }
+    }
+
     /// Whether the trigger can finish before the window expires, closing
     /// the window to later data (Beam's `mayFinish`).
     pub fn may_finish(&self) -> bool {

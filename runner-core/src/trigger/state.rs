@@ -23,6 +23,9 @@ pub struct TriggerContext {
     /// Whether windows may merge (sessions): composite triggers then keep
     /// all their subtriggers up to date, as Beam does.
     pub merging: bool,
+    /// Whether a processing-time trigger is ready at its deadline (Beam
+    /// Python's runners) rather than strictly after it (Beam Java).
+    pub ready_at_deadline: bool,
 }
 
 impl TriggerContext {
@@ -180,10 +183,13 @@ impl Node {
             Trigger::Never => false,
             Trigger::Always => self.count >= 1,
             Trigger::ElementCount(n) => self.count >= *n,
-            // Strictly after, as Beam Java (`isAfter`).
-            Trigger::AfterProcessingTime { .. } | Trigger::AfterSynchronizedProcessingTime => self
-                .deadline
-                .is_some_and(|d| ctx.processing_time.millis() > d),
+            // Strictly after, as Beam Java (`isAfter`), or at the deadline.
+            Trigger::AfterProcessingTime { .. } | Trigger::AfterSynchronizedProcessingTime => {
+                self.deadline.is_some_and(|d| {
+                    let now = ctx.processing_time.millis();
+                    now > d || (ctx.ready_at_deadline && now == d)
+                })
+            }
             Trigger::AfterWatermark { late, .. } => {
                 if !self.children[0].finished {
                     sub_fires(0) || ctx.end_of_window_reached()
@@ -217,10 +223,11 @@ impl Node {
                 if !self.children[0].finished {
                     let early = sub(t, 0);
                     if !ctx.end_of_window_reached() {
-                        // An early firing; the early trigger repeats.
+                        // An early firing; the early trigger repeats, its
+                        // subtriggers' finished bits cleared too (Beam's
+                        // setFinished(false), Python's Repeatedly reset).
                         self.children[0].on_fire(early, ctx);
-                        self.children[0].clear();
-                        self.children[0].finished = false;
+                        self.children[0].reset();
                     } else {
                         // The on-time firing ends the early phase.
                         if self.children[0].should_fire(early, ctx) {
@@ -236,10 +243,9 @@ impl Node {
                         }
                     }
                 } else if late.is_some() {
-                    // A late firing; the late trigger repeats.
+                    // A late firing; the late trigger repeats (all of it).
                     self.children[1].on_fire(sub(t, 1), ctx);
-                    self.children[1].clear();
-                    self.children[1].finished = false;
+                    self.children[1].reset();
                 } else {
                     self.finished = true;
                 }
@@ -427,9 +433,11 @@ impl TriggerState {
     }
 
     /// The earliest processing time (ms) at which a processing-time trigger
-    /// of this state becomes ready (1 ms after its deadline), if one waits.
-    pub fn next_processing_time(&self) -> Option<i64> {
-        self.root.next_deadline().map(|d| d.saturating_add(1))
+    /// of this state becomes ready (1 ms after its deadline, or at it when
+    /// `ready_at_deadline`), if one waits.
+    pub fn next_processing_time(&self, ready_at_deadline: bool) -> Option<i64> {
+        let after = i64::from(!ready_at_deadline);
+        self.root.next_deadline().map(|d| d.saturating_add(after))
     }
 }
 
@@ -443,6 +451,7 @@ mod tests {
             input_watermark: Timestamp::from_millis(watermark),
             processing_time: Timestamp::from_millis(0),
             merging: false,
+            ready_at_deadline: false,
         }
     }
 
@@ -554,13 +563,13 @@ mod tests {
         let mut s = TriggerState::new(&t);
         s.on_element(&t, &c);
         // 1 + 5 = 6, aligned up to 13; ready once the clock is past it.
-        assert_eq!(s.next_processing_time(), Some(14));
+        assert_eq!(s.next_processing_time(false), Some(14));
         c.processing_time = Timestamp::from_millis(13);
         assert!(!s.should_fire(&t, &c));
         c.processing_time = Timestamp::from_millis(14);
         assert!(s.should_fire(&t, &c));
         s.on_fire(&t, &c);
         assert!(s.is_finished());
-        assert_eq!(s.next_processing_time(), None);
+        assert_eq!(s.next_processing_time(false), None);
     }
 }

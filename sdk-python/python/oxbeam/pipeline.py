@@ -364,8 +364,11 @@ def _worker_environment():
     return {
         "urn": _urns()["standard_environments::environments::PROCESS"],
         "payload": _b64(data),
-        # The worker (`serve_harness`) reads inputs embedded in requests.
-        "capabilities": ["beam:protocol:control_request_elements_embedding:v1"],
+        # The worker (`serve_harness`) reads inputs embedded in requests;
+        # the Python environment's URN tells the runner whose pane rules
+        # apply to windowing strategies in this environment.
+        "capabilities": ["beam:protocol:control_request_elements_embedding:v1",
+                         _urns()["oxbeam_python::ENVIRONMENT"]],
     }
 
 
@@ -552,18 +555,15 @@ class _ProtoBuilder(object):
             "trigger": windowing.triggerfn.to_runner_api(),
             "accumulationMode": AccumulationMode._proto_name(windowing.accumulation_mode),
             "outputTime": windowing.timestamp_combiner,
-            "closingBehavior": "EMIT_IF_NONEMPTY",
-            "onTimeBehavior": "FIRE_IF_NONEMPTY",
+            # As Beam Python writes them; the runner applies Beam Python's
+            # pane rules to strategies of this environment, which ignore both.
+            "closingBehavior": "EMIT_ALWAYS",
+            "onTimeBehavior": "FIRE_ALWAYS",
             "allowedLateness": str(windowing.allowed_lateness.micros // 1000),
             "environmentId": _ENV,
         }
         plain = (msg["trigger"] == {"default": {}} and msg["accumulationMode"] == "DISCARDING"
                  and msg["outputTime"] == "END_OF_WINDOW" and msg["allowedLateness"] == "0")
-        if not plain:
-            # Beam Python writes FIRE_ALWAYS, and its runners emit the on-time
-            # pane even when early panes took all data (discarding). The
-            # final pane at expiry only when new data arrived (as they do).
-            msg["onTimeBehavior"] = "FIRE_ALWAYS"
         # A strategy beyond the window fn's defaults gets an id of its own.
         sid = "ws(%s)" % json.dumps(spec, sort_keys=True)
         if not plain:
