@@ -963,10 +963,14 @@ impl GroupAlsoByWindow {
             match self.pane_rules {
                 PaneRules::Java => self.on_trigger(key, window, true, out),
                 PaneRules::Python => {
-                    // (A timer past the expiry is the end of the input for a
-                    // window kept for processing time: it only goes.)
+                    // The trigger is asked only when this timer is also the
+                    // end of the window (no allowed lateness): Python's
+                    // runners have no expiry timer. (A timer past the expiry
+                    // is the end of the input for a window kept for
+                    // processing time: it only goes.)
                     let ctx = self.ctx(&window);
-                    if timer == gc && state.trigger.should_fire(&self.trigger, &ctx) {
+                    let end_of_window = timer == window.max_timestamp();
+                    if end_of_window && state.trigger.should_fire(&self.trigger, &ctx) {
                         self.emit(key, window, out);
                     }
                     // Beam Python's runners keep a window's state, so a

@@ -1406,6 +1406,40 @@ fn python_rules_fire_late_panes_but_no_closing_pane() {
 }
 
 #[test]
+fn python_rules_default_trigger_with_lateness_fires_late_elements_only() {
+    // test_stream_test.py test_gbk_execution_no_triggers: the on-time pane,
+    // one late pane for the late element, and nothing when the window
+    // expires (Python's runners have no expiry timer to fire on).
+    let s = python(strategy(
+        WindowFn::Fixed {
+            size_ms: 15,
+            offset_ms: 0,
+        },
+        Trigger::Default,
+        AccumulationMode::Discarding,
+        300,
+    ));
+    let out = run(
+        &s,
+        &fixed(15),
+        &[
+            Add(&[(1, 10), (2, 10)]),
+            Wm(20),
+            Wm(300),
+            Add(&[(3, 12)]),
+            End,
+        ],
+    );
+    assert_eq!(
+        out,
+        [
+            "[0,15) ts=14 [1,2] OnTime first 0/0",
+            "[0,15) ts=14 [3] Late 1/1",
+        ]
+    );
+}
+
+#[test]
 fn python_rules_keep_an_expired_window_for_its_processing_time_trigger() {
     // snippets_test.py test_model_setting_trigger: the watermark passes the
     // window before the clock reaches AfterProcessingTime's deadline, which
