@@ -176,6 +176,9 @@ pub struct StageInput {
     pub pcollection: String,
     /// The materialized PCollections whose union feeds it.
     pub reads: Vec<String>,
+    /// Whether it is a Reshuffle's output: its elements are to be spread
+    /// over the workers, however few chunks they take.
+    pub redistributed: bool,
 }
 
 /// An output of a stage, read by later steps.
@@ -546,10 +549,15 @@ pub(crate) fn assemble(
             for p in g.transforms[id].main_inputs() {
                 let internal = producers.get(p).is_some_and(|prod| set.contains(prod));
                 if !internal && !inputs.iter().any(|i| i.pcollection == p) {
+                    let redistributed = producers.get(p).is_some_and(|prod| {
+                        g.transforms[*prod].urn
+                            == oxbeam_model::urns::standard_p_transforms::composites::RESHUFFLE
+                    });
                     inputs.push(StageInput {
                         source_transform: String::new(),
                         pcollection: p.to_string(),
                         reads: flatten_unzip::resolve(g, &producers, p, options.flatten_unzip),
+                        redistributed,
                     });
                 }
             }

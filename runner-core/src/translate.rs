@@ -481,6 +481,15 @@ fn expand(
             .all(|o| t.inputs.values().any(|i| i == o));
     let out = if t.subtransforms.is_empty() && pass_through {
         vec![]
+    } else if spec.urn == composites::RESHUFFLE && t.inputs.len() == 1 && t.outputs.len() == 1 {
+        // Beam's Reshuffle redistributes elements and keeps each one's
+        // timestamp, windows and pane. The runner does that itself: a
+        // runner-side identity (a Flatten of one input) that ends fusion, so
+        // the expansion's random keys and grouping never run, and elements
+        // keep their order, as on Beam's DirectRunner.
+        let mut node = base(id, t, &spec);
+        node.kind = Kind::Flatten;
+        vec![node]
     } else if t.subtransforms.is_empty() {
         vec![leaf(id, t, &spec)?]
     } else {
@@ -1009,6 +1018,46 @@ mod tests {
         );
         p.root_transform_ids = vec!["Read".into(), "Write".into()];
         insta::assert_snapshot!(plan_text(&b.build(), PlanOptions::default()));
+    }
+
+    #[test]
+    fn a_reshuffle_is_a_runner_side_identity() {
+        use crate::graph::Kind;
+        use oxbeam_model::pipeline as pb;
+        use oxbeam_model::urns::standard_p_transforms::composites;
+        let mut b = Builder::new();
+        let imp = b.impulse("Impulse");
+        let xs = b.pardo("Xs", &imp, "kv_str");
+        let grouped = b.gbk("Reshuffle/Group", &xs);
+        let out = b.pardo("Reshuffle/Restore", &grouped, "kv_str");
+        b.pardo("Use", &out, "str");
+        let p = &mut b.p;
+        let comps = p.components.as_mut().unwrap();
+        comps.transforms.insert(
+            "Reshuffle".into(),
+            pb::PTransform {
+                unique_name: "Reshuffle".into(),
+                spec: Some(pb::FunctionSpec {
+                    urn: composites::RESHUFFLE.into(),
+                    payload: Default::default(),
+                }),
+                subtransforms: vec!["Reshuffle/Group".into(), "Reshuffle/Restore".into()],
+                inputs: [("in".to_string(), xs.clone())].into(),
+                outputs: [("out".to_string(), out.clone())].into(),
+                ..Default::default()
+            },
+        );
+        p.root_transform_ids = vec![
+            "Impulse".into(),
+            "Xs".into(),
+            "Reshuffle".into(),
+            "Use".into(),
+        ];
+        let g = super::to_graph(&b.build()).unwrap();
+        assert_eq!(g.transforms["Reshuffle"].kind, Kind::Flatten);
+        assert!(!g.transforms.contains_key("Reshuffle/Group"));
+        assert!(!g.transforms.contains_key("Reshuffle/Restore"));
+        assert!(g.transforms.values().all(|t| t.kind != Kind::GroupByKey));
     }
 
     #[test]

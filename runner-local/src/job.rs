@@ -712,40 +712,52 @@ impl<'p> Job<'p> {
     fn bundles(&self, stage: &Stage, parallel: bool) -> Result<Vec<BundleInputs>, Error> {
         let mut all = Vec::new();
         let mut restrictions = Vec::new();
+        let mut redistributed = false;
         let workers = self
             .options
             .parallelism
             .min(self.options.harness.workers_per_environment);
         for (idx, input) in stage.inputs.iter().enumerate() {
+            redistributed |= input.redistributed;
             let sized = workers > 1 && reads_sized_restrictions(stage, &input.pcollection);
             for r in &input.reads {
                 let chunks = self.slot(r)?.chunks().into_iter().map(|c| (idx, c));
                 if sized {
                     restrictions.extend(chunks.map(|c| (r.as_str(), c)));
                 } else {
-                    all.extend(chunks);
+                    all.extend(chunks.map(|c| (r.as_str(), c)));
                 }
             }
         }
         if !restrictions.is_empty() && stage.state.is_none() {
             let mut bundles = restriction_bundles(self.plan, restrictions)?;
             if !all.is_empty() {
-                bundles.push(all);
+                bundles.push(all.into_iter().map(|(_, c)| c).collect());
             }
             return Ok(bundles);
         }
-        all.extend(restrictions.into_iter().map(|(_, c)| c));
+        all.extend(restrictions);
+        let ways = if parallel {
+            self.options.parallelism.max(1)
+        } else {
+            1
+        };
+        // A Reshuffle's output in fewer chunks than ways (say a Create's few
+        // elements whose processing is the work): cut at element boundaries
+        // so that every worker gets a share, as Beam's Reshuffle spreads
+        // elements over random keys.
+        if redistributed && ways > 1 && stage.state.is_none() && all.len() < ways {
+            if let Some(split) = split_into_elements(self.plan, &all, ways)? {
+                return Ok(split);
+            }
+        }
+        let all: Vec<(usize, Arc<Chunk>)> = all.into_iter().map(|(_, c)| c).collect();
         if let Some(state) = &stage.state {
             // One task per key partition: a key is never in two bundles at once.
             let parts = self.options.parallelism.max(1) * 4;
             return crate::stateful::partition(state, all, parts);
         }
         let total: usize = all.iter().map(|(_, c)| c.bytes.len()).sum();
-        let ways = if parallel {
-            self.options.parallelism.max(1)
-        } else {
-            1
-        };
         let target = self.options.bundle_bytes.min(total / ways).max(1);
         let mut bundles = Vec::new();
         let mut current: BundleInputs = Vec::new();
@@ -1211,6 +1223,97 @@ impl OutputSink for BundleSink<'_> {
 /// Most bundles a splittable DoFn's restrictions are spread over; past it,
 /// consecutive restrictions share a bundle.
 const MAX_RESTRICTION_BUNDLES: usize = 1024;
+
+/// `chunks` (`(materialized PCollection, (stage input index, chunk))`)
+/// cut at element boundaries into up to `ways` bundles of consecutive
+/// elements, about equal in bytes and in order; `None` when there are fewer
+/// than two elements or a PCollection's windows are not readable here.
+///
+/// # Errors
+/// If a chunk does not hold whole windowed values of its PCollection's coder.
+fn split_into_elements(
+    plan: &ExecutionPlan,
+    chunks: &[(&str, (usize, Arc<Chunk>))],
+    ways: usize,
+) -> Result<Option<Vec<BundleInputs>>, Error> {
+    use oxbeam_runner_core::coder::Context;
+    use oxbeam_runner_core::{WindowCoderKind, WindowedHeader};
+    // Per element: stage input index, chunk, its bytes in the chunk.
+    let mut elements: Vec<(usize, &Arc<Chunk>, std::ops::Range<usize>)> = Vec::new();
+    for (pcollection, (idx, chunk)) in chunks {
+        let Some(p) = plan.pcollection(pcollection) else {
+            return Ok(None);
+        };
+        let window_coder = match p.windowing.window_coder {
+            WindowCoderKind::Global => Coder::GlobalWindow,
+            WindowCoderKind::Interval => Coder::IntervalWindow,
+            WindowCoderKind::Other => return Ok(None),
+        };
+        let bad = |e: String| {
+            Error::Execution(oxbeam_fn_api::Error::invalid(
+                format!("element of PCollection {pcollection}"),
+                e,
+            ))
+        };
+        let mut rest: &[u8] = &chunk.bytes;
+        while !rest.is_empty() {
+            let start = chunk.bytes.len() - rest.len();
+            let mut value = WindowedHeader::parse(&rest, &window_coder)
+                .map_err(|e| bad(e.0))?
+                .value;
+            p.coder
+                .skip(&mut value, Context::Nested)
+                .map_err(|e| bad(e.to_string()))?;
+            rest = value;
+            elements.push((*idx, chunk, start..chunk.bytes.len() - rest.len()));
+        }
+    }
+    if elements.len() < 2 {
+        return Ok(None);
+    }
+    let total: usize = elements.iter().map(|(_, _, r)| r.len()).sum();
+    let target = total.div_ceil(ways).max(1);
+    let mut bundles: Vec<BundleInputs> = Vec::new();
+    let mut current: BundleInputs = Vec::new();
+    // The open piece: (stage input index, chunk, byte range) of adjacent
+    // elements of one chunk, copied out when it ends.
+    let mut piece: Option<(usize, &Arc<Chunk>, std::ops::Range<usize>)> = None;
+    let mut bytes = 0;
+    let close = |piece: (usize, &Arc<Chunk>, std::ops::Range<usize>)| {
+        let (idx, chunk, range) = piece;
+        let c = if range.len() == chunk.bytes.len() {
+            chunk.clone()
+        } else {
+            Arc::new(Chunk {
+                bytes: chunk.bytes[range].to_vec(),
+            })
+        };
+        (idx, c)
+    };
+    for (idx, chunk, range) in elements {
+        bytes += range.len();
+        piece = match piece {
+            Some((i, c, r)) if i == idx && Arc::ptr_eq(c, chunk) && r.end == range.start => {
+                Some((i, c, r.start..range.end))
+            }
+            Some(open) => {
+                current.push(close(open));
+                Some((idx, chunk, range))
+            }
+            None => Some((idx, chunk, range)),
+        };
+        if bytes >= target && bundles.len() + 1 < ways {
+            current.extend(piece.take().map(close));
+            bundles.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+    }
+    current.extend(piece.map(close));
+    if !current.is_empty() {
+        bundles.push(current);
+    }
+    Ok(Some(bundles))
+}
 
 /// Whether `pcollection`, an input of `stage`, holds a splittable DoFn's
 /// sized restrictions: the stage's
