@@ -1236,36 +1236,15 @@ fn split_into_elements(
     chunks: &[(&str, (usize, Arc<Chunk>))],
     ways: usize,
 ) -> Result<Option<Vec<BundleInputs>>, Error> {
-    use oxbeam_runner_core::coder::Context;
-    use oxbeam_runner_core::{WindowCoderKind, WindowedHeader};
     // Per element: stage input index, chunk, its bytes in the chunk.
     let mut elements: Vec<(usize, &Arc<Chunk>, std::ops::Range<usize>)> = Vec::new();
     for (pcollection, (idx, chunk)) in chunks {
-        let Some(p) = plan.pcollection(pcollection) else {
+        let Some((coder, window_coder)) = readable_coders(plan, pcollection) else {
             return Ok(None);
         };
-        let window_coder = match p.windowing.window_coder {
-            WindowCoderKind::Global => Coder::GlobalWindow,
-            WindowCoderKind::Interval => Coder::IntervalWindow,
-            WindowCoderKind::Other => return Ok(None),
-        };
-        let bad = |e: String| {
-            Error::Execution(oxbeam_fn_api::Error::invalid(
-                format!("element of PCollection {pcollection}"),
-                e,
-            ))
-        };
-        let mut rest: &[u8] = &chunk.bytes;
-        while !rest.is_empty() {
-            let start = chunk.bytes.len() - rest.len();
-            let mut value = WindowedHeader::parse(&rest, &window_coder)
-                .map_err(|e| bad(e.0))?
-                .value;
-            p.coder
-                .skip(&mut value, Context::Nested)
-                .map_err(|e| bad(e.to_string()))?;
-            rest = value;
-            elements.push((*idx, chunk, start..chunk.bytes.len() - rest.len()));
+        let what = format!("element of PCollection {pcollection}");
+        for (range, _) in element_ranges(&chunk.bytes, &coder, &window_coder, &what)? {
+            elements.push((*idx, chunk, range));
         }
     }
     if elements.len() < 2 {
@@ -1341,16 +1320,51 @@ fn restriction_bundles(
     plan: &ExecutionPlan,
     chunks: Vec<(&str, (usize, Arc<Chunk>))>,
 ) -> Result<Vec<BundleInputs>, Error> {
+    split_restrictions(chunks, |pcollection| readable_coders(plan, pcollection))
+}
+
+/// A materialized PCollection's value and window coders, when the runner
+/// can read its windows.
+fn readable_coders(plan: &ExecutionPlan, pcollection: &str) -> Option<(Coder, Coder)> {
     use oxbeam_runner_core::WindowCoderKind;
-    split_restrictions(chunks, |pcollection| {
-        let p = plan.pcollection(pcollection)?;
-        let window_coder = match p.windowing.window_coder {
-            WindowCoderKind::Global => Coder::GlobalWindow,
-            WindowCoderKind::Interval => Coder::IntervalWindow,
-            WindowCoderKind::Other => return None,
-        };
-        Some((p.coder.clone(), window_coder))
-    })
+    let p = plan.pcollection(pcollection)?;
+    let window_coder = match p.windowing.window_coder {
+        WindowCoderKind::Global => Coder::GlobalWindow,
+        WindowCoderKind::Interval => Coder::IntervalWindow,
+        WindowCoderKind::Other => return None,
+    };
+    Some((p.coder.clone(), window_coder))
+}
+
+/// The windowed values of `bytes` (a chunk of `coder` values in windows of
+/// `window_coder`): each one's byte range, and where its value starts.
+///
+/// # Errors
+/// If the bytes are not whole windowed values; `what` names them.
+fn element_ranges(
+    bytes: &[u8],
+    coder: &Coder,
+    window_coder: &Coder,
+    what: &str,
+) -> Result<Vec<(std::ops::Range<usize>, usize)>, Error> {
+    use oxbeam_runner_core::WindowedHeader;
+    use oxbeam_runner_core::coder::Context;
+    let bad = |e: String| Error::Execution(oxbeam_fn_api::Error::invalid(what, e));
+    let mut out = Vec::new();
+    let mut rest: &[u8] = bytes;
+    while !rest.is_empty() {
+        let start = bytes.len() - rest.len();
+        let mut value = WindowedHeader::parse(&rest, window_coder)
+            .map_err(|e| bad(e.0))?
+            .value;
+        let value_start = bytes.len() - value.len();
+        coder
+            .skip(&mut value, Context::Nested)
+            .map_err(|e| bad(e.to_string()))?;
+        rest = value;
+        out.push((start..bytes.len() - rest.len(), value_start));
+    }
+    Ok(out)
 }
 
 /// [`restriction_bundles`] with `coders(pcollection)` giving a
@@ -1359,8 +1373,6 @@ fn split_restrictions(
     chunks: Vec<(&str, (usize, Arc<Chunk>))>,
     coders: impl Fn(&str) -> Option<(Coder, Coder)>,
 ) -> Result<Vec<BundleInputs>, Error> {
-    use oxbeam_runner_core::WindowedHeader;
-    use oxbeam_runner_core::coder::Context;
     // Per restriction: stage input index, chunk, its bytes in the chunk,
     // its size.
     let mut elements: Vec<(usize, Arc<Chunk>, std::ops::Range<usize>, f64)> = Vec::new();
@@ -1370,30 +1382,10 @@ fn split_restrictions(
             whole.push(vec![(idx, chunk)]);
             continue;
         };
-        let bad = |e: String| {
-            Error::Execution(oxbeam_fn_api::Error::invalid(
-                format!("sized restriction of PCollection {pcollection}"),
-                e,
-            ))
-        };
-        let mut rest: &[u8] = &chunk.bytes;
-        while !rest.is_empty() {
-            let start = chunk.bytes.len() - rest.len();
-            let mut value = WindowedHeader::parse(&rest, &window_coder)
-                .map_err(|e| bad(e.0))?
-                .value;
-            let element = value;
-            coder
-                .skip(&mut value, Context::Nested)
-                .map_err(|e| bad(e.to_string()))?;
-            rest = value;
-            let size = restriction_size(&coder, &element[..element.len() - rest.len()]);
-            elements.push((
-                idx,
-                chunk.clone(),
-                start..chunk.bytes.len() - rest.len(),
-                size,
-            ));
+        let what = format!("sized restriction of PCollection {pcollection}");
+        for (range, value_start) in element_ranges(&chunk.bytes, &coder, &window_coder, &what)? {
+            let size = restriction_size(&coder, &chunk.bytes[value_start..range.end]);
+            elements.push((idx, chunk.clone(), range, size));
         }
     }
     // Largest first (a stable sort: equal sizes keep their order): the
