@@ -27,6 +27,7 @@
 //! `python/oxbeam/_oxbeam.pyi`.
 
 pub mod codec;
+mod combine;
 pub mod errors;
 mod executor;
 mod job_client;
@@ -464,6 +465,7 @@ pub fn _oxbeam(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(serve_worker, m)?)?;
     m.add_function(wrap_pyfunction!(submit_job, m)?)?;
     m.add_function(wrap_pyfunction!(codec::encode_values, m)?)?;
+    m.add_function(wrap_pyfunction!(combine::sum_into, m)?)?;
     m.add_function(wrap_pyfunction!(wat_to_wasm, m)?)?;
     m.add_class::<SinkBuffer>()?;
     m.add_class::<state::StateClient>()?;

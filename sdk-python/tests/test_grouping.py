@@ -40,6 +40,37 @@ def test_combine_per_key_sum(B):
         B.assert_that(out, B.equal_to([("a", 9), ("b", 2), ("c", 4)]))
 
 
+def test_combine_per_key_sum_of_mixed_numbers(B):
+    # Ints, floats and bools add as Python's `sum` adds them.
+    pairs = [("i", 2), ("f", 0.5), ("i", 3), ("f", 1), ("b", True), ("b", True), ("n", -7)]
+    with B.pipeline() as p:
+        out = p | B.beam.Create(pairs) | B.beam.CombinePerKey(sum)
+        B.assert_that(out, B.equal_to([("i", 5), ("f", 1.5), ("b", 2), ("n", -7)]))
+
+
+def test_sum_into_stops_where_python_would_raise():
+    # The precombine of CombinePerKey(sum) adds pairs in C and leaves the
+    # pair it cannot add to the interpreter's loop, which raises on it.
+    from oxbeam._oxbeam import sum_into
+
+    table = {"a": 1}
+    assert sum_into(table, [("a", 2), ("b", 3), ("a", 1.5)]) == 3
+    assert table == {"a": 4.5, "b": 3}
+    assert sum_into(table, [("b", 1), "not a pair", ("b", 1)]) == 1
+    assert sum_into(table, [("c", 1), ("a", "x")]) == 1
+    assert sum_into(table, [("c", 1), ("c", 2, 3)]) == 1
+    assert sum_into(table, [([], 1)]) == 0  # unhashable key
+    assert table == {"a": 4.5, "b": 4, "c": 2}
+
+
+def test_combine_per_key_sum_of_strings_fails_as_in_python(ox):
+    beam = ox.beam
+    with pytest.raises(TypeError, match="unsupported operand") as info:
+        with beam.Pipeline() as p:
+            p | beam.Create([("k", "a"), ("k", "b")]) | beam.CombinePerKey(sum)
+    assert "CombinePerKey" in str(info.value)
+
+
 def test_combine_per_key_min_max(B):
     with B.pipeline() as p:
         pc = p | B.beam.Create(PAIRS)

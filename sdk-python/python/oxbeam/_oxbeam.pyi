@@ -1,6 +1,6 @@
 """The Rust extension module of Oxbeam's Python SDK (crate ``oxbeam-python``)."""
 
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 #: Input elements per Python call of a stage.
 BATCH_SIZE: int
@@ -78,6 +78,13 @@ class StateClient:
         timestamp ``hold`` (micros), for the current key and window."""
     def clear_timer(self, t: int, f: int, tag: str) -> None:
         """Clears timer ``tag`` of family ``f`` for the current key and window."""
+
+def sum_into(table: Dict[Any, Any], pairs: List[Any]) -> int:
+    """``table[k] = table.get(k, 0) + v`` for each ``(k, v)`` of ``pairs``
+    (the precombine of ``CombinePerKey(sum)``), in C. Returns how many pairs
+    it consumed; it stops before a pair that is not a 2-tuple or whose
+    addition raises, for the caller's own loop to fail on."""
+
 
 def encode_values(components: bytes, coder_id: str, values: list) -> List[bytes]:
     """Encodes each value (outer context) with coder ``coder_id`` of the

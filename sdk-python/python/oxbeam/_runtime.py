@@ -19,6 +19,7 @@ import traceback
 from collections import _count_elements
 from operator import itemgetter, length_hint
 
+from oxbeam._oxbeam import sum_into as _sum_into
 from oxbeam.utils import _specials
 from oxbeam.utils.timestamp import MIN_TIMESTAMP_MICROS, Timestamp
 from oxbeam.utils.windowed_value import PANE_INFO_UNKNOWN, WindowedValue
@@ -1158,7 +1159,8 @@ class CombineOp(Op):
         if self.keyless:
             self._add_all_keyless(t, values)
         elif f == "sum":
-            for k, v in values:
+            done = _sum_into(t, values) if values.__class__ is list else 0
+            for k, v in itertools.islice(values, done, None):
                 t[k] = get(k, 0) + v
         elif f == "count":
             _count_elements(t, map(_first, values))
