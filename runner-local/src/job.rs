@@ -747,7 +747,8 @@ impl<'p> Job<'p> {
         // so that every worker gets a share, as Beam's Reshuffle spreads
         // elements over random keys.
         if redistributed && ways > 1 && stage.state.is_none() && all.len() < ways {
-            if let Some(split) = split_into_elements(self.plan, &all, ways)? {
+            if let Some(split) = split_into_elements(&all, ways, |p| readable_coders(self.plan, p))?
+            {
                 return Ok(split);
             }
         }
@@ -1227,19 +1228,20 @@ const MAX_RESTRICTION_BUNDLES: usize = 1024;
 /// `chunks` (`(materialized PCollection, (stage input index, chunk))`)
 /// cut at element boundaries into up to `ways` bundles of consecutive
 /// elements, about equal in bytes and in order; `None` when there are fewer
-/// than two elements or a PCollection's windows are not readable here.
+/// than two elements or `coders_of` does not give a PCollection's element
+/// and window coders.
 ///
 /// # Errors
 /// If a chunk does not hold whole windowed values of its PCollection's coder.
 fn split_into_elements(
-    plan: &ExecutionPlan,
     chunks: &[(&str, (usize, Arc<Chunk>))],
     ways: usize,
+    coders_of: impl Fn(&str) -> Option<(Coder, Coder)>,
 ) -> Result<Option<Vec<BundleInputs>>, Error> {
     // Per element: stage input index, chunk, its bytes in the chunk.
     let mut elements: Vec<(usize, &Arc<Chunk>, std::ops::Range<usize>)> = Vec::new();
     for (pcollection, (idx, chunk)) in chunks {
-        let Some((coder, window_coder)) = readable_coders(plan, pcollection) else {
+        let Some((coder, window_coder)) = coders_of(pcollection) else {
             return Ok(None);
         };
         let what = format!("element of PCollection {pcollection}");
@@ -1251,13 +1253,13 @@ fn split_into_elements(
         return Ok(None);
     }
     let total: usize = elements.iter().map(|(_, _, r)| r.len()).sum();
-    let target = total.div_ceil(ways).max(1);
     let mut bundles: Vec<BundleInputs> = Vec::new();
     let mut current: BundleInputs = Vec::new();
     // The open piece: (stage input index, chunk, byte range) of adjacent
     // elements of one chunk, copied out when it ends.
     let mut piece: Option<(usize, &Arc<Chunk>, std::ops::Range<usize>)> = None;
-    let mut bytes = 0;
+    // Bytes of the elements before the current one.
+    let mut seen = 0;
     let close = |piece: (usize, &Arc<Chunk>, std::ops::Range<usize>)| {
         let (idx, chunk, range) = piece;
         let c = if range.len() == chunk.bytes.len() {
@@ -1270,7 +1272,15 @@ fn split_into_elements(
         (idx, c)
     };
     for (idx, chunk, range) in elements {
-        bytes += range.len();
+        // Bundle k ends at the element boundary nearest to k/ways of the
+        // bytes: equal elements whose encodings differ by a byte or two
+        // still split evenly.
+        let boundary = total * (bundles.len() + 1) / ways;
+        if piece.is_some() && bundles.len() + 1 < ways && seen + range.len() / 2 >= boundary {
+            current.extend(piece.take().map(close));
+            bundles.push(std::mem::take(&mut current));
+        }
+        seen += range.len();
         piece = match piece {
             Some((i, c, r)) if i == idx && Arc::ptr_eq(c, chunk) && r.end == range.start => {
                 Some((i, c, r.start..range.end))
@@ -1281,11 +1291,6 @@ fn split_into_elements(
             }
             None => Some((idx, chunk, range)),
         };
-        if bytes >= target && bundles.len() + 1 < ways {
-            current.extend(piece.take().map(close));
-            bundles.push(std::mem::take(&mut current));
-            bytes = 0;
-        }
     }
     current.extend(piece.map(close));
     if !current.is_empty() {
@@ -1603,5 +1608,43 @@ mod tests {
         truncated.pop();
         let bad = Arc::new(Chunk { bytes: truncated });
         assert!(split_restrictions(vec![("sized", (0, bad))], coders).is_err());
+    }
+
+    /// A Reshuffle's few elements are cut into one share per worker at the
+    /// element boundaries nearest equal bytes: ten elements of nearly equal
+    /// size go five and five, even when the first ones encode shorter.
+    #[test]
+    fn reshuffled_elements_are_cut_evenly() {
+        let values: Vec<Vec<u8>> = (0..10u8)
+            .map(|i| vec![b'r'; if i == 0 { 3 } else { 4 }])
+            .collect();
+        let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        let shares = |ways| {
+            let chunks = [("sized", (0, chunk(&refs)))];
+            split_into_elements(&chunks, ways, coders)
+                .unwrap()
+                .unwrap()
+                .iter()
+                .map(|b| {
+                    b.iter()
+                        .map(|(_, c)| {
+                            element_ranges(&c.bytes, &Coder::Bytes, &Coder::GlobalWindow, "r")
+                                .unwrap()
+                                .len()
+                        })
+                        .sum::<usize>()
+                })
+                .collect::<Vec<usize>>()
+        };
+        assert_eq!(shares(2), [5, 5]);
+        assert_eq!(shares(3), [3, 4, 3]);
+        assert_eq!(shares(4), [2, 3, 2, 3]);
+        let one = [("sized", (0, chunk(&[b"a"])))];
+        assert!(split_into_elements(&one, 2, coders).unwrap().is_none());
+        assert!(
+            split_into_elements(&[("opaque", (0, chunk(&refs)))], 2, coders)
+                .unwrap()
+                .is_none()
+        );
     }
 }
