@@ -781,8 +781,9 @@ impl Processor {
             .filter(|_| self.splits)
             .map(ElementSplits::new);
         // Elements per Python call: all of a batch, or, where the runner
-        // may split, runs sized to take a few milliseconds.
-        let mut run = if splits.is_some() { 16 } else { BATCH };
+        // may split, runs sized to take a few milliseconds, growing from
+        // one element (an element may be a whole file range to read).
+        let mut run = if splits.is_some() { 1 } else { BATCH };
         let mut pending: VecDeque<(&str, &[u8])> = bundle.inputs.iter().copied().collect();
         while let Some((source_id, bytes)) = pending.pop_front() {
             let si = self
