@@ -85,6 +85,28 @@ pub trait Rebalancer: Sync {
     /// what it still covers from its start, in the same form (what to
     /// run again if this attempt at the bundle fails).
     fn hand_off(&self, work: Vec<(String, Vec<u8>)>, kept: Vec<(String, Vec<u8>)>);
+
+    /// Standing offers, for rebalancers whose split requests must be
+    /// answered while one slow element runs (an SDK harness answers within
+    /// milliseconds; an executor checks only between elements): the share
+    /// of its remaining work a bundle should set aside at its next check
+    /// for a later request to claim, or `None`.
+    fn offer_fraction(&self) -> Option<f64> {
+        None
+    }
+
+    /// Work set aside (as in [`Rebalancer::hand_off`]): the bundle does not
+    /// process it unless [`Rebalancer::withdraw`] gives it back.
+    fn offer(&self, work: Vec<(String, Vec<u8>)>, kept: Vec<(String, Vec<u8>)>) {
+        let _ = (work, kept);
+    }
+
+    /// Ends the open offer, once the bundle ran out of other work: `true`
+    /// if a split request claimed it (the work is gone), `false` if the
+    /// bundle is to process it after all.
+    fn withdraw(&self) -> bool {
+        false
+    }
 }
 
 /// Work a splittable DoFn deferred in a bundle: one element for a data
@@ -380,12 +402,17 @@ impl std::fmt::Debug for Executors {
 /// [`ElementSplits::check`] asks the [`Rebalancer`] whether to give work
 /// away and, if so, hands off the last part of the elements left (the rest
 /// of the current buffer, then the buffers not started) and shortens what
-/// this bundle goes on to process.
+/// this bundle goes on to process. If the rebalancer asks for an offer
+/// instead ([`Rebalancer::offer_fraction`]), the same cut is set aside;
+/// once the bundle has nothing else left, [`ElementSplits::reclaim`] takes
+/// it back unless a split request claimed it.
 pub struct ElementSplits<'a> {
     rebalancer: &'a dyn Rebalancer,
     started: std::time::Instant,
     /// Processed so far: whole buffers and prefixes.
     done: Vec<(&'a str, &'a [u8])>,
+    /// The work of the open offer.
+    offered: Vec<(&'a str, &'a [u8])>,
 }
 
 impl<'a> ElementSplits<'a> {
@@ -395,7 +422,28 @@ impl<'a> ElementSplits<'a> {
             rebalancer,
             started: std::time::Instant::now(),
             done: Vec::new(),
+            offered: Vec::new(),
         }
+    }
+
+    /// Whether work is set aside in an open offer (the bundle's input
+    /// does not end where `pending` ends).
+    pub fn has_offer(&self) -> bool {
+        !self.offered.is_empty()
+    }
+
+    /// The bundle has no work left: the work of an offer no split request
+    /// claimed goes back to `pending` (returns `true`; process it).
+    pub fn reclaim(
+        &mut self,
+        pending: &mut std::collections::VecDeque<(&'a str, &'a [u8])>,
+    ) -> bool {
+        if self.offered.is_empty() || self.rebalancer.withdraw() {
+            self.offered.clear();
+            return false;
+        }
+        pending.extend(self.offered.drain(..));
+        true
     }
 
     /// How long the bundle has run.
@@ -430,8 +478,9 @@ impl<'a> ElementSplits<'a> {
     /// `pending` are left. If the rebalancer asks for a fraction of the
     /// remaining work, the last elements of what is left (cut where
     /// `ends_of(source, bytes)` says elements end) are handed off;
-    /// `*end` and `pending` shrink to what this bundle keeps. Returns
-    /// whether it split.
+    /// `*end` and `pending` shrink to what this bundle keeps (set aside as
+    /// an offer, if the rebalancer asked for one). Returns whether it split
+    /// or offered.
     ///
     /// # Errors
     /// What `ends_of` returns.
@@ -442,8 +491,17 @@ impl<'a> ElementSplits<'a> {
         pending: &mut std::collections::VecDeque<(&'a str, &'a [u8])>,
         ends_of: impl Fn(&str, &[u8]) -> Result<Vec<usize>>,
     ) -> Result<bool> {
-        let Some(fraction) = self.rebalancer.split_fraction(self.started.elapsed()) else {
-            return Ok(false);
+        let (fraction, offer) = match self.rebalancer.split_fraction(self.started.elapsed()) {
+            Some(f) => {
+                // An open offer comes back first: this split covers its work.
+                self.reclaim(pending);
+                (f, false)
+            }
+            None if self.offered.is_empty() => match self.rebalancer.offer_fraction() {
+                Some(f) => (f, true),
+                None => return Ok(false),
+            },
+            None => return Ok(false),
         };
         let mut left: Vec<(&'a str, &'a [u8], Vec<usize>)> = Vec::new();
         for (sid, b) in std::iter::once((id, &bytes[at..*end])).chain(pending.iter().copied()) {
@@ -468,11 +526,11 @@ impl<'a> ElementSplits<'a> {
                 cut
             })
             .collect();
-        let away: Vec<(String, Vec<u8>)> = left
+        let away: Vec<(&'a str, &'a [u8])> = left
             .iter()
             .zip(&cuts)
             .filter(|((_, b, _), cut)| **cut < b.len())
-            .map(|((sid, b, _), &cut)| (sid.to_string(), b[cut..].to_vec()))
+            .map(|((sid, b, _), &cut)| (*sid, &b[cut..]))
             .collect();
         let kept: Vec<(&'a str, &'a [u8])> = left
             .iter()
@@ -487,7 +545,16 @@ impl<'a> ElementSplits<'a> {
             .filter(|(_, b)| !b.is_empty())
             .map(|(sid, b)| (sid.to_string(), b.to_vec()))
             .collect();
-        self.rebalancer.hand_off(away, covered);
+        let owned = away
+            .iter()
+            .map(|(sid, b)| (sid.to_string(), b.to_vec()))
+            .collect();
+        if offer {
+            self.rebalancer.offer(owned, covered);
+            self.offered = away;
+        } else {
+            self.rebalancer.hand_off(owned, covered);
+        }
         *end = at + cuts[0];
         *pending = kept[1..]
             .iter()
@@ -495,5 +562,118 @@ impl<'a> ElementSplits<'a> {
             .filter(|(_, b)| !b.is_empty())
             .collect();
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    type Work = Vec<(String, Vec<u8>)>;
+
+    /// Answers from a script; records what it was handed or offered.
+    #[derive(Default)]
+    struct Scripted {
+        split: Mutex<Option<f64>>,
+        offer: Mutex<Option<f64>>,
+        claimed: bool,
+        handed: Mutex<Vec<(Work, Work)>>,
+        offered: Mutex<Vec<(Work, Work)>>,
+    }
+
+    impl Rebalancer for Scripted {
+        fn split_fraction(&self, _: std::time::Duration) -> Option<f64> {
+            self.split.lock().unwrap().take()
+        }
+        fn hand_off(&self, work: Work, kept: Work) {
+            self.handed.lock().unwrap().push((work, kept));
+        }
+        fn offer_fraction(&self) -> Option<f64> {
+            self.offer.lock().unwrap().take()
+        }
+        fn offer(&self, work: Work, kept: Work) {
+            self.offered.lock().unwrap().push((work, kept));
+        }
+        fn withdraw(&self) -> bool {
+            self.claimed
+        }
+    }
+
+    fn one_byte_elements(_: &str, b: &[u8]) -> Result<Vec<usize>> {
+        Ok((1..=b.len()).collect())
+    }
+
+    /// Work of source `src` as one buffer (pieces joined).
+    fn joined(pairs: &[(Work, Work)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let join = |w: &Work| -> Vec<u8> {
+            assert!(w.iter().all(|(s, _)| s == "src"));
+            w.iter().flat_map(|(_, b)| b.clone()).collect()
+        };
+        pairs.iter().map(|(w, k)| (join(w), join(k))).collect()
+    }
+
+    /// An offer sets the tail aside; a split requested while it is open
+    /// takes it back first, so the hand-off covers it; an offer nobody
+    /// claimed is processed after all, a claimed one is not.
+    #[test]
+    fn offers_set_work_aside_until_claimed_or_reclaimed() {
+        let input: &[u8] = b"abcdef";
+        let r = Scripted::default();
+        let mut splits = ElementSplits::new(&r);
+        let mut pending = VecDeque::new();
+        let mut end = input.len();
+        *r.offer.lock().unwrap() = Some(0.5);
+        assert!(
+            splits
+                .check(("src", input, 1), &mut end, &mut pending, one_byte_elements)
+                .unwrap()
+        );
+        assert_eq!((end, splits.has_offer()), (4, true));
+        assert_eq!(
+            joined(&r.offered.lock().unwrap()),
+            [(b"ef".to_vec(), b"abcd".to_vec())]
+        );
+        // No second offer while one is open.
+        *r.offer.lock().unwrap() = Some(0.5);
+        assert!(
+            !splits
+                .check(("src", input, 2), &mut end, &mut pending, one_byte_elements)
+                .unwrap()
+        );
+        // A split: the offer comes back and half of c, d, e, f goes.
+        *r.split.lock().unwrap() = Some(0.5);
+        assert!(
+            splits
+                .check(("src", input, 2), &mut end, &mut pending, one_byte_elements)
+                .unwrap()
+        );
+        assert_eq!(
+            joined(&r.handed.lock().unwrap()),
+            [(b"ef".to_vec(), b"abcd".to_vec())]
+        );
+        assert!(!splits.has_offer());
+        assert!(pending.is_empty());
+        assert!(!splits.reclaim(&mut pending));
+
+        // Unclaimed: reclaimed at the end; claimed: gone.
+        for claimed in [false, true] {
+            let r = Scripted {
+                claimed,
+                ..Default::default()
+            };
+            let mut splits = ElementSplits::new(&r);
+            let (mut end, mut pending) = (input.len(), VecDeque::new());
+            *r.offer.lock().unwrap() = Some(0.5);
+            splits
+                .check(("src", input, 2), &mut end, &mut pending, one_byte_elements)
+                .unwrap();
+            assert_eq!(end, 4);
+            assert_eq!(splits.reclaim(&mut pending), !claimed);
+            let back: Vec<&[u8]> = pending.iter().map(|(_, b)| *b).collect();
+            assert_eq!(back, if claimed { vec![] } else { vec![&b"ef"[..]] });
+        }
     }
 }

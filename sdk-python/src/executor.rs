@@ -785,57 +785,63 @@ impl Processor {
         // one element (an element may be a whole file range to read).
         let mut run = if splits.is_some() { 1 } else { BATCH };
         let mut pending: VecDeque<(&str, &[u8])> = bundle.inputs.iter().copied().collect();
-        while let Some((source_id, bytes)) = pending.pop_front() {
-            let si = self
-                .sources
-                .iter()
-                .position(|s| s.id == source_id)
-                .ok_or_else(|| {
-                    invalid(
-                        format!("bundle input of stage {}", self.stage),
-                        format!("no data source {source_id}"),
-                    )
-                })?;
-            let (mut at, mut end) = (0, bytes.len());
-            while at < end {
-                let mut input = &bytes[at..end];
-                let started = std::time::Instant::now();
-                let drained = Python::attach(|py| -> Result<_> {
-                    let values = PyList::empty(py);
-                    let metas = PyList::empty(py);
-                    self.sources[si]
-                        .decoder
-                        .decode_into(py, &self.helpers, &mut input, run, &values, &metas)
-                        .map_err(|e| invalid(format!("input of data source {source_id}"), e))?;
-                    let runner = self.runner.bind(py);
-                    self.interrupt
-                        .call(py, || {
-                            runner.call_method1("process", (source_id, values, metas))
-                        })
-                        .map_err(|e| user_error(py, &self.errors, &self.stage, e))?;
-                    Ok(self.drain(py))
-                })?;
-                at = end - input.len();
-                self.emit(bundle, drained)?;
-                if splits.is_some() {
-                    let took = started.elapsed();
-                    if took < SPLIT_CHECK_EVERY / 2 {
-                        run = (run * 2).min(BATCH);
-                    } else if took > SPLIT_CHECK_EVERY * 2 {
-                        run = (run / 2).max(1);
+        // Until no work is left, an offer no split request claimed included.
+        loop {
+            while let Some((source_id, bytes)) = pending.pop_front() {
+                let si = self
+                    .sources
+                    .iter()
+                    .position(|s| s.id == source_id)
+                    .ok_or_else(|| {
+                        invalid(
+                            format!("bundle input of stage {}", self.stage),
+                            format!("no data source {source_id}"),
+                        )
+                    })?;
+                let (mut at, mut end) = (0, bytes.len());
+                while at < end {
+                    let mut input = &bytes[at..end];
+                    let started = std::time::Instant::now();
+                    let drained = Python::attach(|py| -> Result<_> {
+                        let values = PyList::empty(py);
+                        let metas = PyList::empty(py);
+                        self.sources[si]
+                            .decoder
+                            .decode_into(py, &self.helpers, &mut input, run, &values, &metas)
+                            .map_err(|e| invalid(format!("input of data source {source_id}"), e))?;
+                        let runner = self.runner.bind(py);
+                        self.interrupt
+                            .call(py, || {
+                                runner.call_method1("process", (source_id, values, metas))
+                            })
+                            .map_err(|e| user_error(py, &self.errors, &self.stage, e))?;
+                        Ok(self.drain(py))
+                    })?;
+                    at = end - input.len();
+                    self.emit(bundle, drained)?;
+                    if splits.is_some() {
+                        let took = started.elapsed();
+                        if took < SPLIT_CHECK_EVERY / 2 {
+                            run = (run * 2).min(BATCH);
+                        } else if took > SPLIT_CHECK_EVERY * 2 {
+                            run = (run / 2).max(1);
+                        }
+                    }
+                    if let Some(sp) = splits.as_mut()
+                        && (at < end || !pending.is_empty())
+                    {
+                        let sources = &self.sources;
+                        sp.check((source_id, bytes, at), &mut end, &mut pending, |sid, b| {
+                            element_ends(sources, sid, b)
+                        })?;
                     }
                 }
-                if let Some(sp) = splits.as_mut()
-                    && (at < end || !pending.is_empty())
-                {
-                    let sources = &self.sources;
-                    sp.check((source_id, bytes, at), &mut end, &mut pending, |sid, b| {
-                        element_ends(sources, sid, b)
-                    })?;
+                if let Some(sp) = splits.as_mut() {
+                    sp.finished(source_id, &bytes[..at]);
                 }
             }
-            if let Some(sp) = splits.as_mut() {
-                sp.finished(source_id, &bytes[..at]);
+            if !splits.as_mut().is_some_and(|sp| sp.reclaim(&mut pending)) {
+                break;
             }
         }
         if !bundle.timers.is_empty() {

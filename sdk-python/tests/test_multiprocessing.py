@@ -68,6 +68,32 @@ def test_a_straggling_bundle_is_split_for_the_idle_worker(split):
         assert_that(pids, check, label="Workers")
 
 
+def test_a_bundle_of_slow_elements_is_split_between_them():
+    # 6 elements of 300 ms each in one bundle: a split request arriving
+    # while one of them runs cannot wait for the next element boundary (the
+    # harness answers within 40 ms), so it is declined, and at that boundary
+    # the executor sets the last half of the elements left aside for the
+    # runner's next request to claim at once: the idle process gets two.
+    # (Before, a request was taken only if it arrived within 40 ms of a
+    # boundary: one in eight.)
+    import time
+
+    def slow(x):
+        time.sleep(0.3)
+        return os.getpid(), x
+
+    def two_each(pids):
+        shares = sorted(collections.Counter(pids).values())
+        assert len(shares) == 2 and shares[0] >= 2, shares
+
+    with beam.Pipeline(options=PipelineOptions(MP + ["--no_fusion"])) as p:
+        pairs = p | beam.Create(range(6)) | "Slow" >> beam.Map(slow)
+        xs = pairs | "X" >> beam.Map(lambda kv: kv[1])
+        pids = pairs | "Pid" >> beam.Map(lambda kv: kv[0]) | beam.combiners.ToList()
+        assert_that(xs, equal_to(list(range(6))), label="Exact")
+        assert_that(pids, lambda lists: two_each(lists[0]), label="Workers")
+
+
 def test_user_exception_from_a_worker_keeps_type_label_and_element():
     def boom(x):
         if x == 7:

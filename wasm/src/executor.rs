@@ -668,33 +668,39 @@ impl BundleProcessor for WasmProcessor {
         let mut splits = ElementSplits::new(rebalancer);
         let mut pending: VecDeque<(&str, &[u8])> = bundle.inputs.iter().copied().collect();
         let mut run = 64usize;
-        while let Some((id, bytes)) = pending.pop_front() {
-            let (mut at, mut end) = (0, bytes.len());
-            // Where the buffer's elements end (a split only cuts there).
-            let ends = self.element_ends(id, bytes)?;
-            let mut done = 0;
-            while at < end {
-                done = (done + run).min(ends.len());
-                let to = ends.get(done.wrapping_sub(1)).map_or(end, |&e| e.min(end));
-                if to <= at {
-                    break;
+        // Until no work is left, an offer no split request claimed included.
+        loop {
+            while let Some((id, bytes)) = pending.pop_front() {
+                let (mut at, mut end) = (0, bytes.len());
+                // Where the buffer's elements end (a split only cuts there).
+                let ends = self.element_ends(id, bytes)?;
+                let mut done = 0;
+                while at < end {
+                    done = (done + run).min(ends.len());
+                    let to = ends.get(done.wrapping_sub(1)).map_or(end, |&e| e.min(end));
+                    if to <= at {
+                        break;
+                    }
+                    let started = std::time::Instant::now();
+                    self.run(&[(id, &bytes[at..to])], &mut *bundle.sink)?;
+                    at = to;
+                    let took = started.elapsed();
+                    if took < SPLIT_CHECK_EVERY / 2 {
+                        run = (run * 2).min(MAX_RUN);
+                    } else if took > SPLIT_CHECK_EVERY * 2 {
+                        run = (run / 2).max(1);
+                    }
+                    if at < end || !pending.is_empty() {
+                        splits.check((id, bytes, at), &mut end, &mut pending, |sid, b| {
+                            self.element_ends(sid, b)
+                        })?;
+                    }
                 }
-                let started = std::time::Instant::now();
-                self.run(&[(id, &bytes[at..to])], &mut *bundle.sink)?;
-                at = to;
-                let took = started.elapsed();
-                if took < SPLIT_CHECK_EVERY / 2 {
-                    run = (run * 2).min(MAX_RUN);
-                } else if took > SPLIT_CHECK_EVERY * 2 {
-                    run = (run / 2).max(1);
-                }
-                if at < end || !pending.is_empty() {
-                    splits.check((id, bytes, at), &mut end, &mut pending, |sid, b| {
-                        self.element_ends(sid, b)
-                    })?;
-                }
+                splits.finished(id, &bytes[..at]);
             }
-            splits.finished(id, &bytes[..at]);
+            if !splits.reclaim(&mut pending) {
+                break;
+            }
         }
         Ok(())
     }

@@ -165,6 +165,21 @@ pub(crate) struct SplitRequests {
     sources: Vec<(String, Coder)>,
     responses: mpsc::UnboundedSender<InstructionResponse>,
     state: Mutex<Pending>,
+    /// Locked after `state` where both are.
+    offers: Mutex<Offers>,
+}
+
+/// Standing offers: a request the executor could not take in time (it
+/// was inside a slow element) is declined, and the executor sets work
+/// aside at its next check for the runner's next request to claim at once.
+#[derive(Default)]
+struct Offers {
+    /// The share of the remainder the last declined request asked for.
+    wanted: Option<f64>,
+    /// The open offer: the work set aside and what the bundle then covers.
+    open: Option<(SourceElements, SourceElements)>,
+    /// A request claimed the last offer.
+    claimed: bool,
 }
 
 /// A split request of a running bundle.
@@ -190,6 +205,7 @@ impl SplitRequests {
             sources,
             responses,
             state: Mutex::new(Pending::None),
+            offers: Mutex::new(Offers::default()),
         }
     }
 
@@ -202,12 +218,24 @@ impl SplitRequests {
             .map(|d| d.fraction_of_remainder)
             .fold(1.0f64, f64::min);
         let give = 1.0 - keep.clamp(0.0, 1.0);
-        let previous = self
-            .state
-            .lock()
-            .ok()
-            .map(|mut s| std::mem::replace(&mut *s, Pending::Requested { id, give }));
-        if let Some(Pending::Requested { id, .. } | Pending::Asked { id }) = previous {
+        let Ok(mut state) = self.state.lock() else {
+            return self.answer(id, Default::default());
+        };
+        // An open offer answers at once; otherwise the request waits for
+        // the executor (and replaces a declined one's wish).
+        let offered = self.offers.lock().ok().and_then(|mut o| {
+            o.wanted = None;
+            let open = o.open.take();
+            o.claimed |= open.is_some();
+            open
+        });
+        if let Some((work, kept)) = offered {
+            drop(state);
+            return self.answer_split(id, &work, &kept);
+        }
+        let previous = std::mem::replace(&mut *state, Pending::Requested { id, give });
+        drop(state);
+        if let Pending::Requested { id, .. } | Pending::Asked { id } = previous {
             self.answer(id, Default::default());
         }
     }
@@ -222,7 +250,10 @@ impl SplitRequests {
             }
             _ => None,
         });
-        if let Some(Pending::Requested { id, .. }) = untaken {
+        if let Some(Pending::Requested { id, give }) = untaken {
+            if let Ok(mut o) = self.offers.lock() {
+                o.wanted = Some(give);
+            }
             self.answer(id, Default::default());
         }
     }
@@ -314,7 +345,33 @@ impl Rebalancer for SplitRequests {
         let Some(Pending::Asked { id }) = asked else {
             return;
         };
-        match self.channel_splits(&work, &kept) {
+        self.answer_split(id, &work, &kept);
+    }
+
+    fn offer_fraction(&self) -> Option<f64> {
+        self.offers.lock().ok()?.wanted.take()
+    }
+
+    fn offer(&self, work: Vec<(String, Vec<u8>)>, kept: Vec<(String, Vec<u8>)>) {
+        if let Ok(mut o) = self.offers.lock() {
+            o.open = Some((work, kept));
+            o.claimed = false;
+        }
+    }
+
+    fn withdraw(&self) -> bool {
+        self.offers.lock().is_ok_and(|mut o| {
+            let open = o.open.take();
+            open.is_none() && std::mem::take(&mut o.claimed)
+        })
+    }
+}
+
+impl SplitRequests {
+    /// Answers request `id` with the channel splits of handing off `work`
+    /// and keeping `kept`.
+    fn answer_split(&self, id: String, work: &[(String, Vec<u8>)], kept: &[(String, Vec<u8>)]) {
+        match self.channel_splits(work, kept) {
             Ok(channel_splits) => self.answer(
                 id,
                 ProcessBundleSplitResponse {
@@ -509,5 +566,55 @@ mod tests {
             split_answer(&mut rx),
             ("split-3".into(), Default::default())
         );
+    }
+
+    #[test]
+    fn a_declined_request_leaves_an_offer_the_next_request_claims() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let requests = SplitRequests::new(vec![("src".into(), coder())], tx);
+        assert_eq!(requests.offer_fraction(), None);
+        // Declined while the executor was inside an element...
+        requests.request("split-1".into(), &split_request(0.5));
+        requests.decline_if_untaken("split-1");
+        assert_eq!(
+            split_answer(&mut rx),
+            ("split-1".into(), Default::default())
+        );
+        // ...which at its next check sets half of what is left aside, once.
+        assert_eq!(requests.offer_fraction(), Some(0.5));
+        assert_eq!(requests.offer_fraction(), None);
+        requests.offer(
+            vec![("src".into(), elements(&[b"c", b"d"]))],
+            vec![("src".into(), elements(&[b"a", b"b"]))],
+        );
+        // The next request is answered at once with the offer...
+        requests.request("split-2".into(), &split_request(0.5));
+        let (id, split) = split_answer(&mut rx);
+        assert_eq!(id, "split-2");
+        assert_eq!(
+            split.channel_splits,
+            vec![ChannelSplit {
+                transform_id: "src".into(),
+                last_primary_element: 1,
+                first_residual_element: 2,
+            }]
+        );
+        assert_eq!(requests.split_fraction(Duration::ZERO), None);
+        // ...so the executor does not take its work back.
+        assert!(requests.withdraw());
+        // An offer no request claimed goes back to the executor, and a
+        // later request waits for the executor as usual.
+        requests.request("split-3".into(), &split_request(0.5));
+        requests.decline_if_untaken("split-3");
+        split_answer(&mut rx);
+        assert_eq!(requests.offer_fraction(), Some(0.5));
+        requests.offer(
+            vec![("src".into(), elements(&[b"d"]))],
+            vec![("src".into(), elements(&[b"a", b"b", b"c"]))],
+        );
+        assert!(!requests.withdraw());
+        requests.request("split-4".into(), &split_request(0.5));
+        assert!(rx.try_recv().is_err(), "no offer left to answer with");
+        assert_eq!(requests.split_fraction(Duration::ZERO), Some(0.5));
     }
 }

@@ -694,50 +694,57 @@ impl Processor {
         let mut splits = ElementSplits::new(rebalancer);
         let mut pending: VecDeque<(&str, &[u8])> = inputs.iter().copied().collect();
         let mut run = 1usize;
-        while let Some((id, bytes)) = pending.pop_front() {
-            let s = self.source(id)?;
-            let (mut at, mut end) = (0, bytes.len());
-            while at < end {
-                let t = Instant::now();
-                // The bundle's last element, if it is a restriction: split
-                // points inside it may hand part of it off.
-                let tail = self.splits_elements
-                    && pending.is_empty()
-                    && self.sources[s].1.element_ends(&bytes[at..end])?.len() == 1;
-                if tail {
-                    cx.tail = Some(TailSplit {
-                        rebalancer,
-                        started: Instant::now() - splits.elapsed(),
-                        source: id.to_string(),
-                        covered: splits.covered(id, &bytes[..at]),
-                    });
+        // Until no work is left, an offer no split request claimed included.
+        loop {
+            while let Some((id, bytes)) = pending.pop_front() {
+                let s = self.source(id)?;
+                let (mut at, mut end) = (0, bytes.len());
+                while at < end {
+                    let t = Instant::now();
+                    // The bundle's last element, if it is a restriction: split
+                    // points inside it may hand part of it off.
+                    let tail = self.splits_elements
+                        && pending.is_empty()
+                        && !splits.has_offer()
+                        && self.sources[s].1.element_ends(&bytes[at..end])?.len() == 1;
+                    if tail {
+                        cx.tail = Some(TailSplit {
+                            rebalancer,
+                            started: Instant::now() - splits.elapsed(),
+                            source: id.to_string(),
+                            covered: splits.covered(id, &bytes[..at]),
+                        });
+                    }
+                    let taken = self.sources[s].1.process_some(&bytes[at..end], run, cx);
+                    cx.tail = None;
+                    at += taken?;
+                    let took = t.elapsed();
+                    if self.splits_elements {
+                        // Restrictions are heavy: one per run, so that the
+                        // last one is processed on its own.
+                        run = 1;
+                    } else if took < SPLIT_CHECK_EVERY / 2 {
+                        run = (run * 2).min(MAX_RUN);
+                    } else if took > SPLIT_CHECK_EVERY * 2 {
+                        run = (run / 2).max(1);
+                    }
+                    if at == end && pending.is_empty() {
+                        break;
+                    }
+                    let sources = &self.sources;
+                    splits.check((id, bytes, at), &mut end, &mut pending, |sid, b| {
+                        let i = sources
+                            .iter()
+                            .position(|(x, _)| x == sid)
+                            .ok_or_else(|| Error::Internal(format!("no data source {sid}")))?;
+                        sources[i].1.element_ends(b)
+                    })?;
                 }
-                let taken = self.sources[s].1.process_some(&bytes[at..end], run, cx);
-                cx.tail = None;
-                at += taken?;
-                let took = t.elapsed();
-                if self.splits_elements {
-                    // Restrictions are heavy: one per run, so that the
-                    // last one is processed on its own.
-                    run = 1;
-                } else if took < SPLIT_CHECK_EVERY / 2 {
-                    run = (run * 2).min(MAX_RUN);
-                } else if took > SPLIT_CHECK_EVERY * 2 {
-                    run = (run / 2).max(1);
-                }
-                if at == end && pending.is_empty() {
-                    break;
-                }
-                let sources = &self.sources;
-                splits.check((id, bytes, at), &mut end, &mut pending, |sid, b| {
-                    let i = sources
-                        .iter()
-                        .position(|(x, _)| x == sid)
-                        .ok_or_else(|| Error::Internal(format!("no data source {sid}")))?;
-                    sources[i].1.element_ends(b)
-                })?;
+                splits.finished(id, &bytes[..at]);
             }
-            splits.finished(id, &bytes[..at]);
+            if !splits.reclaim(&mut pending) {
+                break;
+            }
         }
         Ok(())
     }
