@@ -140,6 +140,20 @@ def test_byte_ranges_read_every_line_once(tmp_path, monkeypatch, name, range_byt
         assert_that(lines, equal_to(expected))
 
 
+def test_a_file_is_cut_into_equal_ranges(tmp_path):
+    # As few ranges as fit the limit, differing by a byte at most: a short
+    # last range would leave one worker idle while another reads a full one.
+    path = str(tmp_path / "f.txt")
+    for size, most, sizes in [(10, 4, [3, 3, 4]), (12, 4, [4, 4, 4]), (9, 9, [9]),
+                              (41, 4, [3, 4, 4, 3, 4, 4, 4, 3, 4, 4, 4])]:
+        with open(path, "wb") as f:
+            f.write(b"x" * size)
+        got = textio._SplitIntoRanges("auto", most)(path)
+        assert [b - a for _, a, b in got] == sizes, (size, most, got)
+        assert got[0][1] == 0 and got[-1][2] == size
+        assert all(x[2] == y[1] for x, y in zip(got, got[1:]))
+
+
 @pytest.mark.parametrize("range_bytes", [5, 1 << 20])
 def test_header_lines_are_skipped_once_per_file_and_gzip_is_one_range(
     tmp_path, monkeypatch, range_bytes

@@ -28,7 +28,7 @@ def _open(path, compression_type):
 
 # Bytes of an uncompressed file read as one range (one element of the
 # reading FlatMap); ranges are spread over workers.
-_RANGE_BYTES = 4 << 20
+_RANGE_BYTES = 2 << 20
 
 
 class _SplitIntoRanges(object):
@@ -48,8 +48,11 @@ class _SplitIntoRanges(object):
             if _is_compressed(path, self.compression_type):
                 out.append((path, 0, -1))
                 continue
-            for start in range(0, size, self.range_bytes):
-                out.append((path, start, min(start + self.range_bytes, size)))
+            # Equal ranges of at most range_bytes: a short last range would
+            # leave one worker idle while another reads a full one.
+            n = -(-size // self.range_bytes)
+            cuts = [i * size // n for i in range(n + 1)]
+            out.extend((path, a, b) for a, b in zip(cuts, cuts[1:]))
         return out
 
 
