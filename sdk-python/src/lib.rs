@@ -32,6 +32,7 @@ pub mod errors;
 mod executor;
 mod job_client;
 mod state;
+mod worker_pool;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -293,17 +294,23 @@ fn run_pipeline(
 /// fails.
 #[pyfunction]
 fn serve_worker(py: Python<'_>, control_endpoint: String, worker_id: String) -> PyResult<()> {
-    let slot: ErrorSlot = Arc::new(Mutex::new(Vec::new()));
-    let worker: Arc<dyn oxbeam_fn_api::Executor> = Arc::new(WorkerExecutor {
-        python: PythonExecutor::new(slot, Arc::new(Interrupt::default())).with_splits(),
-        wasm: wasm_executor(),
-    });
+    let worker = worker_executor();
     let config = oxbeam_fn_api::HarnessConfig {
         control_endpoint,
         id: worker_id,
     };
     py.detach(|| oxbeam_fn_api::serve_harness(config, worker))
         .map_err(|e| errors::ExecutionError::new_err(format!("SDK harness: {e}")))
+}
+
+/// The executor of a worker (a harness process, or a LOOPBACK worker
+/// thread): Python stages, splittable by the runner, and Wasm stages.
+fn worker_executor() -> Arc<dyn oxbeam_fn_api::Executor> {
+    let slot: ErrorSlot = Arc::new(Mutex::new(Vec::new()));
+    Arc::new(WorkerExecutor {
+        python: PythonExecutor::new(slot, Arc::new(Interrupt::default())).with_splits(),
+        wasm: wasm_executor(),
+    })
 }
 
 /// A worker process's executor: Wasm stages (a job service runs the Python
@@ -468,6 +475,7 @@ pub fn _oxbeam(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(combine::sum_into, m)?)?;
     m.add_function(wrap_pyfunction!(wat_to_wasm, m)?)?;
     m.add_class::<SinkBuffer>()?;
+    m.add_class::<worker_pool::WorkerPool>()?;
     m.add_class::<state::StateClient>()?;
     m.add("BATCH_SIZE", BATCH)?;
     m.add("BLOB_MARKER", PyBytes::new(m.py(), BLOB_MARKER))?;

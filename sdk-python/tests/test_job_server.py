@@ -44,6 +44,41 @@ def test_wordcount_and_metrics_on_the_job_server(oxbeam_job_server):
     assert (d.count, d.sum, d.min, d.max) == (5, 5, 1, 1)
 
 
+def test_loopback_runs_user_code_in_this_process(oxbeam_job_server):
+    # LOOPBACK: the job service starts its workers through a worker pool in
+    # this process (a beam:env:external:v1 environment), so user functions
+    # run here (as in Beam, they are copies: they were pickled).
+    here = os.getpid()
+
+    def note(x):
+        return (os.getpid() == here, x * 10)
+
+    p = beam.Pipeline(options=_options(oxbeam_job_server, "--environment_type=LOOPBACK",
+                                       "--sdk_worker_parallelism=2"))
+    out = p | beam.Create([1, 2, 3]) | beam.Map(note)
+    assert_that(out, equal_to([(True, 10), (True, 20), (True, 30)]))
+    assert p.run().wait_until_finish() == "DONE"
+
+
+def test_loopback_user_exception_keeps_its_type_and_the_next_job_runs(oxbeam_job_server):
+    def boom(x):
+        raise ZeroDivisionError("none of %s" % x)
+
+    p = beam.Pipeline(options=_options(oxbeam_job_server, "--environment_type=LOOPBACK"))
+    p | beam.Create(["k"]) | "Boom" >> beam.Map(boom)
+    with pytest.raises(ZeroDivisionError) as e:
+        p.run()
+    assert e.value.transform == "Boom" and e.value.element == "'k'"
+    # The pool is gone with its job; the next LOOPBACK job gets its own, and
+    # in-process runs format their errors as before.
+    p = beam.Pipeline(options=_options(oxbeam_job_server, "--environment_type=LOOPBACK"))
+    assert_that(p | beam.Create(["a", "b"]) | beam.Map(str.upper), equal_to(["A", "B"]))
+    assert p.run().wait_until_finish() == "DONE"
+    from oxbeam import _runtime
+
+    assert _runtime.REMOTE is False
+
+
 def test_user_exception_keeps_its_type_transform_and_element(oxbeam_job_server):
     def boom(x):
         raise KeyError("no %s" % x)

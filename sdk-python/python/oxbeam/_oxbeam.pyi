@@ -79,6 +79,18 @@ class StateClient:
     def clear_timer(self, t: int, f: int, tag: str) -> None:
         """Clears timer ``tag`` of family ``f`` for the current key and window."""
 
+class WorkerPool:
+    """A Beam worker pool (``BeamFnExternalWorkerPool``) in this process, for
+    ``--environment_type=LOOPBACK``: each ``StartWorker`` runs a worker (the
+    Python and Wasm executors) as a thread here, serving the runner's control
+    endpoint until the runner closes it."""
+    def __init__(self) -> None: ...
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` the pool listens on (127.0.0.1, an ephemeral port)."""
+    def stop(self) -> None:
+        """Stops accepting ``StartWorker`` requests."""
+
 def sum_into(table: Dict[Any, Any], pairs: List[Any]) -> int:
     """``table[k] = table.get(k, 0) + v`` for each ``(k, v)`` of ``pairs``
     (the precombine of ``CombinePerKey(sum)``), in C. Returns how many pairs

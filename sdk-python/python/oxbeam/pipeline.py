@@ -267,13 +267,16 @@ class Pipeline(object):
     def _run_on_job_service(self):
         """``--runner=PortableRunner --job_endpoint=HOST:PORT``: submits the
         pipeline to a Beam job service (``oxbeam job-server``) over Beam's
-        Job API and waits for its end. The Python stages run in worker
-        processes the service starts on its machine (a ``beam:env:process:v1``
-        environment, ``python -m oxbeam.runners.worker`` with this
-        interpreter), ``--sdk_worker_parallelism`` of them."""
+        Job API and waits for its end. With ``--environment_type=PROCESS``
+        (the default) the Python stages run in worker processes the service
+        starts on its machine (a ``beam:env:process:v1`` environment,
+        ``python -m oxbeam.runners.worker`` with this interpreter),
+        ``--sdk_worker_parallelism`` of them; with ``LOOPBACK``, in this
+        process: it serves a Beam worker pool (a ``beam:env:external:v1``
+        environment) whose workers are threads here, as Beam's Python SDK
+        does."""
         from oxbeam import _oxbeam
-        from oxbeam.options.pipeline_options import GoogleCloudOptions, PortableOptions
-        from oxbeam.runners.runner import PipelineResult
+        from oxbeam.options.pipeline_options import PortableOptions
 
         portable = self._options.view_as(PortableOptions)
         endpoint = portable.job_endpoint
@@ -284,25 +287,45 @@ class Pipeline(object):
         if env not in ("PROCESS", "LOOPBACK"):
             raise NotImplementedError(
                 "--environment_type=%s: Oxbeam's Python SDK runs its Python stages in "
-                "worker processes the job service starts on its machine (PROCESS; "
-                "LOOPBACK is taken to mean the same)" % portable.environment_type)
+                "worker processes the job service starts on its machine (PROCESS) or in "
+                "this process (LOOPBACK)" % portable.environment_type)
+        pool = _oxbeam.WorkerPool() if env == "LOOPBACK" else None
+        try:
+            return self._submit(endpoint, portable, pool)
+        finally:
+            if pool is not None:
+                pool.stop()
+
+    def _submit(self, endpoint, portable, pool):
+        from oxbeam import _oxbeam, _runtime
+        from oxbeam.options.pipeline_options import GoogleCloudOptions
+        from oxbeam.runners.runner import PipelineResult
+
         builder = _ProtoBuilder(self, blobs=True)
         proto_json = builder.build()
         envs = proto_json["components"]["environments"]
-        envs[_ENV] = _worker_environment()
+        worker_env = _worker_environment() if pool is None else _loopback_environment(pool.endpoint)
+        envs[_ENV] = worker_env
         from oxbeam.wasm import ENVIRONMENT_ID as wasm_env
 
         if wasm_env in envs:
             # Wasm stages run in the same workers (they embed wasmtime).
-            envs[wasm_env] = _worker_environment()
+            envs[wasm_env] = worker_env
         proto = builder.encode("org.apache.beam.model.pipeline.v1.Pipeline", proto_json)
         options = self._options.get_all_options(drop_default=True)
         options.pop("runner", None)
         options.setdefault("sdk_worker_parallelism", portable.sdk_worker_parallelism)
         job_name = self._options.view_as(GoogleCloudOptions).job_name or "oxbeam-python"
         self._ran = True
-        job_id, state, error, rows = _oxbeam.submit_job(
-            str(endpoint), proto, json.dumps(options, default=str), str(job_name))
+        # A LOOPBACK worker's user exceptions travel through the job
+        # service as text: pickled in, as from a worker process.
+        remote = _runtime.REMOTE
+        _runtime.REMOTE = remote or pool is not None
+        try:
+            job_id, state, error, rows = _oxbeam.submit_job(
+                str(endpoint), proto, json.dumps(options, default=str), str(job_name))
+        finally:
+            _runtime.REMOTE = remote
         if state != "DONE":
             _raise_job_failure(job_id, state, error)
         return PipelineResult(*rows)
@@ -370,6 +393,21 @@ def _worker_environment():
         "capabilities": ["beam:protocol:control_request_elements_embedding:v1",
                          _urns()["oxbeam_python::ENVIRONMENT"]],
     }
+
+
+def _loopback_environment(endpoint):
+    """The ``beam:env:external:v1`` environment of a LOOPBACK submission:
+    the worker pool at ``endpoint`` in this process."""
+    from oxbeam import _oxbeam
+
+    data = _oxbeam.encode_proto(
+        "org.apache.beam.model.pipeline.v1.ExternalPayload",
+        json.dumps({"endpoint": {"url": endpoint}}),
+    )
+    env = _worker_environment()
+    env["urn"] = _urns()["standard_environments::environments::EXTERNAL"]
+    env["payload"] = _b64(data)
+    return env
 
 
 def _raise_job_failure(job_id, state, error):
