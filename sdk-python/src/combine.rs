@@ -6,6 +6,7 @@
 //! from here cost a third of that. The semantics are the loop's: keys hash
 //! and compare as in Python, values add with `+` starting from `0`.
 
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PyTuple};
 
@@ -18,11 +19,67 @@ use pyo3::types::{PyDict, PyInt, PyList, PyTuple};
 pub fn sum_into(table: &Bound<'_, PyDict>, pairs: &Bound<'_, PyList>) -> usize {
     let zero = PyInt::new(table.py(), 0);
     for (i, item) in pairs.iter().enumerate() {
-        if add_pair(table, &item, &zero).is_err() {
-            return i;
+        // SAFETY: `table` and `item` are live objects, and the GIL is held.
+        let added = unsafe { add_plain_pair(table.as_ptr(), item.as_ptr(), zero.as_ptr()) };
+        match added {
+            Some(true) => {}
+            Some(false) => {
+                // Python's own loop raises on this pair.
+                let _ = PyErr::take(table.py());
+                return i;
+            }
+            None => {
+                if add_pair(table, &item, &zero).is_err() {
+                    return i;
+                }
+            }
         }
     }
     pairs.len()
+}
+
+/// The common case without reference counting: a 2-tuple whose key is an
+/// exact `str` or `int` and whose value is an exact `int` or `float`, so no
+/// Python code runs (hashing, comparing, adding) while references are
+/// borrowed. `None` for other pairs; `Some(false)` if a call failed (its
+/// error set).
+///
+/// # Safety
+/// `table` must be a dict and `item` a live object; the GIL must be held.
+unsafe fn add_plain_pair(
+    table: *mut ffi::PyObject,
+    item: *mut ffi::PyObject,
+    zero: *mut ffi::PyObject,
+) -> Option<bool> {
+    // SAFETY: the caller's contract; every pointer below is checked or is a
+    // borrowed reference owned by `item` (or `table`) for the whole call.
+    unsafe {
+        if ffi::PyTuple_CheckExact(item) == 0 || ffi::PyTuple_Size(item) != 2 {
+            return None;
+        }
+        let key = ffi::PyTuple_GetItem(item, 0);
+        let value = ffi::PyTuple_GetItem(item, 1);
+        let plain_key = ffi::PyUnicode_CheckExact(key) != 0 || ffi::PyLong_CheckExact(key) != 0;
+        let plain_value = ffi::PyLong_CheckExact(value) != 0 || ffi::PyFloat_CheckExact(value) != 0;
+        if !plain_key || !plain_value {
+            return None;
+        }
+        let acc = ffi::PyDict_GetItemWithError(table, key);
+        if acc.is_null() && !ffi::PyErr_Occurred().is_null() {
+            return Some(false);
+        }
+        let base = if acc.is_null() { zero } else { acc };
+        if ffi::PyLong_CheckExact(base) == 0 && ffi::PyFloat_CheckExact(base) == 0 {
+            return None;
+        }
+        let sum = ffi::PyNumber_Add(base, value);
+        if sum.is_null() {
+            return Some(false);
+        }
+        let set = ffi::PyDict_SetItem(table, key, sum);
+        ffi::Py_DecRef(sum);
+        Some(set == 0)
+    }
 }
 
 fn add_pair(
