@@ -393,6 +393,33 @@ pub(crate) struct JobConfig {
     pub sdk_worker_parallelism: usize,
     /// Beam's `--streaming` (`streaming`).
     pub streaming: bool,
+    /// Beam's Reshuffle runs in the runner, keeping each element's
+    /// metadata (Beam 2.65 and later); false when the job's
+    /// `update_compatibility_version` is older, so the SDK's expansion
+    /// runs as those versions ran it (panes not kept).
+    pub reshuffle_in_runner: bool,
+}
+
+/// First Beam version whose Reshuffle keeps each element's pane (Beam
+/// Python's `ReshufflePerKey.expand` switches on it).
+const RESHUFFLE_KEEPS_METADATA_SINCE: [u64; 3] = [2, 65, 0];
+
+/// Whether the job's `update_compatibility_version` (e.g. `"2.64.0"`) is
+/// older than `version`, as Beam's `is_compat_version_prior_to`: false
+/// when absent; unreadable parts count as 0.
+fn compat_version_prior_to(options: &prost_types::Struct, version: [u64; 3]) -> bool {
+    use prost_types::value::Kind;
+    let Some(Kind::StringValue(v)) =
+        option(options, "update_compatibility_version").and_then(|v| v.kind.as_ref())
+    else {
+        return false;
+    };
+    let mut parts = v
+        .trim()
+        .split('.')
+        .map(|p| p.trim().parse::<u64>().unwrap_or(0));
+    let given = [0; 3].map(|_| parts.next().unwrap_or(0));
+    given < version
 }
 
 /// Most worker threads a job may ask for.
@@ -445,6 +472,7 @@ impl JobConfig {
             )?
             .unwrap_or(1),
             streaming: bool_option(options, STREAMING_OPTION)?,
+            reshuffle_in_runner: !compat_version_prior_to(options, RESHUFFLE_KEEPS_METADATA_SINCE),
         })
     }
 }
@@ -489,6 +517,7 @@ fn run_job(job: &Job, pipeline: &pb::Pipeline, settings: &JobSettings) {
             ..HarnessOptions::default()
         },
         streaming: job.config.streaming,
+        reshuffle_in_runner: job.config.reshuffle_in_runner,
         ..LocalOptions::default()
     };
     // TestStreams served by a TestStream service: their events, inline.
@@ -577,6 +606,7 @@ mod tests {
                 parallelism: None,
                 sdk_worker_parallelism: 3,
                 streaming: false,
+                reshuffle_in_runner: true,
             }
         );
         let c = JobConfig::from_options(&options(
@@ -600,6 +630,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("streaming must be true or false"), "{err}");
+    }
+
+    /// Beam Python before 2.65 ran Reshuffle's expansion (panes lost):
+    /// an older `update_compatibility_version` keeps that.
+    #[test]
+    fn an_older_compatibility_version_runs_reshuffle_expansions() {
+        for (version, in_runner) in [
+            ("2.64.0", false),
+            ("2.64", false),
+            ("2.9.1", false),
+            ("2.65.0", true),
+            ("2.65", true),
+            ("2.70.1", true),
+            ("3.0.0", true),
+        ] {
+            let c = JobConfig::from_options(&options(
+                "beam:option:update_compatibility_version:v1",
+                Kind::StringValue(version.into()),
+            ))
+            .unwrap();
+            assert_eq!(c.reshuffle_in_runner, in_runner, "{version}");
+        }
+        let absent = JobConfig::from_options(&prost_types::Struct::default()).unwrap();
+        assert!(absent.reshuffle_in_runner);
+        let null =
+            JobConfig::from_options(&options("update_compatibility_version", Kind::NullValue(0)))
+                .unwrap();
+        assert!(null.reshuffle_in_runner);
     }
 
     #[test]

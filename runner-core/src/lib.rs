@@ -87,6 +87,11 @@ pub struct PlanOptions {
     /// Let stages read the inputs of a Flatten directly; off: a Flatten step
     /// materializes the union (shuffles and side inputs unzip regardless).
     pub flatten_unzip: bool,
+    /// Run Beam's Reshuffle (`beam:transform:reshuffle:v1`) in the runner,
+    /// as an identity that ends fusion and keeps each element's metadata;
+    /// off: its expansion runs (Beam Python before 2.65 lost the pane
+    /// there, which `--update_compatibility_version` asks to keep).
+    pub reshuffle_in_runner: bool,
 }
 
 impl Default for PlanOptions {
@@ -95,6 +100,7 @@ impl Default for PlanOptions {
             fusion: true,
             combiner_lifting: true,
             flatten_unzip: true,
+            reshuffle_in_runner: true,
         }
     }
 }
@@ -106,7 +112,7 @@ impl Default for PlanOptions {
 /// [`Error::NotImplemented`] for valid ones using unsupported features,
 /// [`Error::Internal`] for planner bugs.
 pub fn plan(pipeline: &Pipeline, options: &PlanOptions) -> Result<ExecutionPlan> {
-    let mut g = translate::to_graph(pipeline)?;
+    let mut g = translate::to_graph(pipeline, options.reshuffle_in_runner)?;
     state::align_timer_coders(&mut g);
     validate::validate(&g)?;
     optimizer::combiner_lifting::apply(&mut g, options.combiner_lifting)?;

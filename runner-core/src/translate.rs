@@ -30,7 +30,10 @@ pub fn decode_pipeline(bytes: &[u8]) -> Result<pb::Pipeline> {
 }
 
 /// Builds the graph of leaf transforms reachable from the pipeline's roots.
-pub(crate) fn to_graph(p: &pb::Pipeline) -> Result<Graph> {
+/// `reshuffle_in_runner`: Beam's Reshuffle composites become runner-side
+/// identities ([`crate::PlanOptions::reshuffle_in_runner`]); otherwise
+/// their expansions run.
+pub(crate) fn to_graph(p: &pb::Pipeline, reshuffle_in_runner: bool) -> Result<Graph> {
     let empty = pb::Components::default();
     let comps = p.components.as_ref().unwrap_or(&empty);
     let mut g = Graph {
@@ -97,7 +100,7 @@ pub(crate) fn to_graph(p: &pb::Pipeline) -> Result<Graph> {
 
     let mut visiting = BTreeSet::new();
     for root in &p.root_transform_ids {
-        for t in expand(root, comps, &mut visiting)? {
+        for t in expand(root, comps, &mut visiting, reshuffle_in_runner)? {
             if g.transforms.contains_key(&t.id) {
                 return Err(Error::plan(
                     t.describe(),
@@ -458,6 +461,7 @@ fn expand(
     id: &str,
     comps: &pb::Components,
     visiting: &mut BTreeSet<String>,
+    reshuffle_in_runner: bool,
 ) -> Result<Vec<Transform>> {
     let t = comps.transforms.get(id).ok_or_else(|| {
         Error::plan(
@@ -481,7 +485,11 @@ fn expand(
             .all(|o| t.inputs.values().any(|i| i == o));
     let out = if t.subtransforms.is_empty() && pass_through {
         vec![]
-    } else if spec.urn == composites::RESHUFFLE && t.inputs.len() == 1 && t.outputs.len() == 1 {
+    } else if reshuffle_in_runner
+        && spec.urn == composites::RESHUFFLE
+        && t.inputs.len() == 1
+        && t.outputs.len() == 1
+    {
         // Beam's Reshuffle redistributes elements and keeps each one's
         // timestamp, windows and pane. The runner does that itself: a
         // runner-side identity (a Flatten of one input) that ends fusion, so
@@ -495,7 +503,7 @@ fn expand(
     } else {
         let mut leaves = Vec::new();
         for sub in &t.subtransforms {
-            leaves.extend(expand(sub, comps, visiting)?);
+            leaves.extend(expand(sub, comps, visiting, reshuffle_in_runner)?);
         }
         if spec.urn == composites::COMBINE_PER_KEY {
             let payload = pb::CombinePayload::decode(spec.payload.as_ref()).map_err(|e| {
@@ -1053,11 +1061,18 @@ mod tests {
             "Reshuffle".into(),
             "Use".into(),
         ];
-        let g = super::to_graph(&b.build()).unwrap();
+        let p = b.build();
+        let g = super::to_graph(&p, true).unwrap();
         assert_eq!(g.transforms["Reshuffle"].kind, Kind::Flatten);
         assert!(!g.transforms.contains_key("Reshuffle/Group"));
         assert!(!g.transforms.contains_key("Reshuffle/Restore"));
         assert!(g.transforms.values().all(|t| t.kind != Kind::GroupByKey));
+        // Not in the runner (an older Beam compatibility version): the
+        // expansion runs.
+        let g = super::to_graph(&p, false).unwrap();
+        assert!(!g.transforms.contains_key("Reshuffle"));
+        assert_eq!(g.transforms["Reshuffle/Group"].kind, Kind::GroupByKey);
+        assert!(g.transforms.contains_key("Reshuffle/Restore"));
     }
 
     #[test]
@@ -1098,7 +1113,7 @@ mod tests {
             ws.environment_id = id.into();
             comps.windowing_strategies.insert(format!("ws-{id}"), ws);
         }
-        let g = super::to_graph(&b.build()).unwrap();
+        let g = super::to_graph(&b.build(), true).unwrap();
         let rules = |id: &str| g.windowing_strategies[id].pane_rules;
         assert_eq!(rules("ws-beam"), PaneRules::Python);
         assert_eq!(rules("ws-oxbeam"), PaneRules::Python);

@@ -92,6 +92,10 @@ pub struct LocalOptions {
     /// it buffers while windows are open, so that firing a pane merges
     /// few (disable to compare; results are the same).
     pub compaction: bool,
+    /// Run Beam's Reshuffle in the runner (see
+    /// `PlanOptions::reshuffle_in_runner`); off for pipelines that ask for
+    /// Beam Python's behaviour before 2.65.
+    pub reshuffle_in_runner: bool,
 }
 
 impl Default for LocalOptions {
@@ -108,6 +112,7 @@ impl Default for LocalOptions {
             streaming: false,
             split_stragglers_after: Some(Duration::from_millis(100)),
             compaction: true,
+            reshuffle_in_runner: true,
         }
     }
 }
@@ -118,6 +123,7 @@ impl LocalOptions {
         PlanOptions {
             fusion: self.fusion,
             combiner_lifting: self.combiner_lifting,
+            reshuffle_in_runner: self.reshuffle_in_runner,
             ..PlanOptions::default()
         }
     }

@@ -208,6 +208,26 @@ def reshuffle_keeps_metadata(p):
                 reify_windows=True)
 
 
+def reshuffle_before_2_65(p):
+    """With --update_compatibility_version=2.64.0 (test_pipelines runs it so),
+    Beam Python's Reshuffle expansion of that version runs: timestamps and
+    windows kept, panes not."""
+    from apache_beam.testing.util import TestWindowedValue
+    from apache_beam.transforms.window import GlobalWindow
+    from apache_beam.utils.timestamp import Timestamp
+    from apache_beam.utils.windowed_value import (PANE_INFO_UNKNOWN, PaneInfo, PaneInfoTiming,
+                                                  WindowedValue)
+
+    g = [GlobalWindow()]
+    late = PaneInfo(False, False, PaneInfoTiming.LATE, 2, 1)
+    on_time = PaneInfo(True, True, PaneInfoTiming.ON_TIME, 0, 0)
+    values = [('y', Timestamp(5), on_time), ('z', Timestamp(41), late)]
+    out = (p | beam.Create([WindowedValue(v, t, g, pane) for v, t, pane in values])
+           | beam.Reshuffle())
+    assert_that(out, equal_to([TestWindowedValue(v, t, g, PANE_INFO_UNKNOWN)
+                               for v, t, _ in values]), reify_windows=True)
+
+
 def keys_values_swap(p):
     kvs = p | beam.Create([('a', 1), ('b', 2)])
     assert_that(kvs | beam.Keys(), equal_to(['a', 'b']), label='Keys')

@@ -16,6 +16,18 @@ def test_loopback(job_server, name):
     run_both(pipelines.ALL[name], job_server.endpoint)
 
 
+def test_reshuffle_of_an_older_compatibility_version(job_server):
+    # The job's options reach the planner: Beam 2.64's Reshuffle expansion
+    # runs (panes lost) instead of the runner's identity (panes kept). As in
+    # Beam's util_test, dill (which such old versions pickle with) is
+    # patched out.
+    from unittest import mock
+
+    with mock.patch('apache_beam.coders.coders._should_force_use_dill', return_value=True):
+        run_both(pipelines.reshuffle_before_2_65, job_server.endpoint,
+                 extra=['--update_compatibility_version=2.64.0'])
+
+
 @pytest.mark.parametrize('name', SAMPLE)
 def test_external_worker_pool(job_server, worker_pool, name):
     run_both(pipelines.ALL[name], job_server.endpoint, 'EXTERNAL', worker_pool)
