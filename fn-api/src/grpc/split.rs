@@ -523,6 +523,15 @@ mod tests {
         }
     }
 
+    /// The channel split of source `src` keeping elements `..=last`.
+    fn cut_after(last: i64) -> Vec<ChannelSplit> {
+        vec![ChannelSplit {
+            transform_id: "src".into(),
+            last_primary_element: last,
+            first_residual_element: last + 1,
+        }]
+    }
+
     #[test]
     fn the_harness_answers_a_split_from_the_executors_hand_off_or_declines() {
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -551,14 +560,7 @@ mod tests {
         );
         let (id, split) = split_answer(&mut rx);
         assert_eq!(id, "split-2");
-        assert_eq!(
-            split.channel_splits,
-            vec![ChannelSplit {
-                transform_id: "src".into(),
-                last_primary_element: 0,
-                first_residual_element: 1,
-            }]
-        );
+        assert_eq!(split.channel_splits, cut_after(0));
         // A request still open when the bundle ends is declined.
         requests.request("split-3".into(), &split_request(0.5));
         requests.finish();
@@ -591,14 +593,7 @@ mod tests {
         requests.request("split-2".into(), &split_request(0.5));
         let (id, split) = split_answer(&mut rx);
         assert_eq!(id, "split-2");
-        assert_eq!(
-            split.channel_splits,
-            vec![ChannelSplit {
-                transform_id: "src".into(),
-                last_primary_element: 1,
-                first_residual_element: 2,
-            }]
-        );
+        assert_eq!(split.channel_splits, cut_after(1));
         assert_eq!(requests.split_fraction(Duration::ZERO), None);
         // ...so the executor does not take its work back.
         assert!(requests.withdraw());
