@@ -1,10 +1,12 @@
 //! Combining-table updates at C speed for the precombine of Python's
 //! built-in `sum` (`CombinePerKey(sum)`, wordcount's shape).
 //!
-//! The Python loop `for k, v in pairs: t[k] = t.get(k, 0) + v` costs some
-//! 170 ns per element in the interpreter; the same dictionary operations
-//! from here cost a third of that. The semantics are the loop's: keys hash
-//! and compare as in Python, values add with `+` starting from `0`.
+//! The Python loop `for k, v in pairs: t[k] = t.get(k, 0) + v` costs
+//! 115–160 ns per pair in the interpreter; the same dictionary operations
+//! from here cost about 67 ns (a word key and an int value; most of it the
+//! dict lookup, which hashes each fresh string). The semantics are the
+//! loop's: keys hash and compare as in Python, values add with `+`
+//! starting from `0`.
 
 use pyo3::ffi;
 use pyo3::prelude::*;
