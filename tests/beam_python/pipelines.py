@@ -343,6 +343,18 @@ def session_windows(p):
     assert_that(r, equal_to([('a', [1, 3], 1, 8), ('a', [20], 20, 25), ('b', [2], 2, 7)]))
 
 
+def session_to_list(p):
+    # Lifted over merging windows, one accumulator per element merged in
+    # order: the lists keep the input's order (Beam's unlifted
+    # CombineValuesDoFn adds values into three accumulators by turns, which
+    # would give [1, 4, 2, 3]).
+    r = (stamped(p, [('a', 1), ('a', 2), ('a', 3), ('a', 4), ('a', 10), ('a', 11)])
+         | beam.WindowInto(window.Sessions(2))
+         | beam.Map(lambda kv: kv[1])
+         | beam.CombineGlobally(beam.combiners.ToListCombineFn()).without_defaults())
+    assert_that(r, equal_to([[1, 2, 3, 4], [10, 11]]))
+
+
 def window_then_global(p):
     r = (stamped(p, [('a', 1), ('a', 15)])
          | 'Fixed' >> beam.WindowInto(window.FixedWindows(10))
@@ -477,7 +489,7 @@ ALL = {f.__name__.rstrip('_'): f for f in [
     partition, side_singleton, side_list, side_iter, side_dict, side_multimap, side_computed,
     reshuffle, grouped_values_in_input_order, reshuffle_keeps_metadata, keys_values_swap, top_largest, to_list, to_dict, with_keys, map_tuple,
     unicode_and_bytes, floats_and_none, opaque_keys, tuple_keys, empty, fixed_windows,
-    sliding_windows, session_windows, window_then_global, windowed_side_input,
+    sliding_windows, session_windows, session_to_list, window_then_global, windowed_side_input,
     timestamps_survive, read_from_text, read_text_wordcount, write_then_read_text,
     splittable_dofn, with_metrics, larger_input, chained_groups, regex_and_strings,
     schema_group_by,

@@ -1,9 +1,12 @@
-//! Combiner lifting: a combine-per-key composite whose input windows do not
-//! merge becomes `precombine` (fused before the shuffle, so each bundle
-//! shuffles one accumulator per key and window), GroupByKey of the
-//! accumulators, then `merge_accumulators` and `extract_outputs` after it.
-//! Otherwise (disabled, merging windows) the composite is replaced by its
-//! own leaves: GroupByKey then `combine_grouped_values`.
+//! Combiner lifting: a combine-per-key composite becomes `precombine` (fused
+//! before the shuffle, so each bundle shuffles one accumulator per key and
+//! window), GroupByKey of the accumulators, then `merge_accumulators` and
+//! `extract_outputs` after it. With merging windows (sessions) the
+//! precombine folds values per unmerged window, and the GroupByKey merges
+//! windows as it would the values, their accumulators then merged by
+//! `merge_accumulators` (as Beam's FnApiRunner and DirectRunner lift).
+//! Otherwise (disabled, or a trigger that counts elements) the composite is
+//! replaced by its own leaves: GroupByKey then `combine_grouped_values`.
 
 use std::collections::BTreeMap;
 
@@ -64,8 +67,7 @@ fn liftable(g: &Graph, t: &Transform, acc: &str, expansion: &[Transform]) -> Opt
     let input = g.pcollections.get(t.inputs.values().next()?)?;
     let ws = g.windowing_strategies.get(&input.windowing_strategy_id)?;
     let coder = g.coders.get(&input.coder_id)?;
-    if ws.merging
-        || !ws.allows_combiner_lifting()
+    if !ws.allows_combiner_lifting()
         || coder.urn != standard_coders::KV
         || coder.components.len() != 2
     {
@@ -215,7 +217,7 @@ mod tests {
     }
 
     #[test]
-    fn does_not_lift_over_merging_windows() {
+    fn lifts_over_merging_windows() {
         let p = word_count(Windowing::Sessions);
         insta::assert_snapshot!(plan_text(&p, PlanOptions::default()));
     }
