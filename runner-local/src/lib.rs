@@ -49,6 +49,7 @@ mod job;
 mod merge;
 mod progress;
 mod shuffle;
+mod side_input;
 mod stateful;
 mod streaming;
 

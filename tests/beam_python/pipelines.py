@@ -355,6 +355,20 @@ def session_to_list(p):
     assert_that(r, equal_to([[1, 2, 3, 4], [10, 11]]))
 
 
+def triggered_side_input(p):
+    # A side input whose trigger fired more than once per window holds the
+    # latest firing (Beam's programming guide): one count, not one a pane.
+    counts = (p | 'Side' >> beam.Create(range(5))
+              | beam.WindowInto(window.GlobalWindows(),
+                                trigger=beam.transforms.trigger.Repeatedly(
+                                    beam.transforms.trigger.AfterCount(2)),
+                                accumulation_mode=beam.transforms.trigger.AccumulationMode.DISCARDING)
+              | beam.combiners.Count.Globally().without_defaults())
+    r = p | 'Main' >> beam.Create(['x']) | beam.Map(
+        lambda x, side: (x, len(side)), beam.pvalue.AsList(counts))
+    assert_that(r, equal_to([('x', 1)]))
+
+
 def window_then_global(p):
     r = (stamped(p, [('a', 1), ('a', 15)])
          | 'Fixed' >> beam.WindowInto(window.FixedWindows(10))
@@ -489,7 +503,8 @@ ALL = {f.__name__.rstrip('_'): f for f in [
     partition, side_singleton, side_list, side_iter, side_dict, side_multimap, side_computed,
     reshuffle, grouped_values_in_input_order, reshuffle_keeps_metadata, keys_values_swap, top_largest, to_list, to_dict, with_keys, map_tuple,
     unicode_and_bytes, floats_and_none, opaque_keys, tuple_keys, empty, fixed_windows,
-    sliding_windows, session_windows, session_to_list, window_then_global, windowed_side_input,
+    sliding_windows, session_windows, session_to_list, window_then_global,
+    triggered_side_input, windowed_side_input,
     timestamps_survive, read_from_text, read_text_wordcount, write_then_read_text,
     splittable_dofn, with_metrics, larger_input, chained_groups, regex_and_strings,
     schema_group_by,
