@@ -99,11 +99,18 @@ pub struct Emitter<'a> {
 
 impl Emitter<'_> {
     /// Emits one output value.
+    #[inline]
     pub fn emit(&mut self, value: &[u8]) {
-        self.emit_with(|out| out.extend_from_slice(value));
+        // One capacity check for the index, the length and the value.
+        let out = &mut *self.out;
+        out.reserve(8 + value.len());
+        out.extend_from_slice(&self.index.to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
     }
 
     /// Emits one output value written by `write` (no intermediate buffer).
+    #[inline]
     pub fn emit_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         put_u32(self.out, self.index);
         framed(self.out, write);
@@ -119,17 +126,20 @@ pub struct DoFnOutput<'a> {
 
 impl DoFnOutput<'_> {
     /// Emits `value` (no key) at the input's timestamp.
+    #[inline]
     pub fn emit(&mut self, value: &[u8]) {
         self.emit_at(self.timestamp, None, value);
     }
 
     /// Emits the kv `(key, value)` at the input's timestamp; for a kv
     /// output coder, `key` is the key's outer-context encoding.
+    #[inline]
     pub fn emit_kv(&mut self, key: &[u8], value: &[u8]) {
         self.emit_at(self.timestamp, Some(key), value);
     }
 
     /// Emits an optional key and a value at `timestamp` (milliseconds).
+    #[inline]
     pub fn emit_at(&mut self, timestamp: i64, key: Option<&[u8]>, value: &[u8]) {
         put_u32(self.out, self.index);
         self.out.extend_from_slice(&timestamp.to_le_bytes());
@@ -176,6 +186,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if n > self.buf.len() {
             return Err(format!(
@@ -188,26 +199,31 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    #[inline]
     fn u32(&mut self) -> Result<u32, String> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    #[inline]
     fn i64(&mut self) -> Result<i64, String> {
         let mut a = [0u8; 8];
         a.copy_from_slice(self.take(8)?);
         Ok(i64::from_le_bytes(a))
     }
 
+    #[inline]
     fn u8(&mut self) -> Result<u8, String> {
         Ok(self.take(1)?[0])
     }
 
+    #[inline]
     fn bytes(&mut self) -> Result<&'a [u8], String> {
         let n = self.u32()?;
         self.take(n as usize)
     }
 
+    #[inline]
     fn opt_bytes(&mut self, none: u32) -> Result<Option<&'a [u8]>, String> {
         let n = self.u32()?;
         if n == none {
@@ -218,16 +234,19 @@ impl<'a> Reader<'a> {
     }
 }
 
+#[inline]
 fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
+#[inline]
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_u32(out, b.len() as u32);
     out.extend_from_slice(b);
 }
 
 /// Writes a `u32` length, then what `write` appends, patching the length.
+#[inline]
 fn framed<R>(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     let at = out.len();
     out.extend_from_slice(&[0; 4]);
@@ -247,6 +266,7 @@ fn split_batch(input: &mut [u8]) -> Result<(u32, &mut [u8], &[u8]), String> {
     Ok((count, &mut header[4..8], records))
 }
 
+#[inline]
 fn set_cursor(cursor: &mut [u8], i: u32) {
     cursor.copy_from_slice(&i.to_le_bytes());
 }
