@@ -122,6 +122,11 @@ struct JobServerArgs {
     /// Echo SDK harness processes' output to stderr.
     #[arg(long)]
     echo_harness_output: bool,
+    /// Python interpreter (with apache-beam) of Beam Python's embedded
+    /// environments, which run as harness processes (default:
+    /// $OXBEAM_PYTHON, else python3).
+    #[arg(long)]
+    python: Option<String>,
 }
 
 /// Parses `500ms`, `30s`, `5m`, `1h` or a bare number of seconds.
@@ -175,6 +180,7 @@ fn job_server(args: JobServerArgs) -> anyhow::Result<()> {
         parallelism: args.parallelism.unwrap_or(defaults.parallelism).max(1),
         echo_harness_output: args.echo_harness_output,
         idle_shutdown: args.idle_shutdown_timeout.filter(|d| !d.is_zero()),
+        python: args.python.unwrap_or(defaults.python),
     };
     let server =
         oxbeam_job_server::JobServer::start(options).context("cannot start the job server")?;

@@ -176,6 +176,8 @@ pub(crate) struct JobSettings {
     pub parallelism: usize,
     pub echo_harness_output: bool,
     pub staging_root: PathBuf,
+    /// Interpreter of embedded Python environments.
+    pub python: String,
 }
 
 /// All jobs of one server.

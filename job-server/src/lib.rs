@@ -45,6 +45,7 @@
 #![forbid(unsafe_code)]
 
 mod artifacts;
+mod environments;
 mod jobs;
 mod service;
 mod status;
@@ -134,6 +135,10 @@ pub struct JobServerOptions {
     pub echo_harness_output: bool,
     /// Stop after this long with no job running and no request.
     pub idle_shutdown: Option<Duration>,
+    /// The Python interpreter of Beam Python's embedded environments
+    /// (`beam:env:embedded_python:v1`), run as harness processes:
+    /// `$OXBEAM_PYTHON`, else `python3`.
+    pub python: String,
 }
 
 impl Default for JobServerOptions {
@@ -146,6 +151,7 @@ impl Default for JobServerOptions {
             parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
             echo_harness_output: false,
             idle_shutdown: None,
+            python: environments::default_python(),
         }
     }
 }
@@ -214,6 +220,7 @@ impl JobServer {
             parallelism: options.parallelism.max(1),
             echo_harness_output: options.echo_harness_output,
             staging_root,
+            python: options.python.clone(),
         }));
         let host = options.host.clone();
         let job_incoming = runtime.block_on(bind(&host, options.job_port))?;

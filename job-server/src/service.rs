@@ -144,10 +144,11 @@ impl job_service_server::JobService for JobServiceImpl {
     ) -> Result<Response<PrepareJobResponse>, Status> {
         self.touch();
         let r = request.into_inner();
-        let pipeline = r
+        let mut pipeline = r
             .pipeline
             .ok_or_else(|| Status::invalid_argument("PrepareJobRequest holds no pipeline"))?;
         check_requirements(&pipeline)?;
+        crate::environments::as_process(&mut pipeline, &self.jobs.settings.python)?;
         // Plan now so a pipeline Oxbeam cannot run is refused before the
         // client stages anything, with the planner's message.
         // (TestStreams served by a service get their events at Run.)

@@ -44,9 +44,12 @@ class Server:
 @pytest.fixture(scope='session')
 def job_server():
     binary = _oxbeam_binary()
+    # Harnesses it starts itself (Beam Python's subprocess and embedded
+    # environments) import this directory's modules and run on this Python.
     proc = subprocess.Popen(
-        [binary, 'job-server', '--job_port', '0', '--log_level', 'warn'],
-        stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
+        [binary, 'job-server', '--job_port', '0', '--log_level', 'warn',
+         '--python', sys.executable],
+        stdout=subprocess.PIPE, stderr=sys.stderr, text=True, env=worker_env())
     line = proc.stdout.readline()
     m = re.search(r'listening on (\S+):(\d+)', line)
     if not m:

@@ -12,6 +12,9 @@ def portable_options(endpoint, environment='LOOPBACK', pool=None, extra=()):
             '--environment_type=%s' % environment]
     if environment == 'EXTERNAL':
         args.append('--environment_config=%s' % pool)
+    elif environment == 'beam:env:harness_subprocess_python:v1':
+        args.append('--environment_config=%s -m apache_beam.runners.worker.sdk_worker_main'
+                    % sys.executable)
     elif environment == 'PROCESS':
         from conftest import HERE
         args.append('--environment_config=%s' % json.dumps({

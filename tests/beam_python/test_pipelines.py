@@ -36,3 +36,12 @@ def test_external_worker_pool(job_server, worker_pool, name):
 @pytest.mark.parametrize('name', SAMPLE)
 def test_process_environment(job_server, name):
     run_both(pipelines.ALL[name], job_server.endpoint, 'PROCESS')
+
+
+# Beam Python's own environment kinds (its portable-runner suite's
+# defaults) run as harness processes the job server starts.
+@pytest.mark.parametrize('environment', ['beam:env:harness_subprocess_python:v1',
+                                         'beam:env:embedded_python:v1'])
+@pytest.mark.parametrize('name', ['map', 'side_dict', 'co_group_by_key'])
+def test_beam_python_environments(job_server, environment, name):
+    run_both(pipelines.ALL[name], job_server.endpoint, environment)
