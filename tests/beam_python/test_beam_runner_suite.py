@@ -13,6 +13,7 @@ Cases Oxbeam does not support yet are skipped below with the reason, as
 Beam's own runner suites do.
 """
 
+import sys
 import unittest
 
 from apache_beam.options.pipeline_options import PortableOptions
@@ -56,5 +57,24 @@ class OxbeamRunnerTest(portable_runner_test.PortableRunnerTest):
         raise unittest.SkipTest('requires an expansion service')
 
 
-# Only the subclass above is a test case of this module.
+class OxbeamRunnerTestWithSubprocesses(OxbeamRunnerTest):
+    """The same suite with Beam Python's subprocess environment (as Beam's
+    `PortableRunnerTestWithSubprocesses`): every harness is a process the
+    job server starts with the command the client names."""
+
+    def create_options(self):
+        options = super().create_options()
+        portable = options.view_as(PortableOptions)
+        portable.environment_type = 'beam:env:harness_subprocess_python:v1'
+        portable.environment_config = (
+            '%s -m apache_beam.runners.worker.sdk_worker_main' % sys.executable)
+        return options
+
+    def test_batch_rebatch_pardos(self):
+        raise unittest.SkipTest(
+            'asserts on a warning the harness raises, which a harness process '
+            'does not raise in the test process')
+
+
+# Only the subclasses above are test cases of this module.
 del portable_runner_test
