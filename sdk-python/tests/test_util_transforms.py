@@ -344,3 +344,35 @@ def test_setup_and_bundle_context_params(B, tmp_path):
     assert events.count("enter bundle") == events.count("exit bundle"), events
     if B.name == "oxbeam":
         assert events.count("enter setup") == events.count("exit setup"), events
+
+
+def test_names_beam_exports_from_its_submodules(B, tmp_path):
+    # Where Beam's own examples and tests import them from.
+    import importlib
+
+    beam = B.beam
+    transforms = importlib.import_module(B.name + ".transforms")
+    util = importlib.import_module(B.name + ".testing.util")
+    hints = importlib.import_module(B.name + ".typehints")
+    opts = importlib.import_module(B.name + ".options.pipeline_options")
+
+    class Args(opts.PipelineOptions):
+        @classmethod
+        def _add_argparse_args(cls, parser):
+            parser.add_value_provider_argument("--prefix", default="p")
+
+    prefix = B.options.PipelineOptions(["--prefix=w"]).view_as(Args).prefix
+    assert isinstance(prefix, opts.ValueProvider) and prefix.get() == "w"
+    assert opts.StaticValueProvider(str, "v").get() == "v"
+    assert transforms.BatchElements and transforms.TimeDomain.WATERMARK
+    out = str(tmp_path / "out")
+    with B.pipeline() as p:
+        xs = p | beam.Create([("a", 1.0), ("b", 3.0)])
+        shuffled = (xs | beam.transforms.util.ReshufflePerKey()
+                    | beam.Map(lambda kv: kv).with_output_types(hints.Sequence[hints.Any]))
+        # 3.0 * 0.1 is 0.30000000000000004.
+        B.assert_that(shuffled | "Tenth" >> beam.MapTuple(lambda k, v: (k, v * 0.1)),
+                      util.equal_to_approx([("a", 0.1), ("b", 0.3)]), label="approx")
+        xs | beam.MapTuple(lambda k, v: "%s %s" % (k, v)) | beam.io.WriteToText(out)
+    with util.open_shards(out + "*") as f:
+        assert sorted(f.read().splitlines()) == ["a 1.0", "b 3.0"]

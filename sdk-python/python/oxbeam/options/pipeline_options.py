@@ -5,6 +5,14 @@ Flags are parsed from ``--name=value`` / ``--name value`` / ``--flag``;
 all views of one ``PipelineOptions`` share the same values.
 """
 
+# Declared value-provider arguments read as these (as Beam's module
+# re-exports them).
+from oxbeam.options.value_provider import (  # noqa: E402,F401
+    RuntimeValueProvider,
+    StaticValueProvider,
+    ValueProvider,
+)
+
 __all__ = [
     "PipelineOptions",
     "StandardOptions",

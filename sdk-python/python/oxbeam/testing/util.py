@@ -1,6 +1,11 @@
 """``assert_that`` and matchers, as in ``apache_beam.testing.util``."""
 
 import collections
+import glob
+import io
+import math
+import numbers
+import tempfile
 import typing
 
 from oxbeam.pvalue import AsList
@@ -10,7 +15,7 @@ from oxbeam.window import GlobalWindows
 
 __all__ = ["assert_that", "equal_to", "is_empty", "is_not_empty", "BeamAssertException",
            "row_namedtuple_equals_fn", "equal_to_per_window", "TestWindowedValue",
-           "contains_in_any_order"]
+           "contains_in_any_order", "equal_to_approx", "open_shards"]
 
 
 class BeamAssertException(AssertionError):
@@ -146,6 +151,32 @@ def equal_to(expected, equals_fn=None):
             raise BeamAssertException(msg)
 
     return _equal
+
+
+def _close(expected, actual, rel_tol, abs_tol):
+    """Numbers compare with ``math.isclose``, inside lists and tuples too."""
+    if isinstance(expected, numbers.Real) and isinstance(actual, numbers.Real):
+        return math.isclose(expected, actual, rel_tol=rel_tol, abs_tol=abs_tol)
+    if isinstance(expected, (list, tuple)) and type(actual) is type(expected):
+        return len(expected) == len(actual) and all(
+            _close(e, a, rel_tol, abs_tol) for e, a in zip(expected, actual))
+    return expected == actual
+
+
+def equal_to_approx(expected, rel_tol=1e-09, abs_tol=0.0):
+    """As :func:`equal_to`, with real numbers (also in lists and tuples)
+    equal when ``math.isclose(expected, actual, rel_tol, abs_tol)``."""
+    return equal_to(expected, equals_fn=lambda e, a: _close(e, a, rel_tol, abs_tol))
+
+
+def open_shards(glob_pattern, mode="rt", encoding="utf-8"):
+    """The files matching ``glob_pattern`` (e.g. a sink's
+    ``out-*-of-*`` shards), concatenated, open for reading."""
+    with tempfile.NamedTemporaryFile(delete=False) as joined:
+        for shard in sorted(glob.glob(glob_pattern)):
+            with open(shard, "rb") as f:
+                joined.write(f.read())
+    return io.open(joined.name, mode, encoding=None if "b" in mode else encoding)
 
 
 def is_empty():

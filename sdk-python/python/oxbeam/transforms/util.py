@@ -37,6 +37,7 @@ __all__ = [
     "Reify",
     "RemoveDuplicates",
     "Reshuffle",
+    "ReshufflePerKey",
     "Tee",
     "ToString",
     "Values",
@@ -52,6 +53,11 @@ def WithKeys(pcoll, k, *args, **kwargs):
     if callable(k):
         return pcoll | Map(lambda v, *a, **kw: (k(v, *a, **kw), v), *args, **kwargs)
     return pcoll | Map(lambda v: (k, v))
+
+
+def ReshufflePerKey():
+    """Beam's Reshuffle of key-value pairs: the same pairs, redistributed."""
+    return Reshuffle()
 
 
 def RemoveDuplicates():

@@ -13,7 +13,8 @@ classes, as in Beam (see :mod:`oxbeam.typehints.decorators`).
 
 import typing
 
-__all__ = ["Any", "KV", "Tuple", "Iterable", "List", "Dict", "Set", "Optional", "Union",
+__all__ = ["Any", "KV", "Tuple", "Iterable", "List", "Sequence", "Collection", "Dict", "Set",
+           "FrozenSet", "Optional", "Union",
            "Iterator", "Generator", "normalize", "with_input_types", "with_output_types",
            "TypeCheckError"]
 
@@ -95,7 +96,10 @@ Iterable = _Subscriptable(lambda p: _Iter(normalize(p)))
 List = Iterable
 Iterator = Iterable
 Generator = _Subscriptable(lambda p: _Iter(normalize(p[0] if isinstance(p, tuple) else p)))
+Sequence = Iterable
+Collection = Iterable
 Set = _Subscriptable(lambda p: Any)
+FrozenSet = Set
 Dict = _Subscriptable(lambda p: Any)
 Optional = _Subscriptable(lambda p: Any)
 Union = _Subscriptable(lambda p: Any)
