@@ -144,6 +144,36 @@ def test_built_in_coders_encode_and_decode(B):
     assert isinstance(coders.registry.get_coder(str), coders.StrUtf8Coder)
 
 
+def test_composite_coders_encode_as_beams(B):
+    # Byte for byte Beam's encodings (written out here), so a user's coder
+    # built from them reads what Beam wrote.
+    coders = importlib.import_module(B.name + ".coders")
+    ts = importlib.import_module(B.name + ".utils.timestamp")
+    cases = [
+        # Components nested (strings length-prefixed), the last one outer.
+        (coders.TupleCoder([coders.VarIntCoder(), coders.StrUtf8Coder()]), (1, "ab"), b"\x01ab"),
+        (coders.TupleCoder([coders.StrUtf8Coder(), coders.VarIntCoder()]), ("ab", 1), b"\x02ab\x01"),
+        # A 32-bit count, then each element nested.
+        (coders.IterableCoder(coders.StrUtf8Coder()), ["a", "bc"], b"\x00\x00\x00\x02\x01a\x02bc"),
+        (coders.ListCoder(coders.VarIntCoder()), [300], b"\x00\x00\x00\x01\xac\x02"),
+        (coders.NullableCoder(coders.StrUtf8Coder()), None, b"\x00"),
+        (coders.NullableCoder(coders.StrUtf8Coder()), "z", b"\x01z"),
+        (coders.MapCoder(coders.StrUtf8Coder(), coders.VarIntCoder()), {"k": 2},
+         b"\x00\x00\x00\x01\x01k\x02"),
+        (coders.SinglePrecisionFloatCoder(), 1.5, b"\x3f\xc0\x00\x00"),
+        # Milliseconds with the sign bit flipped.
+        (coders.TupleCoder([coders.TimestampCoder(), coders.StrUtf8Coder()]),
+         (ts.Timestamp(5), "red"), b"\x80\x00\x00\x00\x00\x00\x13\x88red"),
+        (coders.TupleCoder([coders.ListCoder(coders.NullableCoder(coders.VarIntCoder())),
+                            coders.BooleanCoder()]),
+         ([None, 3], True), b"\x00\x00\x00\x02\x00\x01\x03\x01"),
+    ]
+    for coder, value, encoded in cases:
+        assert coder.encode(value) == encoded, (coder, value)
+        decoded = coder.decode(encoded)
+        assert (list(decoded) if isinstance(value, list) else decoded) == value, (coder, decoded)
+
+
 def test_as_singleton_view_of_a_global_combine(B):
     beam = B.beam
     with B.pipeline() as p:
