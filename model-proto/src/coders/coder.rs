@@ -335,10 +335,53 @@ impl Coder {
     /// # Errors
     /// As [`Coder::decode`].
     pub fn skip(&self, input: &mut &[u8], ctx: Context) -> Result<()> {
+        if matches!(ctx, Context::Nested) {
+            if let Some(len) = self.common_windowed_len(input) {
+                *input = &input[len..];
+                return Ok(());
+            }
+        }
         let start = input.len();
         let mut budget = Budget::for_input(start);
         self.skip_in(input, ctx, &mut budget)
             .map_err(|e| e.shift_offset(start - input.len()))
+    }
+
+    /// The length of the nested windowed value at the start of `input`
+    /// when it has the shape most of the data plane carries — one global
+    /// window, a one-byte pane, a length-prefixed value shorter than 16 KiB
+    /// — and is whole; `None` for anything else, which the general path
+    /// then reads (errors included). The runner splits every bundle's input
+    /// and output into elements with this.
+    #[inline]
+    fn common_windowed_len(&self, input: &[u8]) -> Option<usize> {
+        let Coder::WindowedValue { value, window } = self else {
+            return None;
+        };
+        if !matches!(**window, Coder::GlobalWindow)
+            || !matches!(
+                **value,
+                Coder::Bytes | Coder::StringUtf8 | Coder::LengthPrefix(_)
+            )
+        {
+            return None;
+        }
+        // Timestamp (8), window count 1 (4), pane byte, first length byte.
+        let head: &[u8; 14] = input.first_chunk()?;
+        if head[8..12] != [0, 0, 0, 1] || head[12] >> 4 != 0 {
+            return None;
+        }
+        let (len, at) = if head[13] < 0x80 {
+            (usize::from(head[13]), 14)
+        } else {
+            let second = *input.get(14)?;
+            if second >= 0x80 {
+                return None;
+            }
+            (usize::from(head[13] & 0x7F) | usize::from(second) << 7, 15)
+        };
+        let end = at + len;
+        (end <= input.len()).then_some(end)
     }
 
     /// Advances `input` past one value and returns its encoded bytes.
@@ -1090,4 +1133,75 @@ fn from_parts_arc(u: &str, payload: &Bytes, components: Vec<Arc<Coder>>) -> Resu
             payload: payload.clone(),
         },
     })
+}
+
+#[cfg(test)]
+mod common_windowed_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Bytes read by `skip` (with its scan of the common shape).
+    fn scanned(coder: &Coder, bytes: &[u8]) -> Option<usize> {
+        let mut input = bytes;
+        coder
+            .skip(&mut input, Context::Nested)
+            .ok()
+            .map(|()| bytes.len() - input.len())
+    }
+
+    /// Bytes read by the general path alone.
+    fn general(coder: &Coder, bytes: &[u8]) -> Option<usize> {
+        let mut input = bytes;
+        let mut budget = Budget::for_input(bytes.len());
+        coder
+            .skip_in(&mut input, Context::Nested, &mut budget)
+            .ok()
+            .map(|()| bytes.len() - input.len())
+    }
+
+    proptest! {
+        #[test]
+        fn the_common_shape_scan_reads_what_the_general_path_reads(
+            value in prop_oneof![
+                Just(Coder::Bytes),
+                Just(Coder::StringUtf8),
+                Just(Coder::LengthPrefix(Arc::new(Coder::Varint))),
+                Just(Coder::Varint),
+            ],
+            window in prop_oneof![Just(Coder::GlobalWindow), Just(Coder::IntervalWindow)],
+            ts in any::<[u8; 8]>(),
+            count in prop_oneof![3 => Just(1i32), 1 => -1i32..3],
+            pane in prop_oneof![3 => 0u8..16, 1 => any::<u8>()],
+            len in prop_oneof![0usize..130, 16_370usize..16_400, 2_097_150usize..2_097_155],
+            extra in 0usize..3,
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let coder = Coder::WindowedValue { value: Arc::new(value), window: Arc::new(window) };
+            let mut bytes = ts.to_vec();
+            bytes.extend_from_slice(&count.to_be_bytes());
+            bytes.push(pane);
+            wire::write_varint_u64(&mut bytes, len as u64);
+            bytes.resize(bytes.len() + len + extra, 7);
+            prop_assert_eq!(scanned(&coder, &bytes), general(&coder, &bytes));
+            let short = &bytes[..cut.index(bytes.len() + 1)];
+            prop_assert_eq!(scanned(&coder, short), general(&coder, short));
+        }
+    }
+
+    #[test]
+    fn the_scan_reads_one_and_two_byte_lengths() {
+        let coder = Coder::WindowedValue {
+            value: Arc::new(Coder::Bytes),
+            window: Arc::new(Coder::GlobalWindow),
+        };
+        for len in [0usize, 1, 127, 128, 300, 16_383] {
+            let mut bytes = vec![0; 8];
+            bytes.extend_from_slice(&[0, 0, 0, 1, 0x0F]);
+            wire::write_varint_u64(&mut bytes, len as u64);
+            let end = bytes.len() + len;
+            bytes.resize(end + 5, 1);
+            assert_eq!(coder.common_windowed_len(&bytes), Some(end), "length {len}");
+        }
+    }
 }
