@@ -1,7 +1,7 @@
 //! The Fn API's cost across processes (see `bench/compare.py fnapi`):
 //!
 //! ```text
-//! oxbeam-fnapi [--elements N] [--bundles B] [--round-trips R] [--in-process | --in-memory]
+//! oxbeam-fnapi [--elements N] [--bundles B] [--streams S] [--round-trips R] [--in-process | --in-memory]
 //! ```
 //!
 //! Starts this binary again as the SDK harness process of a
@@ -10,7 +10,9 @@
 //! executor, then measures through its executor:
 //! - **data plane**: `B` bundles of `N` 100-byte elements each, every
 //!   element sent to the harness and back (10 MB each way per bundle at
-//!   the default N);
+//!   the default N); with `--streams S`, S such streams of bundles at once,
+//!   each on its own processor and thread (runner-local runs a bundle per
+//!   worker thread), through the same harness;
 //! - **control round trip**: `R` empty bundles, each a ProcessBundleRequest,
 //!   the closing of its data ports, and the response.
 //!
@@ -51,6 +53,11 @@ struct Args {
     /// Data-plane bundles measured (after 3 warm-up bundles).
     #[arg(long, default_value_t = 20)]
     bundles: usize,
+    /// Bundles in flight at once on the data plane, each stream its own
+    /// processor on its own thread (as runner-local runs a bundle per
+    /// worker thread); 1: one bundle after another.
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
     /// Empty bundles measured for the control round trip.
     #[arg(long, default_value_t = 2000)]
     round_trips: usize,
@@ -157,6 +164,26 @@ fn descriptor() -> ProcessBundleDescriptor {
     d
 }
 
+/// Runs one bundle of `input` through `processor`; returns the bytes that
+/// came back.
+fn run(processor: &mut dyn BundleProcessor, input: &[u8]) -> anyhow::Result<usize> {
+    let mut bytes = 0;
+    let mut sink = |_: &str, e: &[u8]| {
+        bytes += e.len();
+        Ok(())
+    };
+    let mut metrics = Metrics::default();
+    let mut bundle = Bundle::new(
+        vec![(SOURCE, input)],
+        &mut sink,
+        &NoSideInputs,
+        &mut metrics,
+    );
+    processor.process_bundle(&mut bundle)?;
+    drop(bundle);
+    Ok(bytes)
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.worker {
@@ -206,23 +233,6 @@ fn main() -> anyhow::Result<()> {
     };
     let mut processor = executor.create_processor(Arc::new(descriptor()))?;
     let connect = started.elapsed();
-    let mut run = |input: &[u8]| -> anyhow::Result<usize> {
-        let mut bytes = 0;
-        let mut sink = |_: &str, e: &[u8]| {
-            bytes += e.len();
-            Ok(())
-        };
-        let mut metrics = Metrics::default();
-        let mut bundle = Bundle::new(
-            vec![(SOURCE, input)],
-            &mut sink,
-            &NoSideInputs,
-            &mut metrics,
-        );
-        processor.process_bundle(&mut bundle)?;
-        drop(bundle);
-        Ok(bytes)
-    };
 
     let header = WindowedValueHeader::global(Timestamp::from_millis(0));
     let mut input = Vec::with_capacity(args.elements * ELEMENT_BYTES);
@@ -235,32 +245,58 @@ fn main() -> anyhow::Result<()> {
         );
     }
     anyhow::ensure!(input.len() == args.elements * ELEMENT_BYTES);
-    for _ in 0..3 {
-        run(&input)?;
+    // Each stream: its own processor, warmed up, then `bundles` bundles.
+    let streams = args.streams.max(1);
+    let mut processors = vec![processor];
+    for _ in 1..streams {
+        processors.push(executor.create_processor(Arc::new(descriptor()))?);
+    }
+    for p in &mut processors {
+        for _ in 0..3 {
+            run(p.as_mut(), &input)?;
+        }
     }
     let start = Instant::now();
-    for _ in 0..args.bundles {
-        let out = run(&input)?;
-        anyhow::ensure!(
-            out == input.len(),
-            "{out} bytes came back of {}",
-            input.len()
-        );
-    }
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let handles: Vec<_> = processors
+            .iter_mut()
+            .map(|p| {
+                let input = &input;
+                scope.spawn(move || -> anyhow::Result<()> {
+                    for _ in 0..args.bundles {
+                        let out = run(p.as_mut(), input)?;
+                        anyhow::ensure!(
+                            out == input.len(),
+                            "{out} bytes came back of {}",
+                            input.len()
+                        );
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a stream panicked"))??;
+        }
+        Ok(())
+    })?;
     let data_secs = start.elapsed().as_secs_f64();
-    let elements = (args.bundles * args.elements) as f64;
+    let elements = (streams * args.bundles * args.elements) as f64;
+    processor = processors.swap_remove(0);
+    drop(processors);
 
     for _ in 0..100 {
-        run(&[])?;
+        run(processor.as_mut(), &[])?;
     }
     let start = Instant::now();
     for _ in 0..args.round_trips {
-        run(&[])?;
+        run(processor.as_mut(), &[])?;
     }
     let round_trip_us = start.elapsed().as_secs_f64() * 1e6 / args.round_trips.max(1) as f64;
 
     println!(
-        "{{\"harness\": \"{}\", \"connect_ms\": {:.1}, \"elements\": {elements}, \"seconds\": {data_secs:.4}, \"elements_per_sec\": {:.0}, \"mb_per_sec_each_way\": {:.1}, \"round_trip_us\": {round_trip_us:.1}}}",
+        "{{\"harness\": \"{}\", \"streams\": {streams}, \"connect_ms\": {:.1}, \"elements\": {elements}, \"seconds\": {data_secs:.4}, \"elements_per_sec\": {:.0}, \"mb_per_sec_each_way\": {:.1}, \"round_trip_us\": {round_trip_us:.1}}}",
         if args.in_memory {
             "in-memory"
         } else if args.in_process {

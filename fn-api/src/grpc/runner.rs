@@ -1023,29 +1023,45 @@ impl GrpcProcessor {
     /// The messages carrying a bundle's inputs: its data in batches of
     /// about [`DATA_BATCH_BYTES`], every data source closed with `is_last`,
     /// then its timers with every timer family closed.
+    /// Checks that every input of a bundle feeds a data source of the stage.
+    fn check_inputs(&self, inputs: &[(&str, &[u8])]) -> Result<()> {
+        for &(source, _) in inputs {
+            self.source_coder(source)?;
+        }
+        Ok(())
+    }
+
+    fn source_coder(&self, source: &str) -> Result<&Coder> {
+        self.registered
+            .ports
+            .sources
+            .iter()
+            .find(|(id, _)| id == source)
+            .map(|(_, coder)| coder)
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "bundle input for {source}, which is not a data source of stage {}",
+                    self.registered.stage
+                ))
+            })
+    }
+
+    /// The bundle's input as data-plane messages of about
+    /// [`DATA_BATCH_BYTES`], each handed to `emit` as soon as it is cut (so
+    /// the first one travels while the rest are cut), the last one closing
+    /// every data source and timer family.
     fn input_messages(
         &self,
         instruction: &str,
         inputs: &[(&str, &[u8])],
         timers: &[(&str, &str, &[u8])],
-    ) -> Result<Vec<Elements>> {
-        let mut messages = Vec::new();
+        mut emit: impl FnMut(Elements) -> Result<()>,
+    ) -> Result<()> {
         let mut batch = Vec::new();
         let mut size = 0;
         for &(source, bytes) in inputs {
-            let Some((_, coder)) = self
-                .registered
-                .ports
-                .sources
-                .iter()
-                .find(|(id, _)| id == source)
-            else {
-                return Err(Error::Internal(format!(
-                    "bundle input for {source}, which is not a data source of stage {}",
-                    self.registered.stage
-                )));
-            };
-            for piece in split_elements(bytes, coder)? {
+            let coder = self.source_coder(source)?;
+            for_each_piece(bytes, coder, |piece| {
                 size += piece.len();
                 batch.push(elements::Data {
                     instruction_id: instruction.to_string(),
@@ -1054,13 +1070,14 @@ impl GrpcProcessor {
                     is_last: false,
                 });
                 if size >= DATA_BATCH_BYTES {
-                    messages.push(Elements {
+                    size = 0;
+                    emit(Elements {
                         data: std::mem::take(&mut batch),
                         timers: vec![],
-                    });
-                    size = 0;
+                    })?;
                 }
-            }
+                Ok(())
+            })?;
         }
         for (source, _) in &self.registered.ports.sources {
             batch.push(elements::Data {
@@ -1091,38 +1108,33 @@ impl GrpcProcessor {
                 is_last: true,
             });
         }
-        messages.push(Elements {
+        emit(Elements {
             data: batch,
             timers: out,
-        });
-        Ok(messages)
+        })
     }
 
-    fn send_inputs(
+    fn send_input(
         &self,
         data: &mpsc::Sender<std::result::Result<Elements, Status>>,
-        messages: Vec<Elements>,
+        message: Elements,
     ) -> Result<()> {
-        for m in messages {
-            data.blocking_send(Ok(m)).map_err(|_| {
-                self.harness_error("its data stream closed while the runner sent input")
-            })?;
-        }
-        Ok(())
+        data.blocking_send(Ok(message))
+            .map_err(|_| self.harness_error("its data stream closed while the runner sent input"))
     }
 }
 
-/// Splits a buffer of whole elements into pieces of about
-/// [`DATA_BATCH_BYTES`] at element boundaries.
-fn split_elements<'a>(bytes: &'a [u8], coder: &Coder) -> Result<Vec<&'a [u8]>> {
+/// Cuts a buffer of whole elements into pieces of about
+/// [`DATA_BATCH_BYTES`] at element boundaries, handing each to `f` as it is
+/// cut.
+fn for_each_piece(
+    bytes: &[u8],
+    coder: &Coder,
+    mut f: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
     if bytes.len() <= 2 * DATA_BATCH_BYTES {
-        return Ok(if bytes.is_empty() {
-            vec![]
-        } else {
-            vec![bytes]
-        });
+        return if bytes.is_empty() { Ok(()) } else { f(bytes) };
     }
-    let mut pieces = Vec::new();
     let mut rest = bytes;
     let mut start = bytes;
     while !rest.is_empty() {
@@ -1131,11 +1143,11 @@ fn split_elements<'a>(bytes: &'a [u8], coder: &Coder) -> Result<Vec<&'a [u8]>> {
             .map_err(|e| Error::invalid("bundle input", e))?;
         let taken = start.len() - rest.len();
         if taken >= DATA_BATCH_BYTES || rest.is_empty() {
-            pieces.push(&start[..taken]);
+            f(&start[..taken])?;
             start = rest;
         }
     }
-    Ok(pieces)
+    Ok(())
 }
 
 impl BundleProcessor for GrpcProcessor {
@@ -1328,20 +1340,21 @@ impl GrpcProcessor {
         let has_inputs = !reg.ports.sources.is_empty() || !reg.timer_families.is_empty();
         let input_bytes: usize = inputs.iter().map(|(_, b)| b.len()).sum::<usize>()
             + timers.iter().map(|(_, _, b)| b.len()).sum::<usize>();
-        let mut messages = if has_inputs {
-            self.input_messages(&instruction, inputs, timers)?
+        self.check_inputs(inputs)?;
+        // Small inputs travel in the request; larger ones are cut and sent
+        // on the data stream once the harness has the request.
+        let embedded = if self.embed_requests && has_inputs && input_bytes <= EMBED_BYTES {
+            let mut all = Elements::default();
+            self.input_messages(&instruction, inputs, timers, |m| {
+                all.data.extend(m.data);
+                all.timers.extend(m.timers);
+                Ok(())
+            })?;
+            Some(all)
         } else {
-            Vec::new()
+            None
         };
-        let embedded =
-            (self.embed_requests && has_inputs && input_bytes <= EMBED_BYTES).then(|| {
-                let mut all = Elements::default();
-                for m in messages.drain(..) {
-                    all.data.extend(m.data);
-                    all.timers.extend(m.timers);
-                }
-                all
-            });
+        let stream_inputs = has_inputs && embedded.is_none();
         self.worker
             .send(InstructionRequest {
                 instruction_id: instruction.clone(),
@@ -1356,7 +1369,7 @@ impl GrpcProcessor {
             .map_err(|e| self.harness_error(format!("cannot start a bundle: {e}")))?;
 
         let mut backlog: VecDeque<BundleEvent> = VecDeque::new();
-        if !messages.is_empty() {
+        if stream_inputs {
             // The harness opens its data stream when it first needs it.
             let deadline = Instant::now() + PROTOCOL_TIMEOUT;
             let data = loop {
@@ -1381,7 +1394,7 @@ impl GrpcProcessor {
                     )));
                 }
             };
-            self.send_inputs(&data, messages)?;
+            self.input_messages(&instruction, inputs, timers, |m| self.send_input(&data, m))?;
         }
 
         let mut open: HashSet<&str> = reg.ports.sinks.iter().map(|(id, _)| id.as_str()).collect();
