@@ -12,6 +12,7 @@
 //!   runner then retries the bundle, up to
 //!   [`HarnessOptions::max_bundle_attempts`]).
 
+mod data_conn;
 mod env;
 mod harness;
 mod in_memory;

@@ -199,7 +199,8 @@ impl Transport for GrpcTransport {
         worker: &str,
         outbound: OutboundStream<Elements>,
     ) -> std::result::Result<MessageStream<Elements>, Status> {
-        let mut client = BeamFnDataClient::new(channel(endpoint).await?)
+        let (connection, origin) = super::data_conn::connect(endpoint).await?;
+        let mut client = BeamFnDataClient::with_origin(connection, origin)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let request = with_worker_id(Outbound(outbound), worker);
