@@ -27,6 +27,10 @@
 //! - **Options**: `oxbeam_parallelism` (worker threads of the job) and
 //!   Beam's `sdk_worker_parallelism` (SDK harnesses per environment, for
 //!   PROCESS and EXTERNAL/LOOPBACK environments; 0: one per worker thread).
+//! - **Environments**: PROCESS, EXTERNAL and LOOPBACK (an external worker
+//!   pool in the client); Beam Python's own subprocess and embedded
+//!   environments run as process environments (`environments`; embedded
+//!   ones on [`JobServerOptions::python`]).
 //! - **Harness shutdown** happens after the job's terminal state is
 //!   published, on a background thread, so clients see DONE without
 //!   waiting for harnesses to exit.
