@@ -405,7 +405,23 @@ class TupleCoder(Coder):
         return "TupleCoder[%s]" % ", ".join(repr(c) for c in self._coders)
 
 
-class IterableCoder(Coder):
+class _SameInBothContexts(Coder):
+    """A coder whose outer encoding is its nested one (Beam's iterables and
+    maps): subclasses write ``_encode_nested`` and ``_decode_nested``."""
+
+    def encode(self, value):
+        out = bytearray()
+        self._encode_nested(value, out)
+        return bytes(out)
+
+    def decode(self, encoded):
+        value, pos = self._decode_nested(encoded, 0)
+        if pos != len(encoded):
+            raise ValueError("%r: %d bytes after the value" % (self, len(encoded) - pos))
+        return value
+
+
+class IterableCoder(_SameInBothContexts):
     """Lists of the element coder's type: Beam's encoding, a 32-bit
     big-endian count, then each element nested (the same in both
     contexts)."""
@@ -420,17 +436,6 @@ class IterableCoder(Coder):
 
     def is_deterministic(self):
         return self._elem_coder.is_deterministic()
-
-    def encode(self, value):
-        out = bytearray()
-        self._encode_nested(value, out)
-        return bytes(out)
-
-    def decode(self, encoded):
-        value, pos = self._decode_nested(encoded, 0)
-        if pos != len(encoded):
-            raise ValueError("%r: %d bytes after the last element" % (self, len(encoded) - pos))
-        return value
 
     def _encode_nested(self, value, out):
         items = list(value)
@@ -516,7 +521,7 @@ class NullableCoder(Coder):
         return "NullableCoder[%r]" % (self._value_coder,)
 
 
-class MapCoder(Coder):
+class MapCoder(_SameInBothContexts):
     """Dicts: a 32-bit big-endian size, then each key and value nested
     (Beam's encoding). Not deterministic (entry order)."""
 
@@ -528,17 +533,6 @@ class MapCoder(Coder):
         from oxbeam import typehints
 
         return typehints.Any
-
-    def encode(self, value):
-        out = bytearray()
-        self._encode_nested(value, out)
-        return bytes(out)
-
-    def decode(self, encoded):
-        value, pos = self._decode_nested(encoded, 0)
-        if pos != len(encoded):
-            raise ValueError("%r: %d bytes after the last entry" % (self, len(encoded) - pos))
-        return value
 
     def _encode_nested(self, value, out):
         out += struct.pack(">i", len(value))
