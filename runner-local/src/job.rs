@@ -668,8 +668,6 @@ impl<'p> Job<'p> {
                                 bytes.extend_from_slice(&c.bytes);
                             }
                         }
-                        let bytes =
-                            crate::side_input::latest_firing(self.plan, &si.pcollection, bytes)?;
                         data.insert((si.transform.clone(), si.local_name.clone()), bytes);
                     }
                     self.side_inputs
@@ -1332,7 +1330,7 @@ fn restriction_bundles(
 
 /// A materialized PCollection's value and window coders, when the runner
 /// can read its windows.
-pub(crate) fn readable_coders(plan: &ExecutionPlan, pcollection: &str) -> Option<(Coder, Coder)> {
+fn readable_coders(plan: &ExecutionPlan, pcollection: &str) -> Option<(Coder, Coder)> {
     use oxbeam_runner_core::WindowCoderKind;
     let p = plan.pcollection(pcollection)?;
     let window_coder = match p.windowing.window_coder {
@@ -1348,7 +1346,7 @@ pub(crate) fn readable_coders(plan: &ExecutionPlan, pcollection: &str) -> Option
 ///
 /// # Errors
 /// If the bytes are not whole windowed values; `what` names them.
-pub(crate) fn element_ranges(
+fn element_ranges(
     bytes: &[u8],
     coder: &Coder,
     window_coder: &Coder,

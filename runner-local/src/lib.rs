@@ -49,7 +49,6 @@ mod job;
 mod merge;
 mod progress;
 mod shuffle;
-mod side_input;
 mod stateful;
 mod streaming;
 

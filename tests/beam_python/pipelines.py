@@ -355,18 +355,21 @@ def session_to_list(p):
     assert_that(r, equal_to([[1, 2, 3, 4], [10, 11]]))
 
 
-def triggered_side_input(p):
-    # A side input whose trigger fired more than once per window holds the
-    # latest firing (Beam's programming guide): one count, not one a pane.
-    counts = (p | 'Side' >> beam.Create(range(5))
-              | beam.WindowInto(window.GlobalWindows(),
-                                trigger=beam.transforms.trigger.Repeatedly(
-                                    beam.transforms.trigger.AfterCount(2)),
-                                accumulation_mode=beam.transforms.trigger.AccumulationMode.DISCARDING)
-              | beam.combiners.Count.Globally().without_defaults())
-    r = p | 'Main' >> beam.Create(['x']) | beam.Map(
-        lambda x, side: (x, len(side)), beam.pvalue.AsList(counts))
-    assert_that(r, equal_to([('x', 1)]))
+def multi_fired_side_input(p):
+    # A side input whose window fired more than once holds every pane (as
+    # Beam's sideinputs_test expects of runners): here an early pane with
+    # the sum and the on-time pane, empty in DISCARDING mode, with 0.
+    side = (stamped(p, [('k', 1), ('k', 2)], 'S')
+            | 'WS' >> beam.WindowInto(
+                window.FixedWindows(10),
+                trigger=beam.transforms.trigger.AfterWatermark(
+                    early=beam.transforms.trigger.AfterCount(1)),
+                accumulation_mode=beam.transforms.trigger.AccumulationMode.DISCARDING)
+            | beam.CombinePerKey(sum)
+            | beam.Values())
+    main = stamped(p, [('m', 5)], 'M') | 'WM' >> beam.WindowInto(window.FixedWindows(10))
+    r = main | beam.Map(lambda kv, s: (kv[1], sorted(s)), beam.pvalue.AsList(side))
+    assert_that(r, equal_to([(5, [0, 3])]))
 
 
 def window_then_global(p):
@@ -503,8 +506,7 @@ ALL = {f.__name__.rstrip('_'): f for f in [
     partition, side_singleton, side_list, side_iter, side_dict, side_multimap, side_computed,
     reshuffle, grouped_values_in_input_order, reshuffle_keeps_metadata, keys_values_swap, top_largest, to_list, to_dict, with_keys, map_tuple,
     unicode_and_bytes, floats_and_none, opaque_keys, tuple_keys, empty, fixed_windows,
-    sliding_windows, session_windows, session_to_list, window_then_global,
-    triggered_side_input, windowed_side_input,
+    sliding_windows, session_windows, session_to_list, multi_fired_side_input, window_then_global, windowed_side_input,
     timestamps_survive, read_from_text, read_text_wordcount, write_then_read_text,
     splittable_dofn, with_metrics, larger_input, chained_groups, regex_and_strings,
     schema_group_by,

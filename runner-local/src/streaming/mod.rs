@@ -576,12 +576,6 @@ impl<'j, 'p> Engine<'j, 'p> {
                 .iter()
                 .find(|(t, _)| *t == d.tag)
                 .map_or(END_OF_TIME, |(_, h)| *h);
-            tracing::debug!(
-                stage = %stage.id,
-                residuals = d.residuals.len(),
-                draining,
-                "bundle deferred residuals"
-            );
             // Draining: sources stop, and so does deferred work (dropped).
             if !draining {
                 for r in d.residuals {
@@ -945,12 +939,8 @@ impl<'j, 'p> Engine<'j, 'p> {
             .side_inputs
             .iter()
             .zip(side)
-            .map(|(si, bytes)| {
-                let bytes =
-                    crate::side_input::latest_firing(self.job.plan, &si.pcollection, bytes)?;
-                Ok(((si.transform.clone(), si.local_name.clone()), bytes))
-            })
-            .collect::<Result<_, Error>>()?;
+            .map(|(si, bytes)| ((si.transform.clone(), si.local_name.clone()), bytes))
+            .collect();
         self.job
             .side_inputs
             .lock()
