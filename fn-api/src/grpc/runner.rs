@@ -1020,9 +1020,6 @@ impl GrpcProcessor {
 
     /// Sends `inputs` as `Elements` batches of about [`DATA_BATCH_BYTES`],
     /// each data source closed with `is_last`.
-    /// The messages carrying a bundle's inputs: its data in batches of
-    /// about [`DATA_BATCH_BYTES`], every data source closed with `is_last`,
-    /// then its timers with every timer family closed.
     /// Checks that every input of a bundle feeds a data source of the stage.
     fn check_inputs(&self, inputs: &[(&str, &[u8])]) -> Result<()> {
         for &(source, _) in inputs {
@@ -1048,8 +1045,9 @@ impl GrpcProcessor {
 
     /// The bundle's input as data-plane messages of about
     /// [`DATA_BATCH_BYTES`], each handed to `emit` as soon as it is cut (so
-    /// the first one travels while the rest are cut), the last one closing
-    /// every data source and timer family.
+    /// the first one travels while the rest are cut); the last one closes
+    /// every data source with `is_last`, then carries the timers with every
+    /// timer family closed.
     fn input_messages(
         &self,
         instruction: &str,
