@@ -49,12 +49,9 @@ impl tonic::codegen::Service<http::Request<tonic::body::Body>> for DataConnectio
 /// Connects to `url` (`host:port` or `http://host:port`); returns the
 /// connection and the origin its requests go to.
 pub(crate) async fn connect(url: &str) -> Result<(DataConnection, http::Uri), Status> {
-    let uri: http::Uri = if url.contains("://") {
-        url.parse()
-    } else {
-        format!("http://{url}").parse()
-    }
-    .map_err(|e| Status::invalid_argument(format!("data endpoint {url:?}: {e}")))?;
+    let uri: http::Uri = super::http_url(url)
+        .parse()
+        .map_err(|e| Status::invalid_argument(format!("data endpoint {url:?}: {e}")))?;
     let authority = uri
         .authority()
         .ok_or_else(|| Status::invalid_argument(format!("data endpoint {url:?} has no host")))?

@@ -70,12 +70,7 @@ pub(crate) fn server_builder() -> tonic::transport::Server {
 /// Connects a channel to `url` (`host:port` or `http://host:port`), tuned
 /// like [`server_builder`].
 pub(crate) async fn connect(url: &str) -> Result<tonic::transport::Channel> {
-    let uri = if url.contains("://") {
-        url.to_string()
-    } else {
-        format!("http://{url}")
-    };
-    let endpoint = tonic::transport::Endpoint::from_shared(uri)
+    let endpoint = tonic::transport::Endpoint::from_shared(http_url(url))
         .map_err(|e| Error::invalid(format!("endpoint {url:?}"), e))?
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW)
@@ -85,6 +80,16 @@ pub(crate) async fn connect(url: &str) -> Result<tonic::transport::Channel> {
         .connect()
         .await
         .map_err(|e| Error::Internal(format!("cannot connect to {url}: {e}")))
+}
+
+/// `url` with the `http://` scheme if it names none (endpoints are often
+/// given as `host:port`).
+pub(crate) fn http_url(url: &str) -> String {
+    if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    }
 }
 
 /// An `ApiServiceDescriptor` for `url`.
