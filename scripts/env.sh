@@ -43,3 +43,22 @@ ensure_redis() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
   command -v redis-server >/dev/null || { echo "could not install redis-server" >&2; exit 1; }
 }
+
+# The shared target dir collects stale artifacts (every clone path and every
+# dependency change leaves its own copies); a full disk makes the linker die
+# with SIGBUS. Below OXBEAM_MIN_FREE_GB free (default 20), drop incremental
+# caches, then the whole dir if that was not enough: a cold build beats a
+# failed one.
+free_gb() { df -Pk "$CARGO_TARGET_DIR" | awk 'NR==2 { print int($4 / 1048576) }'; }
+
+ensure_disk_room() {
+  local min_gb="${OXBEAM_MIN_FREE_GB:-20}"
+  mkdir -p "$CARGO_TARGET_DIR"
+  [ "$(free_gb)" -ge "$min_gb" ] && return 0
+  say "less than ${min_gb} GiB free: removing incremental caches in $CARGO_TARGET_DIR"
+  rm -rf "$CARGO_TARGET_DIR"/*/incremental
+  [ "$(free_gb)" -ge "$min_gb" ] && return 0
+  say "still less than ${min_gb} GiB free: cleaning $CARGO_TARGET_DIR"
+  rm -rf "${CARGO_TARGET_DIR:?}"/debug "${CARGO_TARGET_DIR:?}"/release "${CARGO_TARGET_DIR:?}"/wasm32-*
+  [ "$(free_gb)" -ge "$min_gb" ] || say "warning: only $(free_gb) GiB free for the build"
+}

@@ -392,8 +392,17 @@ def timestamps_survive(p):
     assert_that(r, equal_to([3]))
 
 
+# Files the pipelines read and write live under one directory removed when the
+# test process exits (the pipelines run after the functions that build them return).
+_SCRATCH = tempfile.TemporaryDirectory(prefix='oxbeam-pytest-')
+
+
+def _scratch_dir():
+    return tempfile.mkdtemp(dir=_SCRATCH.name)
+
+
 def _text_file(lines):
-    d = tempfile.mkdtemp(prefix='oxbeam-pytest-')
+    d = _scratch_dir()
     path = os.path.join(d, 'input.txt')
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
@@ -423,7 +432,7 @@ def _lines(path):
 def write_then_read_text(p):
     # WriteToText outputs the names of the files it wrote (how many is the
     # runner's choice); their lines are exactly the input.
-    d = tempfile.mkdtemp(prefix='oxbeam-pytest-')
+    d = _scratch_dir()
     written = p | beam.Create(['x', 'y', 'z']) | beam.io.WriteToText(os.path.join(d, 'out'))
     assert_that(written | beam.FlatMap(_lines), equal_to(['x', 'y', 'z']))
 
