@@ -2,6 +2,12 @@
 //! (`TestStreamPayload.endpoint`, Beam's interactive API): before a job
 //! runs, the job server reads every event from the service and puts them
 //! inline into the payload, so the runner replays them like any other.
+//!
+//! The service speaks microseconds where inline events speak milliseconds:
+//! Beam's interactive cache writes `Timestamp.micros` into the events it
+//! serves and Beam's DirectRunner, the service's one reader, reads them as
+//! microseconds. So the events are scaled as they are inlined, and a
+//! pipeline gives the same timestamps here as there.
 
 use std::time::Duration;
 
@@ -52,7 +58,7 @@ pub fn inline_service_events(pipeline: &pb::Pipeline) -> Result<Option<pb::Pipel
         fetched.push((
             id.clone(),
             pb::TestStreamPayload {
-                events,
+                events: events.into_iter().map(micros_to_millis).collect(),
                 endpoint: None,
                 ..payload
             },
@@ -106,6 +112,24 @@ pub(crate) fn for_planning(pipeline: &pb::Pipeline) -> std::borrow::Cow<'_, pb::
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// A served event (microseconds) as an inline one (milliseconds), rounded
+/// down as Beam's `micros // 1000` rounds.
+fn micros_to_millis(mut e: pb::test_stream_payload::Event) -> pb::test_stream_payload::Event {
+    use pb::test_stream_payload::event::Event as E;
+    let millis = |micros: i64| micros.div_euclid(1000);
+    match &mut e.event {
+        Some(E::WatermarkEvent(w)) => w.new_watermark = millis(w.new_watermark),
+        Some(E::ProcessingTimeEvent(p)) => p.advance_duration = millis(p.advance_duration),
+        Some(E::ElementEvent(a)) => {
+            for el in &mut a.elements {
+                el.timestamp = millis(el.timestamp);
+            }
+        }
+        None => {}
+    }
+    e
 }
 
 /// Every event the service at `url` streams for `output_ids`.

@@ -743,27 +743,42 @@ def test_external_worker_pool(job_server, worker_pool, name):
 
 def test_test_stream_events_from_a_test_stream_service(job_server):
     """A TestStream with an endpoint: the job server reads its events from
-    Beam's TestStreamService (here Beam's own controller, serving recorded
-    events) before the job runs. The result is that of the same events
-    inline on Beam's DirectRunner. (Beam's DirectRunner reading them from
-    the service itself scales their timestamps down 1000x, e.g. 10 s comes
-    back as 0.010 s, as `test_stream_test.test_basic_execution_with_service`
-    expects; Oxbeam reads the service's events as the microseconds they are.)"""
+    Beam's TestStreamService (here Beam's own controller) before the job
+    runs. The service serves events as Interactive Beam records them, times
+    in microseconds (`test_stream._TestStreamFormatter`, the streaming
+    cache), and Beam's DirectRunner reads them so; Oxbeam gives the same
+    timestamps, and the same as those events inline."""
     from apache_beam.coders import FastPrimitivesCoder
+    from apache_beam.portability.api import beam_runner_api_pb2
     from apache_beam.testing.test_stream_service import TestStreamServiceController
-    from apache_beam.utils.timestamp import Timestamp
+    from apache_beam.utils.timestamp import MAX_TIMESTAMP, Timestamp
 
     coder = FastPrimitivesCoder()
+    Event = beam_runner_api_pb2.TestStreamPayload.Event
 
-    def stream(**kwargs):
-        return (TestStream(coder=coder, **kwargs)
-                .advance_watermark_to(10)
-                .add_elements(['a', 'b'])
-                .advance_watermark_to(20)
-                .add_elements([TimestampedValue('late', 12), TimestampedValue('c', 25)])
-                .advance_watermark_to_infinity())
+    def watermark(seconds):
+        return Event(watermark_event=Event.AdvanceWatermark(
+            new_watermark=Timestamp.of(seconds).micros))
 
-    recorded = [e.to_runner_api(coder) for e in stream()._events]
+    def elements(*values):
+        return Event(element_event=Event.AddElements(elements=[
+            beam_runner_api_pb2.TestStreamPayload.TimestampedElement(
+                encoded_element=coder.encode(v), timestamp=Timestamp.of(t).micros)
+            for v, t in values]))
+
+    recorded = [watermark(10), elements(('a', 10), ('b', 10)),
+                Event(processing_time_event=Event.AdvanceProcessingTime(
+                    advance_duration=2500000)),
+                watermark(20), elements(('late', 12), ('c', 25.5)),
+                Event(watermark_event=Event.AdvanceWatermark(
+                    new_watermark=MAX_TIMESTAMP.micros))]
+    inline = (TestStream(coder=coder)
+              .advance_watermark_to(10)
+              .add_elements([TimestampedValue('a', 10), TimestampedValue('b', 10)])
+              .advance_processing_time(2.5)
+              .advance_watermark_to(20)
+              .add_elements([TimestampedValue('late', 12), TimestampedValue('c', 25.5)])
+              .advance_watermark_to_infinity())
 
     class Recorded(object):
         def read_multiple(self, unused_keys):
@@ -774,13 +789,15 @@ def test_test_stream_events_from_a_test_stream_service(job_server):
         def build_fn(p):
             stamped = (p | source | beam.Map(lambda x, t=beam.DoFn.TimestampParam: (x, t)))
             assert_that(stamped, equal_to([('a', Timestamp(10)), ('b', Timestamp(10)),
-                                           ('late', Timestamp(12)), ('c', Timestamp(25))]))
+                                           ('late', Timestamp(12)), ('c', Timestamp(25.5))]))
         return build_fn
 
-    run_on(build(stream()), PipelineOptions(['--runner=DirectRunner', '--streaming']))
+    run_on(build(inline), PipelineOptions(['--runner=DirectRunner', '--streaming']))
     service = TestStreamServiceController(reader=Recorded())
     service.start()
     try:
+        run_on(build(TestStream(coder=coder, endpoint=service.endpoint)),
+               PipelineOptions(['--runner=DirectRunner', '--streaming']))
         run_on(build(TestStream(coder=coder, endpoint=service.endpoint)),
                portable_options(job_server.endpoint, extra=['--streaming']))
     finally:
