@@ -19,6 +19,9 @@ The `streaming` suite runs `oxbeam-streaming` and its Bytewax peer
 (`bench/python/bytewax_streaming.py`) on the same workloads: end-to-end
 latency at a fixed rate, the highest rate each keeps up with on one core,
 and per-key ValueState updates over 1M keys (see bench/README.md).
+
+The `wasm` suite compares Wasm UDFs with native ones: the stage alone and
+in a whole pipeline.
 """
 import argparse
 import glob
@@ -497,9 +500,53 @@ def rebalance(quick, build):
         print(f"| {name} | {n * micros / 1e6:.2f} s | {off:.2f} s | {on:.2f} s | {off / on:.2f}x | {splits} |")
 
 
+def wasm(quick, build):
+    """Wasm UDFs vs native: the stage alone (`oxbeam-wasm-bench`: Map and
+    tokenizer over 10M elements against a hand-written native loop, call
+    overhead, start-up), then a whole pipeline, text read -> tokenizer ->
+    global count, with the tokenizer as a Rust SDK FlatMap or as the guest's
+    `tokenize` (`oxbeam-batch tokenize`; the counts must agree)."""
+    if build:
+        sh(["cargo", "build", "--release", "--locked", "-p", "oxbeam-wasm", "-p", "oxbeam-bench", "--bins"])
+    bin_dir = os.path.join(TARGET, "release")
+    n = 1_000_000 if quick else 10_000_000
+    print("+ oxbeam-wasm-bench", n, file=sys.stderr, flush=True)
+    stage = subprocess.run([os.path.join(bin_dir, "oxbeam-wasm-bench"), str(n)], cwd=ROOT,
+                           capture_output=True, text=True)
+    if stage.returncode != 0:
+        sys.stderr.write(stage.stderr[-4000:])
+        raise SystemExit("benchmark command failed: oxbeam-wasm-bench")
+    print()
+    print("Wasm stage vs native loop (`oxbeam-wasm-bench`, best of 3 alternating runs):")
+    print()
+    print("```")
+    print(stage.stdout.strip())
+    print("```")
+    with tempfile.TemporaryDirectory(prefix="oxbeam-bench-wasm-") as tmp:
+        corpus = os.path.join(tmp, "corpus.txt")
+        sh([os.path.join(bin_dir, "gen-corpus"), "--words", str(n), "--dist", "zipf", "--out", corpus])
+        best, counts = {}, set()
+        for _ in range(3):
+            for udf in ("native", "wasm"):
+                r, _, rss = measure([os.path.join(bin_dir, "oxbeam-batch"), "--no-progress", "tokenize",
+                                     "--input", corpus, "--udf", udf])
+                counts.add(r["elements"])
+                if udf not in best or r["seconds"] < best[udf][0]:
+                    best[udf] = (r["seconds"], rss)
+        if len(counts) != 1:
+            raise SystemExit(f"native and Wasm tokenizers counted different numbers of words: {sorted(counts)}")
+        n = counts.pop()
+    print()
+    print(f"| pipeline: read, tokenize, count ({n / 1e6:.1f}M tokens, best of 3) | native FlatMap | Wasm FlatMap | Wasm/native |")
+    print("|---|---|---|---|")
+    (nt, nr), (wt, wr) = best["native"], best["wasm"]
+    print(f"| time | {nt:.3f} s ({n / nt / 1e6:.1f}M words/s) | {wt:.3f} s ({n / wt / 1e6:.1f}M words/s) | {wt / nt:.2f}x |")
+    print(f"| peak RSS | {nr:.0f} MiB | {wr:.0f} MiB | |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("suite", nargs="?", default="all", choices=["coders", "batch", "beam", "python", "streaming", "fnapi", "rebalance", "all"])
+    ap.add_argument("suite", nargs="?", default="all", choices=["coders", "batch", "beam", "python", "streaming", "fnapi", "rebalance", "wasm", "all"])
     ap.add_argument("--quick", action="store_true", help="1/10 of the data, for a smoke run")
     ap.add_argument("--words", type=int, default=5_000_000,
                     help="beam: words of the wordcount corpus (~8 bytes each; default ~40 MB)")
@@ -508,7 +555,7 @@ def main():
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="beam, python: harness workers for the multi-worker runs (default: cores)")
     ap.add_argument("--no-build", dest="build", action="store_false",
-                    help="beam, streaming, fnapi, rebalance: use the release binaries already built ($OXBEAM_BIN for oxbeam)")
+                    help="beam, streaming, fnapi, rebalance, wasm: use the release binaries already built ($OXBEAM_BIN for oxbeam)")
     args = ap.parse_args()
     if args.suite in ("coders", "all"):
         coders()
@@ -524,6 +571,8 @@ def main():
         fnapi(args.quick, args.build)
     if args.suite in ("rebalance", "all"):
         rebalance(args.quick, args.build)
+    if args.suite in ("wasm", "all"):
+        wasm(args.quick, args.build)
 
 
 if __name__ == "__main__":

@@ -130,15 +130,23 @@ impl ValueCodec {
     /// is one well-formed value of the coder.
     #[inline]
     pub(crate) fn write_nested(&self, outer: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        match self {
-            ValueCodec::Prefixed { utf8 } => {
-                // ASCII (the common case) is checked inline, word by word.
-                if *utf8 && !outer.is_ascii() && std::str::from_utf8(outer).is_err() {
-                    return Err("string output is not valid UTF-8".into());
-                }
-                wire::write_length_prefixed(out, outer);
-                Ok(())
+        // Strings and bytes, the common case, inline into the output loops;
+        // the rest is a call.
+        if let ValueCodec::Prefixed { utf8 } = self {
+            // ASCII (the common case) is checked inline, word by word.
+            if *utf8 && !outer.is_ascii() && std::str::from_utf8(outer).is_err() {
+                return Err("string output is not valid UTF-8".into());
             }
+            wire::write_length_prefixed(out, outer);
+            return Ok(());
+        }
+        self.write_nested_composite(outer, out)
+    }
+
+    #[inline(never)]
+    fn write_nested_composite(&self, outer: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        match self {
+            ValueCodec::Prefixed { .. } => self.write_nested(outer, out),
             ValueCodec::Kv { key, value, .. } => {
                 let mut input = outer;
                 key.skip(&mut input, Context::Nested)

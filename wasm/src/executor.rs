@@ -1035,19 +1035,28 @@ impl StepCx<'_> {
                 }
             }
             Op::FlatMap => {
+                // Outputs of one input come together: its header stays in
+                // `element` while they do.
+                let mut current = None;
                 while !r.is_empty() {
                     let i = r.u32("an input index").map_err(|m| malformed(m, None))? as usize;
-                    let p = pending.get(i).ok_or_else(|| {
-                        malformed(
-                            format!("input index {i} in a batch of {}", pending.len()),
-                            None,
-                        )
-                    })?;
                     let value = r
                         .bytes("an output value")
                         .map_err(|m| malformed(m, Some(i)))?;
-                    element.clear();
-                    element.extend_from_slice(p.header());
+                    match current {
+                        Some((last, head)) if last == i => element.truncate(head),
+                        _ => {
+                            let p = pending.get(i).ok_or_else(|| {
+                                malformed(
+                                    format!("input index {i} in a batch of {}", pending.len()),
+                                    None,
+                                )
+                            })?;
+                            element.clear();
+                            element.extend_from_slice(p.header());
+                            current = Some((i, element.len()));
+                        }
+                    }
                     codec
                         .write_nested(value, element)
                         .map_err(|m| malformed(m, Some(i)))?;

@@ -62,3 +62,4 @@ mod runtime;
 
 pub use executor::{LoadedModule, WasmExecutor, WasmOptions, runs_wasm};
 pub use guest::Limits;
+pub use runtime::PERF_MAP_ENV;

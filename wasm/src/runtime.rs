@@ -29,11 +29,19 @@ pub(crate) struct Runtime {
     cache: Mutex<hashbrown::HashMap<Arc<[u8]>, Prepared>>,
 }
 
+/// Set (to anything) to have guest code show up by function name in
+/// `perf record`/`perf report`.
+pub const PERF_MAP_ENV: &str = "OXBEAM_WASM_PERF_MAP";
+
 impl Runtime {
     pub(crate) fn new(fuel: bool) -> Result<Arc<Runtime>, String> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.consume_fuel(fuel);
+        // `perf` names guest functions from /tmp/perf-PID.map.
+        if std::env::var_os(PERF_MAP_ENV).is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| format!("cannot create wasm engine: {e}"))?;
         start_ticker(&engine);
         // No host functions: a module importing anything fails to link

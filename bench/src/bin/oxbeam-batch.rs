@@ -5,6 +5,7 @@
 //! oxbeam-batch gbk --elements N --keys K [runner flags]
 //! oxbeam-batch wordcount --input FILE --output PREFIX --words N [runner flags]
 //! oxbeam-batch skew --elements N --micros M [runner flags]
+//! oxbeam-batch tokenize --input FILE --udf native|wasm [runner flags]
 //! ```
 //!
 //! Prints one JSON line `{"workload", "elements", "seconds"}` where seconds
@@ -13,6 +14,7 @@
 use clap::{Parser, Subcommand};
 use oxbeam::combiners::{Count, Sum};
 use oxbeam::io::{ReadFromText, WriteToText};
+use oxbeam::wasm::{WasmFlatMap, WasmFn};
 use oxbeam::{Pipeline, PipelineOptions};
 use oxbeam_examples::CountWords;
 
@@ -63,11 +65,28 @@ enum Workload {
         #[arg(long)]
         words: u64,
     },
+    /// The wordcount tokenizer (split on ASCII whitespace) as a native Rust
+    /// FlatMap or as the example Wasm guest's `tokenize` (built on first
+    /// use), between a text read and a global count; `elements` is the
+    /// count.
+    Tokenize {
+        #[arg(long)]
+        input: String,
+        #[arg(long, value_enum)]
+        udf: Udf,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Udf {
+    Native,
+    Wasm,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let p = Pipeline::new(args.pipeline);
+    let mut counted = None;
     let (name, elements) = match &args.workload {
         Workload::Chain { elements, stages } => {
             let mut xs = p
@@ -117,11 +136,53 @@ fn main() -> anyhow::Result<()> {
                 .apply("Write", WriteToText::new(output.clone()));
             ("wordcount", *words)
         }
+        Workload::Tokenize { input, udf } => {
+            let lines = p.apply("Read", ReadFromText::new(input.clone()));
+            let words_out = match udf {
+                Udf::Native => lines.flat_map("Tokenize", |l: &String| {
+                    l.split_ascii_whitespace()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                }),
+                Udf::Wasm => {
+                    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+                    let module = oxbeam_wasm::dev::build_guest_udfs(&root)
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    p.with_executor(
+                        oxbeam_model::urns::wasm_functions::ENVIRONMENT,
+                        std::sync::Arc::new(oxbeam_wasm::WasmExecutor::new(Default::default())),
+                    );
+                    lines.apply(
+                        "Tokenize",
+                        WasmFlatMap::<String>::new(WasmFn::new(module.into(), "tokenize")),
+                    )
+                }
+            };
+            counted = Some(
+                words_out
+                    .apply("Count", Count::globally())
+                    .collect_for_testing("Total"),
+            );
+            (
+                match udf {
+                    Udf::Native => "tokenize-native",
+                    Udf::Wasm => "tokenize-wasm",
+                },
+                0,
+            )
+        }
     };
     let started = std::time::Instant::now();
     let result = p.run()?;
     let seconds = started.elapsed().as_secs_f64();
     let splits = result.dynamic_splits;
+    let elements = match counted {
+        Some(total) => match total.sorted()[..] {
+            [n] => n as u64,
+            ref other => anyhow::bail!("{name}: the count gave {other:?}, not one number"),
+        },
+        None => elements,
+    };
     println!(
         "{{\"workload\": \"{name}\", \"elements\": {elements}, \"seconds\": {seconds}, \"splits\": {splits}}}"
     );
