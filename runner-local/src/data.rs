@@ -40,6 +40,14 @@ impl Slot {
     pub fn chunks(&self) -> Vec<Arc<Chunk>> {
         self.chunks.lock().map(|c| c.clone()).unwrap_or_default()
     }
+
+    /// Drops the chunks (every reader is done); readers that took them
+    /// keep theirs.
+    pub fn release(&self) {
+        if let Ok(mut c) = self.chunks.lock() {
+            *c = Vec::new();
+        }
+    }
 }
 
 /// Writes one bundle's elements for one PCollection. Nothing is visible to

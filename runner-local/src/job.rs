@@ -406,6 +406,26 @@ impl<'p> Job<'p> {
                 }
             }
         }
+        // A materialized PCollection is dropped once every step reading it
+        // is done (Flattens and side inputs hold their chunks themselves):
+        // a long pipeline holds its live PCollections, not all of them.
+        let slots_read = |i: usize| {
+            let mut read: Vec<usize> = steps[i]
+                .reads()
+                .into_iter()
+                .filter_map(|r| self.slot_index.get(r).copied())
+                .collect();
+            read.sort_unstable();
+            read.dedup();
+            read
+        };
+        let readers_left: Vec<AtomicUsize> =
+            self.slots.iter().map(|_| AtomicUsize::new(0)).collect();
+        for i in 0..n {
+            for k in slots_read(i) {
+                readers_left[k].fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let mut output_watermark: Vec<Watermark> = vec![BEFORE_TIME; n];
         let input_watermark = |wm: &[Watermark], i: usize| {
             upstream[i]
@@ -470,6 +490,11 @@ impl<'p> Job<'p> {
                             tasks: usize,
                             started: Option<Instant>| {
                 wm[i] = END_OF_TIME;
+                for k in slots_read(i) {
+                    if readers_left[k].fetch_sub(1, Ordering::Relaxed) == 1 {
+                        self.slots[k].release();
+                    }
+                }
                 let elapsed = started.map(|s| s.elapsed()).unwrap_or_default();
                 tracing::debug!(
                     step = %steps[i].name(),

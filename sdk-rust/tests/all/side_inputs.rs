@@ -166,3 +166,27 @@ fn empty_singleton_without_default_fails_the_reader() {
     assert_eq!(u.transform, "Reader");
     assert!(u.message.contains("empty"), "{}", u.message);
 }
+
+/// Unfused, the runner drops each materialized PCollection once every step
+/// reading it is done: `xs` is read by the mean, then by the ParDo that
+/// needs the mean, then by the Flatten after it, and each still sees all
+/// of it.
+#[test]
+fn a_pcollection_read_early_and_late_keeps_its_data_for_every_reader() {
+    for p in [pipeline(), unfused_pipeline()] {
+        let xs = p.create("Xs", (1..=100i64).collect::<Vec<_>>());
+        let mean = xs.apply("Mean", Mean::globally()).as_singleton();
+        let above = xs.par_do(
+            "AboveMean",
+            ParDo::of(AboveMean { mean: mean.clone() }).with_side_input(&mean),
+        );
+        let doubled = above.map("Negate", |x: &i64| -x);
+        let all = xs.flatten_with("Flatten", &[doubled]);
+        let total = all
+            .apply("Total", Sum::globally())
+            .collect_for_testing("Out");
+        p.run().unwrap();
+        // 1..=100 sums to 5050; minus 51..=100, which sum to 3775.
+        assert_eq!(total.sorted(), vec![5050 - 3775]);
+    }
+}
