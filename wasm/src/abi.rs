@@ -139,6 +139,18 @@ impl<'a> Reader<'a> {
         self.take(n as usize, what)
     }
 
+    /// [`Reader::bytes`], and the 16 bytes from the value's start when the
+    /// output has that many (for fixed-size copies of short values).
+    #[inline]
+    pub(crate) fn bytes_windowed(
+        &mut self,
+        what: &str,
+    ) -> Result<(&'a [u8], Option<&'a [u8; 16]>), String> {
+        let n = self.u32(what)?;
+        let window = self.buf.first_chunk::<16>();
+        Ok((self.take(n as usize, what)?, window))
+    }
+
     #[inline]
     pub(crate) fn opt_bytes(&mut self, what: &str) -> Result<Option<&'a [u8]>, String> {
         let n = self.u32(what)?;

@@ -35,6 +35,30 @@ pub(crate) enum ValueCodec {
     Same(Coder),
 }
 
+/// The nested encoding of a bytes-like guest output shorter than 16 bytes,
+/// `window` being 16 bytes from its start: one fixed-size copy (then a
+/// truncate) instead of a `memcpy` call, and the ASCII check on one word.
+#[inline(always)]
+pub(crate) fn write_short_prefixed(
+    utf8: bool,
+    value: &[u8],
+    window: &[u8; 16],
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let n = value.len();
+    debug_assert!(n < 16);
+    let high_bits =
+        u128::from_le_bytes(*window) & ((1u128 << (8 * n)) - 1) & (u128::MAX / 255 * 0x80);
+    if utf8 && high_bits != 0 && std::str::from_utf8(value).is_err() {
+        return Err("string output is not valid UTF-8".into());
+    }
+    out.push(n as u8);
+    let len = out.len();
+    out.extend_from_slice(window);
+    out.truncate(len + n);
+    Ok(())
+}
+
 impl ValueCodec {
     pub(crate) fn new(coder: &Coder) -> Self {
         match coder {
@@ -215,6 +239,40 @@ impl ValueCodec {
 mod tests {
     use super::*;
     use oxbeam_model::coders::Value;
+
+    #[test]
+    fn short_values_encode_as_the_general_path_does() {
+        let samples: [&[u8]; 6] = [
+            b"",
+            b"word",
+            b"fifteen bytes!!",
+            "h\u{e9}llo".as_bytes(),
+            b"bad \xff utf8",
+            b"\xe2\x82",
+        ];
+        for utf8 in [true, false] {
+            for value in samples {
+                for trailing in [
+                    &b""[..],
+                    b"0123456789abcdef",
+                    b"\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80",
+                ] {
+                    let mut output = value.to_vec();
+                    output.extend_from_slice(trailing);
+                    let Some(window) = output.first_chunk::<16>() else {
+                        continue;
+                    };
+                    let (mut fast, mut general) = (b"header".to_vec(), b"header".to_vec());
+                    let f = write_short_prefixed(utf8, value, window, &mut fast);
+                    let g = ValueCodec::Prefixed { utf8 }.write_nested(value, &mut general);
+                    assert_eq!(f, g, "{value:?} utf8={utf8}");
+                    if g.is_ok() {
+                        assert_eq!(fast, general, "{value:?} utf8={utf8}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn conversions_match_the_coder() {

@@ -1011,18 +1011,29 @@ impl StepCx<'_> {
         let mut r = Reader::new(output);
         match step.op {
             Op::Map | Op::ExtractOutputs => {
+                let prefixed = match codec {
+                    ValueCodec::Prefixed { utf8 } if step.op == Op::Map => Some(*utf8),
+                    _ => None,
+                };
                 for (i, p) in pending.iter().enumerate() {
-                    let value = r.bytes("a map output").map_err(|m| malformed(m, Some(i)))?;
+                    let (value, window) = r
+                        .bytes_windowed("a map output")
+                        .map_err(|m| malformed(m, Some(i)))?;
                     element.clear();
                     element.extend_from_slice(p.header());
-                    if step.op == Op::ExtractOutputs {
-                        element.extend_from_slice(batch.keys.get(i).copied().unwrap_or_default());
-                        codec
-                            .kv_value()
-                            .unwrap_or(codec)
-                            .write_nested(value, element)
-                    } else {
-                        codec.write_nested(value, element)
+                    match (prefixed, window) {
+                        (Some(utf8), Some(window)) if value.len() < 16 => {
+                            crate::codec::write_short_prefixed(utf8, value, window, element)
+                        }
+                        _ if step.op == Op::ExtractOutputs => {
+                            element
+                                .extend_from_slice(batch.keys.get(i).copied().unwrap_or_default());
+                            codec
+                                .kv_value()
+                                .unwrap_or(codec)
+                                .write_nested(value, element)
+                        }
+                        _ => codec.write_nested(value, element),
                     }
                     .map_err(|m| malformed(m, Some(i)))?;
                     out.emit(element)?;
@@ -1038,10 +1049,14 @@ impl StepCx<'_> {
                 // Outputs of one input come together: its header stays in
                 // `element` while they do.
                 let mut current = None;
+                let prefixed = match codec {
+                    ValueCodec::Prefixed { utf8 } => Some(*utf8),
+                    _ => None,
+                };
                 while !r.is_empty() {
                     let i = r.u32("an input index").map_err(|m| malformed(m, None))? as usize;
-                    let value = r
-                        .bytes("an output value")
+                    let (value, window) = r
+                        .bytes_windowed("an output value")
                         .map_err(|m| malformed(m, Some(i)))?;
                     match current {
                         Some((last, head)) if last == i => element.truncate(head),
@@ -1057,9 +1072,13 @@ impl StepCx<'_> {
                             current = Some((i, element.len()));
                         }
                     }
-                    codec
-                        .write_nested(value, element)
-                        .map_err(|m| malformed(m, Some(i)))?;
+                    match (prefixed, window) {
+                        (Some(utf8), Some(window)) if value.len() < 16 => {
+                            crate::codec::write_short_prefixed(utf8, value, window, element)
+                        }
+                        _ => codec.write_nested(value, element),
+                    }
+                    .map_err(|m| malformed(m, Some(i)))?;
                     out.emit(element)?;
                 }
             }

@@ -34,6 +34,44 @@ fn map_flat_map_filter_fuse_in_one_stage() {
     );
 }
 
+/// Words of every length from 0 to 40 bytes, ASCII and not, in the middle
+/// of a batch and at its very end: the guest copies short words in fixed
+/// 16-byte windows where the batch has the bytes, and the host reads short
+/// outputs the same way; outputs are exactly the native split.
+#[test]
+fn tokenize_gives_exactly_the_native_split_for_words_of_every_length() {
+    let m = rust_guest();
+    let word = |n: usize| -> String {
+        (0..n)
+            .map(|i| {
+                if n % 3 == 0 && i == 1 {
+                    'é'
+                } else {
+                    char::from(b'a' + (i % 26) as u8)
+                }
+            })
+            .collect()
+    };
+    let mut lines: Vec<String> = (0..=40).map(|n| format!("x {} y", word(n))).collect();
+    lines.push((0..=40).map(word).collect::<Vec<_>>().join(" "));
+    lines.push(word(3));
+    lines.push(word(15));
+    let expected: Vec<Value> = lines
+        .iter()
+        .flat_map(|l| l.split_ascii_whitespace().map(s))
+        .collect();
+    let out = run_stage(
+        STR,
+        &[par_do(
+            &payload(&m, "tokenize", WasmFunctionKind::FlatMap),
+            STR,
+        )],
+        &global(lines.iter().map(|l| s(l))),
+    )
+    .unwrap();
+    assert_eq!(values(out), expected);
+}
+
 #[test]
 fn map_keeps_timestamps_windows_and_panes() {
     let m = rust_guest();
