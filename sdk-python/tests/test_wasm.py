@@ -361,3 +361,49 @@ def test_wasm_stages_on_the_job_server(guest, oxbeam_job_server):
         ["--runner=PortableRunner", "--job_endpoint=%s" % oxbeam_job_server]))
     _wasm_wordcount(p, guest, expected)
     p.run()
+
+
+# A WASI preview 1 guest by hand: each output is two characters, the number
+# of environment variables it sees and whether it may read the clock.
+WASI_WAT = r"""
+(module
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func $env_sizes (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+  (memory (export "memory") 4)
+  (func (export "oxbeam_abi_version") (result i32) i32.const 1)
+  (func (export "oxbeam_alloc") (param $n i32) (result i32)
+    (if (result i32) (i32.le_u (local.get $n) (i32.const 130048))
+      (then (i32.const 1024)) (else (i32.const 0))))
+  (func (export "probe") (param $len i32) (result i64)
+    (local $count i32) (local $i i32) (local $out i32) (local $clock i32)
+    (drop (call $env_sizes (i32.const 0x100) (i32.const 0x104)))
+    (local.set $clock
+      (select (i32.const 121) (i32.const 110)
+        (i32.eqz (call $clock (i32.const 0) (i64.const 1) (i32.const 0x108)))))
+    (local.set $count (i32.load (i32.const 1024)))
+    (local.set $out (i32.const 131072))
+    (block $done
+      (loop $rec
+        (br_if $done (i32.ge_u (local.get $i) (local.get $count)))
+        (i32.store (local.get $out) (i32.const 2))
+        (i32.store8 (i32.add (local.get $out) (i32.const 4))
+          (i32.add (i32.const 48) (i32.load (i32.const 0x100))))
+        (i32.store8 (i32.add (local.get $out) (i32.const 5)) (local.get $clock))
+        (local.set $out (i32.add (local.get $out) (i32.const 6)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $rec)))
+    (i64.or
+      (i64.shl (i64.extend_i32_u (i32.sub (local.get $out) (i32.const 131072))) (i64.const 32))
+      (i64.const 131072)))
+)
+"""
+
+
+def test_wasi_is_denied_by_default_and_granted_per_transform():
+    _run(lambda p: assert_that(p | beam.Create(["a", "b"]) | WasmMap(WASI_WAT, "probe"),
+                               equal_to(["0n", "0n"])))
+    _run(lambda p: assert_that(
+        p | beam.Create(["a"]) | WasmMap(WASI_WAT, "probe", env={"A": "1", "B": "2"}, clock=True),
+        equal_to(["2y"])))
+    with pytest.raises(TypeError, match="env must map variable names"):
+        WasmMap(WASI_WAT, "probe", env={"A=B": "1"})

@@ -11,7 +11,10 @@
 //! `oxbeam_wasm::WasmExecutor` (this crate does not depend on wasmtime).
 //!
 //! Values cross into the guest as their coder's outer-context encoding
-//! (raw UTF-8 for `String`, a varint for integers, ...).
+//! (raw UTF-8 for `String`, a varint for integers, ...). Guests built for
+//! `wasm32-wasip1` get the WASI preview 1 functions they import, deny by
+//! default; [`WasmFn::grant_env`], [`WasmFn::grant_clock`] and
+//! [`WasmFn::grant_random`] open what a function needs.
 //!
 //! ```
 //! use oxbeam::wasm::{WasmFn, WasmMap};
@@ -28,7 +31,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use oxbeam_model::oxbeam::{
-    WasmFunctionKind, WasmFunctionPayload, WasmLimits, wasm_function_payload,
+    WasmFunctionKind, WasmFunctionPayload, WasmGrants, WasmLimits, wasm_function_payload,
 };
 use oxbeam_model::pipeline as pb;
 use oxbeam_model::urns;
@@ -47,6 +50,7 @@ pub struct WasmFn {
     export: String,
     config: Vec<u8>,
     limits: Option<WasmLimits>,
+    grants: Option<WasmGrants>,
 }
 
 #[derive(Clone, Debug)]
@@ -63,6 +67,7 @@ impl WasmFn {
             export: export.to_string(),
             config: Vec::new(),
             limits: None,
+            grants: None,
         }
     }
 
@@ -74,6 +79,7 @@ impl WasmFn {
             export: export.to_string(),
             config: Vec::new(),
             limits: None,
+            grants: None,
         }
     }
 
@@ -98,6 +104,29 @@ impl WasmFn {
         self
     }
 
+    /// Grants the environment variable `key=value` to the guest (WASI
+    /// `environ_get`; guests see no variables otherwise).
+    pub fn grant_env(mut self, key: &str, value: &str) -> Self {
+        self.grants
+            .get_or_insert_with(Default::default)
+            .env
+            .push(format!("{key}={value}"));
+        self
+    }
+
+    /// Grants the wall-clock and monotonic clocks (WASI `clock_time_get`;
+    /// `ENOTCAPABLE` otherwise).
+    pub fn grant_clock(mut self) -> Self {
+        self.grants.get_or_insert_with(Default::default).clock = true;
+        self
+    }
+
+    /// Grants random bytes (WASI `random_get`; `ENOTCAPABLE` otherwise).
+    pub fn grant_random(mut self) -> Self {
+        self.grants.get_or_insert_with(Default::default).random = true;
+        self
+    }
+
     fn spec(&self, urn: &str, kind: WasmFunctionKind) -> pb::FunctionSpec {
         let module = match &self.module {
             Module::Bytes(b) => {
@@ -114,6 +143,7 @@ impl WasmFn {
             module_sha256: String::new(),
             display: format!("wasm:{}", self.export),
             abi_version: 1,
+            grants: self.grants.clone(),
         };
         pb::FunctionSpec {
             urn: urn.to_string(),

@@ -17,6 +17,15 @@ use std::process::Command;
 /// does it), or the module cannot be read. The message carries cargo's
 /// diagnostics.
 pub fn build_guest_udfs(workspace_root: &Path) -> Result<Vec<u8>, String> {
+    build_guest_udfs_for(workspace_root, "wasm32-unknown-unknown")
+}
+
+/// [`build_guest_udfs`] for another Wasm target, e.g. `wasm32-wasip1`
+/// (whose std imports a few WASI functions, see `crate::wasi`).
+///
+/// # Errors
+/// As [`build_guest_udfs`].
+pub fn build_guest_udfs_for(workspace_root: &Path, target: &str) -> Result<Vec<u8>, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(workspace_root)
@@ -33,7 +42,7 @@ pub fn build_guest_udfs(workspace_root: &Path) -> Result<Vec<u8>, String> {
             "-p",
             "oxbeam-wasm-guest",
             "--target",
-            "wasm32-unknown-unknown",
+            target,
             "--release",
             "--example",
             "guest_udfs",
@@ -42,14 +51,16 @@ pub fn build_guest_udfs(workspace_root: &Path) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("running cargo to build the Wasm guest: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "building the Wasm guest failed (is the wasm32-unknown-unknown target installed? \
-             `rustup target add wasm32-unknown-unknown`):\n{}",
+            "building the Wasm guest failed (is the {target} target installed? \
+             `rustup target add {target}`):\n{}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let target = std::env::var("CARGO_TARGET_DIR")
+    let target_dir = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| workspace_root.join("target"));
-    let path = target.join("wasm32-unknown-unknown/release/examples/guest_udfs.wasm");
+    let path = target_dir
+        .join(target)
+        .join("release/examples/guest_udfs.wasm");
     std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))
 }

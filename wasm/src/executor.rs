@@ -167,6 +167,7 @@ impl LoadedModule {
             combine,
             Bytes::new(),
             self.limits,
+            Default::default(),
         )
         .map(drop)
         .map_err(|m| Error::invalid("wasm module", m))
@@ -500,6 +501,7 @@ impl WasmExecutor {
             combine,
             wasm.config.clone(),
             limits,
+            Arc::new(crate::wasi::Grants::from_proto(wasm.grants.as_ref())),
         )
         .map_err(|m| Error::invalid(format!("Wasm module of {name}"), m))
     }

@@ -10,6 +10,7 @@ use wasmtime::{Memory, Store, StoreLimitsBuilder, Trap, TypedFunc};
 
 use crate::abi;
 use crate::runtime::{EPOCH_TICK, Prepared, Runtime, StoreState, chain};
+use crate::wasi::Grants;
 
 /// Resource limits of one instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +73,7 @@ pub(crate) struct Guest {
     combine: bool,
     config: Bytes,
     limits: Limits,
+    grants: Arc<Grants>,
     live: Option<Live>,
 }
 
@@ -84,6 +86,7 @@ impl Guest {
         combine: bool,
         config: Bytes,
         limits: Limits,
+        grants: Arc<Grants>,
     ) -> Result<Guest, String> {
         let mut g = Guest {
             runtime,
@@ -92,6 +95,7 @@ impl Guest {
             combine,
             config,
             limits,
+            grants,
             live: None,
         };
         g.instantiate().map_err(|f| f.message)?;
@@ -107,7 +111,13 @@ impl Guest {
             .table_elements(1 << 20)
             .trap_on_grow_failure(true)
             .build();
-        let mut store = Store::new(&self.runtime.engine, StoreState { limits });
+        let state = StoreState {
+            limits,
+            grants: self.grants.clone(),
+            output: Default::default(),
+            created: std::time::Instant::now(),
+        };
+        let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limits);
         self.arm(&mut store, None);
         let instance = self
@@ -248,6 +258,9 @@ impl Guest {
                     if let Some(m) = last_error_message(live).filter(|m| !m.is_empty()) {
                         message = format!("{message}; guest says: {m}");
                     }
+                }
+                if let Some(out) = live.store.data().output.text() {
+                    message = format!("{message}; guest output: {out}");
                 }
                 return Err(Failure {
                     message,

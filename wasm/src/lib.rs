@@ -19,13 +19,16 @@
 //! ```
 //!
 //! The calling convention is ABI v1, written down in `wasm/ABI.md`: core
-//! Wasm modules, no imports, a handful of exports; Rust guests get it from
+//! Wasm modules, no imports but WASI preview 1, a handful of exports; Rust guests get it from
 //! the `oxbeam-wasm-guest` crate's macros, other languages implement it by
 //! hand (the tests include a guest written in WAT).
 //!
 //! ## Sandbox and costs
 //!
-//! - **No imports** (no WASI): a module importing anything is rejected.
+//! - **No imports but WASI preview 1**, deny by default ([`Grants`]): no
+//!   files or network, an empty environment, no clocks or random bytes
+//!   unless the function's payload grants them; standard output and error
+//!   are forwarded and quoted in failures. Other imports are rejected.
 //! - **Memory** is capped per instance ([`Limits::max_memory_bytes`],
 //!   default 64 MiB); growing past it traps.
 //! - **Time**: a background thread bumps the engine epoch every 5 ms; each
@@ -59,7 +62,9 @@ pub mod dev;
 mod executor;
 mod guest;
 mod runtime;
+mod wasi;
 
 pub use executor::{LoadedModule, WasmExecutor, WasmOptions, runs_wasm};
 pub use guest::Limits;
 pub use runtime::PERF_MAP_ENV;
+pub use wasi::Grants;

@@ -12,9 +12,15 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Per-store host state.
 pub(crate) struct StoreState {
     pub(crate) limits: StoreLimits,
+    /// What the function may reach through WASI.
+    pub(crate) grants: Arc<crate::wasi::Grants>,
+    /// Its standard output and error.
+    pub(crate) output: crate::wasi::Output,
+    /// Zero of its monotonic clock.
+    pub(crate) created: std::time::Instant,
 }
 
-/// A compiled module, ready to instantiate (imports resolved: none).
+/// A compiled module, ready to instantiate (its WASI imports resolved).
 pub(crate) type Prepared = InstancePre<StoreState>;
 
 /// One engine and its cache. Modules are compiled once per engine and
@@ -44,8 +50,8 @@ impl Runtime {
         }
         let engine = Engine::new(&config).map_err(|e| format!("cannot create wasm engine: {e}"))?;
         start_ticker(&engine);
-        // No host functions: a module importing anything fails to link
-        // (WASI or other imports must be granted explicitly).
+        // WASI preview 1 functions are added per module, for those it
+        // imports (crate::wasi); anything else fails to link.
         let linker = Linker::new(&engine);
         Ok(Arc::new(Runtime {
             engine,
@@ -67,16 +73,12 @@ impl Runtime {
         Ok(prepared)
     }
 
-    /// Links a compiled module (no imports are provided).
+    /// Links a compiled module: the WASI preview 1 functions it imports,
+    /// deny by default ([`crate::wasi`]); other imports fail.
     pub(crate) fn prepare_module(&self, module: &Module) -> Result<Prepared, String> {
-        if let Some(i) = module.imports().next() {
-            return Err(format!(
-                "module imports {}::{}, but Wasm UDFs get no imports (no WASI is granted)",
-                i.module(),
-                i.name()
-            ));
-        }
-        self.linker
+        let mut linker = self.linker.clone();
+        crate::wasi::link(&mut linker, module)?;
+        linker
             .instantiate_pre(module)
             .map_err(|e| format!("cannot link wasm module: {}", chain(&e)))
     }

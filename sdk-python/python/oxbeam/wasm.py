@@ -5,8 +5,8 @@ Oxbeam's Wasm ABI (``wasm/ABI.md``): built from Rust with the
 ``oxbeam-wasm-guest`` crate, or from any language that can export the ABI's
 handful of functions (WAT, C, ...). The module runs in Oxbeam's Wasm executor
 (wasmtime), not in Python: no Python call per element or batch, no access to
-files, network, clock or environment, a memory cap (64 MiB by default) and a
-deadline per bundle::
+files or network, no clock or environment unless granted, a memory cap (64 MiB
+by default) and a deadline per bundle::
 
     import oxbeam as beam
     from oxbeam.wasm import WasmFilter, WasmFlatMap, WasmMap
@@ -53,6 +53,13 @@ defaults to the input's, set it with ``output_type=`` or
 ``oxbeam_configure`` once per instance), ``max_memory_bytes``,
 ``bundle_deadline_ms`` and ``fuel_per_bundle`` (0: the executor's defaults;
 fuel makes the budget deterministic).
+
+**WASI.** Modules built for ``wasm32-wasip1`` import WASI preview 1
+functions; the host provides them deny by default: no files, no network, an
+empty environment, and clocks and random bytes answering ``ENOTCAPABLE``.
+Grant per transform with ``env={"NAME": "value"}``, ``clock=True`` and
+``random=True``. What the guest writes to standard output and error goes to
+the runner's standard error and into the transform's error messages.
 
 **Errors.** A guest that traps, panics, returns an error, runs past its
 deadline, exceeds its memory cap or returns malformed output fails the
@@ -136,7 +143,7 @@ class _WasmFunction(object):
     """One export of a module, its config and limits: a ``WasmFunctionPayload``."""
 
     def __init__(self, module, export, config, max_memory_bytes, bundle_deadline_ms,
-                 fuel_per_bundle):
+                 fuel_per_bundle, env=None, clock=False, random=False):
         if not isinstance(export, str) or not export:
             raise TypeError("the export name must be a non-empty str, got %r" % (export,))
         if not isinstance(config, (bytes, bytearray, memoryview)):
@@ -149,6 +156,18 @@ class _WasmFunction(object):
             "bundleDeadlineMillis": str(int(bundle_deadline_ms)),
             "fuelPerBundle": str(int(fuel_per_bundle)),
         }
+        env = dict(env or {})
+        for k, v in env.items():
+            if not isinstance(k, str) or not isinstance(v, str) or not k or "=" in k:
+                raise TypeError("env must map variable names (str, no '=') to str values, "
+                                "got %r: %r" % (k, v))
+        self.grants = {}
+        if env:
+            self.grants["env"] = ["%s=%s" % kv for kv in sorted(env.items())]
+        if clock:
+            self.grants["clock"] = True
+        if random:
+            self.grants["random"] = True
 
     def spec(self, b, urn_key, kind):
         """The ``FunctionSpec`` (proto3 JSON) of this function as ``kind``."""
@@ -163,6 +182,8 @@ class _WasmFunction(object):
         }
         if any(v != "0" for v in self.limits.values()):
             payload["limits"] = self.limits
+        if self.grants:
+            payload["grants"] = self.grants
         encoded = b.encode("oxbeam.model.v1.WasmFunctionPayload", payload)
         return {"urn": b.urn(urn_key), "payload": b.bytes_field(encoded)}
 
@@ -190,10 +211,11 @@ class _WasmTransform(PTransform):
     """Shared by the Wasm transforms: the function, and declared types."""
 
     def __init__(self, module, export, config=b"", output_type=None, input_type=None,
-                 max_memory_bytes=0, bundle_deadline_ms=0, fuel_per_bundle=0):
+                 max_memory_bytes=0, bundle_deadline_ms=0, fuel_per_bundle=0, env=None,
+                 clock=False, random=False):
         PTransform.__init__(self)
         self._fn = _WasmFunction(module, export, config, max_memory_bytes, bundle_deadline_ms,
-                                 fuel_per_bundle)
+                                 fuel_per_bundle, env, clock, random)
         self._input_type = None if input_type is None else typehints.normalize(input_type)
         if output_type is not None:
             self._output_type = typehints.normalize(output_type)

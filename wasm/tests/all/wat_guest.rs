@@ -110,26 +110,6 @@ fn wat_map_runs_many_batches_and_bundles() {
 }
 
 #[test]
-fn imports_are_rejected() {
-    let m = wat::parse_str(
-        r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
-            (memory (export "memory") 1))"#,
-    )
-    .unwrap();
-    let d = descriptor(
-        STR,
-        &[par_do(&payload(&m, "upper", WasmFunctionKind::Map), STR)],
-        false,
-    );
-    let err = executor().create_processor(d).err().unwrap().to_string();
-    assert!(
-        err.contains("imports wasi_snapshot_preview1::fd_write"),
-        "{err}"
-    );
-    assert!(err.contains("no WASI"), "{err}");
-}
-
-#[test]
 fn missing_exports_are_clear_errors() {
     let m = module();
     let d = descriptor(
