@@ -59,13 +59,7 @@ pub(crate) struct SlotWriter<'a> {
     done: Vec<Arc<Chunk>>,
     count: u64,
     shuffles: Vec<ShuffleWriter<'a>>,
-    /// A chunk was cut: the PCollection is large.
-    large: bool,
 }
-
-/// Bytes a chunk may hold past `chunk_bytes` without growing: the element
-/// that crosses `chunk_bytes` usually fits.
-const CHUNK_SLACK: usize = 16 << 10;
 
 impl<'a> SlotWriter<'a> {
     pub fn new(slot: &'a Slot, shuffles: &'a [Shuffle], chunk_bytes: usize) -> Self {
@@ -74,7 +68,6 @@ impl<'a> SlotWriter<'a> {
             chunk_bytes,
             current: Vec::new(),
             done: Vec::new(),
-            large: false,
             count: 0,
             shuffles: slot
                 .shuffles
@@ -89,15 +82,15 @@ impl<'a> SlotWriter<'a> {
     pub fn emit(&mut self, element: &[u8]) -> Result<(), Error> {
         self.count += 1;
         if self.slot.buffered {
-            if element.len() > self.current.capacity() - self.current.len() {
-                self.make_room(element.len());
+            if self.current.capacity() == 0 {
+                self.current
+                    .reserve(self.chunk_bytes.min(1 << 16).max(element.len()));
             }
             self.current.extend_from_slice(element);
             if self.current.len() >= self.chunk_bytes {
                 self.done.push(Arc::new(Chunk {
                     bytes: std::mem::take(&mut self.current),
                 }));
-                self.large = true;
             }
         }
         for s in &mut self.shuffles {
@@ -106,32 +99,9 @@ impl<'a> SlotWriter<'a> {
         Ok(())
     }
 
-    /// Room for `need` more bytes in `current`. A chunk grows from 64 KiB
-    /// by doubling (small PCollections stay small) up to `chunk_bytes` and
-    /// a little slack for the element that crosses it; once one chunk was
-    /// cut, the next ones start at that size. (Left to `Vec`'s doubling,
-    /// the element crossing `chunk_bytes` doubled the chunk to twice its
-    /// data, and chunks are held for later stages.)
-    #[cold]
-    fn make_room(&mut self, need: usize) {
-        let full = self.chunk_bytes + CHUNK_SLACK;
-        let target = if self.large {
-            full
-        } else {
-            (self.current.capacity() * 2).clamp(full.min(1 << 16), full)
-        };
-        let len = self.current.len();
-        self.current.reserve_exact(target.max(len + need) - len);
-    }
-
     /// Publishes everything written.
     pub fn commit(mut self) -> Result<(), Error> {
         if !self.current.is_empty() {
-            // A bundle's last chunk is often part full; it may be held
-            // for the rest of the job.
-            if self.current.capacity() - self.current.len() > self.current.len() / 4 {
-                self.current.shrink_to_fit();
-            }
             self.done.push(Arc::new(Chunk {
                 bytes: std::mem::take(&mut self.current),
             }));
