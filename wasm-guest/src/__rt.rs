@@ -113,11 +113,12 @@ impl Emitter<'_> {
         if n < 16
             && let Some(window) = self.records.get(at..).and_then(|r| r.first_chunk::<16>())
         {
-            out.reserve(24);
+            let mut record = [0u8; 24];
+            record[..4].copy_from_slice(&self.index.to_le_bytes());
+            record[4..8].copy_from_slice(&(n as u32).to_le_bytes());
+            record[8..].copy_from_slice(window);
             let len = out.len();
-            out.extend_from_slice(&self.index.to_le_bytes());
-            out.extend_from_slice(&(n as u32).to_le_bytes());
-            out.extend_from_slice(window);
+            out.extend_from_slice(&record);
             out.truncate(len + 8 + n);
             return;
         }

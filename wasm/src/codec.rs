@@ -52,10 +52,12 @@ pub(crate) fn write_short_prefixed(
     if utf8 && high_bits != 0 && std::str::from_utf8(value).is_err() {
         return Err("string output is not valid UTF-8".into());
     }
-    out.push(n as u8);
+    let mut prefixed = [0u8; 17];
+    prefixed[0] = n as u8;
+    prefixed[1..].copy_from_slice(window);
     let len = out.len();
-    out.extend_from_slice(window);
-    out.truncate(len + n);
+    out.extend_from_slice(&prefixed);
+    out.truncate(len + 1 + n);
     Ok(())
 }
 
