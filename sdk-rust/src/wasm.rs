@@ -220,6 +220,77 @@ elementwise!(
     DoFn
 );
 
+/// The constructors the issue of Wasm UDFs names, next to the native ones:
+/// [`Map::wasm`], [`FlatMap::wasm`], [`Filter::wasm`] and
+/// [`ParDo::wasm`](crate::ParDo::wasm) build the transforms above.
+///
+/// ```
+/// use std::sync::Arc;
+/// use oxbeam::wasm::{Filter, FlatMap, Map, WasmFn};
+/// use oxbeam::{ParDo, Pipeline};
+/// let module = Arc::new(Vec::new()); // the .wasm bytes
+/// let p = Pipeline::default();
+/// let lines = p.create("Lines", vec!["a b".to_string()]);
+/// let words = lines.apply("Split", FlatMap::wasm::<String>(WasmFn::new(module.clone(), "tokenize")));
+/// let long = words.apply("Long", Filter::wasm(WasmFn::new(module.clone(), "min_len")));
+/// let upper = long.apply("Upper", Map::wasm::<String>(WasmFn::new(module.clone(), "upper")));
+/// let described = upper.apply("Describe", ParDo::wasm::<String>(WasmFn::new(module, "describe")));
+/// # let _ = described;
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Map;
+
+impl Map {
+    /// A [`WasmMap`] running `f`.
+    pub fn wasm<O>(f: WasmFn) -> WasmMap<O> {
+        WasmMap::new(f)
+    }
+}
+
+/// See [`Map`]: [`FlatMap::wasm`] builds a [`WasmFlatMap`].
+#[derive(Clone, Copy, Debug)]
+pub struct FlatMap;
+
+impl FlatMap {
+    /// A [`WasmFlatMap`] running `f`.
+    pub fn wasm<O>(f: WasmFn) -> WasmFlatMap<O> {
+        WasmFlatMap::new(f)
+    }
+}
+
+/// See [`Map`]: [`Filter::wasm`] builds a [`WasmFilter`].
+#[derive(Clone, Copy, Debug)]
+pub struct Filter;
+
+impl Filter {
+    /// A [`WasmFilter`] running `f`.
+    pub fn wasm(f: WasmFn) -> WasmFilter {
+        WasmFilter::new(f)
+    }
+}
+
+/// The DoFn type of [`ParDo::wasm`](crate::ParDo::wasm): it has no values;
+/// it only gives that constructor a home next to `ParDo::of`.
+#[derive(Clone, Copy, Debug)]
+pub enum WasmParDo {}
+
+impl crate::DoFn for WasmParDo {
+    type In = Vec<u8>;
+    type Out = Vec<u8>;
+    fn process(&mut self, _: &Vec<u8>, _: &mut crate::ProcessContext<'_, Vec<u8>>) {
+        match *self {}
+    }
+}
+
+impl crate::ParDo<WasmParDo> {
+    /// A ParDo of a Wasm DoFn (a [`WasmDoFn`]: sees key, value, timestamp
+    /// and window, sets output timestamps), e.g.
+    /// `xs.apply("Describe", ParDo::wasm::<String>(WasmFn::new(module, "describe")))`.
+    pub fn wasm<O>(f: WasmFn) -> WasmDoFn<O> {
+        WasmDoFn::new(f)
+    }
+}
+
 /// Keeps the elements the function accepts (kind `FILTER`).
 #[derive(Clone, Debug)]
 pub struct WasmFilter {

@@ -190,3 +190,37 @@ fn a_straggling_wasm_bundle_is_split_for_an_idle_worker() {
         }
     }
 }
+
+#[test]
+fn the_constructors_next_to_the_native_ones_build_the_same_transforms() {
+    use oxbeam::ParDo;
+    use oxbeam::wasm::{Filter, FlatMap, Map};
+    let p = wasm_pipeline();
+    let m = rust_guest();
+    let out = p
+        .create(
+            "Lines",
+            vec!["the quick  brown fox".to_string(), "a jumps".into()],
+        )
+        .apply(
+            "Split",
+            FlatMap::wasm::<String>(WasmFn::new(m.clone(), "tokenize")),
+        )
+        .apply(
+            "Long",
+            Filter::wasm(WasmFn::new(m.clone(), "min_len").with_config(4u32.to_le_bytes())),
+        )
+        .apply(
+            "Upper",
+            Map::wasm::<String>(WasmFn::new(m.clone(), "upper")),
+        )
+        .map("Pair", |w: &String| (w.clone(), w.len() as i64))
+        .apply(
+            "Describe",
+            ParDo::wasm::<(String, String)>(WasmFn::new(m, "describe")),
+        )
+        .collect_for_testing("Out");
+    p.run().unwrap();
+    let kv = |k: &str| (k.to_string(), "5@global".to_string());
+    assert_eq!(out.sorted(), [kv("BROWN"), kv("JUMPS"), kv("QUICK")]);
+}
