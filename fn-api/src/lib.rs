@@ -95,6 +95,6 @@ pub use executor::{
 pub use grpc::{
     CONTROL_REQUEST_ELEMENTS_EMBEDDING, EMBED_BYTES, FnServer, GrpcExecutor, GrpcTransport,
     HarnessConfig, HarnessOptions, Harnesses, InMemoryHarness, InMemoryTransport, MessageStream,
-    OutboundStream, Transport, serve_harness, serve_harness_with,
+    OutboundStream, Transport, serve_harness, serve_harness_with, warm,
 };
 pub use metrics::{DistributionData, MetricKey, Metrics};

@@ -20,6 +20,11 @@ pub(crate) const SUBPROCESS_PYTHON: &str = "beam:env:harness_subprocess_python:v
 /// Beam Python's `EMBEDDED_PYTHON`: a harness in the runner's process.
 pub(crate) const EMBEDDED_PYTHON: &str = "beam:env:embedded_python:v1";
 
+/// The command of Beam's Python SDK harness on interpreter `python`.
+pub(crate) fn beam_python_harness(python: &str) -> String {
+    format!("{python} -m apache_beam.runners.worker.sdk_worker_main")
+}
+
 /// Rewrites `pipeline`'s Beam Python subprocess and embedded environments
 /// into process environments; `python` runs embedded ones.
 ///
@@ -40,7 +45,7 @@ pub(crate) fn as_process(pipeline: &mut pb::Pipeline, python: &str) -> Result<()
                 })?
                 .trim()
                 .to_string(),
-            EMBEDDED_PYTHON => format!("{python} -m apache_beam.runners.worker.sdk_worker_main"),
+            EMBEDDED_PYTHON => beam_python_harness(python),
             _ => continue,
         };
         if command.is_empty() {

@@ -45,3 +45,56 @@ def test_process_environment(job_server, name):
 @pytest.mark.parametrize('name', ['map', 'side_dict', 'co_group_by_key'])
 def test_beam_python_environments(job_server, environment, name):
     run_both(pipelines.ALL[name], job_server.endpoint, environment)
+
+
+def _warm_harnesses():
+    """Processes of the job server's warm pool (oxbeam_fn_api::warm): Beam
+    imported, waiting for a job."""
+    import os
+    found = 0
+    for pid in os.listdir('/proc'):
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                if b'import apache_beam.runners.worker.sdk_worker_main as harness' in f.read():
+                    found += 1
+        except OSError:
+            pass
+    return found
+
+
+def test_process_harnesses_start_warm(job_server):
+    """The job server keeps Beam Python harnesses started ahead (one per core
+    by default, `--prestart_harnesses`). A PROCESS job running that command
+    gets one that imported Beam before the job, and it sees the job's
+    environment variables, worker id and PYTHONPATH as a cold one would."""
+    import time
+
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from conftest import HERE
+    from helpers import portable_options, run_on
+
+    deadline = time.time() + 30
+    while _warm_harnesses() == 0 and time.time() < deadline:
+        time.sleep(0.1)
+    assert _warm_harnesses() > 0, 'no warm harness after 30 s'
+
+    def facts(_):
+        import os
+        import sys as harness_sys
+        main = harness_sys.modules['__main__']
+        yield (
+            # A cold `python -m ...sdk_worker_main` runs the harness as __main__.
+            getattr(main, '__file__', '').endswith('sdk_worker_main.py'),
+            bool(os.environ.get('WORKER_ID')),
+            'PIPELINE_OPTIONS' in os.environ,
+            HERE in harness_sys.path,
+        )
+
+    def build(p):
+        assert_that(p | beam.Create([1]) | beam.FlatMap(facts),
+                    equal_to([(False, True, True, True)]))
+
+    run_on(build, portable_options(job_server.endpoint, 'PROCESS',
+                                   extra=['--sdk_worker_parallelism=1']))

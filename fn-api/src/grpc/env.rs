@@ -128,6 +128,8 @@ impl Drop for Harnesses {
             server.shared.close_workers(Duration::from_secs(2));
             drop(executors);
             drop(scratch);
+            // The job's harnesses are gone: warm the next job's.
+            super::warm::refill_all();
             if background {
                 // A Beam harness closes its data and state streams only
                 // after its control stream: keep serving them a moment so
@@ -610,32 +612,55 @@ impl Launcher for ProcessLauncher {
             format!("--provision_endpoint={server_url}"),
             format!("--semi_persist_dir={}", self.semi_persistent_dir.display()),
         ];
-        // A command with spaces (`python -m ...`) runs through the shell;
-        // `exec` keeps the harness as the child the runner kills.
-        let mut cmd = if self.command.trim().contains(char::is_whitespace) {
-            let mut c = Command::new("/bin/sh");
-            c.arg("-c")
-                .arg(format!("exec {} \"$@\"", self.command.trim()))
-                .arg("sh");
-            c
-        } else {
-            Command::new(self.command.trim())
-        };
         let descriptor = |url: &str| format!("url: \"{url}\"");
-        cmd.args(&flags)
-            .envs(&self.env)
-            .env("CONTROL_API_SERVICE_DESCRIPTOR", descriptor(server_url))
-            .env("LOGGING_API_SERVICE_DESCRIPTOR", descriptor(server_url))
-            .env("PIPELINE_OPTIONS", &self.pipeline_options)
-            .env("SEMI_PERSISTENT_DIRECTORY", &self.semi_persistent_dir)
-            .env("WORKER_ID", worker_id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| Error::Harness {
-            worker: worker_id.to_string(),
-            message: format!("cannot start `{}`: {e}", self.command),
-        })?;
+        let mut env = self.env.clone();
+        env.insert(
+            "CONTROL_API_SERVICE_DESCRIPTOR".into(),
+            descriptor(server_url),
+        );
+        env.insert(
+            "LOGGING_API_SERVICE_DESCRIPTOR".into(),
+            descriptor(server_url),
+        );
+        env.insert("PIPELINE_OPTIONS".into(), self.pipeline_options.clone());
+        env.insert(
+            "SEMI_PERSISTENT_DIRECTORY".into(),
+            self.semi_persistent_dir.display().to_string(),
+        );
+        env.insert("WORKER_ID".into(), worker_id.to_string());
+        // Beam's Python harness may be waiting, imports done (warm.rs),
+        // unless the environment sets variables read at interpreter start.
+        let warm = if self.env.keys().all(|k| k == "PYTHONPATH") {
+            super::warm::take(&self.command, &env, &flags)
+        } else {
+            None
+        };
+        let mut child = match warm {
+            Some(child) => child,
+            None => {
+                // A command with spaces (`python -m ...`) runs through the
+                // shell; `exec` keeps the harness as the child the runner
+                // kills.
+                let mut cmd = if self.command.trim().contains(char::is_whitespace) {
+                    let mut c = Command::new("/bin/sh");
+                    c.arg("-c")
+                        .arg(format!("exec {} \"$@\"", self.command.trim()))
+                        .arg("sh");
+                    c
+                } else {
+                    Command::new(self.command.trim())
+                };
+                cmd.args(&flags)
+                    .envs(&env)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                cmd.spawn().map_err(|e| Error::Harness {
+                    worker: worker_id.to_string(),
+                    message: format!("cannot start `{}`: {e}", self.command),
+                })?
+            }
+        };
         let pipes: [Option<Box<dyn std::io::Read + Send>>; 2] = [
             child
                 .stdout

@@ -20,6 +20,7 @@ mod runner;
 mod split;
 mod state;
 mod transport;
+pub mod warm;
 
 use std::time::Duration;
 
