@@ -440,7 +440,7 @@ def fnapi(quick, build):
     scale = 10 if quick else 1
     raw = {}
     for mode, flags in (("process", []), ("thread", ["--in-process"]), ("memory", ["--in-memory"])):
-        cmd = [os.path.join(bin_dir, "oxbeam-fnapi"), "--bundles", str(max(20 // scale, 3)),
+        cmd = [os.path.join(bin_dir, "oxbeam-fnapi"), "--bundles", str(max(40 // scale, 10)),
                "--round-trips", str(2000 // scale)] + flags
         raw[mode], _, _ = measure(cmd)
     floor, _, _ = measure([os.path.join(bin_dir, "oxbeam-rtt-floor"), "--round-trips", str(20000 // scale)])

@@ -461,6 +461,24 @@ def splittable_dofn(p):
     assert_that(r, equal_to([(3, 0), (3, 1), (3, 2), (1, 0)]))
 
 
+class CountFrom(CountTo):
+    """CountTo shifted by a side input: Beam Python reads the DoFn's side
+    inputs in every component of the splittable DoFn (pair with
+    restriction, split and size, process), each under its own transform."""
+
+    def process(self, n, base, tracker=beam.DoFn.RestrictionParam()):
+        pos = tracker.current_restriction().start
+        while tracker.try_claim(pos):
+            yield (n, base + pos)
+            pos += 1
+
+
+def splittable_dofn_with_side_input(p):
+    base = p | 'Base' >> beam.Create([100])
+    r = p | beam.Create([3, 1]) | beam.ParDo(CountFrom(), beam.pvalue.AsSingleton(base))
+    assert_that(r, equal_to([(3, 100), (3, 101), (3, 102), (1, 100)]))
+
+
 class Counted(beam.DoFn):
     def __init__(self):
         self.seen = Metrics.counter('oxbeam', 'seen')
@@ -517,6 +535,6 @@ ALL = {f.__name__.rstrip('_'): f for f in [
     unicode_and_bytes, floats_and_none, opaque_keys, tuple_keys, empty, fixed_windows,
     sliding_windows, session_windows, session_to_list, multi_fired_side_input, window_then_global, windowed_side_input,
     timestamps_survive, read_from_text, read_text_wordcount, write_then_read_text,
-    splittable_dofn, with_metrics, larger_input, chained_groups, regex_and_strings,
+    splittable_dofn, splittable_dofn_with_side_input, with_metrics, larger_input, chained_groups, regex_and_strings,
     schema_group_by,
 ]}

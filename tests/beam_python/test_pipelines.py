@@ -8,7 +8,8 @@ import pipelines
 from helpers import run_both
 
 SAMPLE = ['map', 'group_by_key', 'combine_per_key', 'co_group_by_key', 'side_dict',
-          'session_windows', 'read_text_wordcount', 'splittable_dofn', 'opaque_keys']
+          'session_windows', 'read_text_wordcount', 'splittable_dofn',
+          'splittable_dofn_with_side_input', 'opaque_keys']
 
 
 @pytest.mark.parametrize('name', sorted(pipelines.ALL))

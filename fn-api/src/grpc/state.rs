@@ -54,20 +54,35 @@ pub(crate) struct SideInputSpec {
 /// Side inputs of a descriptor, by (transform id, local name).
 pub(crate) type SideInputSpecs = HashMap<(String, String), SideInputSpec>;
 
-/// The side inputs every ParDo of `d` reads, with their coders.
+/// The side inputs every ParDo of `d` reads, with their coders: ParDos
+/// and the components of expanded splittable DoFns (pair with restriction,
+/// split and size, truncate, process), which carry the DoFn's payload and
+/// read its side inputs under their own transform ids.
 ///
 /// # Errors
 /// [`Error::Invalid`] for payloads, PCollections or coders that do not
 /// resolve.
 pub(crate) fn side_input_specs(d: &ProcessBundleDescriptor) -> Result<SideInputSpecs> {
     use oxbeam_model::urns::standard_p_transforms::primitives::PAR_DO;
+    use oxbeam_model::urns::standard_p_transforms::splittable_par_do_components as sdf;
+    const READS_SIDE_INPUTS: [&str; 5] = [
+        PAR_DO,
+        sdf::PAIR_WITH_RESTRICTION,
+        sdf::SPLIT_AND_SIZE_RESTRICTIONS,
+        sdf::TRUNCATE_SIZED_RESTRICTION,
+        sdf::PROCESS_SIZED_ELEMENTS_AND_RESTRICTIONS,
+    ];
     let components = pb::Components {
         coders: d.coders.clone(),
         ..Default::default()
     };
     let mut specs = SideInputSpecs::new();
     for (id, t) in &d.transforms {
-        let Some(spec) = t.spec.as_ref().filter(|s| s.urn == PAR_DO) else {
+        let Some(spec) = t
+            .spec
+            .as_ref()
+            .filter(|s| READS_SIDE_INPUTS.contains(&s.urn.as_str()))
+        else {
             continue;
         };
         let payload = pb::ParDoPayload::decode(spec.payload.as_ref())
