@@ -729,8 +729,8 @@ impl<'p> Job<'p> {
     /// in parallel (`parallel`: in process, or on several harness
     /// processes); on one harness process (a Beam Python harness runs its
     /// bundles under one interpreter lock) more bundles only add per-bundle
-    /// work. Sized restrictions of a splittable DoFn go one per bundle (see
-    /// [`restriction_bundles`]) when several SDK harnesses can take them
+    /// work. Sized restrictions of a splittable DoFn are dealt out by count
+    /// (see [`restriction_bundles`]) when several SDK harnesses can take them
     /// (splittable DoFns come from Beam SDKs, so their stages run on
     /// harnesses): with one, more bundles only add per-bundle work (more
     /// precombined output, for one).
