@@ -198,6 +198,9 @@ def beam(quick, words, workers, build):
     runs = [
         ("Beam DirectRunner (FnApiRunner)", 1, []),
         ("Oxbeam job server, LOOPBACK", 1, portable + ["--environment_type=LOOPBACK"]),
+        ("Oxbeam job server, PROCESS", 1,
+         portable + ["--environment_type=PROCESS", f"--environment_config={harness}",
+                     "--sdk_worker_parallelism=1"]),
         ("Beam DirectRunner multi_processing", workers,
          [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]),
         ("Oxbeam job server, PROCESS", workers,

@@ -258,3 +258,54 @@ def stream_into_stateful_dofn(p):
 
 def test_test_stream_into_a_stateful_dofn(job_server):
     run_both(stream_into_stateful_dofn, job_server.endpoint)
+
+
+class EmitOnProcessingTime(beam.DoFn):
+    """Each element re-arms a processing-time timer at 1 s (absolute); each
+    firing records the count so far and the last element processed before
+    it, then arms the next one a second later, three firings in all."""
+    EMIT = userstate.TimerSpec('emit', TimeDomain.REAL_TIME)
+    COUNT = userstate.ReadModifyWriteStateSpec('count', VarIntCoder())
+    LAST = userstate.ReadModifyWriteStateSpec('last', VarIntCoder())
+
+    def process(self, kv, emit=beam.DoFn.TimerParam(EMIT),
+                last=beam.DoFn.StateParam(LAST)):
+        emit.set(1)
+        last.write(kv[1])
+        yield kv[1]
+
+    @userstate.on_timer(EMIT)
+    def fire(self, emit=beam.DoFn.TimerParam(EMIT),
+             count=beam.DoFn.StateParam(COUNT),
+             last=beam.DoFn.StateParam(LAST)):
+        n = count.read() or 0
+        if n == 3:
+            return
+        count.write(n + 1)
+        emit.set(n + 2)
+        yield 'fired %d after element %d' % (n, last.read())
+
+
+def processing_time_timer_at_the_clock(p):
+    # Processing time is advanced exactly to the armed timer before each
+    # next element: the timer fires then, before that element (as on Beam
+    # Python's DirectRunner, userstate_test's realtime-timer sequence).
+    events = (TestStream()
+              .advance_watermark_to(0)
+              .add_elements([('key', 0)])
+              .advance_processing_time(1)
+              .add_elements([('key', 1)])
+              .advance_processing_time(1)
+              .add_elements([('key', 2)])
+              .advance_processing_time(1)
+              .add_elements([('key', 3)]))
+    out = p | events | beam.ParDo(EmitOnProcessingTime())
+    assert_that(out, equal_to([
+        0, 1, 2, 3,
+        'fired 0 after element 0', 'fired 1 after element 1',
+        'fired 2 after element 2']))
+
+
+def test_processing_time_timer_fires_when_the_clock_reaches_it(job_server):
+    run_both(processing_time_timer_at_the_clock, job_server.endpoint,
+             extra=['--streaming'])

@@ -220,9 +220,13 @@ impl KeyPartition {
     }
 
     /// Whether timers may be due at input watermark `wm` and processing
-    /// time `pt`.
+    /// time `pt`. A processing-time timer is due once the clock reaches
+    /// it, as the keyed bundle fires it (and Beam's Python runners do): a
+    /// TestStream that advances processing time exactly to a timer fires
+    /// it before the stream's next elements.
     fn timers_due(&self, wm: Watermark, pt: i64) -> bool {
-        (self.has_timers && wm > self.fired_at) || self.next_processing_time.is_some_and(|t| t < pt)
+        (self.has_timers && wm > self.fired_at)
+            || self.next_processing_time.is_some_and(|t| t <= pt)
     }
 }
 
@@ -547,7 +551,7 @@ impl<'j, 'p> Engine<'j, 'p> {
                             wait = wait.min(MAX_BUNDLE_DELAY.saturating_sub(q.since.elapsed()));
                         }
                         if let (Some(t), Clock::Wall) = (part.next_processing_time, &self.clock) {
-                            let ms = t.saturating_add(1).saturating_sub(now_pt).max(0) as u64;
+                            let ms = t.saturating_sub(now_pt).max(0) as u64;
                             wait = wait.min(Duration::from_millis(ms));
                         }
                     }
@@ -1179,13 +1183,14 @@ pub(crate) fn run_keyed_bundle(
         .lock()
         .map_err(|_| oxbeam_fn_api::Error::Internal("poisoned key partition".into()))?;
     let st = &mut *guard;
+    // Event-time timers fire once the input watermark is past them;
+    // processing-time timers once the clock reaches them (Beam Python's
+    // runners fire a TestStream's timer when processing time is advanced
+    // exactly to it).
     let (wm, pt) = if run.input_watermark == END_OF_TIME {
         (i64::MAX, i64::MAX)
     } else {
-        (
-            run.input_watermark.saturating_sub(1),
-            run.processing_time.saturating_sub(1),
-        )
+        (run.input_watermark.saturating_sub(1), run.processing_time)
     };
     let mut keyed = crate::stateful::Keyed {
         store: &mut st.store,
