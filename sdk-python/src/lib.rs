@@ -303,6 +303,22 @@ fn serve_worker(py: Python<'_>, control_endpoint: String, worker_id: String) -> 
         .map_err(|e| errors::ExecutionError::new_err(format!("SDK harness: {e}")))
 }
 
+/// Starts `count` harness processes for the process-environment command
+/// `command` (`PY -m oxbeam.runners.worker`) now, so they import while the
+/// pipeline is being built; the next run whose environment has that command
+/// takes them instead of starting its own. Other commands are ignored.
+#[pyfunction]
+fn prestart_workers(py: Python<'_>, command: &str, count: usize) {
+    py.detach(|| oxbeam_fn_api::warm::prestart_once(command, count));
+}
+
+/// Stops the harness processes [`prestart_workers`] started for `command`
+/// that no run took.
+#[pyfunction]
+fn release_workers(py: Python<'_>, command: &str) {
+    py.detach(|| oxbeam_fn_api::warm::release(command));
+}
+
 /// The executor of a worker (a harness process, or a LOOPBACK worker
 /// thread): Python stages, splittable by the runner, and Wasm stages.
 fn worker_executor() -> Arc<dyn oxbeam_fn_api::Executor> {
@@ -470,6 +486,8 @@ pub fn _oxbeam(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_proto, m)?)?;
     m.add_function(wrap_pyfunction!(run_pipeline, m)?)?;
     m.add_function(wrap_pyfunction!(serve_worker, m)?)?;
+    m.add_function(wrap_pyfunction!(prestart_workers, m)?)?;
+    m.add_function(wrap_pyfunction!(release_workers, m)?)?;
     m.add_function(wrap_pyfunction!(submit_job, m)?)?;
     m.add_function(wrap_pyfunction!(codec::encode_values, m)?)?;
     m.add_function(wrap_pyfunction!(combine::sum_into, m)?)?;

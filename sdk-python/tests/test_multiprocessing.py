@@ -42,6 +42,57 @@ def test_python_stages_run_in_two_worker_processes():
         assert_that(total, equal_to([n * (n - 1) // 2]), label="Sum")
 
 
+def _warm_workers():
+    """Pids of this process's children waiting as warm workers."""
+    me = os.getpid()
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmdline = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == me and b"import oxbeam.runners.worker as harness" in cmdline:
+            found.append(int(pid))
+    return sorted(found)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+def test_workers_start_with_the_pipeline_and_the_run_takes_them():
+    import time
+
+    p = beam.Pipeline(options=PipelineOptions(MP))
+    deadline = time.monotonic() + 10
+    warm = _warm_workers()
+    while len(warm) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+        warm = _warm_workers()
+    assert len(warm) == 2, warm
+    pids = (
+        p
+        | beam.Create(range(20_000))
+        | "Pid" >> beam.Map(lambda x: os.getpid())
+        | beam.Distinct()
+    )
+    assert_that(pids, lambda ps: set(ps) <= set(warm) or pytest.fail(repr(ps)))
+    p.run().wait_until_finish()
+    # Taken by the run, then stopped with it: none is left waiting.
+    assert _warm_workers() == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+def test_workers_a_run_does_not_take_are_stopped():
+    # A pipeline of no Python stage: its workers are not needed.
+    p = beam.Pipeline(options=PipelineOptions(MP))
+    p | beam.Impulse()
+    p.run().wait_until_finish()
+    assert _warm_workers() == []
+
+
 @pytest.mark.parametrize("split", [True, False])
 def test_a_straggling_bundle_is_split_for_the_idle_worker(split):
     # 150 elements of 10 ms each, unfused: the slow Map reads Create's one

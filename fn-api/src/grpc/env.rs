@@ -628,7 +628,7 @@ impl Launcher for ProcessLauncher {
             self.semi_persistent_dir.display().to_string(),
         );
         env.insert("WORKER_ID".into(), worker_id.to_string());
-        // Beam's Python harness may be waiting, imports done (warm.rs),
+        // A Python harness may be waiting, imports done (warm.rs),
         // unless the environment sets variables read at interpreter start.
         let warm = if self.env.keys().all(|k| k == "PYTHONPATH") {
             super::warm::take(&self.command, &env, &flags)

@@ -1,19 +1,23 @@
-//! Warm Beam Python SDK harnesses for process environments.
+//! Warm Python SDK harnesses for process environments.
 //!
 //! Beam Python's harness (`PY -m apache_beam.runners.worker.sdk_worker_main`)
 //! spends ~0.7 s importing Beam before it connects, on every job and every
-//! worker. A long-lived runner (the job server) can keep a few of them
-//! started ahead: a warm process has done the imports and waits on its
-//! standard input for what the cold one would get from its command line
-//! and environment (the job's endpoints, worker id, pipeline options), then
-//! runs the same `main`. Only jobs whose environment sets no variables but
-//! `PYTHONPATH` (which the warm process adds to `sys.path` as the
-//! interpreter would have) get one: others may set variables an
-//! interpreter or library reads when it starts. [`prestart`] fills the
-//! pool for a command; a
-//! process launcher [`take`]s one, and the pool refills when the job's
-//! harnesses stop.
-//! Commands of any other shape always start cold.
+//! worker; Oxbeam's Python worker (`PY -m oxbeam.runners.worker`) ~0.1 s.
+//! A runner can have them started ahead: a warm process has done the
+//! imports and waits on its standard input for what the cold one would get
+//! from its command line and environment (the job's endpoints, worker id,
+//! pipeline options), then runs the same `main`. Only jobs whose
+//! environment sets no variables but `PYTHONPATH` (which the warm process
+//! adds to `sys.path` as the interpreter would have) get one: others may
+//! set variables an interpreter or library reads when it starts.
+//!
+//! A long-lived runner (the job server) keeps a pool per command:
+//! [`prestart`] sets how many idle ones a command keeps, and the pool
+//! refills when a job's harnesses stop. A one-off run (the Python SDK's
+//! `multi_processing` mode) starts its workers while the pipeline is still
+//! being built with [`prestart_once`] and drops the ones it did not use
+//! with [`release`]. A process launcher [`take`]s one; commands of any
+//! other shape always start cold.
 //!
 //! A warm process ends when its runner does: its standard input closes.
 
@@ -22,17 +26,26 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
-/// The module Beam's Python harness runs as.
-const HARNESS_MODULE: &str = "apache_beam.runners.worker.sdk_worker_main";
+/// The modules of the harnesses kept warm: Beam Python's and Oxbeam's.
+const HARNESS_MODULES: [&str; 2] = [
+    "apache_beam.runners.worker.sdk_worker_main",
+    "oxbeam.runners.worker",
+];
 
-/// Imports the harness, then runs it with the environment and arguments of
-/// the first line of standard input (JSON); exits on end of input.
-const SHIM: &str = "\
-import json, os, sys
-import apache_beam.runners.worker.sdk_worker_main as harness
+/// Imports harness `module`, then runs its `main` with the environment and
+/// arguments of the first line of standard input (JSON); exits on end of
+/// input. Ctrl-C while it waits is not for it (the runner stops it by
+/// closing its input).
+fn shim(module: &str) -> String {
+    format!(
+        "\
+import json, os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+import {module} as harness
 line = sys.stdin.readline()
 if not line:
     sys.exit(0)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 spec = json.loads(line)
 os.environ.update(spec['env'])
 # As the interpreter does at start: PYTHONPATH after the script's directory.
@@ -41,7 +54,9 @@ for entry in reversed(spec['env'].get('PYTHONPATH', '').split(os.pathsep)):
         sys.path.insert(1, entry)
 sys.argv = [harness.__file__] + spec['argv']
 harness.main(sys.argv)
-";
+"
+    )
+}
 
 /// Idle warm processes per command, and how many each command keeps.
 struct Pool {
@@ -60,21 +75,24 @@ fn with_pool<T>(f: impl FnOnce(&mut Pool) -> T) -> T {
     f(pool)
 }
 
-/// The interpreter of `command` if it runs Beam's Python harness
-/// (`PY -m apache_beam.runners.worker.sdk_worker_main`, nothing else).
-pub fn beam_python_interpreter(command: &str) -> Option<&str> {
+/// The interpreter and module of `command` if it runs a harness kept warm
+/// (`PY -m MODULE`, nothing else, MODULE one of [`HARNESS_MODULES`]).
+fn harness_command(command: &str) -> Option<(&str, &str)> {
     let mut parts = command.split_whitespace();
     let python = parts.next()?;
-    (parts.next()? == "-m" && parts.next()? == HARNESS_MODULE && parts.next().is_none())
-        .then_some(python)
+    if parts.next()? != "-m" {
+        return None;
+    }
+    let module = parts.next()?;
+    (HARNESS_MODULES.contains(&module) && parts.next().is_none()).then_some((python, module))
 }
 
 /// Keeps `count` warm harnesses for `command` from now on (0 stops
-/// keeping them); starts the missing ones. Commands that do not run
-/// Beam's Python harness are ignored.
+/// keeping them); starts the missing ones. Commands that do not run a
+/// harness kept warm are ignored.
 pub fn prestart(command: &str, count: usize) {
     let command = command.trim();
-    if beam_python_interpreter(command).is_none() {
+    if harness_command(command).is_none() {
         return;
     }
     with_pool(|p| {
@@ -83,14 +101,41 @@ pub fn prestart(command: &str, count: usize) {
     refill(command);
 }
 
+/// Starts `count` warm harnesses for `command` now, once: the pool is not
+/// refilled as they are taken. Commands that do not run a harness kept
+/// warm are ignored.
+pub fn prestart_once(command: &str, count: usize) {
+    start_until(command.trim(), |_| count);
+}
+
+/// Stops the idle warm harnesses of `command` and keeps none from now on.
+pub fn release(command: &str) {
+    let command = command.trim();
+    let idle = with_pool(|p| {
+        p.target.remove(command);
+        p.idle.remove(command).unwrap_or_default()
+    });
+    for mut child in idle {
+        // Its input closes: it exits on its own (see the shim).
+        drop(child.stdin.take());
+        let _ = child.wait();
+    }
+}
+
 /// Starts warm processes until `command` has its target of idle ones.
 fn refill(command: &str) {
-    let Some(python) = beam_python_interpreter(command) else {
+    start_until(command, |p| p.target.get(command).copied().unwrap_or(0));
+}
+
+/// Starts warm processes until `command` has `target(pool)` idle ones.
+fn start_until(command: &str, target: impl Fn(&Pool) -> usize) {
+    let Some((python, module)) = harness_command(command) else {
         return;
     };
+    let shim = shim(module);
     loop {
         let missing = with_pool(|p| {
-            let target = p.target.get(command).copied().unwrap_or(0);
+            let target = target(p);
             let idle = p.idle.entry(command.to_string()).or_default();
             idle.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
             idle.len() < target
@@ -99,7 +144,7 @@ fn refill(command: &str) {
             return;
         }
         let started = Command::new(python)
-            .args(["-c", SHIM])
+            .args(["-c", &shim])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -123,7 +168,7 @@ pub(crate) fn take(
     argv: &[String],
 ) -> Option<Child> {
     let command = command.trim();
-    beam_python_interpreter(command)?;
+    harness_command(command)?;
     let spec = serde_json::json!({ "env": env, "argv": argv }).to_string();
     let child = loop {
         let mut child = with_pool(|p| p.idle.get_mut(command).and_then(Vec::pop))?;
@@ -158,16 +203,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_beam_python_harness_commands_are_kept_warm() {
-        let cmd = "/venv/bin/python -m apache_beam.runners.worker.sdk_worker_main";
-        assert_eq!(beam_python_interpreter(cmd), Some("/venv/bin/python"));
+    fn only_python_harness_commands_are_kept_warm() {
+        let beam = "apache_beam.runners.worker.sdk_worker_main";
+        let cmd = format!("/venv/bin/python -m {beam}");
+        assert_eq!(harness_command(&cmd), Some(("/venv/bin/python", beam)));
         assert_eq!(
-            beam_python_interpreter(&format!("  {cmd}  ")),
-            Some("/venv/bin/python")
+            harness_command(&format!("  {cmd}  ")),
+            Some(("/venv/bin/python", beam))
         );
-        assert_eq!(beam_python_interpreter(&format!("{cmd} --flag")), None);
-        assert_eq!(beam_python_interpreter("python -m other.module"), None);
-        assert_eq!(beam_python_interpreter("/opt/boot"), None);
+        assert_eq!(
+            harness_command("py -m oxbeam.runners.worker"),
+            Some(("py", "oxbeam.runners.worker"))
+        );
+        assert_eq!(harness_command(&format!("{cmd} --flag")), None);
+        assert_eq!(harness_command("python -m other.module"), None);
+        assert_eq!(harness_command("python -c oxbeam.runners.worker"), None);
+        assert_eq!(harness_command("/opt/boot"), None);
         // Ignored: nothing is kept for them.
         prestart("/opt/boot", 2);
         assert!(take("/opt/boot", &BTreeMap::new(), &[]).is_none());

@@ -123,6 +123,17 @@ def serve_worker(control_endpoint: str, worker_id: str) -> None:
     the control stream. Raises ``ExecutionError`` if the runner cannot be
     reached or the stream fails."""
 
+def prestart_workers(command: str, count: int) -> None:
+    """Starts ``count`` harness processes for the process-environment command
+    ``command`` (``PY -m oxbeam.runners.worker``) now, so they import while
+    the pipeline is being built; the next run whose environment has that
+    command takes them instead of starting its own. Other commands are
+    ignored."""
+
+def release_workers(command: str) -> None:
+    """Stops the processes ``prestart_workers`` started for ``command`` that
+    no run took."""
+
 def submit_job(
     endpoint: str, pipeline: bytes, options: str, job_name: str
 ) -> Tuple[

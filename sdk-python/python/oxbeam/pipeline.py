@@ -108,6 +108,40 @@ class Pipeline(object):
         self._labels = set()
         self._pcoll_counter = 0
         self._ran = False
+        self._prestarted = None
+        self._prestart_workers()
+
+    def _prestart_workers(self):
+        """``multi_processing`` on the local runner: the harness processes
+        start now and import Oxbeam while the pipeline is built (about 0.1 s
+        each, on the other cores), not when it runs."""
+        if (self.runner or "").lower() not in _SUPPORTED_RUNNERS:
+            return
+        direct = self._options.view_as(DirectOptions)
+        if str(direct.direct_running_mode or "").lower() != "multi_processing":
+            return
+        try:
+            workers = direct.direct_num_workers
+            workers = 1 if workers is None else int(workers)
+        except (TypeError, ValueError):
+            return  # run() reports the bad value
+        if workers < 0:
+            return
+        workers = workers or os.cpu_count() or 1
+        from oxbeam import _oxbeam
+
+        self._prestarted = _worker_command()
+        _oxbeam.prestart_workers(self._prestarted, workers)
+
+    def __del__(self):
+        prestarted = getattr(self, "_prestarted", None)
+        if prestarted is not None:
+            try:
+                from oxbeam import _oxbeam
+
+                _oxbeam.release_workers(prestarted)
+            except Exception:  # noqa: BLE001 - interpreter shutdown
+                pass
 
     @property
     def options(self):
@@ -262,6 +296,10 @@ class Pipeline(object):
             raise
         finally:
             gc.set_threshold(*saved)
+            if self._prestarted is not None:
+                # Those the run did not take (fewer stages than workers).
+                _oxbeam.release_workers(self._prestarted)
+                self._prestarted = None
         return PipelineResult(counters, dists, gauges, string_sets)
 
     def _run_on_job_service(self):
@@ -370,6 +408,11 @@ _RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
 _GC_THRESHOLD = 10000
 
 
+def _worker_command():
+    """The command of ``multi_processing`` harness processes."""
+    return "%s -m oxbeam.runners.worker" % shlex.quote(sys.executable)
+
+
 def _worker_environment():
     """The ``beam:env:process:v1`` environment of ``multi_processing`` runs:
     ``python -m oxbeam.runners.worker`` with this interpreter and this
@@ -378,7 +421,7 @@ def _worker_environment():
 
     path = [p or os.getcwd() for p in sys.path]
     payload = {
-        "command": "%s -m oxbeam.runners.worker" % shlex.quote(sys.executable),
+        "command": _worker_command(),
         "env": {"PYTHONPATH": os.pathsep.join(path)},
     }
     data = _oxbeam.encode_proto(

@@ -940,7 +940,8 @@ class Create(PTransform):
             raise TypeError("PTransform Create: Refusing to treat string as an iterable. (string=%r)" % (values,))
         if isinstance(values, dict):
             values = values.items()
-        self.values = list(values)
+        # A range stays one (a million ints: no list to build, type at once).
+        self.values = values if type(values) is range else list(values)
         self.reshuffle = reshuffle
 
     def default_label(self):
@@ -952,7 +953,7 @@ class Create(PTransform):
         imp = pbegin | "Impulse" >> Impulse()
         t = self._output_type if self._output_type is not None else typehints.infer(self.values)
         if not self.reshuffle or len(self.values) <= _CREATE_CHUNK:
-            return imp | "Create" >> _CreateValues(self.values).with_output_types(t)
+            return imp | "Create" >> _CreateValues(list(self.values)).with_output_types(t)
         # Large inputs, as the Rust SDK's Create: chunk numbers, redistributed,
         # each read as its slice of the values — so the chunks' downstream
         # work spreads over workers (and over harness processes).
@@ -982,7 +983,7 @@ class _CreateChunk(object):
 
     def __call__(self, i):
         chunk = self.values[i * self.size : (i + 1) * self.size]
-        return chunk.tolist() if type(chunk) is not list else chunk
+        return chunk if type(chunk) is list else list(chunk)
 
 
 class _CreateValues(PTransform):
@@ -1289,7 +1290,6 @@ class CombineGlobally(PTransform):
         )
 
 
-@_batched(_runtime.key_with_none_batch)
 class _CombineGloballyAsSingletonView(PTransform):
     def __init__(self, combine):
         PTransform.__init__(self)
@@ -1304,6 +1304,7 @@ class _CombineGloballyAsSingletonView(PTransform):
         return AsSingleton(pcoll | "CombineValues" >> self.combine)
 
 
+@_batched(_runtime.key_with_none_batch)
 def _key_with_none(v):
     return (None, v)
 

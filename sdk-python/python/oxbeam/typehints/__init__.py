@@ -137,6 +137,8 @@ def infer(values):
     """The most precise type of all ``values`` (for Create)."""
     if not values:
         return Any
+    if type(values) is range:
+        return int if -(1 << 63) <= min(values) and max(values) < (1 << 63) else Any
     types = set(map(type, values))
     if len(types) != 1:
         return Any
