@@ -3,11 +3,17 @@
 //!
 //! The Python loop `for k, v in pairs: t[k] = t.get(k, 0) + v` costs
 //! 115–160 ns per pair in the interpreter; the same dictionary operations
-//! from here cost about 67 ns (a word key and an int value; most of it the
-//! dict lookup, which hashes each fresh string). The semantics are the
-//! loop's: keys hash and compare as in Python, values add with `+`
-//! starting from `0`.
+//! from here ([`sum_into`]) cost about 67 ns (a word key and an int value;
+//! most of it the dict lookup, which hashes each fresh string and reaches
+//! the key object and the int object it holds, both somewhere on the heap).
+//! [`SumTable`] keeps the common case out of Python objects altogether:
+//! `str` and `int` keys and `int`/`float` sums in one flat Rust table, so a
+//! pair costs a copy of the key's code points, a fast hash and one probe.
+//! The semantics are the loop's: values add with `+` starting from `0`.
 
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PyTuple};
@@ -100,4 +106,285 @@ fn add_pair(
         None => zero.add(value)?,
     };
     table.set_item(key, sum)
+}
+
+/// A precombine table of `CombinePerKey(sum)` for the pairs Python's own
+/// loop would add without running Python code: an exact `str` or `int`
+/// key (an `int` within 64 bits) and an exact `int` (within 64 bits) or
+/// `float` value, with sums that stay within 64 bits. [`SumTable::add`]
+/// stops at the first other pair; the caller then moves the table into
+/// its dict ([`SumTable::drain_into`]) and goes on there, so every pair is
+/// added as Python would add it, in the same order per key.
+///
+/// Keys compare as Python's do for these types: two `str`s by their code
+/// points, two `int`s by value, a `str` never equal to an `int`.
+#[pyclass(module = "oxbeam._oxbeam")]
+pub struct SumTable {
+    slots: HashTable<Slot>,
+    /// The keys' code points (a `str`'s) or value (an `int`'s, one or two
+    /// units), one after another; a slot holds its key's range.
+    units: Vec<u32>,
+    hasher: DefaultHashBuilder,
+    scratch: Vec<u32>,
+}
+
+struct Slot {
+    hash: u64,
+    start: u32,
+    len: u32,
+    key: KeyKind,
+    acc: Acc,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    Str,
+    Int,
+}
+
+#[derive(Clone, Copy)]
+enum Acc {
+    Int(i64),
+    Float(f64),
+}
+
+impl Acc {
+    /// `self + value` as Python adds an `int` or `float` to one; `None`
+    /// when an `int` sum leaves 64 bits.
+    fn add(self, value: Acc) -> Option<Acc> {
+        Some(match (self, value) {
+            (Acc::Int(a), Acc::Int(b)) => Acc::Int(a.checked_add(b)?),
+            // Python converts the int to the nearest float (ties to even),
+            // as `as` does.
+            (Acc::Int(a), Acc::Float(b)) => Acc::Float(a as f64 + b),
+            (Acc::Float(a), Acc::Int(b)) => Acc::Float(a + b as f64),
+            (Acc::Float(a), Acc::Float(b)) => Acc::Float(a + b),
+        })
+    }
+}
+
+#[pymethods]
+impl SumTable {
+    #[new]
+    fn new() -> Self {
+        SumTable {
+            slots: HashTable::new(),
+            units: Vec::new(),
+            hasher: DefaultHashBuilder::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Adds each `(key, value)` of `pairs` in order (with `count`, 1 for
+    /// each pair, whatever its value: the precombine of `Count.PerKey`);
+    /// returns how many it added: all, or fewer when it reached one it does
+    /// not take (see the type), which it leaves, with those after it, to
+    /// the caller.
+    #[pyo3(signature = (pairs, count=false))]
+    fn add(&mut self, pairs: &Bound<'_, PyList>, count: bool) -> usize {
+        for (i, item) in pairs.iter().enumerate() {
+            // SAFETY: `item` is a live object and the GIL is held.
+            if unsafe { !self.add_pair(item.as_ptr(), count) } {
+                return i;
+            }
+        }
+        pairs.len()
+    }
+
+    fn __len__(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Its `(key, sum)` pairs, as Python objects; empties it.
+    fn take_items<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        let units = std::mem::take(&mut self.units);
+        for slot in std::mem::take(&mut self.slots) {
+            let (key, acc) = slot_objects(py, &units, &slot)?;
+            out.append(PyTuple::new(py, [key, acc])?)?;
+        }
+        Ok(out)
+    }
+
+    /// Adds its sums into `table` (`table[key] = table.get(key, 0) +
+    /// sum`); empties it.
+    fn drain_into(&mut self, table: &Bound<'_, PyDict>) -> PyResult<()> {
+        let py = table.py();
+        let zero = PyInt::new(py, 0);
+        let units = std::mem::take(&mut self.units);
+        for slot in std::mem::take(&mut self.slots) {
+            let (key, acc) = slot_objects(py, &units, &slot)?;
+            let sum = match table.get_item(&key)? {
+                Some(a) => a.add(acc)?,
+                None => zero.add(acc)?,
+            };
+            table.set_item(key, sum)?;
+        }
+        Ok(())
+    }
+}
+
+impl SumTable {
+    /// Adds one pair (its value, or 1 with `count`) if it is of the kind the
+    /// table takes; `false` (and
+    /// nothing changed, no Python error set) otherwise.
+    ///
+    /// # Safety
+    /// `item` must be a live object; the GIL must be held.
+    unsafe fn add_pair(&mut self, item: *mut ffi::PyObject, count: bool) -> bool {
+        // SAFETY: the caller's contract; the tuple's items are borrowed
+        // references it owns for the whole call, and no Python code runs.
+        unsafe {
+            if ffi::PyTuple_CheckExact(item) == 0 || ffi::PyTuple_Size(item) != 2 {
+                return false;
+            }
+            let key = ffi::PyTuple_GetItem(item, 0);
+            let value = if count {
+                Acc::Int(1)
+            } else {
+                match plain_number(ffi::PyTuple_GetItem(item, 1)) {
+                    Some(v) => v,
+                    None => return false,
+                }
+            };
+            self.scratch.clear();
+            let kind = if ffi::PyUnicode_CheckExact(key) != 0 {
+                let n = ffi::PyUnicode_GetLength(key);
+                if n < 0 {
+                    ffi::PyErr_Clear();
+                    return false;
+                }
+                self.scratch.resize(n as usize, 0);
+                if n > 0 && ffi::PyUnicode_AsUCS4(key, self.scratch.as_mut_ptr(), n, 0).is_null() {
+                    ffi::PyErr_Clear();
+                    return false;
+                }
+                KeyKind::Str
+            } else if ffi::PyLong_CheckExact(key) != 0 {
+                let mut overflow = 0;
+                let k = ffi::PyLong_AsLongLongAndOverflow(key, &mut overflow);
+                if overflow != 0 || (k == -1 && !ffi::PyErr_Occurred().is_null()) {
+                    ffi::PyErr_Clear();
+                    return false;
+                }
+                let k = k as u64;
+                self.scratch.extend([k as u32, (k >> 32) as u32]);
+                KeyKind::Int
+            } else {
+                return false;
+            };
+            self.add_key(kind, value)
+        }
+    }
+
+    /// Adds `value` at the key in `scratch`; `false` if the sum leaves 64
+    /// bits (nothing changed).
+    fn add_key(&mut self, kind: KeyKind, value: Acc) -> bool {
+        let key = &self.scratch[..];
+        let hash = self.hasher.hash_one((kind == KeyKind::Str, key));
+        let units = &self.units;
+        let found = self.slots.find_mut(hash, |s| {
+            s.hash == hash
+                && s.key == kind
+                && &units[s.start as usize..(s.start + s.len) as usize] == key
+        });
+        match found {
+            Some(slot) => match slot.acc.add(value) {
+                Some(sum) => {
+                    slot.acc = sum;
+                    true
+                }
+                None => false,
+            },
+            None => {
+                let (Ok(start), Ok(len)) =
+                    (u32::try_from(self.units.len()), u32::try_from(key.len()))
+                else {
+                    return false;
+                };
+                if start.checked_add(len).is_none() {
+                    return false;
+                }
+                let Some(acc) = Acc::Int(0).add(value) else {
+                    return false;
+                };
+                self.units.extend_from_slice(key);
+                self.slots.insert_unique(
+                    hash,
+                    Slot {
+                        hash,
+                        start,
+                        len,
+                        key: kind,
+                        acc,
+                    },
+                    |s| s.hash,
+                );
+                true
+            }
+        }
+    }
+}
+
+/// A slot's key (its code points or value in `units`) and sum as Python
+/// objects.
+fn slot_objects<'py>(
+    py: Python<'py>,
+    units: &[u32],
+    slot: &Slot,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let units = &units[slot.start as usize..(slot.start + slot.len) as usize];
+    let key = match slot.key {
+        KeyKind::Int => {
+            let k = (units[0] as u64 | (units[1] as u64) << 32) as i64;
+            k.into_pyobject(py)?.into_any()
+        }
+        KeyKind::Str => {
+            let mut order: std::ffi::c_int = if cfg!(target_endian = "little") {
+                -1
+            } else {
+                1
+            };
+            // SAFETY: `units` is a live slice of `len` code points; the
+            // GIL is held. The result is a new reference (or null with
+            // an error set), which `from_owned_ptr_or_err` takes.
+            unsafe {
+                let s = ffi::PyUnicode_DecodeUTF32(
+                    units.as_ptr().cast(),
+                    (units.len() * 4) as ffi::Py_ssize_t,
+                    c"surrogatepass".as_ptr(),
+                    &mut order,
+                );
+                Bound::from_owned_ptr_or_err(py, s)?
+            }
+        }
+    };
+    let acc = match slot.acc {
+        Acc::Int(i) => i.into_pyobject(py)?.into_any(),
+        Acc::Float(f) => f.into_pyobject(py)?.into_any(),
+    };
+    Ok((key, acc))
+}
+
+/// An exact `int` within 64 bits or an exact `float`, as an [`Acc`].
+///
+/// # Safety
+/// `value` must be a live object; the GIL must be held.
+unsafe fn plain_number(value: *mut ffi::PyObject) -> Option<Acc> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if ffi::PyLong_CheckExact(value) != 0 {
+            let mut overflow = 0;
+            let v = ffi::PyLong_AsLongLongAndOverflow(value, &mut overflow);
+            if overflow != 0 || (v == -1 && !ffi::PyErr_Occurred().is_null()) {
+                ffi::PyErr_Clear();
+                return None;
+            }
+            Some(Acc::Int(v))
+        } else if ffi::PyFloat_CheckExact(value) != 0 {
+            Some(Acc::Float(ffi::PyFloat_AsDouble(value)))
+        } else {
+            None
+        }
+    }
 }

@@ -491,6 +491,7 @@ pub fn _oxbeam(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(submit_job, m)?)?;
     m.add_function(wrap_pyfunction!(codec::encode_values, m)?)?;
     m.add_function(wrap_pyfunction!(combine::sum_into, m)?)?;
+    m.add_class::<combine::SumTable>()?;
     m.add_function(wrap_pyfunction!(wat_to_wasm, m)?)?;
     m.add_class::<SinkBuffer>()?;
     m.add_class::<worker_pool::WorkerPool>()?;

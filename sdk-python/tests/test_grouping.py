@@ -63,6 +63,74 @@ def test_sum_into_stops_where_python_would_raise():
     assert table == {"a": 4.5, "b": 4, "c": 2}
 
 
+def test_sum_table_adds_as_python_does_and_leaves_the_rest():
+    # The precombine of CombinePerKey(sum) and Count.PerKey keeps str/int
+    # keys with int/float sums in a Rust table; at the first pair it does
+    # not take (another key type, a bool, a big int, a sum past 64 bits)
+    # the caller moves it into its dict and goes on there. Whatever the
+    # pairs, the outcome is Python's own loop's, types included.
+    import random
+
+    from oxbeam._oxbeam import SumTable
+
+    t = SumTable()
+    pairs = [("a", 1), ("b", 2.5), ("a", 3), (5, 1), (5, 2), ("é€😀", 1),
+             ("\ud800", 2), ("", 7), (-1, 1), (-(2**63), 1), ("a", -0.0)]
+    assert t.add(pairs) == len(pairs)
+    assert len(t) == 8
+    assert sorted(t.take_items(), key=repr) == sorted(
+        [("a", 4.0), ("b", 2.5), (5, 3), ("é€😀", 1), ("\ud800", 2), ("", 7),
+         (-1, 1), (-(2**63), 1)], key=repr)
+    assert len(t) == 0
+    # Not taken, nothing changed: a bool (1 == True merges keys in a dict),
+    # a big int, a sum past 64 bits, not a 2-tuple.
+    assert t.add([("x", 2**63 - 1), ("x", 1)]) == 1
+    for bad in [("x", True), (True, 1), (2**64, 1), ("x", 2**64), ["x", 1], ("x",), (1.5, 1)]:
+        assert t.add([bad]) == 0, bad
+    table = {"x": 1}
+    t.drain_into(table)
+    assert table == {"x": 2**63} and len(t) == 0
+    # Count.PerKey: 1 per pair whatever its value.
+    assert t.add([("k", "v"), ("k", None), (3, [])], True) == 3
+    assert sorted(t.take_items(), key=repr) == [("k", 2), (3, 1)]
+
+    rng = random.Random(7)
+    keys = ["a", "b", "ü", 1, -3, 2**40, True, (1, 2), 2**70]
+    values = [1, -2, 0.5, 2**40, -0.0, 1e300, 2**62, 2**70, True]
+    for _ in range(300):
+        ps = [(rng.choice(keys), rng.choice(values)) for _ in range(rng.randint(0, 40))]
+        expected = {}
+        for k, v in ps:
+            expected[k] = expected.get(k, 0) + v
+        t = SumTable()
+        n = t.add(ps)
+        got = {}
+        t.drain_into(got)
+        for k, v in ps[n:]:
+            got[k] = got.get(k, 0) + v
+        assert got == expected, ps
+        assert [type(got[k]) for k in expected] == [type(v) for v in expected.values()], ps
+
+
+def test_combine_per_key_sum_and_count_switch_to_python_midway(B):
+    # Plain pairs first (summed in the Rust table), then keys and values it
+    # does not take: the sums so far move into Python's dict and go on.
+    pairs = [("a", 1), ("b", 2.5), (7, 1), ("a", 2), (("t", 1), 3),
+             ("a", 2**70), (7, 1), (True, 4), ("b", 1)]
+    with B.pipeline() as p:
+        kvs = p | B.beam.Create(pairs)
+        sums = kvs | "Sum" >> B.beam.CombinePerKey(sum)
+        counts = (
+            kvs
+            | "Str" >> B.beam.Map(lambda kv: (str(kv[0]), kv[1]))
+            | B.beam.combiners.Count.PerKey()
+        )
+        B.assert_that(sums, B.equal_to(
+            [("a", 2**70 + 3), ("b", 3.5), (7, 2), (("t", 1), 3), (True, 4)]), label="Sums")
+        B.assert_that(counts, B.equal_to(
+            [("a", 3), ("b", 2), ("7", 2), ("('t', 1)", 1), ("True", 1)]), label="Counts")
+
+
 def test_combine_per_key_sum_of_strings_fails_as_in_python(ox):
     beam = ox.beam
     with pytest.raises(TypeError, match="unsupported operand") as info:

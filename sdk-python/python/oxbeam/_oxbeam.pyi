@@ -91,6 +91,25 @@ class WorkerPool:
     def stop(self) -> None:
         """Stops accepting ``StartWorker`` requests."""
 
+class SumTable:
+    """The precombine table of ``CombinePerKey(sum)`` for plain pairs: an
+    exact ``str`` or ``int`` key (within 64 bits) and an exact ``int``
+    (within 64 bits) or ``float`` value, summed in Rust with no Python
+    object per key."""
+
+    def __init__(self) -> None: ...
+    def add(self, pairs: List[Any], count: bool = False) -> int:
+        """Adds each ``(key, value)`` in order (1 for each with ``count``:
+        ``Count.PerKey``'s precombine); returns how many it added:
+        all, or fewer when it reached a pair it does not take (or whose sum
+        would leave 64 bits), which it leaves with the rest to the caller."""
+    def __len__(self) -> int: ...
+    def take_items(self) -> List[Tuple[Any, Any]]:
+        """Its ``(key, sum)`` pairs; empties it."""
+    def drain_into(self, table: Dict[Any, Any]) -> None:
+        """``table[key] = table.get(key, 0) + sum`` for each of its keys;
+        empties it."""
+
 def sum_into(table: Dict[Any, Any], pairs: List[Any]) -> int:
     """``table[k] = table.get(k, 0) + v`` for each ``(k, v)`` of ``pairs``
     (the precombine of ``CombinePerKey(sum)``), in C. Returns how many pairs

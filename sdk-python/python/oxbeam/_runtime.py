@@ -19,6 +19,7 @@ import traceback
 from collections import _count_elements
 from operator import itemgetter, length_hint
 
+from oxbeam._oxbeam import SumTable as _SumTable
 from oxbeam._oxbeam import sum_into as _sum_into
 from oxbeam.utils import _specials
 from oxbeam.utils.timestamp import MIN_TIMESTAMP_MICROS, Timestamp
@@ -1111,6 +1112,10 @@ class CombineOp(Op):
         self.fastk = _fast_kind(self.cf)
         self.tables = {}
         self.first_meta = {}
+        # sum's precombine: per window, a Rust table of the plain pairs
+        # (str/int keys, int/float values) until a pair is not; then None,
+        # and the window's dict goes on (see _sum_all).
+        self.sum_tables = {}
         # Precombine of values without their key (all None): see StageRunner.
         self.keyless = False
 
@@ -1159,11 +1164,9 @@ class CombineOp(Op):
         if self.keyless:
             self._add_all_keyless(t, values)
         elif f == "sum":
-            done = _sum_into(t, values) if values.__class__ is list else 0
-            for k, v in itertools.islice(values, done, None):
-                t[k] = get(k, 0) + v
+            self._sum_all(w, t, values)
         elif f == "count":
-            _count_elements(t, map(_first, values))
+            self._sum_all(w, t, values, count=True)
         elif f == "min":
             for k, v in values:
                 a = get(k, _MISSING)
@@ -1182,8 +1185,35 @@ class CombineOp(Op):
                 if a is _MISSING:
                     a = create()
                 t[k] = add(a, v)
-        if len(t) > _PRECOMBINE_FLUSH_KEYS:
+        st = self.sum_tables.get(w)
+        if len(t) + (0 if st is None else len(st)) > _PRECOMBINE_FLUSH_KEYS:
             self._flush()
+
+    def _sum_all(self, w, t, values, count=False):
+        """``t[k] = t.get(k, 0) + v`` for each pair (``+ 1`` with ``count``),
+        as Python does it; the plain pairs in a Rust table (no Python object
+        per key) while every pair of the window has been one."""
+        if values.__class__ is not list:
+            values = list(values)
+        st = self.sum_tables.get(w, _MISSING)
+        if st is _MISSING:
+            st = self.sum_tables[w] = _SumTable()
+        if st is not None:
+            done = st.add(values, count)
+            if done == len(values):
+                return
+            # A pair the table does not take: the window goes on in its
+            # dict from here, with the sums so far.
+            st.drain_into(t)
+            self.sum_tables[w] = None
+            values = values[done:]
+        if count:
+            _count_elements(t, map(_first, values))
+            return
+        done = _sum_into(t, values)
+        get = t.get
+        for k, v in itertools.islice(values, done, None):
+            t[k] = get(k, 0) + v
 
     def _add_all_keyless(self, t, values):
         f = self.fastk
@@ -1216,9 +1246,13 @@ class CombineOp(Op):
                 items = [(k, compact(a)) for k, a in t.items()]
             else:
                 items = list(t.items())
+            st = self.sum_tables.get(w)
+            if st is not None:
+                items += st.take_items()
             out(items, [self.first_meta[w]] * len(items))
         self.tables = {}
         self.first_meta = {}
+        self.sum_tables = {}
 
     def finish_bundle(self):
         if self.phase == "precombine" and self.tables:
