@@ -19,6 +19,14 @@ def test_create_dict_gives_items(B):
         B.assert_that(p | B.beam.Create({"a": 1, "b": 2}), B.equal_to([("a", 1), ("b", 2)]))
 
 
+@pytest.mark.parametrize("r", [range(-20000, 20000, 3), range(10, 0, -1), range(0),
+                               range(2**63 - 5000, 2**63 - 1)])
+def test_create_range(B, r):
+    # Create keeps a range as one (large ones in chunks of it).
+    with B.pipeline() as p:
+        B.assert_that(p | B.beam.Create(r), B.equal_to(list(r)))
+
+
 def test_create_empty(B):
     with B.pipeline() as p:
         B.assert_that(p | B.beam.Create([]), B.is_empty())

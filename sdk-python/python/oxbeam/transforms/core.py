@@ -978,7 +978,10 @@ class _CreateChunk(object):
         import array
 
         code = {int: "q", float: "d"}.get(element_type)
-        self.values = array.array(code, values) if code else values
+        if type(values) is range:
+            self.values = values  # pickles as three numbers
+        else:
+            self.values = array.array(code, values) if code else values
         self.size = size
 
     def __call__(self, i):

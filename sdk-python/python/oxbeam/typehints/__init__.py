@@ -138,7 +138,8 @@ def infer(values):
     if not values:
         return Any
     if type(values) is range:
-        return int if -(1 << 63) <= min(values) and max(values) < (1 << 63) else Any
+        ends = (values[0], values[-1])
+        return int if -(1 << 63) <= min(ends) and max(ends) < (1 << 63) else Any
     types = set(map(type, values))
     if len(types) != 1:
         return Any
