@@ -121,24 +121,36 @@ fn add_pair(
 #[pyclass(module = "oxbeam._oxbeam")]
 pub struct SumTable {
     slots: HashTable<Slot>,
-    /// The keys' code points (a `str`'s) or value (an `int`'s, one or two
-    /// units), one after another; a slot holds its key's range.
-    units: Vec<u32>,
+    /// The keys' bytes (see [`KeyKind`]), one after another; a slot holds
+    /// its key's range.
+    keys: Vec<u8>,
     hasher: DefaultHashBuilder,
-    scratch: Vec<u32>,
+    /// Scratch: a `str` key's code points, and the key's bytes.
+    units: Vec<u32>,
+    key: Vec<u8>,
 }
 
+/// A key and its sum, in 24 bytes: a pair's lookup waits on this memory
+/// (and its key's bytes) more than on anything it computes.
 struct Slot {
-    hash: u64,
+    /// The sum's bits: an `i64`, or an `f64` if `float`.
+    acc: u64,
     start: u32,
     len: u32,
-    key: KeyKind,
-    acc: Acc,
+    /// The key's hash's low bits: a probe of another key mostly stops here.
+    hash: u32,
+    kind: KeyKind,
+    float: bool,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// How a key's bytes hold it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum KeyKind {
-    Str,
+    /// A `str` of code points below 256: one byte each.
+    Latin1,
+    /// Any other `str`: four bytes (native order) per code point.
+    Wide,
+    /// An `int`: its eight bytes, little-endian.
     Int,
 }
 
@@ -161,6 +173,22 @@ impl Acc {
             (Acc::Float(a), Acc::Float(b)) => Acc::Float(a + b),
         })
     }
+
+    fn of(slot: &Slot) -> Acc {
+        if slot.float {
+            Acc::Float(f64::from_bits(slot.acc))
+        } else {
+            Acc::Int(slot.acc as i64)
+        }
+    }
+
+    /// The slot fields `(acc, float)`.
+    fn bits(self) -> (u64, bool) {
+        match self {
+            Acc::Int(i) => (i as u64, false),
+            Acc::Float(f) => (f.to_bits(), true),
+        }
+    }
 }
 
 #[pymethods]
@@ -169,9 +197,10 @@ impl SumTable {
     fn new() -> Self {
         SumTable {
             slots: HashTable::new(),
-            units: Vec::new(),
+            keys: Vec::new(),
             hasher: DefaultHashBuilder::default(),
-            scratch: Vec::new(),
+            units: Vec::new(),
+            key: Vec::new(),
         }
     }
 
@@ -198,9 +227,9 @@ impl SumTable {
     /// Its `(key, sum)` pairs, as Python objects; empties it.
     fn take_items<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
-        let units = std::mem::take(&mut self.units);
+        let keys = std::mem::take(&mut self.keys);
         for slot in std::mem::take(&mut self.slots) {
-            let (key, acc) = slot_objects(py, &units, &slot)?;
+            let (key, acc) = slot_objects(py, &keys, &slot)?;
             out.append(PyTuple::new(py, [key, acc])?)?;
         }
         Ok(out)
@@ -211,9 +240,9 @@ impl SumTable {
     fn drain_into(&mut self, table: &Bound<'_, PyDict>) -> PyResult<()> {
         let py = table.py();
         let zero = PyInt::new(py, 0);
-        let units = std::mem::take(&mut self.units);
+        let keys = std::mem::take(&mut self.keys);
         for slot in std::mem::take(&mut self.slots) {
-            let (key, acc) = slot_objects(py, &units, &slot)?;
+            let (key, acc) = slot_objects(py, &keys, &slot)?;
             let sum = match table.get_item(&key)? {
                 Some(a) => a.add(acc)?,
                 None => zero.add(acc)?,
@@ -226,8 +255,8 @@ impl SumTable {
 
 impl SumTable {
     /// Adds one pair (its value, or 1 with `count`) if it is of the kind the
-    /// table takes; `false` (and
-    /// nothing changed, no Python error set) otherwise.
+    /// table takes; `false` (and nothing changed, no Python error set)
+    /// otherwise.
     ///
     /// # Safety
     /// `item` must be a live object; the GIL must be held.
@@ -247,19 +276,30 @@ impl SumTable {
                     None => return false,
                 }
             };
-            self.scratch.clear();
+            self.key.clear();
             let kind = if ffi::PyUnicode_CheckExact(key) != 0 {
                 let n = ffi::PyUnicode_GetLength(key);
                 if n < 0 {
                     ffi::PyErr_Clear();
                     return false;
                 }
-                self.scratch.resize(n as usize, 0);
-                if n > 0 && ffi::PyUnicode_AsUCS4(key, self.scratch.as_mut_ptr(), n, 0).is_null() {
+                self.units.resize(n as usize, 0);
+                if n > 0 && ffi::PyUnicode_AsUCS4(key, self.units.as_mut_ptr(), n, 0).is_null() {
                     ffi::PyErr_Clear();
                     return false;
                 }
-                KeyKind::Str
+                // (An OR of all, not `all`: no early exit, so it vectorizes.)
+                if self.units.iter().fold(0, |m, &u| m | u) < 256 {
+                    self.key.resize(self.units.len(), 0);
+                    for (b, &u) in self.key.iter_mut().zip(&self.units) {
+                        *b = u as u8;
+                    }
+                    KeyKind::Latin1
+                } else {
+                    self.key
+                        .extend(self.units.iter().flat_map(|u| u.to_ne_bytes()));
+                    KeyKind::Wide
+                }
             } else if ffi::PyLong_CheckExact(key) != 0 {
                 let mut overflow = 0;
                 let k = ffi::PyLong_AsLongLongAndOverflow(key, &mut overflow);
@@ -267,8 +307,7 @@ impl SumTable {
                     ffi::PyErr_Clear();
                     return false;
                 }
-                let k = k as u64;
-                self.scratch.extend([k as u32, (k >> 32) as u32]);
+                self.key.extend_from_slice(&k.to_le_bytes());
                 KeyKind::Int
             } else {
                 return false;
@@ -277,89 +316,100 @@ impl SumTable {
         }
     }
 
-    /// Adds `value` at the key in `scratch`; `false` if the sum leaves 64
+    /// Adds `value` at the key in `self.key`; `false` if the sum leaves 64
     /// bits (nothing changed).
     fn add_key(&mut self, kind: KeyKind, value: Acc) -> bool {
-        let key = &self.scratch[..];
-        let hash = self.hasher.hash_one((kind == KeyKind::Str, key));
-        let units = &self.units;
+        let key = &self.key[..];
+        let hash = self.hasher.hash_one((kind, key));
+        let tag = hash as u32;
+        let keys = &self.keys;
         let found = self.slots.find_mut(hash, |s| {
-            s.hash == hash
-                && s.key == kind
-                && &units[s.start as usize..(s.start + s.len) as usize] == key
+            s.hash == tag
+                && s.kind == kind
+                && &keys[s.start as usize..s.start as usize + s.len as usize] == key
         });
-        match found {
-            Some(slot) => match slot.acc.add(value) {
+        if let Some(slot) = found {
+            return match Acc::of(slot).add(value) {
                 Some(sum) => {
-                    slot.acc = sum;
+                    (slot.acc, slot.float) = sum.bits();
                     true
                 }
                 None => false,
-            },
-            None => {
-                let (Ok(start), Ok(len)) =
-                    (u32::try_from(self.units.len()), u32::try_from(key.len()))
-                else {
-                    return false;
-                };
-                if start.checked_add(len).is_none() {
-                    return false;
-                }
-                let Some(acc) = Acc::Int(0).add(value) else {
-                    return false;
-                };
-                self.units.extend_from_slice(key);
-                self.slots.insert_unique(
-                    hash,
-                    Slot {
-                        hash,
-                        start,
-                        len,
-                        key: kind,
-                        acc,
-                    },
-                    |s| s.hash,
-                );
-                true
-            }
+            };
         }
+        let (Ok(start), Ok(len)) = (u32::try_from(self.keys.len()), u32::try_from(key.len()))
+        else {
+            return false;
+        };
+        if start.checked_add(len).is_none() {
+            return false;
+        }
+        let Some(sum) = Acc::Int(0).add(value) else {
+            return false;
+        };
+        let (acc, float) = sum.bits();
+        self.keys.extend_from_slice(key);
+        let hasher = &self.hasher;
+        let all_keys = &self.keys;
+        self.slots.insert_unique(
+            hash,
+            Slot {
+                acc,
+                start,
+                len,
+                hash: tag,
+                kind,
+                float,
+            },
+            |s| {
+                let k = &all_keys[s.start as usize..s.start as usize + s.len as usize];
+                hasher.hash_one((s.kind, k))
+            },
+        );
+        true
     }
 }
 
-/// A slot's key (its code points or value in `units`) and sum as Python
-/// objects.
+/// A slot's key (its bytes in `keys`) and sum as Python objects.
 fn slot_objects<'py>(
     py: Python<'py>,
-    units: &[u32],
+    keys: &[u8],
     slot: &Slot,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let units = &units[slot.start as usize..(slot.start + slot.len) as usize];
-    let key = match slot.key {
+    let bytes = &keys[slot.start as usize..slot.start as usize + slot.len as usize];
+    let key = match slot.kind {
         KeyKind::Int => {
-            let k = (units[0] as u64 | (units[1] as u64) << 32) as i64;
-            k.into_pyobject(py)?.into_any()
+            let mut le = [0u8; 8];
+            le.copy_from_slice(bytes);
+            i64::from_le_bytes(le).into_pyobject(py)?.into_any()
         }
-        KeyKind::Str => {
+        // SAFETY (both): `bytes` is a live slice of `len` bytes and the GIL
+        // is held; the result is a new reference (or null with an error
+        // set), which `from_owned_ptr_or_err` takes.
+        KeyKind::Latin1 => unsafe {
+            let s = ffi::PyUnicode_DecodeLatin1(
+                bytes.as_ptr().cast(),
+                bytes.len() as ffi::Py_ssize_t,
+                std::ptr::null(),
+            );
+            Bound::from_owned_ptr_or_err(py, s)?
+        },
+        KeyKind::Wide => unsafe {
             let mut order: std::ffi::c_int = if cfg!(target_endian = "little") {
                 -1
             } else {
                 1
             };
-            // SAFETY: `units` is a live slice of `len` code points; the
-            // GIL is held. The result is a new reference (or null with
-            // an error set), which `from_owned_ptr_or_err` takes.
-            unsafe {
-                let s = ffi::PyUnicode_DecodeUTF32(
-                    units.as_ptr().cast(),
-                    (units.len() * 4) as ffi::Py_ssize_t,
-                    c"surrogatepass".as_ptr(),
-                    &mut order,
-                );
-                Bound::from_owned_ptr_or_err(py, s)?
-            }
-        }
+            let s = ffi::PyUnicode_DecodeUTF32(
+                bytes.as_ptr().cast(),
+                bytes.len() as ffi::Py_ssize_t,
+                c"surrogatepass".as_ptr(),
+                &mut order,
+            );
+            Bound::from_owned_ptr_or_err(py, s)?
+        },
     };
-    let acc = match slot.acc {
+    let acc = match Acc::of(slot) {
         Acc::Int(i) => i.into_pyobject(py)?.into_any(),
         Acc::Float(f) => f.into_pyobject(py)?.into_any(),
     };
