@@ -62,11 +62,7 @@ unsafe fn add_plain_pair(
     // SAFETY: the caller's contract; every pointer below is checked or is a
     // borrowed reference owned by `item` (or `table`) for the whole call.
     unsafe {
-        if ffi::PyTuple_CheckExact(item) == 0 || ffi::PyTuple_Size(item) != 2 {
-            return None;
-        }
-        let key = ffi::PyTuple_GetItem(item, 0);
-        let value = ffi::PyTuple_GetItem(item, 1);
+        let (key, value) = pair_items(item)?;
         let plain_key = ffi::PyUnicode_CheckExact(key) != 0 || ffi::PyLong_CheckExact(key) != 0;
         let plain_value = ffi::PyLong_CheckExact(value) != 0 || ffi::PyFloat_CheckExact(value) != 0;
         if !plain_key || !plain_value {
@@ -264,14 +260,13 @@ impl SumTable {
         // SAFETY: the caller's contract; the tuple's items are borrowed
         // references it owns for the whole call, and no Python code runs.
         unsafe {
-            if ffi::PyTuple_CheckExact(item) == 0 || ffi::PyTuple_Size(item) != 2 {
+            let Some((key, value)) = pair_items(item) else {
                 return false;
-            }
-            let key = ffi::PyTuple_GetItem(item, 0);
+            };
             let value = if count {
                 Acc::Int(1)
             } else {
-                match plain_number(ffi::PyTuple_GetItem(item, 1)) {
+                match plain_number(value) {
                     Some(v) => v,
                     None => return false,
                 }
@@ -414,6 +409,22 @@ fn slot_objects<'py>(
         Acc::Float(f) => f.into_pyobject(py)?.into_any(),
     };
     Ok((key, acc))
+}
+
+/// The key and value of `item` if it is an exact 2-tuple (borrowed
+/// references, owned by `item`).
+///
+/// # Safety
+/// `item` must be a live object; the GIL must be held.
+unsafe fn pair_items(item: *mut ffi::PyObject) -> Option<(*mut ffi::PyObject, *mut ffi::PyObject)> {
+    // SAFETY: the caller's contract; the items are read only once `item`
+    // is known to be a tuple of two.
+    unsafe {
+        if ffi::PyTuple_CheckExact(item) == 0 || ffi::PyTuple_Size(item) != 2 {
+            return None;
+        }
+        Some((ffi::PyTuple_GetItem(item, 0), ffi::PyTuple_GetItem(item, 1)))
+    }
 }
 
 /// An exact `int` within 64 bits or an exact `float`, as an [`Acc`].

@@ -121,13 +121,9 @@ class Pipeline(object):
         if str(direct.direct_running_mode or "").lower() != "multi_processing":
             return
         try:
-            workers = direct.direct_num_workers
-            workers = 1 if workers is None else int(workers)
+            workers = _direct_workers(direct)
         except (TypeError, ValueError):
             return  # run() reports the bad value
-        if workers < 0:
-            return
-        workers = workers or os.cpu_count() or 1
         from oxbeam import _oxbeam
 
         self._prestarted = _worker_command()
@@ -262,11 +258,7 @@ class Pipeline(object):
         # In process, more workers rarely pay: Python stages share one
         # interpreter lock (10-Map chain: 2.1M elements/s on one worker,
         # 1.9-2.1M on two); multi_processing gives each its own.
-        workers = direct.direct_num_workers
-        workers = 1 if workers is None else int(workers)
-        if workers < 0:
-            raise ValueError("--direct_num_workers=%d: expected 0 (all cores) or more" % workers)
-        workers = workers or os.cpu_count() or 1
+        workers = _direct_workers(direct)
         mode = str(direct.direct_running_mode or "in_memory").lower()
         if mode not in _RUNNING_MODES:
             raise ValueError(
@@ -406,6 +398,16 @@ _RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
 # (at least): batches make thousands of short-lived tuples, and the default
 # (700) runs a collection every few hundred elements. Restored afterwards.
 _GC_THRESHOLD = 10000
+
+
+def _direct_workers(direct):
+    """The workers ``--direct_num_workers`` asks for: 1 if unset, 0 for all
+    cores; ``ValueError`` if negative."""
+    workers = direct.direct_num_workers
+    workers = 1 if workers is None else int(workers)
+    if workers < 0:
+        raise ValueError("--direct_num_workers=%d: expected 0 (all cores) or more" % workers)
+    return workers or os.cpu_count() or 1
 
 
 def _worker_command():
