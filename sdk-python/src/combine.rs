@@ -8,7 +8,8 @@
 //! the key object and the int object it holds, both somewhere on the heap).
 //! [`SumTable`] keeps the common case out of Python objects altogether:
 //! `str` and `int` keys and `int`/`float` sums in one flat Rust table, so a
-//! pair costs a copy of the key's code points, a fast hash and one probe.
+//! pair costs a fast hash of the key's UTF-8 (an ASCII `str`'s own
+//! bytes) and one probe.
 //! The semantics are the loop's: values add with `+` starting from `0`.
 
 use std::hash::BuildHasher;
@@ -17,6 +18,15 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PyTuple};
+
+unsafe extern "C" {
+    // In the stable ABI from Python 3.10, and exported with this signature
+    // by 3.9 too (pyo3 declares it only for 3.10+ under abi3-py39).
+    fn PyUnicode_AsUTF8AndSize(
+        unicode: *mut ffi::PyObject,
+        size: *mut ffi::Py_ssize_t,
+    ) -> *const std::ffi::c_char;
+}
 
 /// Adds each `(key, value)` of `pairs` into `table`, in order: `table[key]
 /// = table.get(key, 0) + value`. Returns how many pairs it consumed: all of
@@ -121,9 +131,6 @@ pub struct SumTable {
     /// its key's range.
     keys: Vec<u8>,
     hasher: DefaultHashBuilder,
-    /// Scratch: a `str` key's code points, and the key's bytes.
-    units: Vec<u32>,
-    key: Vec<u8>,
 }
 
 /// A key and its sum, in 24 bytes: a pair's lookup waits on this memory
@@ -142,10 +149,8 @@ struct Slot {
 /// How a key's bytes hold it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum KeyKind {
-    /// A `str` of code points below 256: one byte each.
-    Latin1,
-    /// Any other `str`: four bytes (native order) per code point.
-    Wide,
+    /// A `str`: its UTF-8 (equal strings, equal bytes).
+    Str,
     /// An `int`: its eight bytes, little-endian.
     Int,
 }
@@ -195,8 +200,6 @@ impl SumTable {
             slots: HashTable::new(),
             keys: Vec::new(),
             hasher: DefaultHashBuilder::default(),
-            units: Vec::new(),
-            key: Vec::new(),
         }
     }
 
@@ -271,30 +274,18 @@ impl SumTable {
                     None => return false,
                 }
             };
-            self.key.clear();
-            let kind = if ffi::PyUnicode_CheckExact(key) != 0 {
-                let n = ffi::PyUnicode_GetLength(key);
-                if n < 0 {
+            if ffi::PyUnicode_CheckExact(key) != 0 {
+                // An ASCII `str` gives its own bytes (no copy); any other
+                // caches its UTF-8 on itself. One with a lone surrogate has
+                // no UTF-8 and is left to Python.
+                let mut n: ffi::Py_ssize_t = 0;
+                let data = PyUnicode_AsUTF8AndSize(key, &mut n);
+                if data.is_null() {
                     ffi::PyErr_Clear();
                     return false;
                 }
-                self.units.resize(n as usize, 0);
-                if n > 0 && ffi::PyUnicode_AsUCS4(key, self.units.as_mut_ptr(), n, 0).is_null() {
-                    ffi::PyErr_Clear();
-                    return false;
-                }
-                // (An OR of all, not `all`: no early exit, so it vectorizes.)
-                if self.units.iter().fold(0, |m, &u| m | u) < 256 {
-                    self.key.resize(self.units.len(), 0);
-                    for (b, &u) in self.key.iter_mut().zip(&self.units) {
-                        *b = u as u8;
-                    }
-                    KeyKind::Latin1
-                } else {
-                    self.key
-                        .extend(self.units.iter().flat_map(|u| u.to_ne_bytes()));
-                    KeyKind::Wide
-                }
+                let bytes = std::slice::from_raw_parts(data.cast::<u8>(), n as usize);
+                self.add_key(KeyKind::Str, bytes, value)
             } else if ffi::PyLong_CheckExact(key) != 0 {
                 let mut overflow = 0;
                 let k = ffi::PyLong_AsLongLongAndOverflow(key, &mut overflow);
@@ -302,19 +293,16 @@ impl SumTable {
                     ffi::PyErr_Clear();
                     return false;
                 }
-                self.key.extend_from_slice(&k.to_le_bytes());
-                KeyKind::Int
+                self.add_key(KeyKind::Int, &k.to_le_bytes(), value)
             } else {
-                return false;
-            };
-            self.add_key(kind, value)
+                false
+            }
         }
     }
 
-    /// Adds `value` at the key in `self.key`; `false` if the sum leaves 64
+    /// Adds `value` at `key` (bytes as [`KeyKind`] says); `false` if the sum leaves 64
     /// bits (nothing changed).
-    fn add_key(&mut self, kind: KeyKind, value: Acc) -> bool {
-        let key = &self.key[..];
+    fn add_key(&mut self, kind: KeyKind, key: &[u8], value: Acc) -> bool {
         let hash = self.hasher.hash_one((kind, key));
         let tag = hash as u32;
         let keys = &self.keys;
@@ -378,28 +366,15 @@ fn slot_objects<'py>(
             le.copy_from_slice(bytes);
             i64::from_le_bytes(le).into_pyobject(py)?.into_any()
         }
-        // SAFETY (both): `bytes` is a live slice of `len` bytes and the GIL
-        // is held; the result is a new reference (or null with an error
-        // set), which `from_owned_ptr_or_err` takes.
-        KeyKind::Latin1 => unsafe {
-            let s = ffi::PyUnicode_DecodeLatin1(
+        // SAFETY: `bytes` is a live slice of `len` bytes, valid UTF-8 (it
+        // came from a `str`), and the GIL is held; the result is a new
+        // reference (or null with an error set), which
+        // `from_owned_ptr_or_err` takes.
+        KeyKind::Str => unsafe {
+            let s = ffi::PyUnicode_DecodeUTF8(
                 bytes.as_ptr().cast(),
                 bytes.len() as ffi::Py_ssize_t,
                 std::ptr::null(),
-            );
-            Bound::from_owned_ptr_or_err(py, s)?
-        },
-        KeyKind::Wide => unsafe {
-            let mut order: std::ffi::c_int = if cfg!(target_endian = "little") {
-                -1
-            } else {
-                1
-            };
-            let s = ffi::PyUnicode_DecodeUTF32(
-                bytes.as_ptr().cast(),
-                bytes.len() as ffi::Py_ssize_t,
-                c"surrogatepass".as_ptr(),
-                &mut order,
             );
             Bound::from_owned_ptr_or_err(py, s)?
         },

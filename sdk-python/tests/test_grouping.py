@@ -75,17 +75,19 @@ def test_sum_table_adds_as_python_does_and_leaves_the_rest():
 
     t = SumTable()
     pairs = [("a", 1), ("b", 2.5), ("a", 3), (5, 1), (5, 2), ("é€😀", 1),
-             ("\ud800", 2), ("", 7), (-1, 1), (-(2**63), 1), ("a", -0.0)]
+             ("ü", 2), ("", 7), (-1, 1), (-(2**63), 1), ("a", -0.0), ("u", 1)]
     assert t.add(pairs) == len(pairs)
-    assert len(t) == 8
+    assert len(t) == 9
     assert sorted(t.take_items(), key=repr) == sorted(
-        [("a", 4.0), ("b", 2.5), (5, 3), ("é€😀", 1), ("\ud800", 2), ("", 7),
-         (-1, 1), (-(2**63), 1)], key=repr)
+        [("a", 4.0), ("b", 2.5), (5, 3), ("é€😀", 1), ("ü", 2), ("", 7),
+         (-1, 1), (-(2**63), 1), ("u", 1)], key=repr)
     assert len(t) == 0
     # Not taken, nothing changed: a bool (1 == True merges keys in a dict),
-    # a big int, a sum past 64 bits, not a 2-tuple.
+    # a big int, a sum past 64 bits, not a 2-tuple, a str with no UTF-8 (a
+    # lone surrogate).
     assert t.add([("x", 2**63 - 1), ("x", 1)]) == 1
-    for bad in [("x", True), (True, 1), (2**64, 1), ("x", 2**64), ["x", 1], ("x",), (1.5, 1)]:
+    for bad in [("x", True), (True, 1), (2**64, 1), ("x", 2**64), ["x", 1], ("x",), (1.5, 1),
+                ("\ud800", 1)]:
         assert t.add([bad]) == 0, bad
     table = {"x": 1}
     t.drain_into(table)
@@ -95,7 +97,7 @@ def test_sum_table_adds_as_python_does_and_leaves_the_rest():
     assert sorted(t.take_items(), key=repr) == [("k", 2), (3, 1)]
 
     rng = random.Random(7)
-    keys = ["a", "b", "ü", 1, -3, 2**40, True, (1, 2), 2**70]
+    keys = ["a", "b", "ü", "日本", "\ud800", 1, -3, 2**40, True, (1, 2), 2**70]
     values = [1, -2, 0.5, 2**40, -0.0, 1e300, 2**62, 2**70, True]
     for _ in range(300):
         ps = [(rng.choice(keys), rng.choice(values)) for _ in range(rng.randint(0, 40))]
