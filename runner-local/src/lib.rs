@@ -314,7 +314,11 @@ impl LocalRunner {
         let c = control.clone();
         let thread = std::thread::Builder::new()
             .name("oxbeam-job".into())
-            .spawn(move || runner.execute(&plan, &executors, Some(&c.cancel), Some(&c.drain)))
+            .spawn(move || {
+                // Set however the job thread ends, a panic included.
+                let _ended = EndSignal(&c);
+                runner.execute(&plan, &executors, Some(&c.cancel), Some(&c.drain))
+            })
             .map_err(|e| Error::Internal(format!("cannot start the job thread: {e}")))?;
         Ok(JobHandle {
             control,
@@ -362,6 +366,20 @@ impl LocalRunner {
 struct JobControl {
     cancel: AtomicBool,
     drain: AtomicBool,
+    /// Whether the job thread has ended, and its waiters.
+    ended: std::sync::Mutex<bool>,
+    ended_cv: std::sync::Condvar,
+}
+
+/// Marks the job ended when the job thread drops it.
+struct EndSignal<'a>(&'a JobControl);
+
+impl Drop for EndSignal<'_> {
+    fn drop(&mut self) {
+        let mut ended = self.0.ended.lock().unwrap_or_else(|e| e.into_inner());
+        *ended = true;
+        self.0.ended_cv.notify_all();
+    }
 }
 
 /// A job started with [`LocalRunner::start`]. Dropping the handle cancels
@@ -389,7 +407,20 @@ impl JobHandle {
 
     /// Whether the job has ended (done, failed or cancelled).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+        *self.control.ended.lock().unwrap_or_else(|e| e.into_inner())
+            || self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Waits up to `timeout` for the job to end (done, failed or
+    /// cancelled); whether it has. Returns as soon as it ends.
+    pub fn wait_timeout(&self, timeout: std::time::Duration) -> bool {
+        let ended = self.control.ended.lock().unwrap_or_else(|e| e.into_inner());
+        let (ended, _) = self
+            .control
+            .ended_cv
+            .wait_timeout_while(ended, timeout, |ended| !*ended)
+            .unwrap_or_else(|e| e.into_inner());
+        *ended || self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// Waits for the job to end.

@@ -438,7 +438,8 @@ fn is_unbounded(pipeline: &oxbeam_model::pipeline::Pipeline) -> bool {
 const SIGNAL_POLL: Duration = Duration::from_millis(50);
 
 /// Runs the job on its own thread, the GIL released, and checks for
-/// signals every [`SIGNAL_POLL`] (see [`run_pipeline`]). `Err` is the
+/// signals every [`SIGNAL_POLL`] (see [`run_pipeline`]); returns as soon as
+/// the job ends. `Err` is the
 /// signal handler's exception, raised once the cancelled job stopped.
 fn run_interruptible(
     py: Python<'_>,
@@ -452,13 +453,9 @@ fn run_interruptible(
         Ok(job) => job,
         Err(e) => return Ok(Err(e)),
     };
-    // Short jobs end within the first, short waits.
-    let mut wait = Duration::from_micros(200);
     let mut draining = false;
     let mut signal = None;
-    while !job.is_finished() {
-        py.detach(|| std::thread::sleep(wait));
-        wait = (wait * 2).min(SIGNAL_POLL);
+    while !py.detach(|| job.wait_timeout(SIGNAL_POLL)) {
         if let Err(e) = py.check_signals() {
             if drains && !draining {
                 eprintln!("oxbeam: draining the pipeline (Ctrl-C again to cancel)");

@@ -421,6 +421,21 @@ fn draining_an_unbounded_generator_fires_every_window_and_ends_done() {
 }
 
 #[test]
+fn wait_timeout_returns_when_the_job_ends_not_when_the_timeout_does() {
+    let (handle, _) = start(&unbounded_grouped());
+    let t = Instant::now();
+    assert!(!handle.wait_timeout(Duration::from_millis(100)));
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    handle.cancel();
+    let t = Instant::now();
+    assert!(handle.wait_timeout(Duration::from_secs(30)));
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(handle.is_finished());
+    assert!(handle.wait_timeout(Duration::ZERO));
+    assert!(matches!(handle.wait(), Err(Error::Cancelled)));
+}
+
+#[test]
 fn cancel_ends_an_unbounded_job_promptly() {
     let (handle, _) = start(&unbounded_grouped());
     std::thread::sleep(Duration::from_millis(100));
