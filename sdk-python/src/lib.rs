@@ -312,8 +312,27 @@ fn prestart_workers(py: Python<'_>, command: &str, count: usize) {
     py.detach(|| oxbeam_fn_api::warm::prestart_once(command, count));
 }
 
-/// Stops the harness processes [`prestart_workers`] started for `command`
-/// that no run took.
+/// Hands over a harness process for `command` that the SDK forked from
+/// this process (`oxbeam.pipeline._fork_worker`): child `pid` waits for the
+/// warm shim's line on the pipe `stdin` and writes to the pipes `stdout`
+/// and `stderr`. The next run whose environment has that command takes it;
+/// the descriptors are this module's from now on, and the child is reaped
+/// here.
+///
+/// # Errors
+/// `ValueError` if `command` is not a harness kept warm or a descriptor is
+/// not open (the caller still owns them then).
+#[pyfunction]
+fn adopt_worker(command: &str, pid: i32, stdin: i32, stdout: i32, stderr: i32) -> PyResult<()> {
+    // SAFETY: the contract of this private function (see `_oxbeam.pyi`):
+    // `pid` is a child nothing else waits for, and the descriptors are pipe
+    // ends the caller gives up.
+    unsafe { oxbeam_fn_api::warm::adopt(command, pid, stdin, stdout, stderr) }
+        .map_err(pyo3::exceptions::PyValueError::new_err)
+}
+
+/// Stops the harness processes [`prestart_workers`] started (or
+/// [`adopt_worker`] took) for `command` that no run took.
 #[pyfunction]
 fn release_workers(py: Python<'_>, command: &str) {
     py.detach(|| oxbeam_fn_api::warm::release(command));
@@ -485,6 +504,7 @@ pub fn _oxbeam(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(serve_worker, m)?)?;
     m.add_function(wrap_pyfunction!(prestart_workers, m)?)?;
     m.add_function(wrap_pyfunction!(release_workers, m)?)?;
+    m.add_function(wrap_pyfunction!(adopt_worker, m)?)?;
     m.add_function(wrap_pyfunction!(submit_job, m)?)?;
     m.add_function(wrap_pyfunction!(codec::encode_values, m)?)?;
     m.add_function(wrap_pyfunction!(combine::sum_into, m)?)?;

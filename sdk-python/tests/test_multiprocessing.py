@@ -248,3 +248,126 @@ def test_worker_output_is_echoed_while_the_job_runs(capfd):
     err = capfd.readouterr().err
     assert re.search(r"^\[python-\d+\] shouting 7$", err, re.M), err
     assert "cannot connect" not in err, err
+
+
+# Workers forked from the pipeline's process. Pytest's process has other
+# threads (Beam's, imported for the comparisons), where forking is not safe
+# and workers start as new processes: these run scripts in a fresh process.
+FORK_SCRIPT = r'''
+import os, sys, threading, time, types
+import oxbeam as beam
+from oxbeam.options.pipeline_options import PipelineOptions
+from oxbeam.testing.util import assert_that, equal_to
+
+# Only a fork of this process has it (a new process would not import it).
+mark = types.ModuleType("oxbeam_fork_mark")
+sys.modules["oxbeam_fork_mark"] = mark
+mode = sys.argv[1]
+if mode == "thread":
+    threading.Thread(target=time.sleep, args=(5,), daemon=True).start()
+driver = os.getpid()
+MP = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+def children():
+    """Pids of this process's children (zombies included)."""
+    out = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == driver:
+                    out.append(int(pid))
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+if mode == "unused":
+    # Another process reads a pipe of this one's until it closes; forked
+    # workers waiting for a run must not hold it open.
+    import subprocess
+    cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    p = beam.Pipeline(options=PipelineOptions(MP))
+    cat.stdin.close()
+    cat.wait(timeout=10)
+    p | beam.Impulse()
+    p.run().wait_until_finish()
+    assert children() == [], children()
+    print("RESULT released")
+    sys.exit(0)
+
+def where(x):
+    return ("oxbeam_fork_mark" in sys.modules, os.getppid() == driver, os.getpid() != driver)
+
+def shout(x):
+    print("forked worker says %d" % x, flush=True)
+    return x
+
+with beam.Pipeline(options=PipelineOptions(MP)) as p:
+    xs = p | beam.Create(range(3000))
+    seen = xs | "Where" >> beam.Map(where) | beam.Distinct()
+    assert_that(xs | "Sum" >> beam.CombineGlobally(sum), equal_to([3000 * 2999 // 2]), label="Sum")
+    assert_that(p | "One" >> beam.Create([5]) | beam.Map(shout), equal_to([5]), label="Shout")
+    seen | beam.Map(lambda s: print("RESULT %s %s %s" % s, file=sys.stderr, flush=True))
+if mode == "error":
+    def boom(x):
+        if x == 3:
+            raise KeyError("no key %d" % x)
+        return x
+    try:
+        with beam.Pipeline(options=PipelineOptions(MP)) as p:
+            p | beam.Create(range(5)) | "Explode" >> beam.Map(boom)
+    except KeyError as e:
+        assert e.transform == "Explode" and "in boom" in e.traceback_text, e.traceback_text
+        print("RESULT raised", file=sys.stderr)
+time.sleep(0.2)
+assert children() == [], children()
+'''
+
+
+def _run_fork_script(tmp_path, mode, start=None):
+    import subprocess
+    import sys
+
+    script = tmp_path / "fork_workers.py"
+    script.write_text(FORK_SCRIPT)
+    env = dict(os.environ)
+    env.pop("OXBEAM_WORKER_START", None)
+    if start:
+        env["OXBEAM_WORKER_START"] = start
+    done = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout + done.stderr
+    return sorted(set(ln for ln in out.splitlines() if "RESULT" in ln)), out
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="forks only on Linux")
+def test_workers_are_forked_from_the_pipeline_process_with_its_modules(tmp_path):
+    results, out = _run_fork_script(tmp_path, "plain")
+    # Every element ran in a child of the driver that has the driver's
+    # modules; none is left after the run (reaped, not zombies).
+    assert results == ["[python-1] RESULT True True True"] or results == [
+        "[python-2] RESULT True True True"], out
+    assert re.search(r"^\[python-\d+\] forked worker says 5$", out, re.M), out
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="forks only on Linux")
+@pytest.mark.parametrize("mode,start", [("plain", "spawn"), ("thread", None)])
+def test_workers_start_as_new_processes_where_forking_is_not_safe_or_not_wanted(
+    tmp_path, mode, start
+):
+    # OXBEAM_WORKER_START=spawn, or another thread running when the
+    # Pipeline is made: new processes, without the driver's modules.
+    results, out = _run_fork_script(tmp_path, mode, start)
+    assert [r.split("] ", 1)[1] for r in results] == ["RESULT False True True"], out
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="forks only on Linux")
+def test_forked_workers_a_run_does_not_take_are_reaped_and_hold_no_pipe(tmp_path):
+    results, out = _run_fork_script(tmp_path, "unused")
+    assert results == ["RESULT released"], out
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="forks only on Linux")
+def test_user_exception_from_a_forked_worker_reaches_the_driver(tmp_path):
+    results, out = _run_fork_script(tmp_path, "error")
+    assert "RESULT raised" in results, out

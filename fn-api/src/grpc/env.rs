@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -559,7 +559,7 @@ struct ProcessLauncher {
     env: BTreeMap<String, String>,
     pipeline_options: String,
     semi_persistent_dir: PathBuf,
-    child: Mutex<Option<Child>>,
+    child: Mutex<Option<super::warm::Harness>>,
     output: Arc<Mutex<VecDeque<String>>>,
     /// Output pipes read to their end.
     pipes_done: Arc<AtomicUsize>,
@@ -655,23 +655,13 @@ impl Launcher for ProcessLauncher {
                     .stdin(Stdio::null())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped());
-                cmd.spawn().map_err(|e| Error::Harness {
+                super::warm::Harness::Spawned(cmd.spawn().map_err(|e| Error::Harness {
                     worker: worker_id.to_string(),
                     message: format!("cannot start `{}`: {e}", self.command),
-                })?
+                })?)
             }
         };
-        let pipes: [Option<Box<dyn std::io::Read + Send>>; 2] = [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ];
-        for pipe in pipes.into_iter().flatten() {
+        for pipe in child.take_output().into_iter().flatten() {
             let output = self.output.clone();
             let done = self.pipes_done.clone();
             let worker = worker_id.to_string();

@@ -149,9 +149,19 @@ def prestart_workers(command: str, count: int) -> None:
     command takes them instead of starting its own. Other commands are
     ignored."""
 
+def adopt_worker(command: str, pid: int, stdin: int, stdout: int, stderr: int) -> None:
+    """Hands over a harness process for ``command`` forked from this process:
+    child ``pid`` waits for the warm shim's line (JSON ``env`` and ``argv``)
+    on the pipe ``stdin`` and writes its output to the pipes ``stdout`` and
+    ``stderr``. The next run whose environment has that command takes it.
+    From then on the three descriptors belong to this module (do not close
+    them) and it reaps the child (do not wait for it). Raises ``ValueError``
+    if ``command`` is not a harness kept warm or a descriptor is not open;
+    the caller still owns them then."""
+
 def release_workers(command: str) -> None:
-    """Stops the processes ``prestart_workers`` started for ``command`` that
-    no run took."""
+    """Stops the processes ``prestart_workers`` started, or ``adopt_worker``
+    took, for ``command`` that no run took."""
 
 def submit_job(
     endpoint: str, pipeline: bytes, options: str, job_name: str

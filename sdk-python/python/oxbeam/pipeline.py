@@ -113,8 +113,10 @@ class Pipeline(object):
 
     def _prestart_workers(self):
         """``multi_processing`` on the local runner: the harness processes
-        start now and import Oxbeam while the pipeline is built (about 0.1 s
-        each, on the other cores), not when it runs."""
+        start now, forked from this process with its imports done (see
+        ``oxbeam.runners.worker.fork_warm``), or, where forking is not safe,
+        as new processes that import Oxbeam while the pipeline is built
+        (about 0.1 s each, on the other cores), not when it runs."""
         if (self.runner or "").lower() not in _SUPPORTED_RUNNERS:
             return
         direct = self._options.view_as(DirectOptions)
@@ -125,9 +127,12 @@ class Pipeline(object):
         except (TypeError, ValueError):
             return  # run() reports the bad value
         from oxbeam import _oxbeam
+        from oxbeam.runners.worker import fork_warm
 
         self._prestarted = _worker_command()
-        _oxbeam.prestart_workers(self._prestarted, workers)
+        forked = fork_warm(self._prestarted, workers)
+        if forked < workers:
+            _oxbeam.prestart_workers(self._prestarted, workers)
 
     def __del__(self):
         prestarted = getattr(self, "_prestarted", None)
