@@ -26,6 +26,7 @@
 //! `extension-module` feature) is [`_oxbeam`]; its Python signatures are in
 //! `python/oxbeam/_oxbeam.pyi`.
 
+mod batch;
 pub mod codec;
 mod combine;
 pub mod errors;
@@ -508,6 +509,7 @@ pub fn _oxbeam(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(submit_job, m)?)?;
     m.add_function(wrap_pyfunction!(codec::encode_values, m)?)?;
     m.add_function(wrap_pyfunction!(combine::sum_into, m)?)?;
+    m.add_function(wrap_pyfunction!(batch::expand_outputs, m)?)?;
     m.add_class::<combine::SumTable>()?;
     m.add_function(wrap_pyfunction!(wat_to_wasm, m)?)?;
     m.add_class::<SinkBuffer>()?;

@@ -77,6 +77,39 @@ def test_flat_map_generator(B):
         B.assert_that(out, B.equal_to([(1, 0), (2, 0), (2, 1)]))
 
 
+def test_flat_map_of_every_kind_of_result_keeps_each_output_with_its_element(B):
+    # Lists, None (no output), tuples, strings (their characters), dicts
+    # (their keys), generators; each output keeps its input's timestamp
+    # and window.
+    def outputs(x):
+        return {0: [x, x], 1: None, 2: (x,), 3: "ab", 4: {x: 1}, 5: iter(range(x)), 6: []}[x % 7]
+
+    with B.pipeline() as p:
+        out = (
+            p
+            | B.beam.Create(list(range(14)))
+            | "Stamp" >> B.beam.Map(lambda x: B.beam.window.TimestampedValue(x, x * 10))
+            | B.beam.WindowInto(B.beam.window.FixedWindows(50))
+            | B.beam.FlatMap(outputs)
+            | "WithWindow" >> B.beam.Map(
+                lambda v, w=B.beam.DoFn.WindowParam: (v, int(w.start))
+            )
+        )
+        B.assert_that(out, B.equal_to(
+            [(0, 0), (0, 0), (2, 0), ("a", 0), ("b", 0), (4, 0), (0, 50), (1, 50), (2, 50),
+             (3, 50), (4, 50), (7, 50), (7, 50), (9, 50), ("a", 100), ("b", 100), (11, 100)]
+            + [(i, 100) for i in range(12)]))
+
+
+def test_flat_map_result_that_is_not_iterable_names_its_element(ox):
+    beam = ox.beam
+    with pytest.raises(TypeError, match="not iterable") as info:
+        with beam.Pipeline() as p:
+            p | beam.Create([[1], [2], 3, [4]]) | "Spread" >> beam.FlatMap(lambda x: x)
+    assert info.value.transform == "Spread"
+    assert info.value.element == "3"
+
+
 def test_flat_map_tuple(B):
     with B.pipeline() as p:
         out = p | B.beam.Create([("a", 2), ("b", 1)]) | B.beam.FlatMapTuple(lambda k, n: [k] * n)

@@ -142,6 +142,16 @@ def serve_worker(control_endpoint: str, worker_id: str) -> None:
     the control stream. Raises ``ExecutionError`` if the runner cannot be
     reached or the stream fails."""
 
+def expand_outputs(
+    results: List[Any], metas: List[Any], values: List[Any], out_metas: List[Any],
+    failed: List[int],
+) -> None:
+    """Flattens a FlatMap's ``results`` (one per input element: a list, any
+    other iterable, or ``None`` for no output) into ``values``, and puts
+    ``metas[i]`` in ``out_metas`` once per output of ``results[i]``. On an
+    exception sets ``failed[0]`` to the index of the result that raised and
+    raises it."""
+
 def prestart_workers(command: str, count: int) -> None:
     """Starts ``count`` harness processes for the process-environment command
     ``command`` (``PY -m oxbeam.runners.worker``) now, so they import while

@@ -20,6 +20,7 @@ from collections import _count_elements
 from operator import itemgetter, length_hint
 
 from oxbeam._oxbeam import SumTable as _SumTable
+from oxbeam._oxbeam import expand_outputs as _expand_outputs
 from oxbeam._oxbeam import sum_into as _sum_into
 from oxbeam.utils import _specials
 from oxbeam.utils.timestamp import MIN_TIMESTAMP_MICROS, Timestamp
@@ -604,18 +605,13 @@ class ParDoOp(Op):
     def _expand(self, results, values, metas):
         ov = []
         om = []
-        n = 0
+        failed = [0]
+        if results.__class__ is not list:
+            results = list(results)
         try:
-            for r in results:
-                if r is not None:
-                    if r.__class__ is not list:
-                        r = list(r)
-                    if r:
-                        ov.extend(r)
-                        om.extend([metas[n]] * len(r))
-                n += 1
+            _expand_outputs(results, metas, ov, om, failed)
         except Exception as e:
-            _annotate(e, self.label, values[n])
+            _annotate(e, self.label, values[failed[0]])
             raise
         return ov, om
 
