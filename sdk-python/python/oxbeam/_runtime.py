@@ -32,9 +32,12 @@ _GLOBAL = GlobalWindow()
 _MISSING = object()
 _first = itemgetter(0)
 _PRECOMBINE_FLUSH_KEYS = 100000
-# Largest batch an operator hands on (the executor decodes inputs in
-# batches of the same size).
-_EMIT_BATCH = 4096
+# Largest batch an operator hands on when one batch in gives more out (a
+# FlatMap's words of a batch of lines): small enough that the batch's
+# objects are still in the core's cache when the next operator reads them
+# (wordcount with 2 workers: 1.09 s at 4096, 0.96 s at 1024; a 1:1 chain
+# of Maps is not affected: the executor decodes at most 2048 per batch).
+_EMIT_BATCH = 1024
 _second = itemgetter(1)
 _none = itertools.repeat(None)
 
