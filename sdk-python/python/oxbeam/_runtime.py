@@ -442,6 +442,8 @@ class ParDoOp(Op):
         self._setup_ctx = _Contexts()
         self._bundle_ctx = _Contexts()
         self._bundle_params = []
+        # Inputs per run of a FlatMap (see _flat_map); adapts to its fan-out.
+        self._step = 16
         # Set when later plain Maps are fused into this one.
         self.chain = None
         self.chain_batch = None
@@ -646,6 +648,9 @@ class ParDoOp(Op):
         if self.flat_batch_fn is not None:
             self._emit(*self.flat_batch_fn(values, metas))
             return
+        if kind not in ("map", "filter", "partition"):
+            self._flat_map(values, metas)
+            return
         results = self._map(values) if self.fast else self._call_each(values, metas)
         if kind == "map":
             self._emit(results, metas)
@@ -654,11 +659,29 @@ class ParDoOp(Op):
             self._emit(
                 list(itertools.compress(values, keep)), list(itertools.compress(metas, keep))
             )
-        elif kind == "partition":
-            self._partition(values, metas, results)
         else:
-            ov, om = self._expand(results, values, metas)
+            self._partition(values, metas, results)
+
+    def _flat_map(self, values, metas):
+        """A FlatMap's (or DoFn's) outputs, over runs of its input sized so
+        that a run gives about ``_EMIT_BATCH`` outputs (as many as the last
+        run's fan-out says): its outputs are then still in cache when the
+        next operator reads them (wordcount's lines of ~12 words each: runs
+        of ~85 lines, not a whole batch's 1024 lines' 12k words)."""
+        n = len(values)
+        step = self._step
+        i = 0
+        while i < n:
+            if i == 0 and step >= n:
+                vs, ms = values, metas
+            else:
+                vs, ms = values[i : i + step], metas[i : i + step]
+            results = self._map(vs) if self.fast else self._call_each(vs, ms)
+            ov, om = self._expand(results, vs, ms)
             self._emit(ov, om)
+            i += len(vs)
+            step = max(1, _EMIT_BATCH * len(vs) // len(ov)) if ov else 2 * _EMIT_BATCH
+        self._step = step
 
     def _partition(self, values, metas, results):
         n = self.fnspec.n
