@@ -127,23 +127,59 @@ fn add_pair(
 #[pyclass(module = "oxbeam._oxbeam")]
 pub struct SumTable {
     slots: HashTable<Slot>,
-    /// The keys' bytes (see [`KeyKind`]), one after another; a slot holds
-    /// its key's range.
+    /// The bytes (see [`KeyKind`]) of keys longer than [`INLINE`], one
+    /// after another; a slot holds its key's start.
     keys: Vec<u8>,
     hasher: DefaultHashBuilder,
 }
 
-/// A key and its sum, in 24 bytes: a pair's lookup waits on this memory
-/// (and its key's bytes) more than on anything it computes.
+/// A key and its sum, in 32 bytes (half a cache line): a pair's lookup
+/// waits on this memory more than on anything it computes, so a key of up
+/// to [`INLINE`] bytes (most words, every `int`) is in the slot itself.
 struct Slot {
-    /// The sum's bits: an `i64`, or an `f64` if `float`.
+    /// The sum's bits: an `i64`, or an `f64` if [`FLOAT`] is set in `shape`.
     acc: u64,
-    start: u32,
-    len: u32,
     /// The key's hash's low bits: a probe of another key mostly stops here.
     hash: u32,
-    kind: KeyKind,
-    float: bool,
+    /// The key's length in bytes, [`INT`] for an `int` key, [`FLOAT`] for
+    /// a `float` sum.
+    shape: u32,
+    /// The key's bytes if it has at most [`INLINE`]; else the start of its
+    /// bytes in the table's `keys` (the first four, native order).
+    key: [u8; INLINE],
+}
+
+/// The longest key a slot holds itself.
+const INLINE: usize = 16;
+const FLOAT: u32 = 1 << 31;
+const INT: u32 = 1 << 30;
+/// Longer keys are left to Python.
+const MAX_KEY_LEN: u32 = INT - 1;
+
+impl Slot {
+    /// `shape` without the sum's type: the key's kind and length.
+    fn key_shape(kind: KeyKind, len: u32) -> u32 {
+        len | if kind == KeyKind::Int { INT } else { 0 }
+    }
+
+    fn kind(&self) -> KeyKind {
+        if self.shape & INT != 0 {
+            KeyKind::Int
+        } else {
+            KeyKind::Str
+        }
+    }
+
+    /// The key's bytes (`keys`: the table's, for a long key).
+    fn key<'a>(&'a self, keys: &'a [u8]) -> &'a [u8] {
+        let len = (self.shape & MAX_KEY_LEN) as usize;
+        if len <= INLINE {
+            &self.key[..len]
+        } else {
+            let start = u32::from_ne_bytes([self.key[0], self.key[1], self.key[2], self.key[3]]);
+            &keys[start as usize..start as usize + len]
+        }
+    }
 }
 
 /// How a key's bytes hold it.
@@ -176,18 +212,18 @@ impl Acc {
     }
 
     fn of(slot: &Slot) -> Acc {
-        if slot.float {
+        if slot.shape & FLOAT != 0 {
             Acc::Float(f64::from_bits(slot.acc))
         } else {
             Acc::Int(slot.acc as i64)
         }
     }
 
-    /// The slot fields `(acc, float)`.
-    fn bits(self) -> (u64, bool) {
+    /// The slot's `acc` for it, and its bit in `shape`.
+    fn bits(self) -> (u64, u32) {
         match self {
-            Acc::Int(i) => (i as u64, false),
-            Acc::Float(f) => (f.to_bits(), true),
+            Acc::Int(i) => (i as u64, 0),
+            Acc::Float(f) => (f.to_bits(), FLOAT),
         }
     }
 }
@@ -303,51 +339,55 @@ impl SumTable {
     /// Adds `value` at `key` (bytes as [`KeyKind`] says); `false` if the sum leaves 64
     /// bits (nothing changed).
     fn add_key(&mut self, kind: KeyKind, key: &[u8], value: Acc) -> bool {
+        let Some(len) = u32::try_from(key.len()).ok().filter(|&n| n <= MAX_KEY_LEN) else {
+            return false;
+        };
         let hash = self.hasher.hash_one((kind, key));
         let tag = hash as u32;
+        let shape = Slot::key_shape(kind, len);
         let keys = &self.keys;
         let found = self.slots.find_mut(hash, |s| {
-            s.hash == tag
-                && s.kind == kind
-                && &keys[s.start as usize..s.start as usize + s.len as usize] == key
+            s.hash == tag && s.shape & !FLOAT == shape && s.key(keys) == key
         });
         if let Some(slot) = found {
             return match Acc::of(slot).add(value) {
                 Some(sum) => {
-                    (slot.acc, slot.float) = sum.bits();
+                    let (acc, float) = sum.bits();
+                    slot.acc = acc;
+                    slot.shape = shape | float;
                     true
                 }
                 None => false,
             };
         }
-        let (Ok(start), Ok(len)) = (u32::try_from(self.keys.len()), u32::try_from(key.len()))
-        else {
-            return false;
-        };
-        if start.checked_add(len).is_none() {
-            return false;
-        }
         let Some(sum) = Acc::Int(0).add(value) else {
             return false;
         };
+        let mut inline = [0u8; INLINE];
+        if key.len() <= INLINE {
+            inline[..key.len()].copy_from_slice(key);
+        } else {
+            let Some(start) = u32::try_from(self.keys.len())
+                .ok()
+                .filter(|s| s.checked_add(len).is_some())
+            else {
+                return false;
+            };
+            inline[..4].copy_from_slice(&start.to_ne_bytes());
+            self.keys.extend_from_slice(key);
+        }
         let (acc, float) = sum.bits();
-        self.keys.extend_from_slice(key);
         let hasher = &self.hasher;
         let all_keys = &self.keys;
         self.slots.insert_unique(
             hash,
             Slot {
                 acc,
-                start,
-                len,
                 hash: tag,
-                kind,
-                float,
+                shape: shape | float,
+                key: inline,
             },
-            |s| {
-                let k = &all_keys[s.start as usize..s.start as usize + s.len as usize];
-                hasher.hash_one((s.kind, k))
-            },
+            |s| hasher.hash_one((s.kind(), s.key(all_keys))),
         );
         true
     }
@@ -359,8 +399,8 @@ fn slot_objects<'py>(
     keys: &[u8],
     slot: &Slot,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let bytes = &keys[slot.start as usize..slot.start as usize + slot.len as usize];
-    let key = match slot.kind {
+    let bytes = slot.key(keys);
+    let key = match slot.kind() {
         KeyKind::Int => {
             let mut le = [0u8; 8];
             le.copy_from_slice(bytes);

@@ -97,7 +97,9 @@ def test_sum_table_adds_as_python_does_and_leaves_the_rest():
     assert sorted(t.take_items(), key=repr) == [("k", 2), (3, 1)]
 
     rng = random.Random(7)
-    keys = ["a", "b", "ü", "日本", "\ud800", 1, -3, 2**40, True, (1, 2), 2**70]
+    # Keys of up to 16 bytes are in the table's slots, longer ones apart.
+    keys = ["a", "b", "ü", "日本", "\ud800", "k" * 16, "k" * 17, "日" * 6, "l" * 300, 1, -3,
+            2**40, True, (1, 2), 2**70]
     values = [1, -2, 0.5, 2**40, -0.0, 1e300, 2**62, 2**70, True]
     for _ in range(300):
         ps = [(rng.choice(keys), rng.choice(values)) for _ in range(rng.randint(0, 40))]
