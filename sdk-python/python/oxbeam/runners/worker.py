@@ -56,16 +56,23 @@ def fork_warm(command, count):
     forking is not safe (not Linux; more than one thread, which a fork
     would leave behind holding their locks; ``OXBEAM_WORKER_START=spawn``),
     and the caller starts them as new processes instead."""
-    if (
-        not sys.platform.startswith("linux")
-        or os.environ.get("OXBEAM_WORKER_START", "fork") != "fork"
-        or len(os.listdir("/proc/self/task")) != 1
-    ):
+    if not sys.platform.startswith("linux") or os.environ.get(
+        "OXBEAM_WORKER_START", "fork"
+    ) != "fork":
         return 0
+    try:
+        if len(os.listdir("/proc/self/task")) != 1:
+            return 0
+    except OSError:
+        return 0  # no /proc: the threads cannot be counted
     from oxbeam import _oxbeam
 
-    sys.stdout.flush()
-    sys.stderr.flush()
+    # What this process has buffered is printed once, by it.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass  # None (no console), or closed
     forked = 0
     for _ in range(count):
         stdin_r, stdin_w = os.pipe()
