@@ -407,8 +407,8 @@ impl JobHandle {
 
     /// Whether the job has ended (done, failed or cancelled).
     pub fn is_finished(&self) -> bool {
+        // Set by the job thread however it ends (see `EndSignal`).
         *self.control.ended.lock().unwrap_or_else(|e| e.into_inner())
-            || self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// Waits up to `timeout` for the job to end (done, failed or
@@ -420,7 +420,7 @@ impl JobHandle {
             .ended_cv
             .wait_timeout_while(ended, timeout, |ended| !*ended)
             .unwrap_or_else(|e| e.into_inner());
-        *ended || self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+        *ended
     }
 
     /// Waits for the job to end.

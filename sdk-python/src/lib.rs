@@ -314,7 +314,7 @@ fn prestart_workers(py: Python<'_>, command: &str, count: usize) {
 }
 
 /// Hands over a harness process for `command` that the SDK forked from
-/// this process (`oxbeam.pipeline._fork_worker`): child `pid` waits for the
+/// this process (`oxbeam.runners.worker.fork_warm`): child `pid` waits for the
 /// warm shim's line on the pipe `stdin` and writes to the pipes `stdout`
 /// and `stderr`. The next run whose environment has that command takes it;
 /// the descriptors are this module's from now on, and the child is reaped
