@@ -214,7 +214,8 @@ pub struct Stage {
     pub transform_names: Vec<String>,
     /// Main inputs.
     pub inputs: Vec<StageInput>,
-    /// Side inputs (the stage waits until they are complete).
+    /// Side inputs (the stage waits until they are ready: complete in
+    /// batch, window by window in streaming).
     pub side_inputs: Vec<StageSideInput>,
     /// Outputs read by later steps.
     pub outputs: Vec<StageOutput>,

@@ -859,3 +859,53 @@ def test_oxbeam_run_reads_a_test_stream_service(job_server, tmp_path):
     finally:
         service.stop()
     assert sorted(open(out).read().split()) == ['X', 'Y', 'Z']
+
+
+def test_an_unbounded_side_input_is_read_window_by_window(job_server, tmp_path):
+    """A side input that never ends (PeriodicImpulse in 1 s fixed windows):
+    each main element waits only until the side input's watermark has passed
+    the end of its window, then sees all of that window's side elements.
+    (Beam's DirectRunner waits the same way; the job is cancelled once the
+    results are in, as the side input would go on for an hour.)"""
+    import math
+    import time
+
+    from apache_beam.runners.runner import PipelineState
+    from apache_beam.transforms.periodicsequence import PeriodicImpulse
+
+    out = tmp_path / 'out.txt'
+    t0 = math.floor(time.time()) + 1
+
+    class Record(beam.DoFn):
+        def process(self, x, side, w=beam.DoFn.WindowParam):
+            with open(out, 'a') as f:
+                f.write('%d %d %d\n' % (x - t0, w.start.micros // 1000000 - t0,
+                                        len(side)))
+
+    p = beam.Pipeline(options=portable_options(job_server.endpoint,
+                                               extra=['--streaming']))
+    side = (p
+            | 'Ticks' >> PeriodicImpulse(start_timestamp=t0,
+                                         stop_timestamp=t0 + 3600,
+                                         fire_interval=0.25)
+            | 'SideWindows' >> beam.WindowInto(window.FixedWindows(1)))
+    _ = (p
+         | beam.Create([t0, t0 + 1, t0 + 2])
+         | beam.Map(lambda x: TimestampedValue(x, x + 0.5))
+         | 'MainWindows' >> beam.WindowInto(window.FixedWindows(1))
+         | beam.ParDo(Record(), beam.pvalue.AsList(side)))
+    result = p.run()
+    deadline = time.time() + 60
+    lines = []
+    while time.time() < deadline:
+        lines = out.read_text().splitlines() if out.exists() else []
+        if len(lines) == 3:
+            break
+        time.sleep(0.1)
+    assert not PipelineState.is_terminal(result.state), lines
+    result.cancel()
+    with pytest.raises(RuntimeError, match='CANCELLED'):
+        result.wait_until_finish()
+    assert result.state == PipelineState.CANCELLED
+    # Four ticks a second: each main element sees its window's four.
+    assert sorted(lines) == ['0 0 4', '1 1 4', '2 2 4']

@@ -11,14 +11,20 @@
 //! restrictions are materialized, so the runner can spread them over
 //! bundles and workers instead of processing them all where they were
 //! split), at side inputs (a side input must be fully materialized before
-//! its reader runs) and where a merge would create a cycle between stages.
+//! its reader runs), in streaming pipelines before a ParDo with side inputs
+//! whose main input has fixed or sliding windows (the runner holds each
+//! element back until the side inputs are ready for its window, which it
+//! reads from the stage's input) and where a merge would create a cycle
+//! between stages.
 //! With fusion disabled every executable transform is its own stage.
 
 use std::collections::BTreeMap;
 
+use oxbeam_model::pipeline::is_bounded;
 use oxbeam_model::urns::standard_p_transforms::splittable_par_do_components as sdf;
 
 use crate::graph::Graph;
+use crate::windowing::WindowFn;
 
 /// Union-find over transform indices.
 #[derive(Clone)]
@@ -47,12 +53,17 @@ pub(crate) fn fuse(g: &Graph, topo: &[String], enabled: bool) -> Vec<Vec<String>
         parent: (0..topo.len()).collect(),
     };
     if enabled {
+        let streaming = g
+            .pcollections
+            .values()
+            .any(|p| p.is_bounded == is_bounded::Enum::Unbounded as i32);
+        let starts_stage = |id: &str| starts_stage(g, id, streaming);
         let producers = g.producers();
         let consumers = g.consumers();
         let edges = edges(g, topo, &index, &producers);
         for (i, id) in topo.iter().enumerate() {
             let t = &g.transforms[id];
-            if !t.is_executable() || starts_stage(g, id) {
+            if !t.is_executable() || starts_stage(id) {
                 continue;
             }
             for p in t.main_inputs() {
@@ -69,7 +80,7 @@ pub(crate) fn fuse(g: &Graph, topo: &[String], enabled: bool) -> Vec<Vec<String>
                     let j = index[other];
                     if j < i
                         && ot.is_executable()
-                        && !starts_stage(g, other)
+                        && !starts_stage(other)
                         && ot.environment_id == t.environment_id
                         && ot.main_inputs().any(|q| q == p)
                     {
@@ -91,11 +102,32 @@ pub(crate) fn fuse(g: &Graph, topo: &[String], enabled: bool) -> Vec<Vec<String>
 }
 
 /// Whether transform `id` must read its main input as a stage input: a
-/// stateful ParDo (the runner partitions that input by key) or a splittable
-/// DoFn's process step (the runner distributes its restrictions).
-fn starts_stage(g: &Graph, id: &str) -> bool {
+/// stateful ParDo (the runner partitions that input by key), a splittable
+/// DoFn's process step (the runner distributes its restrictions), or in a
+/// `streaming` pipeline a ParDo reading side inputs by window (the runner
+/// holds its input back window by window).
+fn starts_stage(g: &Graph, id: &str, streaming: bool) -> bool {
     g.transforms[id].urn == sdf::PROCESS_SIZED_ELEMENTS_AND_RESTRICTIONS
         || crate::state::is_stateful(g, id)
+        || (streaming && reads_side_inputs_by_window(g, id))
+}
+
+/// Whether transform `id` has side inputs and a main input in fixed or
+/// sliding windows.
+fn reads_side_inputs_by_window(g: &Graph, id: &str) -> bool {
+    let t = &g.transforms[id];
+    t.side_inputs().next().is_some()
+        && t.main_inputs().any(|p| {
+            g.pcollections
+                .get(p)
+                .and_then(|pc| g.windowing_strategies.get(&pc.windowing_strategy_id))
+                .is_some_and(|ws| {
+                    matches!(
+                        ws.window_fn,
+                        WindowFn::Fixed { .. } | WindowFn::Sliding { .. }
+                    )
+                })
+        })
 }
 
 /// A data dependency between transforms `from` → `to`, and whether it is a

@@ -27,8 +27,10 @@
 //!   quiescent (no bundle in flight, nothing queued), with processing time
 //!   a synthetic clock moved only by its events. Other jobs use the wall
 //!   clock.
-//! - **Side inputs** are materialized once their watermark reaches +∞
-//!   (bounded side inputs); the reading stage waits until then.
+//! - **Side inputs** are read window by window: a queued chunk waits until
+//!   each side input's watermark has passed the end of the side window its
+//!   elements' windows map onto ([`SideRt`]); global side windows are ready
+//!   at +∞ only. Bundles see what the side inputs received so far.
 //! - **Stateful stages** (state and timers): input is split by a hash of
 //!   the key into partitions, each with its own state store and timer
 //!   queue kept across bundles, and at most one bundle in flight (a key is
@@ -59,7 +61,7 @@ use oxbeam_model::window::{BoundedWindow, Timestamp};
 use oxbeam_runner_core::coder::read_interval_window;
 use oxbeam_runner_core::state::{StageState, StateStore};
 use oxbeam_runner_core::{
-    Coder, ExecutionPlan, GroupByKeyStep, Stage, Step, WindowCoderKind, WindowedHeader,
+    Coder, ExecutionPlan, GroupByKeyStep, Stage, Step, WindowCoderKind, WindowFn, WindowedHeader,
 };
 
 use crate::data::Chunk;
@@ -159,6 +161,10 @@ struct Queued {
     chunk: Arc<Chunk>,
     hold: Watermark,
     since: Instant,
+    /// The latest end of its elements' windows (+∞ for windows without an
+    /// end the runner can read, such as the global window): the side inputs
+    /// of its stage must be ready that far (see [`SideRt`]).
+    window_end: Watermark,
 }
 
 /// Work a splittable DoFn deferred (a residual), waiting until `due`;
@@ -179,11 +185,102 @@ struct StageRt {
     /// `(bundle tag, hold)` of bundles in flight.
     in_flight: Vec<(usize, Watermark)>,
     next_tag: usize,
-    /// Side inputs: per side input, the elements so far; `None` once
-    /// materialized (or if the stage has none).
-    side: Option<Vec<Vec<u8>>>,
+    /// Side inputs, if the stage has any.
+    side: Option<SideRt>,
     /// Stateful stages: the key partitions (bundle tag = partition index).
     keyed: Option<Vec<KeyPartition>>,
+}
+
+/// The side inputs of a stage: what they hold so far, and how far each is
+/// ready.
+///
+/// As on Beam's DirectRunner, an element in main-input window `w` waits
+/// until each side input's watermark has passed the end of the side window
+/// `w` maps onto: the side input is then complete for that window, so the
+/// element sees the same contents it would at the end of the job. Fixed
+/// and sliding side windows map by `w`'s end; the global window, sessions
+/// and windows the runner cannot read are ready only at +∞. Bundles see
+/// every element the side inputs have received when they start.
+struct SideRt {
+    /// Per side input: its elements so far, back to back.
+    data: Vec<Vec<u8>>,
+    /// Per side input: how its elements are windowed.
+    window_fns: Vec<WindowFn>,
+    /// Whether `data` changed since bundles were last given it.
+    changed: bool,
+}
+
+impl SideRt {
+    /// Whether an element whose windows end by `window_end` can be
+    /// processed, the side inputs' watermarks being `watermarks`.
+    fn ready(&self, watermarks: &[Watermark], window_end: Watermark) -> bool {
+        self.window_fns.iter().zip(watermarks).all(|(f, &wm)| {
+            wm == END_OF_TIME || side_window_end(f, window_end).is_some_and(|end| wm >= end)
+        })
+    }
+
+    /// Whether every side input is complete.
+    fn complete(watermarks: &[Watermark]) -> bool {
+        watermarks.iter().all(|&wm| wm == END_OF_TIME)
+    }
+}
+
+/// The end of the side window of `side` that a main-input window ending at
+/// `main_end` maps onto (Beam's default window mapping: the window holding
+/// the main window's last instant; of sliding windows, the latest one), or
+/// `None` if it is ready only at +∞.
+fn side_window_end(side: &WindowFn, main_end: Watermark) -> Option<Watermark> {
+    if main_end == BEFORE_TIME {
+        // No elements: nothing to wait for.
+        return Some(BEFORE_TIME);
+    }
+    if main_end == END_OF_TIME {
+        return None;
+    }
+    let t = main_end - 1;
+    let (size, period, offset) = match *side {
+        WindowFn::Fixed { size_ms, offset_ms } => (size_ms, size_ms, offset_ms),
+        WindowFn::Sliding {
+            size_ms,
+            period_ms,
+            offset_ms,
+        } => (size_ms, period_ms, offset_ms),
+        _ => return None,
+    };
+    if size <= 0 || period <= 0 {
+        return None;
+    }
+    let start = t - (t - offset).rem_euclid(period);
+    Some(start.saturating_add(size))
+}
+
+/// The latest end of the windows of the elements in `bytes` (windowed
+/// values of `coder` with windows of `windows`); +∞ if any window has no
+/// end the runner can read.
+fn latest_window_end(bytes: &[u8], coder: &Coder, windows: WindowCoderKind) -> Watermark {
+    if windows != WindowCoderKind::Interval {
+        return END_OF_TIME;
+    }
+    let mut latest = BEFORE_TIME;
+    let mut input = bytes;
+    while !input.is_empty() {
+        let Ok(h) = WindowedHeader::parse(&input, &Coder::IntervalWindow) else {
+            return END_OF_TIME;
+        };
+        let mut ws = h.windows;
+        for _ in 0..h.window_count {
+            match read_interval_window(&mut ws) {
+                Ok((_, end)) => latest = latest.max(to_watermark(end)),
+                Err(_) => return END_OF_TIME,
+            }
+        }
+        let mut rest = h.value;
+        if coder.skip(&mut rest, Context::Nested).is_err() {
+            return END_OF_TIME;
+        }
+        input = rest;
+    }
+    latest
 }
 
 /// One key partition of a stateful stage.
@@ -363,9 +460,25 @@ impl<'j, 'p> Engine<'j, 'p> {
                         }
                         side_reads[i].push(reads);
                     }
+                    let side = if stage.side_inputs.is_empty() {
+                        None
+                    } else {
+                        let window_fns = stage
+                            .side_inputs
+                            .iter()
+                            .map(|si| {
+                                plan.pcollection(&si.pcollection)
+                                    .map_or(WindowFn::Global, |pc| pc.windowing.window_fn.clone())
+                            })
+                            .collect();
+                        Some(SideRt {
+                            data: vec![Vec::new(); stage.side_inputs.len()],
+                            window_fns,
+                            changed: true,
+                        })
+                    };
                     Op::Stage(StageRt {
-                        side: (!stage.side_inputs.is_empty())
-                            .then(|| vec![Vec::new(); stage.side_inputs.len()]),
+                        side,
                         keyed: stage.state.as_ref().map(|st| {
                             (0..job.options.parallelism.max(1) * 4)
                                 .map(|_| KeyPartition::new(st))
@@ -516,7 +629,7 @@ impl<'j, 'p> Engine<'j, 'p> {
     fn next_wakeup(&self) -> Duration {
         let mut wait = MAX_WAIT;
         let now_pt = self.processing_time();
-        for op in &self.ops {
+        for (i, op) in self.ops.iter().enumerate() {
             match op {
                 Op::Generate(g) if !self.throttled => {
                     if let Some(d) = g.next_due() {
@@ -540,14 +653,14 @@ impl<'j, 'p> Engine<'j, 'p> {
                 }
                 Op::Stage(s) => {
                     // Waiting for side inputs, a queue is not due.
-                    if let Some(q) = s.queue.front().filter(|_| s.side.is_none()) {
+                    if let Some(q) = s.queue.front().filter(|q| self.side_ready(i, q)) {
                         wait = wait.min(MAX_BUNDLE_DELAY.saturating_sub(q.since.elapsed()));
                     }
                     for r in &s.deferred {
                         wait = wait.min(r.due.saturating_duration_since(Instant::now()));
                     }
                     for part in s.keyed.iter().flatten() {
-                        if let Some(q) = part.queue.front().filter(|_| s.side.is_none()) {
+                        if let Some(q) = part.queue.front().filter(|q| self.side_ready(i, q)) {
                             wait = wait.min(MAX_BUNDLE_DELAY.saturating_sub(q.since.elapsed()));
                         }
                         if let (Some(t), Clock::Wall) = (part.next_processing_time, &self.clock) {
@@ -655,6 +768,7 @@ impl<'j, 'p> Engine<'j, 'p> {
             match self.readers[slot][ri] {
                 Reader::Main { step, input } => {
                     let hold = self.input_wm(step);
+                    let window_end = self.window_end(step, slot, &chunk);
                     let Op::Stage(s) = &mut self.ops[step] else {
                         return Err(internal("main input of a non-stage step"));
                     };
@@ -680,6 +794,7 @@ impl<'j, 'p> Engine<'j, 'p> {
                                     chunk,
                                     hold,
                                     since: Instant::now(),
+                                    window_end,
                                 });
                             }
                         }
@@ -691,6 +806,7 @@ impl<'j, 'p> Engine<'j, 'p> {
                         chunk: chunk.clone(),
                         hold,
                         since: Instant::now(),
+                        window_end,
                     });
                 }
                 Reader::Side { step, index } => {
@@ -698,7 +814,8 @@ impl<'j, 'p> Engine<'j, 'p> {
                         side: Some(side), ..
                     }) = &mut self.ops[step]
                     {
-                        side[index].extend_from_slice(&chunk.bytes);
+                        side.data[index].extend_from_slice(&chunk.bytes);
+                        side.changed = true;
                     }
                 }
                 Reader::Group { step } => {
@@ -782,7 +899,6 @@ impl<'j, 'p> Engine<'j, 'p> {
                     // Bundles are cut after the pass (`dispatch_by_age`):
                     // moving chunks from the queue to a bundle in flight
                     // leaves the hold below unchanged.
-                    self.materialize_side_inputs(i)?;
                     let Op::Stage(s) = &mut self.ops[i] else {
                         continue;
                     };
@@ -792,11 +908,14 @@ impl<'j, 'p> Engine<'j, 'p> {
                         if s.deferred[k].due <= now {
                             let r = s.deferred.swap_remove(k);
                             s.queued_bytes += r.chunk.bytes.len();
+                            // A residual's elements were ready when its
+                            // bundle ran, and readiness only grows.
                             s.queue.push_back(Queued {
                                 input: r.input,
                                 chunk: r.chunk,
                                 hold: r.hold,
                                 since: now,
+                                window_end: BEFORE_TIME,
                             });
                         } else {
                             k += 1;
@@ -922,35 +1041,55 @@ impl<'j, 'p> Engine<'j, 'p> {
         result
     }
 
-    /// Once every side input of stage `step` is complete, hands them to
-    /// its bundles.
-    fn materialize_side_inputs(&mut self, step: usize) -> Result<(), Error> {
-        let complete = self.side_reads[step]
+    /// The watermarks of stage `step`'s side inputs.
+    fn side_watermarks(&self, step: usize) -> Vec<Watermark> {
+        self.side_reads[step]
             .iter()
-            .flatten()
-            .all(|&s| self.slot_wm[s] == END_OF_TIME);
-        let Op::Stage(s) = &mut self.ops[step] else {
-            return Ok(());
+            .map(|reads| {
+                reads
+                    .iter()
+                    .map(|&s| self.slot_wm[s])
+                    .min()
+                    .unwrap_or(END_OF_TIME)
+            })
+            .collect()
+    }
+
+    /// Whether queued chunk `q` of stage `step` may be processed: the
+    /// stage's side inputs are ready for its windows (see [`SideRt`]). A
+    /// stateful stage waits until they are complete, as its timers may fire
+    /// in any window.
+    fn side_ready(&self, step: usize, q: &Queued) -> bool {
+        let Op::Stage(StageRt {
+            side: Some(side),
+            keyed,
+            ..
+        }) = &self.ops[step]
+        else {
+            return true;
         };
-        if s.side.is_none() || !complete {
-            return Ok(());
+        let watermarks = self.side_watermarks(step);
+        if keyed.is_some() {
+            SideRt::complete(&watermarks)
+        } else {
+            side.ready(&watermarks, q.window_end)
         }
-        let Step::Stage(stage) = &self.job.plan.steps()[step] else {
-            return Err(internal("stage op of a non-stage step"));
+    }
+
+    /// The latest window end of the elements of `chunk` (of slot `slot`),
+    /// as main input of stage `step`: only needed while the stage has side
+    /// inputs that are not complete.
+    fn window_end(&self, step: usize, slot: usize, chunk: &Chunk) -> Watermark {
+        let Op::Stage(StageRt { side: Some(_), .. }) = &self.ops[step] else {
+            return BEFORE_TIME;
         };
-        let side = s.side.take().unwrap_or_default();
-        let data: HashMap<(String, String), Vec<u8>> = stage
-            .side_inputs
-            .iter()
-            .zip(side)
-            .map(|(si, bytes)| ((si.transform.clone(), si.local_name.clone()), bytes))
-            .collect();
-        self.job
-            .side_inputs
-            .lock()
-            .map_err(|_| internal("poisoned side inputs"))?
-            .insert(step, Arc::new(StageSideInputs { data }));
-        Ok(())
+        if SideRt::complete(&self.side_watermarks(step)) {
+            return BEFORE_TIME;
+        }
+        match self.job.plan.pcollection(&self.job.slots[slot].id) {
+            Some(pc) => latest_window_end(&chunk.bytes, &pc.coder, pc.windowing.window_coder),
+            None => END_OF_TIME,
+        }
     }
 
     /// Cuts stage `step`'s queue into bundles (see the module docs).
@@ -960,11 +1099,50 @@ impl<'j, 'p> Engine<'j, 'p> {
         let synthetic = matches!(self.clock, Clock::Synthetic(_));
         let pt = self.processing_time();
         let in_wm = self.input_wm(step);
+        let side_wms = self.side_watermarks(step);
         let Op::Stage(s) = &mut self.ops[step] else {
             return Ok(());
         };
-        if s.side.is_some() {
-            return Ok(());
+        let side_ready = |q: &Queued, side: &Option<SideRt>| {
+            side.as_ref()
+                .is_none_or(|side| side.ready(&side_wms, q.window_end))
+        };
+        if let Some(side) = &mut s.side {
+            // A stateful stage waits until its side inputs are complete.
+            if s.keyed.is_some() && !SideRt::complete(&side_wms) {
+                return Ok(());
+            }
+            // Bundles cut below see everything received so far.
+            let Step::Stage(stage) = &self.job.plan.steps()[step] else {
+                return Err(internal("stage op of a non-stage step"));
+            };
+            if side.changed
+                && (s.keyed.is_some()
+                    || s.queue
+                        .front()
+                        .is_some_and(|q| side.ready(&side_wms, q.window_end)))
+            {
+                side.changed = false;
+                // Complete side inputs get no more elements: hand them over
+                // instead of copying them.
+                let data: Vec<Vec<u8>> = if SideRt::complete(&side_wms) {
+                    let n = side.data.len();
+                    std::mem::replace(&mut side.data, vec![Vec::new(); n])
+                } else {
+                    side.data.clone()
+                };
+                let data = stage
+                    .side_inputs
+                    .iter()
+                    .zip(data)
+                    .map(|(si, bytes)| ((si.transform.clone(), si.local_name.clone()), bytes))
+                    .collect();
+                self.job
+                    .side_inputs
+                    .lock()
+                    .map_err(|_| internal("poisoned side inputs"))?
+                    .insert(step, Arc::new(StageSideInputs { data }));
+            }
         }
         if let Some(parts) = &mut s.keyed {
             for (p, part) in parts.iter_mut().enumerate() {
@@ -984,7 +1162,7 @@ impl<'j, 'p> Engine<'j, 'p> {
                 if !ready && !timers {
                     continue;
                 }
-                let (inputs, bytes, hold) = take_bundle(&mut part.queue, target);
+                let (inputs, bytes, hold) = take_bundle(&mut part.queue, target, |_| true);
                 part.queued_bytes -= bytes;
                 s.queued_bytes -= bytes;
                 let hold = part.timer_hold.map_or(hold, |t| hold.min(t));
@@ -1009,7 +1187,9 @@ impl<'j, 'p> Engine<'j, 'p> {
             return Ok(());
         }
         while self.in_flight < self.max_in_flight {
-            let Some(front) = s.queue.front() else { break };
+            let Some(front) = s.queue.front().filter(|q| side_ready(q, &s.side)) else {
+                break;
+            };
             let ready = synthetic
                 || self.in_flight < parallelism
                 || s.queued_bytes >= target
@@ -1017,7 +1197,8 @@ impl<'j, 'p> Engine<'j, 'p> {
             if !ready {
                 break;
             }
-            let (inputs, bytes, hold) = take_bundle(&mut s.queue, target);
+            let side = &s.side;
+            let (inputs, bytes, hold) = take_bundle(&mut s.queue, target, |q| side_ready(q, side));
             s.queued_bytes -= bytes;
             let tag = s.next_tag;
             s.next_tag = s.next_tag.wrapping_add(1);
@@ -1143,14 +1324,19 @@ impl<'j, 'p> Engine<'j, 'p> {
     }
 }
 
-/// Takes queued chunks up to `target` bytes (at least one): the bundle's
-/// inputs, their bytes, and their minimum hold.
-fn take_bundle(queue: &mut VecDeque<Queued>, target: usize) -> (BundleInputs, usize, Watermark) {
+/// Takes queued chunks up to `target` bytes (at least one) and up to the
+/// first that is not `ready`: the bundle's inputs, their bytes, and their
+/// minimum hold.
+fn take_bundle(
+    queue: &mut VecDeque<Queued>,
+    target: usize,
+    ready: impl Fn(&Queued) -> bool,
+) -> (BundleInputs, usize, Watermark) {
     let mut inputs: BundleInputs = Vec::new();
     let mut bytes = 0;
     let mut hold = END_OF_TIME;
     while let Some(q) = queue.front() {
-        if !inputs.is_empty() && bytes + q.chunk.bytes.len() > target {
+        if !ready(q) || (!inputs.is_empty() && bytes + q.chunk.bytes.len() > target) {
             break;
         }
         let Some(q) = queue.pop_front() else { break };

@@ -14,7 +14,7 @@
 //! cover (state of windows and groupings, other sinks, several servers) is
 //! written down in `docs/design/streaming.md` §4.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use oxbeam_model::coders::WindowedValueHeader;
@@ -27,7 +27,7 @@ use oxbeam_runner_core::{
 };
 use redis::{Connection, Value};
 
-use super::{Engine, Op};
+use super::{Engine, Op, Queued};
 use crate::Error;
 use crate::job::{BEFORE_TIME, END_OF_TIME, Watermark};
 
@@ -654,17 +654,18 @@ impl Engine<'_, '_> {
         if self.redis.is_empty() || self.in_flight > 0 {
             return Ok(false);
         }
-        // A stage waiting for its side inputs (`side` is set until they are
-        // complete) cannot take its queue before sources advance.
-        let quiescent = self.ops.iter().all(|o| match o {
+        // A queue waiting for its stage's side inputs cannot be taken
+        // before sources advance.
+        let waits =
+            |i: usize, q: &VecDeque<Queued>| q.front().is_none_or(|q| !self.side_ready(i, q));
+        let quiescent = self.ops.iter().enumerate().all(|(i, o)| match o {
             Op::Stage(s) => {
-                let blocked = s.side.is_some();
-                (blocked || s.queue.is_empty())
+                waits(i, &s.queue)
                     && s.in_flight.is_empty()
                     && s.keyed
                         .iter()
                         .flatten()
-                        .all(|p| (blocked || p.queue.is_empty()) && p.busy.is_none())
+                        .all(|p| waits(i, &p.queue) && p.busy.is_none())
             }
             _ => true,
         });
@@ -693,11 +694,10 @@ impl Engine<'_, '_> {
         }
         // Input a stage holds while it waits for side inputs is read but
         // not processed: the offsets wait for it.
+        // (The pipeline is quiescent: a queue that is not empty waits.)
         let holding = self.ops.iter().any(|o| match o {
             Op::Stage(s) => {
-                s.side.is_some()
-                    && (!s.queue.is_empty()
-                        || s.keyed.iter().flatten().any(|p| !p.queue.is_empty()))
+                !s.queue.is_empty() || s.keyed.iter().flatten().any(|p| !p.queue.is_empty())
             }
             _ => false,
         });

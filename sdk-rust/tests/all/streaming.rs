@@ -6,7 +6,7 @@ use std::time::Duration;
 use oxbeam::io::Generate;
 use oxbeam::window::{AfterCount, AfterProcessingTime, AfterWatermark, Repeatedly, Window};
 use oxbeam::{
-    BoundedWindow, DoFn, PCollection, ParDo, ProcessContext, TestStream, Timestamp,
+    BoundedWindow, DoFn, PCollection, ParDo, ProcessContext, SideInput, TestStream, Timestamp,
     TimestampedValue, WindowFn,
 };
 
@@ -220,6 +220,73 @@ fn generated_events_in_windows_give_exact_counts() {
     got.sort();
     assert_eq!(got.len(), 10);
     assert!(got.iter().all(|(_, n)| *n == 100), "{got:?}");
+}
+
+/// Outputs, per element, its window and the size of its window's side list.
+#[derive(Clone)]
+struct SideListSize {
+    side: SideInput<Vec<u64>>,
+}
+
+impl DoFn for SideListSize {
+    type In = u64;
+    type Out = (String, usize);
+    fn process(&mut self, _: &u64, ctx: &mut ProcessContext<'_, (String, usize)>) {
+        let n = ctx.side_input(&self.side).len();
+        let w = window_text(*ctx.window());
+        ctx.output((w, n));
+    }
+}
+
+#[test]
+fn an_unbounded_side_input_is_read_window_by_window() {
+    // The side input never ends: each main element waits only until the
+    // side input's watermark has passed the end of its window, and then
+    // sees that window's side elements, all of them.
+    let window = || WindowFn::fixed(Duration::from_millis(100));
+    let p = pipeline();
+    let side = p
+        .apply(
+            "Side",
+            Generate::unbounded()
+                .rate_per_second(1000)
+                .starting_at(ts(0)),
+        )
+        .map("SideSeq", |(_, seq): &(u64, u64)| *seq)
+        .window_into("SideWindows", window())
+        .as_list();
+    let out = p
+        .apply(
+            "Main",
+            Generate::unbounded()
+                .rate_per_second(100)
+                .starting_at(ts(0)),
+        )
+        .map("MainSeq", |(_, seq): &(u64, u64)| *seq)
+        .window_into("MainWindows", window())
+        .par_do(
+            "SideListSize",
+            ParDo::of(SideListSize { side: side.clone() }).with_side_input(&side),
+        )
+        .collect_for_testing("Out");
+    let job = p.start().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while out.values().len() < 30 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!job.is_finished());
+    job.cancel();
+    let _ = job.wait();
+    let got = out.values();
+    assert!(got.len() >= 30, "only {} results in 20 s", got.len());
+    // Main elements are 10 ms apart: ten per window, each seeing the
+    // window's 100 side elements (1 ms apart).
+    assert!(got.iter().all(|(_, n)| *n == 100), "{got:?}");
+    let mut windows: Vec<&String> = got.iter().map(|(w, _)| w).collect();
+    windows.sort();
+    windows.dedup();
+    assert!(windows.len() >= 3, "{windows:?}");
+    assert_eq!(windows[0], "[0,100)");
 }
 
 mod stateful {
