@@ -99,3 +99,42 @@ def test_process_harnesses_start_warm(job_server):
 
     run_on(build, portable_options(job_server.endpoint, 'PROCESS',
                                    extra=['--sdk_worker_parallelism=1']))
+
+
+def test_a_large_group_reaches_the_harness_through_the_state_api(job_server):
+    """A group whose values take over 1 MiB goes to Beam's harness as a
+    state-backed iterable (`beam:coder:state_backed_iterable:v1`): the
+    harness pages through its values over the State API instead of holding
+    them all at once. A small group still comes inline. Both give the same
+    values, also read twice, as on Beam's DirectRunner (where both are
+    lists)."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from helpers import portable_options, run_on
+
+    def summary(kv):
+        key, values = kv
+        first = sum(len(v) for v in values)
+        second = sorted(int(v[:6]) for v in values)
+        return (key, first, second == list(range(len(second))), type(values).__name__)
+
+    def build(lazy):
+        def pipeline(p):
+            rows = (p
+                    | beam.Create(range(12000))
+                    | beam.Map(lambda i: ('big' if i < 10000 else 'small',
+                                          '%06d' % (i if i < 10000 else i - 10000)
+                                          + 'x' * 122))
+                    | beam.GroupByKey()
+                    | beam.Map(summary))
+            assert_that(rows, equal_to([
+                ('big', 10000 * 128, True, lazy['big']),
+                ('small', 2000 * 128, True, lazy['small'])]))
+        return pipeline
+
+    run_on(build({'big': 'list', 'small': 'list'}),
+           PipelineOptions(['--runner=DirectRunner']))
+    run_on(build({'big': '_ConcatSequence', 'small': 'list'}),
+           portable_options(job_server.endpoint))

@@ -318,6 +318,10 @@ impl Harnesses {
                 .capabilities
                 .iter()
                 .any(|c| c == super::CONTROL_REQUEST_ELEMENTS_EMBEDDING),
+            state_backed_iterables: environment
+                .capabilities
+                .iter()
+                .any(|c| c == oxbeam_model::urns::standard_coders::STATE_BACKED_ITERABLE),
         });
         let executor = self.new_executor(environment_id, &kind)?;
         executors.insert(environment_id.to_string(), (kind, executor.clone()));
@@ -356,6 +360,7 @@ impl Harnesses {
                     .executor(&worker_id)
                     .with_connect_timeout(self.options.connect_timeout)
                     .with_request_embedding(spec.embed_requests)
+                    .with_state_backed_iterables(spec.state_backed_iterables)
                     .with_launcher(name, launcher),
             ));
         }
@@ -458,6 +463,8 @@ struct HarnessSpec {
     /// The environment declares control-request embedding: small bundles'
     /// inputs travel in their ProcessBundleRequests.
     embed_requests: bool,
+    /// The environment's harnesses read state-backed iterables.
+    state_backed_iterables: bool,
 }
 
 /// How the harnesses of one environment are started.

@@ -612,6 +612,7 @@ impl FnServer {
             started: Mutex::new(None),
             registered: Mutex::new(HashMap::new()),
             embed_requests: false,
+            state_backed_iterables: false,
         }
     }
 
@@ -693,6 +694,9 @@ struct Registered {
     user_state: UserStateSpecs,
     /// `(transform id, timer family id)` of every timer family of the stage.
     timer_families: Vec<(String, String)>,
+    /// Data sources of grouped values the harness reads as state-backed
+    /// iterables, with their coders.
+    state_backed: HashMap<String, state::GroupCoders>,
     /// The descriptor as registered with the harness.
     descriptor: Arc<ProcessBundleDescriptor>,
 }
@@ -741,6 +745,9 @@ pub struct GrpcExecutor {
     /// The harness reads inputs embedded in its ProcessBundleRequests
     /// (`beam:protocol:control_request_elements_embedding:v1`).
     embed_requests: bool,
+    /// The harness reads `beam:coder:state_backed_iterable:v1`: large
+    /// groups go to it through the State API.
+    state_backed_iterables: bool,
 }
 
 impl std::fmt::Debug for GrpcExecutor {
@@ -766,6 +773,16 @@ impl GrpcExecutor {
     /// data channel's hops on every small bundle.
     pub fn with_request_embedding(mut self, embed: bool) -> Self {
         self.embed_requests = embed;
+        self
+    }
+
+    /// Sends the values of groups over [`state::STATE_BACKED_GROUP_BYTES`]
+    /// as state-backed iterables, read by the harness a page at a time
+    /// through the State API: for harnesses that declare
+    /// `beam:coder:state_backed_iterable:v1` (Beam's SDKs do). A group then
+    /// need not fit in the harness's memory at once.
+    pub fn with_state_backed_iterables(mut self, enabled: bool) -> Self {
+        self.state_backed_iterables = enabled;
         self
     }
 
@@ -866,6 +883,11 @@ impl GrpcExecutor {
             spec.payload = port.encode_to_vec().into();
         }
         hd.state_api_service_descriptor = Some(super::api_descriptor(url));
+        let state_backed = if self.state_backed_iterables {
+            state::state_backed_sources(&mut hd)?
+        } else {
+            HashMap::new()
+        };
         let timer_families = timer_families(&hd)?;
         if !timer_families.is_empty() {
             // Timers travel on the data channel.
@@ -923,6 +945,7 @@ impl GrpcExecutor {
             side_inputs,
             user_state,
             timer_families,
+            state_backed,
             descriptor: hd.clone(),
         });
         self.registered
@@ -1053,18 +1076,24 @@ impl GrpcProcessor {
         instruction: &str,
         inputs: &[(&str, &[u8])],
         timers: &[(&str, &str, &[u8])],
+        state_cache: &mut StateCache,
         mut emit: impl FnMut(Elements) -> Result<()>,
     ) -> Result<()> {
         let mut batch = Vec::new();
         let mut size = 0;
         for &(source, bytes) in inputs {
             let coder = self.source_coder(source)?;
+            let groups = self.registered.state_backed.get(source);
             for_each_piece(bytes, coder, |piece| {
+                let piece = match groups {
+                    Some(g) => state::spill_large_groups(piece, g, state_cache)?,
+                    None => std::borrow::Cow::Borrowed(piece),
+                };
                 size += piece.len();
                 batch.push(elements::Data {
                     instruction_id: instruction.to_string(),
                     transform_id: source.to_string(),
-                    data: Bytes::copy_from_slice(piece),
+                    data: Bytes::copy_from_slice(&piece),
                     is_last: false,
                 });
                 if size >= DATA_BATCH_BYTES {
@@ -1339,11 +1368,14 @@ impl GrpcProcessor {
         let input_bytes: usize = inputs.iter().map(|(_, b)| b.len()).sum::<usize>()
             + timers.iter().map(|(_, _, b)| b.len()).sum::<usize>();
         self.check_inputs(inputs)?;
+        // Answers to the bundle's state requests; large groups of its input
+        // go in here as they are sent.
+        let mut state_cache = StateCache::default();
         // Small inputs travel in the request; larger ones are cut and sent
         // on the data stream once the harness has the request.
         let embedded = if self.embed_requests && has_inputs && input_bytes <= EMBED_BYTES {
             let mut all = Elements::default();
-            self.input_messages(&instruction, inputs, timers, |m| {
+            self.input_messages(&instruction, inputs, timers, &mut state_cache, |m| {
                 all.data.extend(m.data);
                 all.timers.extend(m.timers);
                 Ok(())
@@ -1392,7 +1424,9 @@ impl GrpcProcessor {
                     )));
                 }
             };
-            self.input_messages(&instruction, inputs, timers, |m| self.send_input(&data, m))?;
+            self.input_messages(&instruction, inputs, timers, &mut state_cache, |m| {
+                self.send_input(&data, m)
+            })?;
         }
 
         let mut open: HashSet<&str> = reg.ports.sinks.iter().map(|(id, _)| id.as_str()).collect();
@@ -1409,7 +1443,6 @@ impl GrpcProcessor {
             residuals: Vec::new(),
             requires_finalization: false,
         };
-        let mut state_cache = StateCache::default();
         let mut splits = match rebalancer {
             Some(r) if !inputs.is_empty() => Some(Splits {
                 rebalancer: r,

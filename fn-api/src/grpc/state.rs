@@ -10,6 +10,9 @@
 //! - `runner` keys starting with [`ALL_ELEMENTS_KEY`]: every element as a
 //!   whole windowed value (how an Oxbeam harness gives its executor the
 //!   [`SideInputs`] contract).
+//! - `runner` keys of state-backed groups: the values of a group too large
+//!   to send inline ([`spill_large_groups`]), for harnesses that read
+//!   `beam:coder:state_backed_iterable:v1`.
 //!
 //! Large answers come in pages of about [`STATE_PAGE_BYTES`], split at
 //! element boundaries (Beam SDKs decode each page on its own), linked by
@@ -266,6 +269,8 @@ impl Paged {
 pub(crate) struct StateCache {
     side_inputs: HashMap<Vec<u8>, Arc<Paged>>,
     user: HashMap<Vec<u8>, Arc<Paged>>,
+    /// State-backed groups handed to the harness so far (their keys).
+    groups: usize,
 }
 
 /// Answers one state request from `side_inputs` or `user`; failures become
@@ -562,6 +567,206 @@ fn compute(
     Ok(out)
 }
 
+/// Grouped values larger than this go to a harness that reads state-backed
+/// iterables through the State API instead of inline (see
+/// [`state_backed_sources`]).
+pub(crate) const STATE_BACKED_GROUP_BYTES: usize = 1 << 20;
+
+/// Prefix of the runner keys of state-backed groups.
+const GROUP_KEY: &[u8] = b"oxbeam/group/";
+
+/// How to read the elements of a data source of grouped values,
+/// `KV<key, Iterable<value>>` in windows.
+pub(crate) struct GroupCoders {
+    key: Coder,
+    value: Coder,
+    window: Coder,
+}
+
+/// Makes every data source of `d` that reads grouped values
+/// (`windowed_value<KV<K, iterable<V>>>`, a GroupByKey's output) read them
+/// with `beam:coder:state_backed_iterable:v1` instead: a harness then takes
+/// a large group's values through the State API, a page at a time, as
+/// Beam's runners hand large groups to Beam's SDK harnesses. Returns the
+/// coders of each such source, by transform id.
+///
+/// # Errors
+/// [`Error::Invalid`] for ports or coders that do not decode.
+pub(crate) fn state_backed_sources(
+    d: &mut ProcessBundleDescriptor,
+) -> Result<HashMap<String, GroupCoders>> {
+    use oxbeam_model::fn_execution::RemoteGrpcPort;
+    use oxbeam_model::urns::fn_api_transforms::runner::DATA_SOURCE;
+    use oxbeam_model::urns::standard_coders as urn;
+    let mut out = HashMap::new();
+    let ids: Vec<String> = d.transforms.keys().cloned().collect();
+    for id in ids {
+        let t = &d.transforms[&id];
+        let Some(spec) = t.spec.as_ref().filter(|s| s.urn == DATA_SOURCE) else {
+            continue;
+        };
+        let mut port = RemoteGrpcPort::decode(spec.payload.as_ref())
+            .map_err(|e| Error::invalid(format!("RemoteGrpcPort of transform {id}"), e))?;
+        let coder = |cid: &str| d.coders.get(cid);
+        let Some(wv) = coder(&port.coder_id).filter(|c| {
+            c.spec
+                .as_ref()
+                .is_some_and(|s| s.urn == urn::WINDOWED_VALUE)
+        }) else {
+            continue;
+        };
+        let [kv_id, window_id] = wv.component_coder_ids.as_slice() else {
+            continue;
+        };
+        let Some(kv) = coder(kv_id).filter(|c| c.spec.as_ref().is_some_and(|s| s.urn == urn::KV))
+        else {
+            continue;
+        };
+        let [key_id, iter_id] = kv.component_coder_ids.as_slice() else {
+            continue;
+        };
+        let Some(iter) =
+            coder(iter_id).filter(|c| c.spec.as_ref().is_some_and(|s| s.urn == urn::ITERABLE))
+        else {
+            continue;
+        };
+        let [value_id] = iter.component_coder_ids.as_slice() else {
+            continue;
+        };
+        let components = pb::Components {
+            coders: d.coders.clone(),
+            ..Default::default()
+        };
+        let rust = |cid: &str| {
+            Coder::from_proto(cid, &components)
+                .map_err(|e| Error::invalid(format!("coder {cid} of data port {id}"), e))
+        };
+        let coders = GroupCoders {
+            key: rust(key_id)?,
+            value: rust(value_id)?,
+            window: rust(window_id)?,
+        };
+        let (key_id, value_id, window_id) = (key_id.clone(), value_id.clone(), window_id.clone());
+        let (kv_id, iter_id) = (kv_id.clone(), iter_id.clone());
+        let fresh = |d: &ProcessBundleDescriptor, base: &str| {
+            let mut n = format!("{base}/state-backed");
+            while d.coders.contains_key(&n) {
+                n.push('_');
+            }
+            n
+        };
+        let new = |urn: &str, components: Vec<String>| pb::Coder {
+            spec: Some(pb::FunctionSpec {
+                urn: urn.to_string(),
+                payload: Default::default(),
+            }),
+            component_coder_ids: components,
+        };
+        let sbi = fresh(d, &iter_id);
+        d.coders
+            .insert(sbi.clone(), new(urn::STATE_BACKED_ITERABLE, vec![value_id]));
+        let kv2 = fresh(d, &kv_id);
+        d.coders
+            .insert(kv2.clone(), new(urn::KV, vec![key_id, sbi]));
+        let wv2 = fresh(d, &port.coder_id);
+        d.coders
+            .insert(wv2.clone(), new(urn::WINDOWED_VALUE, vec![kv2, window_id]));
+        port.coder_id = wv2;
+        if let Some(spec) = d.transforms.get_mut(&id).and_then(|t| t.spec.as_mut()) {
+            spec.payload = port.encode_to_vec().into();
+        }
+        out.insert(id, coders);
+    }
+    Ok(out)
+}
+
+/// `piece` (whole grouped elements of a source with `coders`) as the
+/// harness is to receive it: each group whose values take more than
+/// [`STATE_BACKED_GROUP_BYTES`] becomes a state-backed iterable (count −1,
+/// no inline block, varint −1 and a runner key), its values put in `cache`
+/// under that key for the bundle's State API requests; other groups are
+/// unchanged. Borrows `piece` when no group is that large.
+///
+/// # Errors
+/// [`Error::Invalid`] for elements that do not decode.
+pub(crate) fn spill_large_groups<'a>(
+    piece: &'a [u8],
+    coders: &GroupCoders,
+    cache: &mut StateCache,
+) -> Result<std::borrow::Cow<'a, [u8]>> {
+    let bad = |e| Error::invalid("grouped element", e);
+    let mut out: Option<Vec<u8>> = None;
+    let mut rest = piece;
+    while !rest.is_empty() {
+        let start = rest;
+        wire::read_array::<8>(&mut rest).map_err(bad)?;
+        let windows = wire::read_i32_be(&mut rest).map_err(bad)?;
+        for _ in 0..windows.max(0) {
+            coders
+                .window
+                .skip(&mut rest, Context::Nested)
+                .map_err(bad)?;
+        }
+        wire::read_pane(&mut rest).map_err(bad)?;
+        coders.key.skip(&mut rest, Context::Nested).map_err(bad)?;
+        let head = &start[..start.len() - rest.len()];
+        let count = wire::read_i32_be(&mut rest).map_err(bad)?;
+        let values_start = rest;
+        let mut ends = Vec::new();
+        if count >= 0 {
+            for _ in 0..count {
+                coders.value.skip(&mut rest, Context::Nested).map_err(bad)?;
+                ends.push(values_start.len() - rest.len());
+            }
+        } else {
+            // Already in blocks: pass it on as it is.
+            let mut r = &start[head.len()..];
+            Coder::Iterable(Arc::new(coders.value.clone()))
+                .skip(&mut r, Context::Nested)
+                .map_err(bad)?;
+            rest = r;
+            ends.clear();
+        }
+        let element = &start[..start.len() - rest.len()];
+        let values = &values_start[..values_start.len() - rest.len()];
+        if count < 0 || values.len() <= STATE_BACKED_GROUP_BYTES {
+            if let Some(o) = out.as_mut() {
+                o.extend_from_slice(element);
+            }
+            continue;
+        }
+        let o = out.get_or_insert_with(|| {
+            let done = piece.len() - start.len();
+            let mut v = Vec::with_capacity(done + 64);
+            v.extend_from_slice(&piece[..done]);
+            v
+        });
+        let mut token = GROUP_KEY.to_vec();
+        token.extend_from_slice(&(cache.groups as u64).to_be_bytes());
+        cache.groups += 1;
+        o.extend_from_slice(head);
+        wire::write_i32_be(o, -1);
+        wire::write_varint_i64(o, -1);
+        wire::write_length_prefixed(o, &token);
+        let key = oxbeam_model::fn_execution::StateKey {
+            r#type: Some(state_key::Type::Runner(state_key::Runner {
+                key: token.into(),
+            })),
+        };
+        cache.side_inputs.insert(
+            key.encode_to_vec(),
+            Arc::new(Paged {
+                data: values.to_vec(),
+                ends,
+            }),
+        );
+    }
+    Ok(match out {
+        Some(o) => std::borrow::Cow::Owned(o),
+        None => std::borrow::Cow::Borrowed(piece),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -774,5 +979,58 @@ mod tests {
             r.error,
             "invalid state request: appends and clears are only for user state (bag, multimap, ordered list)"
         );
+    }
+
+    /// A grouped element in the global window: key `k`, values `vs` (bytes).
+    fn group(k: &[u8], vs: &[Vec<u8>]) -> Vec<u8> {
+        let mut e = Vec::new();
+        wire::write_i64_be(&mut e, 0);
+        wire::write_i32_be(&mut e, 1);
+        e.push(0x0F);
+        wire::write_length_prefixed(&mut e, k);
+        wire::write_i32_be(&mut e, vs.len() as i32);
+        for v in vs {
+            wire::write_length_prefixed(&mut e, v);
+        }
+        e
+    }
+
+    #[test]
+    fn large_groups_become_state_backed_and_small_ones_stay_inline() {
+        let coders = GroupCoders {
+            key: Coder::Bytes,
+            value: Coder::Bytes,
+            window: Coder::GlobalWindow,
+        };
+        let small = group(b"s", &[b"a".to_vec(), b"b".to_vec()]);
+        let big_values: Vec<Vec<u8>> = (0..3000u32).map(|i| vec![i as u8; 500]).collect();
+        let big = group(b"big", &big_values);
+        let mut cache = StateCache::default();
+        // Only small groups: the piece is passed on as it is.
+        let piece = [small.clone(), small.clone()].concat();
+        let out = spill_large_groups(&piece, &coders, &mut cache).unwrap();
+        assert!(matches!(out, std::borrow::Cow::Borrowed(_)));
+        // A large group between small ones: count -1, no inline block,
+        // varint -1, then the runner key; its values are in the cache.
+        let piece = [small.clone(), big.clone(), small.clone()].concat();
+        let out = spill_large_groups(&piece, &coders, &mut cache).unwrap();
+        let head_len = 8 + 4 + 1 + 4; // timestamp, window count, pane, key "big"
+        let mut expected = small.clone();
+        expected.extend_from_slice(&big[..head_len]);
+        wire::write_i32_be(&mut expected, -1);
+        wire::write_varint_i64(&mut expected, -1);
+        let token = [GROUP_KEY, &0u64.to_be_bytes()].concat();
+        wire::write_length_prefixed(&mut expected, &token);
+        expected.extend_from_slice(&small);
+        assert_eq!(out.as_ref(), expected.as_slice());
+        let key = StateKey {
+            r#type: Some(state_key::Type::Runner(state_key::Runner {
+                key: token.into(),
+            })),
+        };
+        let paged = &cache.side_inputs[&key.encode_to_vec()];
+        assert_eq!(paged.data, big[head_len + 4..].to_vec());
+        assert_eq!(paged.ends.len(), 3000);
+        assert_eq!(paged.ends[0], 2 + 500);
     }
 }
