@@ -578,7 +578,8 @@ const GROUP_KEY: &[u8] = b"oxbeam/group/";
 /// How to read the elements of a data source of grouped values,
 /// `KV<key, Iterable<value>>` in windows.
 pub(crate) struct GroupCoders {
-    key: Coder,
+    /// `KV<key, Iterable<value>>`.
+    kv: Coder,
     value: Coder,
     window: Coder,
 }
@@ -607,30 +608,25 @@ pub(crate) fn state_backed_sources(
         };
         let mut port = RemoteGrpcPort::decode(spec.payload.as_ref())
             .map_err(|e| Error::invalid(format!("RemoteGrpcPort of transform {id}"), e))?;
-        let coder = |cid: &str| d.coders.get(cid);
-        let Some(wv) = coder(&port.coder_id).filter(|c| {
-            c.spec
-                .as_ref()
-                .is_some_and(|s| s.urn == urn::WINDOWED_VALUE)
-        }) else {
-            continue;
+        // The coder `cid`, if it has URN `u`.
+        let coder = |cid: &str, u: &str| {
+            d.coders
+                .get(cid)
+                .filter(|c| c.spec.as_ref().is_some_and(|s| s.urn == u))
         };
-        let [kv_id, window_id] = wv.component_coder_ids.as_slice() else {
-            continue;
-        };
-        let Some(kv) = coder(kv_id).filter(|c| c.spec.as_ref().is_some_and(|s| s.urn == urn::KV))
+        let Some([kv_id, window_id]) =
+            coder(&port.coder_id, urn::WINDOWED_VALUE).map(|c| c.component_coder_ids.as_slice())
         else {
             continue;
         };
-        let [key_id, iter_id] = kv.component_coder_ids.as_slice() else {
-            continue;
-        };
-        let Some(iter) =
-            coder(iter_id).filter(|c| c.spec.as_ref().is_some_and(|s| s.urn == urn::ITERABLE))
+        let Some([key_id, iter_id]) =
+            coder(kv_id, urn::KV).map(|c| c.component_coder_ids.as_slice())
         else {
             continue;
         };
-        let [value_id] = iter.component_coder_ids.as_slice() else {
+        let Some([value_id]) =
+            coder(iter_id, urn::ITERABLE).map(|c| c.component_coder_ids.as_slice())
+        else {
             continue;
         };
         let components = pb::Components {
@@ -642,7 +638,7 @@ pub(crate) fn state_backed_sources(
                 .map_err(|e| Error::invalid(format!("coder {cid} of data port {id}"), e))
         };
         let coders = GroupCoders {
-            key: rust(key_id)?,
+            kv: rust(kv_id)?,
             value: rust(value_id)?,
             window: rust(window_id)?,
         };
@@ -699,41 +695,30 @@ pub(crate) fn spill_large_groups<'a>(
     let mut rest = piece;
     while !rest.is_empty() {
         let start = rest;
-        wire::read_array::<8>(&mut rest).map_err(bad)?;
-        let windows = wire::read_i32_be(&mut rest).map_err(bad)?;
-        for _ in 0..windows.max(0) {
-            coders
-                .window
-                .skip(&mut rest, Context::Nested)
-                .map_err(bad)?;
-        }
-        wire::read_pane(&mut rest).map_err(bad)?;
-        coders.key.skip(&mut rest, Context::Nested).map_err(bad)?;
-        let head = &start[..start.len() - rest.len()];
-        let count = wire::read_i32_be(&mut rest).map_err(bad)?;
-        let values_start = rest;
-        let mut ends = Vec::new();
-        if count >= 0 {
-            for _ in 0..count {
-                coders.value.skip(&mut rest, Context::Nested).map_err(bad)?;
-                ends.push(values_start.len() - rest.len());
-            }
-        } else {
-            // Already in blocks: pass it on as it is.
-            let mut r = &start[head.len()..];
-            Coder::Iterable(Arc::new(coders.value.clone()))
-                .skip(&mut r, Context::Nested)
-                .map_err(bad)?;
-            rest = r;
-            ends.clear();
-        }
+        let kv = super::read_windowed(&mut rest, &coders.kv, &coders.window)
+            .map_err(bad)?
+            .value;
         let element = &start[..start.len() - rest.len()];
-        let values = &values_start[..values_start.len() - rest.len()];
+        let (_, mut iterable) = coders
+            .kv
+            .split_kv(&mut &kv[..], Context::Nested)
+            .map_err(bad)?;
+        let head = &element[..element.len() - iterable.len()];
+        // A count, then the values (count −1: already in blocks, passed on
+        // as it is).
+        let count = wire::read_i32_be(&mut iterable).map_err(bad)?;
+        let values = iterable;
         if count < 0 || values.len() <= STATE_BACKED_GROUP_BYTES {
             if let Some(o) = out.as_mut() {
                 o.extend_from_slice(element);
             }
             continue;
+        }
+        let mut ends = Vec::with_capacity(count as usize);
+        let mut v = values;
+        for _ in 0..count {
+            coders.value.skip(&mut v, Context::Nested).map_err(bad)?;
+            ends.push(values.len() - v.len());
         }
         let o = out.get_or_insert_with(|| {
             let done = piece.len() - start.len();
@@ -998,7 +983,10 @@ mod tests {
     #[test]
     fn large_groups_become_state_backed_and_small_ones_stay_inline() {
         let coders = GroupCoders {
-            key: Coder::Bytes,
+            kv: Coder::Kv {
+                key: Arc::new(Coder::Bytes),
+                value: Arc::new(Coder::Iterable(Arc::new(Coder::Bytes))),
+            },
             value: Coder::Bytes,
             window: Coder::GlobalWindow,
         };
